@@ -1,0 +1,60 @@
+# iceml: PGXS build.
+#
+# Two commands for a newcomer (see README.md):  make demo   and   make test.
+# Both install missing Debian packages first, so this file must parse before
+# pg_config exists: the PGXS include is skipped until it does.
+
+EXTENSION   = iceml
+EXTVERSION  = 0.1.0
+
+MODULE_big  = iceml
+-include src/nn/objs.mk
+OBJS = \
+	src/iceml.o \
+	$(NN_OBJS)
+
+# The install script is assembled from one file per topic, in name order.
+DATA_built  = iceml--$(EXTVERSION).sql
+DATA        = $(wildcard sql/iceml--*--*.sql)
+
+# pg_regress: every sql/NN_name.sql, in order, against expected/NN_name.out.
+REGRESS     = $(patsubst sql/%.sql,%,$(sort $(wildcard sql/[0-9][0-9]_*.sql)))
+REGRESS_OPTS = --inputdir=. --dbname=iceml_regress
+
+PG_CPPFLAGS = -I$(CURDIR)/include
+# PostgreSQL's headers as system headers: -Wextra then judges iceml's code
+# only (the headers themselves have unused parameters in inline functions).
+PG_CPPFLAGS += -isystem $(shell $(PG_CONFIG) --includedir-server 2>/dev/null)
+# -Werror is added by the test command (ICEML_STRICT=1) so that a newer
+# compiler's new warning cannot break a user's plain `make install`.
+PG_CFLAGS   = -Wall -Wextra \
+	$(if $(ICEML_STRICT),-Werror)
+SHLIB_LINK += -lopenblas -ljson-c -lm
+
+PG_CONFIG ?= pg_config
+PGXS := $(shell $(PG_CONFIG) --pgxs 2>/dev/null)
+ifneq ($(PGXS),)
+include $(PGXS)
+else
+.DEFAULT_GOAL := all
+all install installcheck:
+	@echo "iceml: pg_config not found; run 'make test' or 'make demo' (they install the Debian packages), or install postgresql-server-dev-15" >&2
+	@exit 1
+endif
+
+iceml--$(EXTVERSION).sql: $(sort $(wildcard sql/install/*.sql))
+	cat $^ > $@
+
+.PHONY: demo test unit bench psql stop
+demo:
+	@test/harness/demo.sh
+test:
+	@test/harness/run.sh
+unit:
+	$(MAKE) -C test/unit check
+bench:
+	@test/harness/bench.sh
+psql:
+	@test/harness/cluster.sh psql
+stop:
+	@test/harness/cluster.sh stop

@@ -1,0 +1,18 @@
+/*
+ * iceml.h - shared declarations of the iceml extension (PostgreSQL side).
+ *
+ * Each subsystem has an XxxInit() called once from _PG_init; the GUCs live in
+ * src/iceml.c and are read by the subsystems through these variables.
+ */
+#ifndef ICEML_H
+#define ICEML_H
+
+#define ICEML_VERSION "0.1.0"
+
+/* GUCs (see src/iceml.c for their meaning and limits) */
+extern int	iceml_train_threads;
+extern int	iceml_max_workers;
+extern int	iceml_predict_threads;
+extern double iceml_log_inferences;
+
+#endif							/* ICEML_H */
