@@ -46,11 +46,10 @@ cluster_vars() {
 	if [ ${#sock} -gt 80 ]; then
 		sock=/tmp/iceml-$(printf %s "$base" | md5sum | cut -c1-12)
 	fi
-	case $name in
-		test) port=54391 ;;
-		demo) port=54392 ;;
-		*) port=$((54400 + $(printf %s "$name" | cksum | cut -d' ' -f1) % 500)) ;;
-	esac
+	# one port per checkout and cluster, so that several checkouts can run
+	# their clusters side by side (the port names the socket and the shared
+	# memory key even on a socket-only server)
+	port=$((50000 + $(printf %s "$base" | cksum | cut -d' ' -f1) % 10000))
 }
 
 cmd_install() {
