@@ -1,0 +1,168 @@
+/*
+ * iceml_nn.h - the CNN engine: plain C on OpenBLAS, no PostgreSQL headers.
+ *
+ * The extension's training workers and iceml_predict() call only what is
+ * declared here.  Conventions:
+ *   - images are float, layout N x C x H x W (row-major within a channel);
+ *   - inputs handed to predict/train are RAW (dB values as stored); the net
+ *     applies the per-channel standardisation it stores itself;
+ *   - functions that can fail take (char *err, size_t errlen) and write a
+ *     one-line, lower-case message there; they return NULL or a negative
+ *     value on failure and never abort the process;
+ *   - everything is malloc'd; every object has a _free that accepts NULL;
+ *   - an IcemlNet or IcemlTrainer is used by one thread at a time; the engine
+ *     keeps no global state except the OpenBLAS thread count.
+ */
+#ifndef ICEML_NN_H
+#define ICEML_NN_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define ICEML_NN_ERRLEN 256
+
+typedef struct IcemlNet IcemlNet;
+typedef struct IcemlTrainer IcemlTrainer;
+
+/* ---- architecture ---------------------------------------------------- */
+
+/* JSON text of a built-in architecture ("statoil_cnn"), NULL if unknown. */
+extern const char *iceml_nn_builtin_spec(const char *name);
+
+/*
+ * Parse and check an architecture spec (JSON, see README), infer shapes and
+ * allocate the parameters (uninitialised until iceml_net_init_params).  An
+ * invalid spec returns NULL with the layer index, its type and the shapes
+ * that do not fit in err.
+ */
+extern IcemlNet *iceml_net_create(const char *spec_json, char *err, size_t errlen);
+extern void iceml_net_free(IcemlNet *net);
+
+/* He (ReLU layers) / Glorot (others) initialisation, reproducible per seed. */
+extern void iceml_net_init_params(IcemlNet *net, uint64_t seed);
+
+extern int64_t iceml_net_param_count(const IcemlNet *net);
+extern void iceml_net_input_shape(const IcemlNet *net, int *c, int *h, int *w);
+/* The canonical spec (all defaults filled in), malloc'd JSON text. */
+extern char *iceml_net_spec_json(const IcemlNet *net);
+/* Forward FLOPs for one image (multiply-add = 2), for GFLOP/s reports. */
+extern double iceml_net_forward_flops(const IcemlNet *net);
+
+/* ---- normalisation ------------------------------------------------- */
+
+/*
+ * Per-channel mean and standard deviation over n images of x (C x H x W
+ * each), as stored with a model.  std is clamped away from 0.
+ */
+extern void iceml_nn_channel_stats(const float *x, int64_t n, int c, int hw,
+								   float *mean, float *std);
+extern int	iceml_net_set_normalisation(IcemlNet *net, const float *mean,
+										const float *std);
+/* Pointers into the net (channel count = input c); NULL when never set. */
+extern const float *iceml_net_norm_mean(const IcemlNet *net);
+extern const float *iceml_net_norm_std(const IcemlNet *net);
+
+/* ---- inference ------------------------------------------------------ */
+
+/* Process-wide OpenBLAS thread count (>= 1). */
+extern void iceml_nn_set_threads(int threads);
+
+/*
+ * Probabilities (sigmoid of the final logit) for n raw images in x.
+ * Works through the images in internal batches; the inference workspace is
+ * allocated on first use and kept with the net.  Returns 0, or -1 with err.
+ */
+extern int	iceml_net_predict(IcemlNet *net, const float *x, int64_t n,
+							  float *prob, char *err, size_t errlen);
+
+/* ---- training ------------------------------------------------------- */
+
+typedef enum IcemlOptimizer
+{
+	ICEML_OPT_SGD = 0,			/* with momentum */
+	ICEML_OPT_ADAM = 1
+} IcemlOptimizer;
+
+#define ICEML_AUG_FLIP_H	0x1
+#define ICEML_AUG_FLIP_V	0x2
+#define ICEML_AUG_ROT90		0x4
+
+typedef struct IcemlTrainConfig
+{
+	int			batch_size;		/* >= 1 */
+	float		learning_rate;	/* > 0 */
+	IcemlOptimizer optimizer;
+	float		momentum;		/* SGD, e.g. 0.9 */
+	float		weight_decay;	/* >= 0 (decoupled for Adam) */
+	float		beta1;			/* Adam, 0.9 */
+	float		beta2;			/* Adam, 0.999 */
+	float		epsilon;		/* Adam, 1e-7 */
+	int			augment;		/* ICEML_AUG_* bits, 0 for none */
+	uint64_t	seed;			/* shuffling, dropout, augmentation */
+} IcemlTrainConfig;
+
+/* Defaults above (Adam, lr 1e-3, batch 32, no augmentation, seed 42). */
+extern void iceml_train_config_defaults(IcemlTrainConfig *cfg);
+
+/*
+ * A trainer owns the optimiser state and the memory plan for cfg->batch_size;
+ * nothing is allocated per batch afterwards.  The net must outlive it.
+ */
+extern IcemlTrainer *iceml_trainer_create(IcemlNet *net, const IcemlTrainConfig *cfg,
+										  char *err, size_t errlen);
+extern void iceml_trainer_free(IcemlTrainer *tr);
+
+/*
+ * Called after every batch; a non-zero return stops the epoch at once
+ * (cancel).  done/total count images.
+ */
+typedef int (*IcemlBatchCallback) (void *arg, int64_t done, int64_t total,
+								   double batch_loss);
+
+/*
+ * One epoch over n raw images x with labels y (0/1), in an order shuffled by
+ * (seed, epoch).  *mean_loss receives the mean training loss.  Returns 0 when
+ * done, 1 when the callback stopped it, -1 on error (err).
+ */
+extern int	iceml_trainer_epoch(IcemlTrainer *tr, const float *x, const float *y,
+								int64_t n, int epoch, IcemlBatchCallback cb,
+								void *cb_arg, double *mean_loss,
+								char *err, size_t errlen);
+
+/*
+ * Checkpoint: weights, optimiser state, step counters, in one malloc'd blob;
+ * restore into a trainer created for the same net spec and config.
+ */
+extern int	iceml_trainer_save(const IcemlTrainer *tr, void **blob, size_t *len);
+extern int	iceml_trainer_restore(IcemlTrainer *tr, const void *blob, size_t len,
+								  char *err, size_t errlen);
+
+/* ---- metrics -------------------------------------------------------- */
+
+typedef struct IcemlMetrics
+{
+	int64_t		n;
+	double		log_loss;
+	double		accuracy;
+	double		precision;
+	double		recall;
+	double		f1;
+	double		auc;			/* ROC AUC, ties averaged; NaN if one class */
+	int64_t		tp, fp, tn, fn;
+} IcemlMetrics;
+
+/* Metrics of probabilities against 0/1 labels at a decision threshold. */
+extern void iceml_metrics_compute(const float *prob, const float *y, int64_t n,
+								  double threshold, IcemlMetrics *out);
+
+/* ---- serialisation -------------------------------------------------- */
+
+/*
+ * A versioned binary model: magic, format version, spec, normalisation,
+ * weights, checksum.  Load refuses a truncated, corrupted or foreign blob
+ * with a message (never a crash).  Round trip is exact.
+ */
+extern int	iceml_net_save(const IcemlNet *net, void **blob, size_t *len);
+extern IcemlNet *iceml_net_load(const void *blob, size_t len, char *err, size_t errlen);
+
+#endif							/* ICEML_NN_H */
