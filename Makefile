@@ -11,6 +11,9 @@ MODULE_big  = iceml
 -include src/nn/objs.mk
 OBJS = \
 	src/iceml.o \
+	src/worker.o \
+	src/train.o \
+	src/runs.o \
 	$(NN_OBJS)
 
 # The install script is assembled from one file per topic, in name order.
@@ -27,7 +30,7 @@ PG_CPPFLAGS = -I$(CURDIR)/include
 PG_CPPFLAGS += -isystem $(shell $(PG_CONFIG) --includedir-server 2>/dev/null)
 # -Werror is added by the test command (ICEML_STRICT=1) so that a newer
 # compiler's new warning cannot break a user's plain `make install`.
-PG_CFLAGS   = -Wall -Wextra \
+PG_CFLAGS   = -Wall -Wextra -Wno-unused-parameter \
 	$(if $(ICEML_STRICT),-Werror)
 SHLIB_LINK += -lopenblas -ljson-c -lm
 

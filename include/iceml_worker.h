@@ -1,0 +1,67 @@
+/*
+ * iceml_worker.h - background workers that train, and the catalog access
+ * they share with the SQL functions.
+ */
+#ifndef ICEML_WORKER_H
+#define ICEML_WORKER_H
+
+#include "postgres.h"
+
+#include "executor/spi.h"
+
+/* What a launched worker needs besides its job id (in bgw_extra). */
+typedef struct IcemlWorkerExtra
+{
+	Oid			database;		/* the caller's database */
+	Oid			login_role;		/* the caller's session user: connects */
+	Oid			role;			/* the caller's current role: reads data */
+} IcemlWorkerExtra;
+
+/* Start a worker for run `id` when the current transaction commits. */
+extern void LaunchAtCommit(int64 id);
+
+/*
+ * Start workers for the oldest queued runs of this database, within
+ * iceml.max_workers and each study's parallel limit.  Returns how many were
+ * started.  Needs a transaction.
+ */
+extern int	LaunchQueuedRuns(void);
+
+/*
+ * Mark runs whose worker is gone (killed, crashed, server restarted) as
+ * failed.  Returns how many; does nothing in a read-only transaction.
+ */
+extern int	ReapOrphanedRuns(void);
+
+/*
+ * Catalog writes happen as the owner of iceml's catalog tables: users only
+ * read the catalog (through row-level security).  Bracket SPI calls that
+ * write with these; RestoreUser also runs on error via the caller's cleanup.
+ */
+typedef struct IcemlOwnerContext
+{
+	Oid			save_userid;
+	int			save_sec_context;
+} IcemlOwnerContext;
+
+extern Oid	CatalogOwner(void);
+extern void BecomeCatalogOwner(IcemlOwnerContext *ctx);
+extern void RestoreUser(IcemlOwnerContext *ctx);
+
+/*
+ * SPI helpers: run one statement (SPI must be connected), error out with
+ * the statement's text on failure; return SPI_processed.
+ */
+extern uint64 SpiExec(const char *sql, int nargs, Oid *argtypes, Datum *values,
+					  const char *nulls);
+/* Column `col` (1-based) of row `row` of SPI_tuptable; false if NULL. */
+extern bool SpiGetDatum(uint64 row, int col, Datum *out);
+extern char *SpiGetText(uint64 row, int col);
+
+/* The training body, in src/train.c; called by the worker main. */
+extern void TrainRunInWorker(int64 run_id, Oid role);
+
+/* Set up transaction callbacks; called from _PG_init. */
+extern void WorkerInit(void);
+
+#endif							/* ICEML_WORKER_H */

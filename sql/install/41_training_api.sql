@@ -1,0 +1,452 @@
+
+-- 41: architectures, iceml.train(), iceml.wait(), iceml.cancel(),
+-- iceml.resume() and iceml.progress.
+
+-- ---- engine access ---------------------------------------------------------
+
+CREATE FUNCTION iceml._spec_info(spec jsonb, OUT spec jsonb, OUT parameters bigint, OUT channels integer)
+    AS 'MODULE_PATHNAME', 'iceml_spec_info'
+    LANGUAGE C STABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION iceml._spec_info(jsonb) IS
+    'the engine''s canonical form of an architecture spec, its parameter count and input channels; refuses an invalid spec';
+
+CREATE FUNCTION iceml._builtin_spec(name text) RETURNS jsonb
+    AS 'MODULE_PATHNAME', 'iceml_builtin_spec'
+    LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION iceml._builtin_spec(text) IS 'a built-in architecture spec of the engine';
+
+INSERT INTO iceml.architectures (name, spec, parameters, builtin)
+SELECT 'statoil_cnn', i.spec, i.parameters, true
+  FROM iceml._spec_info(iceml._builtin_spec('statoil_cnn')) i;
+
+-- a few thousand parameters, seconds per epoch: for tests and demos
+INSERT INTO iceml.architectures (name, spec, parameters, builtin)
+SELECT 'tiny_cnn', i.spec, i.parameters, true
+  FROM iceml._spec_info('{"input": [3, 75, 75], "layers": [
+        {"type": "conv2d", "filters": 16, "kernel": 3, "stride": 2, "activation": "relu", "group": "conv", "name": "conv1"},
+        {"type": "maxpool", "size": 2, "stride": 2, "group": "maxpool", "name": "pool1"},
+        {"type": "conv2d", "filters": 32, "kernel": 3, "activation": "relu", "group": "conv", "name": "conv2"},
+        {"type": "maxpool", "size": 2, "stride": 2, "group": "maxpool", "name": "pool2"},
+        {"type": "dropout", "rate": 0.1, "group": "dropout", "name": "drop1"},
+        {"type": "gap"},
+        {"type": "dense", "units": 16, "activation": "relu", "group": "dense", "name": "fc1"},
+        {"type": "dense", "units": 1, "activation": "sigmoid", "name": "out"}]}') i;
+
+SELECT pg_catalog.pg_extension_config_dump('iceml.architectures', 'WHERE NOT builtin');
+
+-- users add architectures by INSERT through iceml.create_architecture();
+-- the trigger has the engine check the spec and fills in what users may not choose
+CREATE FUNCTION iceml._architecture_check() RETURNS trigger
+    LANGUAGE plpgsql
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    info record;
+BEGIN
+    SELECT * INTO info FROM iceml._spec_info(NEW.spec);
+    NEW.spec := info.spec;
+    NEW.parameters := info.parameters;
+    NEW.builtin := false;
+    NEW.owner := current_user;
+    NEW.created_at := now();
+    RETURN NEW;
+END
+$$;
+COMMENT ON FUNCTION iceml._architecture_check() IS
+    'checks a new architecture''s spec with the engine and records its parameter count and owner';
+CREATE TRIGGER architecture_check BEFORE INSERT OR UPDATE ON iceml.architectures
+    FOR EACH ROW EXECUTE FUNCTION iceml._architecture_check();
+
+CREATE FUNCTION iceml.create_architecture(name text, spec jsonb) RETURNS bigint
+    LANGUAGE plpgsql VOLATILE STRICT
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    info record;
+BEGIN
+    IF name !~ '^[a-z][a-z0-9_]{0,62}$' THEN
+        RAISE EXCEPTION 'invalid architecture name "%"', name
+            USING ERRCODE = '22023',
+                  HINT = 'Use lower-case letters, digits and underscores, starting with a letter.';
+    END IF;
+    IF EXISTS (SELECT FROM iceml.architectures a WHERE a.name = create_architecture.name) THEN
+        RAISE EXCEPTION 'architecture "%" already exists', name USING ERRCODE = '42710';
+    END IF;
+    INSERT INTO iceml.architectures AS a (name, spec)
+    VALUES (create_architecture.name, create_architecture.spec)
+    RETURNING a.parameters INTO info;
+    RETURN info.parameters;
+END
+$$;
+COMMENT ON FUNCTION iceml.create_architecture(text, jsonb) IS
+    'checks an architecture spec with the engine and registers it by name; returns its parameter count';
+
+-- ---- runs ------------------------------------------------------------------
+
+CREATE FUNCTION iceml._enqueue_run(experiment text, training_dataset regclass, architecture text,
+                                   spec jsonb, hyperparams jsonb, epochs integer, label text,
+                                   val_split text, channels text[], lineage jsonb,
+                                   study_id bigint, trial text, launch boolean)
+    RETURNS bigint
+    AS 'MODULE_PATHNAME', 'iceml_enqueue_run'
+    LANGUAGE C VOLATILE;
+COMMENT ON FUNCTION iceml._enqueue_run(text, regclass, text, jsonb, jsonb, integer, text, text, text[], jsonb, bigint, text, boolean) IS
+    'records a queued run as the catalog owner, on behalf of the calling role; internal to iceml.train and studies';
+
+CREATE FUNCTION iceml._insert_study(kind text, experiment text, training_dataset regclass,
+                                    architecture text, strategy text, search_space jsonb,
+                                    components jsonb, trials integer, parallel integer,
+                                    metric text, hyperparams jsonb)
+    RETURNS bigint
+    AS 'MODULE_PATHNAME', 'iceml_insert_study'
+    LANGUAGE C VOLATILE;
+COMMENT ON FUNCTION iceml._insert_study(text, text, regclass, text, text, jsonb, jsonb, integer, integer, text, jsonb) IS
+    'records a study as the catalog owner, on behalf of the calling role; internal to iceml.tune and iceml.ablation_study';
+
+CREATE FUNCTION iceml._maintain() RETURNS integer
+    AS 'MODULE_PATHNAME', 'iceml_maintain'
+    LANGUAGE C VOLATILE;
+COMMENT ON FUNCTION iceml._maintain() IS
+    'marks runs whose worker died as failed and starts queued runs that have room; returns how many runs were marked';
+
+CREATE FUNCTION iceml._xmin_is_current(xid) RETURNS boolean
+    AS 'MODULE_PATHNAME', 'iceml_xmin_is_current'
+    LANGUAGE C STABLE STRICT PARALLEL RESTRICTED;
+COMMENT ON FUNCTION iceml._xmin_is_current(xid) IS
+    'whether a row version was written by the current transaction';
+
+-- What a run needs to know about its training dataset.
+CREATE FUNCTION iceml._dataset_info(training_dataset regclass,
+                                    OUT label text, OUT val_split text, OUT lineage jsonb)
+    LANGUAGE plpgsql STABLE STRICT
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    td record;
+BEGIN
+    SELECT * INTO td FROM iceml.training_datasets t WHERE t.relation = training_dataset;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'relation % is not an iceml training dataset', training_dataset
+            USING ERRCODE = '22023',
+                  HINT = 'Create one with iceml.create_training_dataset(); iceml.training_datasets lists them.';
+    END IF;
+    IF NOT td.splits ? 'train' THEN
+        RAISE EXCEPTION 'training dataset % has no "train" split', training_dataset
+            USING ERRCODE = '22023';
+    END IF;
+    label := td.label;
+    val_split := CASE WHEN td.splits ? 'validation' THEN 'validation'
+                      WHEN td.splits ? 'test' THEN 'test' END;
+    lineage := jsonb_build_object('training_dataset', training_dataset::text,
+                                  'name', td.name, 'version', td.version,
+                                  'feature_group', td.feature_group::text,
+                                  'splits', td.splits, 'seed', td.seed) || to_jsonb(td) - 'splits';
+END
+$$;
+COMMENT ON FUNCTION iceml._dataset_info(regclass) IS
+    'label column, validation split and lineage of a training dataset';
+
+-- Hyperparameters with their defaults filled in; every fault is 22023 naming the field.
+CREATE FUNCTION iceml._resolve_hyperparams(hyperparams jsonb, training_dataset regclass)
+    RETURNS jsonb
+    LANGUAGE plpgsql STABLE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    known constant text[] := ARRAY['epochs', 'batch_size', 'learning_rate', 'optimizer', 'seed',
+                                   'threads', 'augment', 'early_stopping_patience', 'channels',
+                                   'deploy', 'momentum', 'weight_decay', 'checkpoint_every'];
+    hp jsonb;
+    k text;
+    ch text;
+    cols text[];
+BEGIN
+    IF hyperparams IS NULL THEN
+        hyperparams := '{}';
+    END IF;
+    IF jsonb_typeof(hyperparams) <> 'object' THEN
+        RAISE EXCEPTION 'hyperparams must be a JSON object, not %', jsonb_typeof(hyperparams)
+            USING ERRCODE = '22023';
+    END IF;
+    FOR k IN SELECT jsonb_object_keys(hyperparams) LOOP
+        IF NOT k = ANY (known) THEN
+            RAISE EXCEPTION 'unknown hyperparameter "%"', k
+                USING ERRCODE = '22023',
+                      HINT = 'Known hyperparameters: ' || array_to_string(known, ', ') || '.';
+        END IF;
+    END LOOP;
+
+    hp := jsonb_build_object(
+        'epochs', 20, 'batch_size', 32, 'learning_rate', 0.001, 'optimizer', 'adam',
+        'seed', 42, 'threads', current_setting('iceml.train_threads')::int, 'augment', false,
+        'early_stopping_patience', 0, 'channels', '["band_1", "band_2", "band_avg"]'::jsonb,
+        'deploy', 'if_better', 'momentum', 0.9, 'weight_decay', 0, 'checkpoint_every', 1)
+        || hyperparams;
+
+    PERFORM iceml._check_integer(hp, 'epochs', 1, 100000);
+    PERFORM iceml._check_integer(hp, 'batch_size', 1, 65536);
+    PERFORM iceml._check_integer(hp, 'seed', 0, 2147483647);
+    PERFORM iceml._check_integer(hp, 'threads', 1, 64);
+    PERFORM iceml._check_integer(hp, 'early_stopping_patience', 0, 100000);
+    PERFORM iceml._check_integer(hp, 'checkpoint_every', 0, 100000);
+    IF jsonb_typeof(hp->'learning_rate') <> 'number' OR (hp->>'learning_rate')::float8 <= 0
+       OR (hp->>'learning_rate')::float8 > 10 THEN
+        RAISE EXCEPTION 'hyperparameter "learning_rate" must be a number in (0, 10], not %', hp->'learning_rate'
+            USING ERRCODE = '22023';
+    END IF;
+    IF jsonb_typeof(hp->'momentum') <> 'number' OR (hp->>'momentum')::float8 NOT BETWEEN 0 AND 0.999999 THEN
+        RAISE EXCEPTION 'hyperparameter "momentum" must be a number in [0, 1), not %', hp->'momentum'
+            USING ERRCODE = '22023';
+    END IF;
+    IF jsonb_typeof(hp->'weight_decay') <> 'number' OR (hp->>'weight_decay')::float8 NOT BETWEEN 0 AND 1 THEN
+        RAISE EXCEPTION 'hyperparameter "weight_decay" must be a number in [0, 1], not %', hp->'weight_decay'
+            USING ERRCODE = '22023';
+    END IF;
+    IF jsonb_typeof(hp->'optimizer') <> 'string' OR NOT hp->>'optimizer' IN ('adam', 'sgd') THEN
+        RAISE EXCEPTION 'unknown optimizer %', hp->'optimizer'
+            USING ERRCODE = '22023', HINT = 'Use "adam" or "sgd".';
+    END IF;
+    IF jsonb_typeof(hp->'augment') <> 'boolean' THEN
+        RAISE EXCEPTION 'hyperparameter "augment" must be true or false, not %', hp->'augment'
+            USING ERRCODE = '22023';
+    END IF;
+    IF jsonb_typeof(hp->'deploy') <> 'string' OR NOT hp->>'deploy' IN ('if_better', 'always', 'never') THEN
+        RAISE EXCEPTION 'hyperparameter "deploy" must be "if_better", "always" or "never", not %', hp->'deploy'
+            USING ERRCODE = '22023';
+    END IF;
+
+    -- channels: real[] columns of the dataset, or band_avg computed from band_1 and band_2
+    IF jsonb_typeof(hp->'channels') <> 'array' OR jsonb_array_length(hp->'channels') = 0 THEN
+        RAISE EXCEPTION 'hyperparameter "channels" must be a non-empty array of column names, not %', hp->'channels'
+            USING ERRCODE = '22023';
+    END IF;
+    SELECT array_agg(a.attname::text) INTO cols
+      FROM pg_attribute a
+     WHERE a.attrelid = training_dataset AND a.attnum > 0 AND NOT a.attisdropped
+       AND a.atttypid = 'real[]'::regtype;
+    FOR ch IN SELECT jsonb_array_elements_text(hp->'channels') LOOP
+        IF NOT (ch = ANY (coalesce(cols, '{}'))
+                OR (ch = 'band_avg' AND 'band_1' = ANY (coalesce(cols, '{}')) AND 'band_2' = ANY (coalesce(cols, '{}')))) THEN
+            RAISE EXCEPTION 'unknown channel "%"', ch
+                USING ERRCODE = '22023',
+                      DETAIL = format('Training dataset %s has the real[] columns %s.', training_dataset,
+                                      coalesce(array_to_string(cols, ', '), '(none)')),
+                      HINT = 'band_avg is computed from band_1 and band_2 when it is not a column.';
+        END IF;
+    END LOOP;
+    RETURN hp;
+END
+$$;
+COMMENT ON FUNCTION iceml._resolve_hyperparams(jsonb, regclass) IS
+    'checks training hyperparameters against a training dataset and fills in their defaults';
+
+CREATE FUNCTION iceml._check_integer(hp jsonb, key text, lo bigint, hi bigint) RETURNS void
+    LANGUAGE plpgsql IMMUTABLE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF jsonb_typeof(hp->key) <> 'number' OR (hp->>key)::numeric <> trunc((hp->>key)::numeric)
+       OR (hp->>key)::numeric NOT BETWEEN lo AND hi THEN
+        RAISE EXCEPTION 'hyperparameter "%" must be an integer between % and %, not %', key, lo, hi, hp->key
+            USING ERRCODE = '22023';
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION iceml._check_integer(jsonb, text, bigint, bigint) IS
+    'refuses a hyperparameter that is not an integer in range';
+
+-- Queue one run after checking everything a worker would trip over.
+CREATE FUNCTION iceml._queue_run(experiment text, training_dataset regclass, architecture text,
+                                 spec jsonb, hyperparams jsonb, study_id bigint, trial text,
+                                 launch boolean)
+    RETURNS bigint
+    LANGUAGE plpgsql VOLATILE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    hp jsonb;
+    ds record;
+    info record;
+    channels text[];
+BEGIN
+    IF experiment IS NULL OR experiment = '' THEN
+        RAISE EXCEPTION 'experiment must be a non-empty name' USING ERRCODE = '22023';
+    END IF;
+    IF training_dataset IS NULL THEN
+        RAISE EXCEPTION 'training_dataset must not be NULL' USING ERRCODE = '22023';
+    END IF;
+    SELECT * INTO ds FROM iceml._dataset_info(training_dataset);
+    hp := iceml._resolve_hyperparams(hyperparams, training_dataset);
+    SELECT * INTO info FROM iceml._spec_info(spec);
+    channels := ARRAY(SELECT jsonb_array_elements_text(hp->'channels'));
+    IF info.channels <> cardinality(channels) THEN
+        RAISE EXCEPTION 'architecture "%" takes % input channels but "channels" names %',
+                        architecture, info.channels, cardinality(channels)
+            USING ERRCODE = '22023',
+                  HINT = 'Set "channels" in hyperparams, or change "input" in the architecture.';
+    END IF;
+    RETURN iceml._enqueue_run(experiment, training_dataset, architecture, info.spec, hp,
+                              (hp->>'epochs')::int, ds.label, ds.val_split, channels,
+                              ds.lineage, study_id, trial, launch);
+END
+$$;
+COMMENT ON FUNCTION iceml._queue_run(text, regclass, text, jsonb, jsonb, bigint, text, boolean) IS
+    'checks and queues one training run; internal to iceml.train and studies';
+
+CREATE FUNCTION iceml._architecture_spec(architecture text) RETURNS jsonb
+    LANGUAGE plpgsql STABLE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    s jsonb;
+BEGIN
+    SELECT a.spec INTO s FROM iceml.architectures a WHERE a.name = architecture;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'unknown architecture "%"', architecture
+            USING ERRCODE = '22023',
+                  HINT = 'Known: ' || (SELECT string_agg(name, ', ' ORDER BY name) FROM iceml.architectures)
+                         || '; add one with iceml.create_architecture().';
+    END IF;
+    RETURN s;
+END
+$$;
+COMMENT ON FUNCTION iceml._architecture_spec(text) IS 'the spec of a named architecture, or a clear error';
+
+CREATE FUNCTION iceml.train(experiment text, training_dataset regclass,
+                            architecture text DEFAULT 'statoil_cnn', hyperparams jsonb DEFAULT '{}')
+    RETURNS bigint
+    LANGUAGE plpgsql VOLATILE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    PERFORM iceml._maintain();
+    RETURN iceml._queue_run(experiment, training_dataset, architecture,
+                            iceml._architecture_spec(architecture), hyperparams, NULL, NULL, true);
+END
+$$;
+COMMENT ON FUNCTION iceml.train(text, regclass, text, jsonb) IS
+    'queues a training run and returns its id at once; a background worker trains it, as the calling role, after the transaction commits';
+
+CREATE FUNCTION iceml.cancel(run_id bigint) RETURNS boolean
+    AS 'MODULE_PATHNAME', 'iceml_cancel_job'
+    LANGUAGE C VOLATILE STRICT;
+COMMENT ON FUNCTION iceml.cancel(bigint) IS
+    'cancels a run (within one batch) or all unfinished trials of a study; false when it had already ended';
+
+CREATE FUNCTION iceml.resume(run_id bigint) RETURNS bigint
+    AS 'MODULE_PATHNAME', 'iceml_resume_run'
+    LANGUAGE C VOLATILE STRICT;
+COMMENT ON FUNCTION iceml.resume(bigint) IS
+    'queues a failed or cancelled run again; it continues after its last checkpointed epoch';
+
+-- ---- watching --------------------------------------------------------------
+
+CREATE FUNCTION iceml._progress()
+    RETURNS TABLE (run bigint, experiment text, study bigint, trial text, status text,
+                   epoch integer, epochs integer, percent numeric, elapsed interval, eta interval,
+                   train_loss double precision, val_loss double precision, val_acc double precision,
+                   worker_pid integer, model bigint, error text)
+    LANGUAGE plpgsql VOLATILE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    PERFORM iceml._maintain();
+    RETURN QUERY
+    SELECT r.id, r.experiment, r.study_id, r.trial, r.status, r.epoch, r.epochs,
+           round(100.0 * r.epoch / r.epochs, 1),
+           CASE WHEN r.started_at IS NOT NULL THEN coalesce(r.finished_at, now()) - r.started_at END,
+           CASE WHEN r.status = 'running' AND r.epoch > 0
+                THEN (now() - r.started_at) / r.epoch * (r.epochs - r.epoch) END,
+           m.train_loss, m.val_loss, m.val_acc,
+           CASE WHEN r.status = 'running' THEN r.worker_pid END, r.model_id, r.error
+      FROM iceml.runs r
+      LEFT JOIN LATERAL (SELECT x.train_loss, x.val_loss, x.val_acc FROM iceml.run_metrics x
+                          WHERE x.run_id = r.id ORDER BY x.epoch DESC LIMIT 1) m ON true
+     ORDER BY r.id;
+END
+$$;
+COMMENT ON FUNCTION iceml._progress() IS 'the rows of iceml.progress';
+
+CREATE VIEW iceml.progress AS SELECT * FROM iceml._progress();
+COMMENT ON VIEW iceml.progress IS
+    'runs you can see, with epoch, percent done, elapsed time, estimated time left, the last losses and the worker''s pid';
+
+CREATE FUNCTION iceml.wait(run_id bigint, timeout interval DEFAULT NULL) RETURNS text
+    LANGUAGE plpgsql VOLATILE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    deadline timestamptz := clock_timestamp() + timeout;
+    reported integer := 0;
+    finished bigint[] := '{}';
+    st text;
+    own boolean;
+    m record;
+    t record;
+    polls integer := 0;
+BEGIN
+    IF current_setting('transaction_isolation') <> 'read committed' THEN
+        RAISE EXCEPTION 'iceml.wait() cannot see progress in a % transaction', current_setting('transaction_isolation')
+            USING ERRCODE = '25001', HINT = 'Call it in a READ COMMITTED transaction.';
+    END IF;
+    LOOP
+        IF polls % 25 = 0 THEN
+            PERFORM iceml._maintain();
+        END IF;
+        polls := polls + 1;
+        SELECT r.status, iceml._xmin_is_current(r.xmin) INTO st, own FROM iceml.runs r WHERE r.id = run_id;
+        IF FOUND THEN
+            IF own AND st = 'queued' THEN
+                RAISE EXCEPTION 'iceml run % was queued in this transaction and starts only when it commits', run_id
+                    USING ERRCODE = '55000', HINT = 'COMMIT, then call iceml.wait().';
+            END IF;
+            FOR m IN SELECT x.* FROM iceml.run_metrics x
+                      WHERE x.run_id = wait.run_id AND x.epoch > reported ORDER BY x.epoch LOOP
+                RAISE NOTICE 'run %: epoch %: train_loss %, val_loss %, val_acc %', run_id, m.epoch,
+                    round(m.train_loss::numeric, 4), round(m.val_loss::numeric, 4), round(m.val_acc::numeric, 4);
+                reported := m.epoch;
+            END LOOP;
+        ELSE
+            SELECT s.status, iceml._xmin_is_current(s.xmin) INTO st, own FROM iceml.studies s WHERE s.id = run_id;
+            IF NOT FOUND THEN
+                RAISE EXCEPTION 'iceml run or study % does not exist', run_id
+                    USING ERRCODE = '42704',
+                          HINT = 'iceml.progress lists the runs you can see; other roles'' runs are visible to iceml_admin only.';
+            END IF;
+            IF own THEN
+                RAISE EXCEPTION 'iceml study % was created in this transaction and starts only when it commits', run_id
+                    USING ERRCODE = '55000', HINT = 'COMMIT, then call iceml.wait().';
+            END IF;
+            FOR t IN SELECT r.id, r.trial, r.status, r.best_epoch FROM iceml.runs r
+                      WHERE r.study_id = wait.run_id AND r.status NOT IN ('queued', 'running')
+                        AND NOT r.id = ANY (finished) ORDER BY r.finished_at, r.id LOOP
+                RAISE NOTICE 'study %: trial % (run %) %', run_id, t.trial, t.id, t.status;
+                finished := finished || t.id;
+            END LOOP;
+        END IF;
+        IF st NOT IN ('queued', 'running') OR clock_timestamp() >= deadline THEN
+            RETURN st;
+        END IF;
+        PERFORM pg_sleep(0.2);
+    END LOOP;
+END
+$$;
+COMMENT ON FUNCTION iceml.wait(bigint, interval) IS
+    'waits for a run or study to end (or the timeout to pass) and returns its status; reports epochs and trials as NOTICEs';
+
+-- ---- privileges ------------------------------------------------------------
+
+GRANT SELECT ON iceml.architectures TO iceml_reader;
+GRANT INSERT (name, spec) ON iceml.architectures TO iceml_user;
+GRANT EXECUTE ON FUNCTION iceml.wait(bigint, interval), iceml._progress(), iceml._maintain(),
+    iceml._xmin_is_current(xid) TO iceml_reader;
+GRANT SELECT ON iceml.progress TO iceml_reader;
+GRANT EXECUTE ON FUNCTION iceml.train(text, regclass, text, jsonb), iceml.cancel(bigint),
+    iceml.resume(bigint), iceml.create_architecture(text, jsonb),
+    iceml._queue_run(text, regclass, text, jsonb, jsonb, bigint, text, boolean),
+    iceml._enqueue_run(text, regclass, text, jsonb, jsonb, integer, text, text, text[], jsonb, bigint, text, boolean),
+    iceml._insert_study(text, text, regclass, text, text, jsonb, jsonb, integer, integer, text, jsonb),
+    iceml._dataset_info(regclass), iceml._resolve_hyperparams(jsonb, regclass),
+    iceml._check_integer(jsonb, text, bigint, bigint), iceml._architecture_spec(text),
+    iceml._spec_info(jsonb), iceml._builtin_spec(text), iceml._architecture_check()
+    TO iceml_user;

@@ -1,0 +1,916 @@
+/*
+ * train.c - what a training worker does with its run.
+ *
+ * The worker reads the run (as the catalog owner), reads the training
+ * dataset as the role that called iceml.train() (so it sees exactly what
+ * that role may see), trains with the engine, and after every epoch commits
+ * one iceml.run_metrics row and, every checkpoint_every epochs, a checkpoint
+ * from which iceml.resume() continues.  The kept model is the epoch with the
+ * best validation loss.  Catalog writes are made as the catalog owner.
+ *
+ * Between batches the worker notices iceml.cancel() (cancel_requested) and
+ * SIGTERM (server shutdown, pg_terminate_backend): a cancelled run ends
+ * 'cancelled', a terminated one 'failed' with the reason; neither keeps a
+ * model.
+ */
+#include "postgres.h"
+
+#include <math.h>
+
+#include "access/xact.h"
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/jsonb.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/snapmgr.h"
+#include "utils/timestamp.h"
+
+#include "iceml.h"
+#include "iceml_nn.h"
+#include "iceml_worker.h"
+
+/* Everything the worker knows about its run. */
+typedef struct TrainJob
+{
+	int64		id;
+	Oid			role;
+	char	   *dataset;		/* regclass text, quoted and qualified */
+	char	   *label;
+	char	   *spec;
+	char	   *val_split;		/* NULL when the dataset has none */
+	List	   *channels;		/* of char* */
+	int			epochs;
+	int			patience;
+	int			checkpoint_every;
+	int			threads;
+	IcemlTrainConfig cfg;
+	int64		study_id;		/* 0 when not a trial */
+	char	   *study_metric;	/* within an ASHA study */
+	int			asha_min_epochs;	/* 0 unless the study is ASHA */
+	int			resume_epoch;	/* last checkpointed epoch, 0 for a fresh start */
+
+	/* data: raw channels, N x C x H x W */
+	int			c,
+				h,
+				w;
+	float	   *x_train,
+			   *y_train,
+			   *x_val,
+			   *y_val;
+	int64		n_train,
+				n_val;
+
+	/* during training */
+	TimestampTz last_cancel_check;
+	bool		cancelled;
+	bool		terminated;
+} TrainJob;
+
+/* ---- small transaction helpers ------------------------------------------- */
+
+static void
+BeginTx(void)
+{
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	SPI_connect();
+}
+
+static void
+EndTx(void)
+{
+	SPI_finish();
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+}
+
+static char *
+JsonbFieldText(Jsonb *jb, const char *key)
+{
+	JsonbValue	k;
+	JsonbValue *v;
+
+	k.type = jbvString;
+	k.val.string.val = (char *) key;
+	k.val.string.len = strlen(key);
+	v = findJsonbValueFromContainer(&jb->root, JB_FOBJECT, &k);
+	if (v == NULL || v->type == jbvNull)
+		return NULL;
+	if (v->type == jbvString)
+		return pnstrdup(v->val.string.val, v->val.string.len);
+	if (v->type == jbvNumeric)
+		return DatumGetCString(DirectFunctionCall1(numeric_out, NumericGetDatum(v->val.numeric)));
+	if (v->type == jbvBool)
+		return pstrdup(v->val.boolean ? "true" : "false");
+	/* arrays and objects: their text */
+	return JsonbToCString(NULL, (JsonbContainer *) v->val.binary.data, v->val.binary.len);
+}
+
+static double
+JsonbFieldNumber(Jsonb *jb, const char *key, double dflt)
+{
+	char	   *s = JsonbFieldText(jb, key);
+
+	return s ? strtod(s, NULL) : dflt;
+}
+
+/* ---- loading the run ----------------------------------------------------- */
+
+static void
+LoadJob(TrainJob *job)
+{
+	IcemlOwnerContext own;
+	Datum		arg = Int64GetDatum(job->id);
+	Oid			type = INT8OID;
+	Datum		d;
+	Jsonb	   *hp;
+	char	   *s;
+	MemoryContext keep = TopMemoryContext;
+	MemoryContext old;
+
+	BeginTx();
+	BecomeCatalogOwner(&own);
+	if (SpiExec("SELECT r.training_dataset::pg_catalog.text, r.label, r.spec::pg_catalog.text,"
+				"       r.val_split, r.channels, r.hyperparams, r.epochs,"
+				"       COALESCE(r.study_id, 0), s.metric, s.strategy,"
+				"       (SELECT c.epoch FROM iceml.checkpoints c WHERE c.run_id OPERATOR(pg_catalog.=) r.id)"
+				"  FROM iceml.runs r LEFT JOIN iceml.studies s ON s.id OPERATOR(pg_catalog.=) r.study_id"
+				" WHERE r.id OPERATOR(pg_catalog.=) $1",
+				1, &type, &arg, NULL) != 1)
+		elog(ERROR, "iceml run %lld vanished", (long long) job->id);
+	RestoreUser(&own);
+
+	old = MemoryContextSwitchTo(keep);
+	job->dataset = pstrdup(SpiGetText(0, 1));
+	job->label = pstrdup(SpiGetText(0, 2));
+	job->spec = pstrdup(SpiGetText(0, 3));
+	s = SpiGetText(0, 4);
+	job->val_split = s ? pstrdup(s) : NULL;
+	{
+		ArrayType  *arr;
+		Datum	   *elems;
+		int			nelems;
+
+		SpiGetDatum(0, 5, &d);
+		arr = DatumGetArrayTypePCopy(d);
+		deconstruct_array_builtin(arr, TEXTOID, &elems, NULL, &nelems);
+		job->channels = NIL;
+		for (int i = 0; i < nelems; i++)
+			job->channels = lappend(job->channels, TextDatumGetCString(elems[i]));
+	}
+	SpiGetDatum(0, 6, &d);
+	hp = DatumGetJsonbPCopy(d);
+	SpiGetDatum(0, 7, &d);
+	job->epochs = DatumGetInt32(d);
+	SpiGetDatum(0, 8, &d);
+	job->study_id = DatumGetInt64(d);
+	s = SpiGetText(0, 10);
+	if (s && strcmp(s, "asha") == 0)
+	{
+		job->study_metric = pstrdup(SpiGetText(0, 9));
+		job->asha_min_epochs = (int) JsonbFieldNumber(hp, "asha_min_epochs", 1);
+	}
+	job->resume_epoch = SpiGetDatum(0, 11, &d) ? DatumGetInt32(d) : 0;
+
+	iceml_train_config_defaults(&job->cfg);
+	job->cfg.batch_size = (int) JsonbFieldNumber(hp, "batch_size", job->cfg.batch_size);
+	job->cfg.learning_rate = (float) JsonbFieldNumber(hp, "learning_rate", job->cfg.learning_rate);
+	s = JsonbFieldText(hp, "optimizer");
+	job->cfg.optimizer = (s && strcmp(s, "sgd") == 0) ? ICEML_OPT_SGD : ICEML_OPT_ADAM;
+	job->cfg.momentum = (float) JsonbFieldNumber(hp, "momentum", job->cfg.momentum);
+	job->cfg.weight_decay = (float) JsonbFieldNumber(hp, "weight_decay", job->cfg.weight_decay);
+	job->cfg.seed = (uint64_t) JsonbFieldNumber(hp, "seed", 42);
+	s = JsonbFieldText(hp, "augment");
+	job->cfg.augment = (s && strcmp(s, "true") == 0) ?
+		(ICEML_AUG_FLIP_H | ICEML_AUG_FLIP_V | ICEML_AUG_ROT90) : 0;
+	job->patience = (int) JsonbFieldNumber(hp, "early_stopping_patience", 0);
+	job->checkpoint_every = (int) JsonbFieldNumber(hp, "checkpoint_every", 1);
+	job->threads = (int) JsonbFieldNumber(hp, "threads", iceml_train_threads);
+	MemoryContextSwitchTo(old);
+	EndTx();
+}
+
+/* ---- reading the training dataset ---------------------------------------- */
+
+/* Append one array value as channel `ch` of image `row` of x. */
+static void
+CopyChannel(TrainJob *job, float *x, int64 row, int ch, Datum d, bool isnull,
+			const char *column, int64 ordinal)
+{
+	int			hw = job->h * job->w;
+	ArrayType  *arr;
+	const float *v;
+
+	if (isnull)
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("training dataset %s has a NULL \"%s\" in row %lld",
+						job->dataset, column, (long long) ordinal)));
+	arr = DatumGetArrayTypeP(d);
+	if (ARR_ELEMTYPE(arr) != FLOAT4OID || ARR_NDIM(arr) != 1 || ARR_HASNULL(arr) ||
+		ARR_DIMS(arr)[0] != hw)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("training dataset %s: \"%s\" in row %lld is not a real[] of %d values without NULLs",
+						job->dataset, column, (long long) ordinal, hw),
+				 errhint("The architecture's input is %dx%dx%d.", job->c, job->h, job->w)));
+	v = (const float *) ARR_DATA_PTR(arr);
+	for (int i = 0; i < hw; i++)
+		if (!isfinite(v[i]))
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("training dataset %s: \"%s\" in row %lld has a non-finite value at element %d",
+							job->dataset, column, (long long) ordinal, i + 1)));
+	memcpy(x + (row * job->c + ch) * (int64) hw, v, sizeof(float) * hw);
+	if ((Pointer) arr != DatumGetPointer(d))
+		pfree(arr);
+}
+
+static float *
+GrowBuffer(float *buf, int64 *cap, int64 need, size_t per)
+{
+	if (need <= *cap)
+		return buf;
+	*cap = Max(need, *cap * 2);
+	buf = realloc(buf, (size_t) *cap * per * sizeof(float));
+	if (buf == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_OUT_OF_MEMORY),
+				 errmsg("out of memory reading the training dataset (%lld images)", (long long) *cap)));
+	return buf;
+}
+
+/*
+ * Read the train and validation splits as the calling role.  A channel that
+ * is not a column of the dataset may be band_avg, computed from band_1 and
+ * band_2 as the loader and iceml_predict() compute it.
+ */
+static void
+ReadDataset(TrainJob *job)
+{
+	IcemlOwnerContext own;
+	StringInfoData sql;
+	int			nch = list_length(job->channels);
+	int			avg_ch = -1;
+	ListCell   *lc;
+	Portal		portal;
+	int64		cap_train = 0,
+				cap_val = 0,
+				ordinal = 0;
+	int			hw = job->h * job->w;
+	int			ncols;
+
+	BeginTx();
+	/* read as the role that asked for the run */
+	GetUserIdAndSecContext(&own.save_userid, &own.save_sec_context);
+	SetUserIdAndSecContext(job->role, own.save_sec_context | SECURITY_LOCAL_USERID_CHANGE);
+
+	initStringInfo(&sql);
+	appendStringInfoString(&sql, "SELECT ");
+	foreach(lc, job->channels)
+	{
+		const char *ch = lfirst(lc);
+
+		if (strcmp(ch, "band_avg") == 0 &&
+			get_attnum(DatumGetObjectId(DirectFunctionCall1(regclassin, CStringGetDatum(job->dataset))),
+					   "band_avg") == InvalidAttrNumber)
+		{
+			avg_ch = foreach_current_index(lc);
+			appendStringInfoString(&sql, "band_1, band_2, ");
+		}
+		else
+			appendStringInfo(&sql, "%s, ", quote_identifier(ch));
+	}
+	ncols = nch + (avg_ch >= 0 ? 1 : 0);
+	appendStringInfo(&sql, "%s::pg_catalog.float4, split FROM %s WHERE split OPERATOR(pg_catalog.=) 'train'",
+					 quote_identifier(job->label), job->dataset);
+	if (job->val_split)
+		appendStringInfo(&sql, " OR split OPERATOR(pg_catalog.=) %s", quote_literal_cstr(job->val_split));
+
+	portal = SPI_cursor_open_with_args(NULL, sql.data, 0, NULL, NULL, NULL, true, 0);
+	for (;;)
+	{
+		SPI_cursor_fetch(portal, true, 128);
+		if (SPI_processed == 0)
+			break;
+		for (uint64 r = 0; r < SPI_processed; r++)
+		{
+			HeapTuple	tup = SPI_tuptable->vals[r];
+			TupleDesc	desc = SPI_tuptable->tupdesc;
+			bool		isnull;
+			char	   *split = SPI_getvalue(tup, desc, ncols + 2);
+			bool		is_train = strcmp(split, "train") == 0;
+			float	  **xp = is_train ? &job->x_train : &job->x_val;
+			float	  **yp = is_train ? &job->y_train : &job->y_val;
+			int64	   *np = is_train ? &job->n_train : &job->n_val;
+			int64	   *capp = is_train ? &cap_train : &cap_val;
+			int64		row = *np;
+			int64		oldcap = *capp;
+			Datum		label;
+			int			col = 1;
+
+			ordinal++;
+			*xp = GrowBuffer(*xp, capp, row + 1, (size_t) nch * hw);
+			if (*capp != oldcap)
+			{
+				int64		c2 = oldcap;
+
+				*yp = GrowBuffer(*yp, &c2, *capp, 1);
+			}
+			for (int ch = 0; ch < nch; ch++)
+			{
+				if (ch == avg_ch)
+				{
+					float	   *dst;
+
+					/* band_1 and band_2 land in this slot and the next scratch */
+					CopyChannel(job, *xp, row, ch,
+								SPI_getbinval(tup, desc, col, &isnull), isnull, "band_1", ordinal);
+					dst = *xp + (row * nch + ch) * (int64) hw;
+					{
+						Datum		b2 = SPI_getbinval(tup, desc, col + 1, &isnull);
+						ArrayType  *a2;
+						const float *v2;
+
+						if (isnull)
+							ereport(ERROR,
+									(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+									 errmsg("training dataset %s has a NULL \"band_2\" in row %lld",
+											job->dataset, (long long) ordinal)));
+						a2 = DatumGetArrayTypeP(b2);
+						if (ARR_ELEMTYPE(a2) != FLOAT4OID || ARR_NDIM(a2) != 1 ||
+							ARR_HASNULL(a2) || ARR_DIMS(a2)[0] != hw)
+							ereport(ERROR,
+									(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+									 errmsg("training dataset %s: \"band_2\" in row %lld is not a real[] of %d values without NULLs",
+											job->dataset, (long long) ordinal, hw)));
+						v2 = (const float *) ARR_DATA_PTR(a2);
+						for (int i = 0; i < hw; i++)
+							dst[i] = (dst[i] + v2[i]) * 0.5f;
+					}
+					col += 2;
+				}
+				else
+				{
+					CopyChannel(job, *xp, row, ch,
+								SPI_getbinval(tup, desc, col, &isnull), isnull,
+								(const char *) list_nth(job->channels, ch), ordinal);
+					col++;
+				}
+			}
+			label = SPI_getbinval(tup, desc, ncols + 1, &isnull);
+			if (isnull)
+				ereport(ERROR,
+						(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+						 errmsg("training dataset %s has a NULL label \"%s\" in row %lld",
+								job->dataset, job->label, (long long) ordinal)));
+			(*yp)[row] = DatumGetFloat4(label);
+			if ((*yp)[row] != 0.0f && (*yp)[row] != 1.0f)
+				ereport(ERROR,
+						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+						 errmsg("training dataset %s: label \"%s\" is %g in row %lld; it must be 0 or 1",
+								job->dataset, job->label, (*yp)[row], (long long) ordinal)));
+			(*np)++;
+		}
+		SPI_freetuptable(SPI_tuptable);
+		CHECK_FOR_INTERRUPTS();
+	}
+	SPI_cursor_close(portal);
+	SetUserIdAndSecContext(own.save_userid, own.save_sec_context);
+	EndTx();
+
+	if (job->n_train == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("training dataset %s has no rows in split \"train\"", job->dataset)));
+}
+
+/* ---- per-epoch bookkeeping ----------------------------------------------- */
+
+static int
+BatchCallback(void *arg, int64_t done, int64_t total, double batch_loss)
+{
+	TrainJob   *job = (TrainJob *) arg;
+	TimestampTz now;
+
+	(void) done;
+	(void) total;
+	(void) batch_loss;
+
+	if (ProcDiePending)
+	{
+		job->terminated = true;
+		return 1;
+	}
+	/* look at cancel_requested at most every 200 ms */
+	now = GetCurrentTimestamp();
+	if (TimestampDifferenceExceeds(job->last_cancel_check, now, 200))
+	{
+		Datum		arg1 = Int64GetDatum(job->id);
+		Oid			type = INT8OID;
+		Datum		d;
+		IcemlOwnerContext own;
+
+		job->last_cancel_check = now;
+		BeginTx();
+		BecomeCatalogOwner(&own);
+		if (SpiExec("SELECT cancel_requested FROM iceml.runs WHERE id OPERATOR(pg_catalog.=) $1",
+					1, &type, &arg1, NULL) == 1 &&
+			SpiGetDatum(0, 1, &d) && DatumGetBool(d))
+			job->cancelled = true;
+		RestoreUser(&own);
+		EndTx();
+	}
+	return job->cancelled ? 1 : 0;
+}
+
+static Datum
+NullableFloat8(double v, char *null)
+{
+	*null = isfinite(v) ? ' ' : 'n';
+	return Float8GetDatum(isfinite(v) ? v : 0.0);
+}
+
+static void
+RecordEpoch(TrainJob *job, int epoch, double train_loss, double train_acc,
+			const IcemlMetrics *val, double seconds,
+			const void *ckpt, size_t ckpt_len, const void *best, size_t best_len,
+			int best_epoch)
+{
+	IcemlOwnerContext own;
+	Oid			types[8] = {INT8OID, INT4OID, FLOAT8OID, FLOAT8OID, FLOAT8OID,
+	FLOAT8OID, FLOAT8OID, FLOAT8OID};
+	Datum		v[8];
+	char		n[9] = "        ";
+
+	BeginTx();
+	BecomeCatalogOwner(&own);
+	v[0] = Int64GetDatum(job->id);
+	v[1] = Int32GetDatum(epoch);
+	v[2] = NullableFloat8(train_loss, &n[2]);
+	v[3] = NullableFloat8(train_acc, &n[3]);
+	v[4] = NullableFloat8(val ? val->log_loss : NAN, &n[4]);
+	v[5] = NullableFloat8(val ? val->accuracy : NAN, &n[5]);
+	v[6] = NullableFloat8(val ? val->auc : NAN, &n[6]);
+	v[7] = Float8GetDatum(seconds);
+	SpiExec("INSERT INTO iceml.run_metrics (run_id, epoch, train_loss, train_acc, val_loss, val_acc, val_auc, seconds)"
+			" VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
+			" ON CONFLICT (run_id, epoch) DO UPDATE SET train_loss = EXCLUDED.train_loss,"
+			"   train_acc = EXCLUDED.train_acc, val_loss = EXCLUDED.val_loss, val_acc = EXCLUDED.val_acc,"
+			"   val_auc = EXCLUDED.val_auc, seconds = EXCLUDED.seconds, recorded_at = pg_catalog.now()",
+			8, types, v, n);
+	v[2] = Int32GetDatum(best_epoch);
+	types[2] = INT4OID;
+	n[2] = best_epoch > 0 ? ' ' : 'n';
+	SpiExec("UPDATE iceml.runs SET epoch = $2, best_epoch = $3 WHERE id OPERATOR(pg_catalog.=) $1",
+			3, types, v, n);
+	if (ckpt)
+	{
+		bytea	   *state = palloc(VARHDRSZ + ckpt_len);
+		bytea	   *beststate = palloc(VARHDRSZ + best_len);
+		Oid			ctypes[4] = {INT8OID, INT4OID, BYTEAOID, BYTEAOID};
+		Datum		cv[4];
+		char		cn[5] = "    ";
+
+		SET_VARSIZE(state, VARHDRSZ + ckpt_len);
+		memcpy(VARDATA(state), ckpt, ckpt_len);
+		SET_VARSIZE(beststate, VARHDRSZ + best_len);
+		if (best_len)
+			memcpy(VARDATA(beststate), best, best_len);
+		cv[0] = Int64GetDatum(job->id);
+		cv[1] = Int32GetDatum(epoch);
+		cv[2] = PointerGetDatum(state);
+		cv[3] = PointerGetDatum(beststate);
+		cn[3] = best_len ? ' ' : 'n';
+		SpiExec("INSERT INTO iceml.checkpoints (run_id, epoch, state, best_state) VALUES ($1, $2, $3, $4)"
+				" ON CONFLICT (run_id) DO UPDATE SET epoch = EXCLUDED.epoch, state = EXCLUDED.state,"
+				"   best_state = EXCLUDED.best_state, saved_at = pg_catalog.now()",
+				4, ctypes, cv, cn);
+	}
+	RestoreUser(&own);
+	EndTx();
+}
+
+/*
+ * ASHA, stopping form: at each rung (asha_min_epochs * 3^k epochs) a trial
+ * goes on only if it is among the best third of the trials of its study
+ * that have reached that rung so far.
+ */
+static bool
+AshaStops(TrainJob *job, int epoch)
+{
+	IcemlOwnerContext own;
+	int			rung = job->asha_min_epochs;
+	bool		lower_better;
+	const char *column;
+	Datum		args[3];
+	Oid			types[3] = {INT8OID, INT4OID, INT8OID};
+	Datum		d;
+	int64		better,
+				total;
+
+	if (job->asha_min_epochs <= 0)
+		return false;
+	while (rung < epoch)
+		rung *= 3;
+	if (rung != epoch || epoch >= job->epochs)
+		return false;
+
+	lower_better = strcmp(job->study_metric, "val_log_loss") == 0;
+	column = lower_better ? "val_loss" :
+		strcmp(job->study_metric, "val_auc") == 0 ? "val_auc" : "val_acc";
+
+	BeginTx();
+	BecomeCatalogOwner(&own);
+	args[0] = Int64GetDatum(job->study_id);
+	args[1] = Int32GetDatum(epoch);
+	args[2] = Int64GetDatum(job->id);
+	SpiExec(psprintf("WITH m AS (SELECT m.run_id, m.%s AS v FROM iceml.run_metrics m"
+					 "            JOIN iceml.runs r ON r.id OPERATOR(pg_catalog.=) m.run_id"
+					 "           WHERE r.study_id OPERATOR(pg_catalog.=) $1 AND m.epoch OPERATOR(pg_catalog.=) $2"
+					 "             AND m.%s IS NOT NULL)"
+					 " SELECT (SELECT pg_catalog.count(*) FROM m, m AS me"
+					 "          WHERE me.run_id OPERATOR(pg_catalog.=) $3 AND m.v OPERATOR(pg_catalog.%s) me.v),"
+					 "        (SELECT pg_catalog.count(*) FROM m)",
+					 column, column, lower_better ? "<" : ">"),
+			3, types, args, NULL);
+	SpiGetDatum(0, 1, &d);
+	better = DatumGetInt64(d);
+	SpiGetDatum(0, 2, &d);
+	total = DatumGetInt64(d);
+	RestoreUser(&own);
+	EndTx();
+
+	/* go on while fewer than ceil(total / 3) trials are better */
+	return better >= (total + 2) / 3;
+}
+
+/* ---- the end of a run ---------------------------------------------------- */
+
+static char *
+MetricsJson(const IcemlMetrics *m)
+{
+	return psprintf("{\"n\": %lld, \"log_loss\": %.9g, \"accuracy\": %.9g, \"precision\": %.9g,"
+					" \"recall\": %.9g, \"f1\": %.9g, \"roc_auc\": %s,"
+					" \"confusion\": {\"tp\": %lld, \"fp\": %lld, \"tn\": %lld, \"fn\": %lld}}",
+					(long long) m->n, m->log_loss, m->accuracy, m->precision, m->recall, m->f1,
+					isfinite(m->auc) ? psprintf("%.9g", m->auc) : "null",
+					(long long) m->tp, (long long) m->fp, (long long) m->tn, (long long) m->fn);
+}
+
+static char *
+NormalisationJson(IcemlNet *net, int c)
+{
+	const float *mean = iceml_net_norm_mean(net);
+	const float *std = iceml_net_norm_std(net);
+	StringInfoData s;
+
+	initStringInfo(&s);
+	appendStringInfoString(&s, "{\"mean\": [");
+	for (int i = 0; i < c; i++)
+		appendStringInfo(&s, "%s%.9g", i ? ", " : "", mean[i]);
+	appendStringInfoString(&s, "], \"std\": [");
+	for (int i = 0; i < c; i++)
+		appendStringInfo(&s, "%s%.9g", i ? ", " : "", std[i]);
+	appendStringInfoString(&s, "]}");
+	return s.data;
+}
+
+/* Study bookkeeping after one of its trials ended. */
+static void
+FinishStudyIfDone(int64 study_id)
+{
+	Datum		arg = Int64GetDatum(study_id);
+	Oid			type = INT8OID;
+
+	SpiExec("WITH t AS (SELECT r.id, r.model_id, r.status,"
+			"                  (m.metrics OPERATOR(pg_catalog.->>) 'log_loss')::float8 AS loss,"
+			"                  (m.metrics OPERATOR(pg_catalog.->>) 'accuracy')::float8 AS acc,"
+			"                  (m.metrics OPERATOR(pg_catalog.->>) 'roc_auc')::float8 AS auc"
+			"             FROM iceml.runs r LEFT JOIN iceml.models m ON m.id OPERATOR(pg_catalog.=) r.model_id"
+			"            WHERE r.study_id OPERATOR(pg_catalog.=) $1),"
+			"     s AS (SELECT * FROM iceml.studies WHERE id OPERATOR(pg_catalog.=) $1 AND status OPERATOR(pg_catalog.=) 'running'"
+			"             AND NOT EXISTS (SELECT 1 FROM t WHERE t.status OPERATOR(pg_catalog.=) ANY (ARRAY['queued', 'running']))),"
+			"     best AS (SELECT t.id, t.model_id FROM t, s WHERE t.model_id IS NOT NULL"
+			"               ORDER BY CASE s.metric WHEN 'val_log_loss' THEN t.loss"
+			"                                      WHEN 'val_auc' THEN -t.auc ELSE -t.acc END NULLS LAST, t.id LIMIT 1)"
+			" UPDATE iceml.studies st SET finished_at = pg_catalog.now(),"
+			"        status = CASE WHEN EXISTS (SELECT 1 FROM best) THEN 'succeeded' ELSE 'failed' END,"
+			"        best_run = (SELECT id FROM best), best_model = (SELECT model_id FROM best)"
+			"   FROM s WHERE st.id OPERATOR(pg_catalog.=) s.id",
+			1, &type, &arg, NULL);
+}
+
+/*
+ * Record how the run ended.  status is succeeded, failed, cancelled or
+ * stopped; model data only for succeeded (and stopped ASHA trials keep none).
+ */
+static void
+FinishRun(TrainJob *job, const char *status, const char *error,
+		  IcemlNet *net, const void *blob, size_t blob_len,
+		  const IcemlMetrics *metrics, int best_epoch)
+{
+	IcemlOwnerContext own;
+	Datum		v[8];
+	Oid			t[8];
+	char		n[9] = "        ";
+
+	BeginTx();
+	BecomeCatalogOwner(&own);
+	v[0] = Int64GetDatum(job->id);
+	t[0] = INT8OID;
+	if (blob)
+	{
+		bytea	   *weights = palloc(VARHDRSZ + blob_len);
+
+		SET_VARSIZE(weights, VARHDRSZ + blob_len);
+		memcpy(VARDATA(weights), blob, blob_len);
+		v[1] = PointerGetDatum(weights);
+		t[1] = BYTEAOID;
+		v[2] = CStringGetTextDatum(MetricsJson(metrics));
+		t[2] = TEXTOID;
+		v[3] = CStringGetTextDatum(NormalisationJson(net, job->c));
+		t[3] = TEXTOID;
+		v[4] = Int64GetDatum(iceml_net_param_count(net));
+		t[4] = INT8OID;
+		SpiExec("WITH m AS (INSERT INTO iceml.models (run_id, experiment, architecture, spec, parameters,"
+				"                         channels, normalisation, metrics, training_dataset, lineage, weights, owner)"
+				"           SELECT r.id, r.experiment, r.architecture, r.spec, $5, r.channels,"
+				"                  $4::jsonb, $3::jsonb, r.training_dataset, r.lineage, $2, r.owner"
+				"             FROM iceml.runs r WHERE r.id OPERATOR(pg_catalog.=) $1"
+				"           RETURNING id)"
+				" UPDATE iceml.runs SET model_id = (SELECT id FROM m) WHERE id OPERATOR(pg_catalog.=) $1",
+				5, t, v, NULL);
+	}
+	v[1] = CStringGetTextDatum(status);
+	t[1] = TEXTOID;
+	v[2] = error ? CStringGetTextDatum(error) : (Datum) 0;
+	t[2] = TEXTOID;
+	n[2] = error ? ' ' : 'n';
+	v[3] = Int32GetDatum(best_epoch);
+	t[3] = INT4OID;
+	n[3] = best_epoch > 0 ? ' ' : 'n';
+	SpiExec("UPDATE iceml.runs SET status = $2, error = $3, finished_at = pg_catalog.now(),"
+			"       best_epoch = COALESCE($4, best_epoch), worker_pid = NULL"
+			" WHERE id OPERATOR(pg_catalog.=) $1",
+			4, t, v, n);
+	if (job->study_id != 0)
+		FinishStudyIfDone(job->study_id);
+	RestoreUser(&own);
+	EndTx();
+}
+
+/* ---- the run ------------------------------------------------------------- */
+
+static void
+Train(TrainJob *job)
+{
+	char		err[ICEML_NN_ERRLEN];
+	IcemlNet   *net;
+	IcemlTrainer *tr;
+	float	   *mean,
+			   *std,
+			   *prob;
+	void	   *best_blob = NULL;
+	size_t		best_len = 0;
+	double		best_loss = INFINITY;
+	int			best_epoch = 0;
+	int			bad_epochs = 0;
+	IcemlMetrics best_metrics;
+	int64		n_acc;
+	const char *end_status = "succeeded";
+
+	net = iceml_net_create(job->spec, err, sizeof(err));
+	if (net == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid architecture for run %lld: %s", (long long) job->id, err)));
+	iceml_net_input_shape(net, &job->c, &job->h, &job->w);
+	if (job->c != list_length(job->channels))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("the architecture takes %d input channels but the run names %d",
+						job->c, list_length(job->channels))));
+
+	pgstat_report_activity(STATE_RUNNING, "reading the training dataset");
+	ReadDataset(job);
+
+	/* standardisation from the training split only */
+	mean = palloc(sizeof(float) * job->c);
+	std = palloc(sizeof(float) * job->c);
+	iceml_nn_channel_stats(job->x_train, job->n_train, job->c, job->h * job->w, mean, std);
+	iceml_net_set_normalisation(net, mean, std);
+	iceml_net_init_params(net, job->cfg.seed);
+	iceml_nn_set_threads(job->threads);
+
+	tr = iceml_trainer_create(net, &job->cfg, err, sizeof(err));
+	if (tr == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("cannot train run %lld: %s", (long long) job->id, err)));
+
+	memset(&best_metrics, 0, sizeof(best_metrics));
+	if (job->resume_epoch > 0)
+	{
+		/* continue from the checkpoint; the history up to it stays */
+		IcemlOwnerContext own;
+		Datum		arg = Int64GetDatum(job->id);
+		Oid			type = INT8OID;
+		Datum		d;
+		bytea	   *state;
+
+		BeginTx();
+		BecomeCatalogOwner(&own);
+		SpiExec("DELETE FROM iceml.run_metrics m USING iceml.checkpoints c"
+				" WHERE m.run_id OPERATOR(pg_catalog.=) $1 AND c.run_id OPERATOR(pg_catalog.=) $1"
+				"   AND m.epoch OPERATOR(pg_catalog.>) c.epoch",
+				1, &type, &arg, NULL);
+		SpiExec("SELECT c.state, c.best_state,"
+				"       (SELECT m.epoch FROM iceml.run_metrics m WHERE m.run_id OPERATOR(pg_catalog.=) $1"
+				"         ORDER BY m.val_loss NULLS LAST, m.epoch LIMIT 1),"
+				"       (SELECT pg_catalog.min(m.val_loss) FROM iceml.run_metrics m WHERE m.run_id OPERATOR(pg_catalog.=) $1)"
+				"  FROM iceml.checkpoints c WHERE c.run_id OPERATOR(pg_catalog.=) $1",
+				1, &type, &arg, NULL);
+		SpiGetDatum(0, 1, &d);
+		state = DatumGetByteaPP(d);
+		if (iceml_trainer_restore(tr, VARDATA_ANY(state), VARSIZE_ANY_EXHDR(state), err, sizeof(err)) < 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_DATA_CORRUPTED),
+					 errmsg("cannot resume run %lld from its checkpoint: %s", (long long) job->id, err)));
+		if (SpiGetDatum(0, 2, &d))
+		{
+			bytea	   *b = DatumGetByteaPP(d);
+
+			best_len = VARSIZE_ANY_EXHDR(b);
+			best_blob = malloc(best_len);
+			memcpy(best_blob, VARDATA_ANY(b), best_len);
+		}
+		if (SpiGetDatum(0, 3, &d))
+			best_epoch = DatumGetInt32(d);
+		if (SpiGetDatum(0, 4, &d))
+			best_loss = DatumGetFloat8(d);
+		bad_epochs = job->resume_epoch - best_epoch;
+		RestoreUser(&own);
+		EndTx();
+	}
+
+	n_acc = Min(job->n_train, 1024);
+	prob = palloc(sizeof(float) * Max(job->n_val, n_acc));
+	job->last_cancel_check = GetCurrentTimestamp();
+
+	for (int epoch = job->resume_epoch + 1; epoch <= job->epochs; epoch++)
+	{
+		TimestampTz start = GetCurrentTimestamp();
+		double		train_loss;
+		IcemlMetrics train_m,
+					val_m;
+		int			rc;
+		void	   *ckpt = NULL;
+		size_t		ckpt_len = 0;
+		long		secs;
+		int			usecs;
+		bool		improved = false;
+
+		pgstat_report_activity(STATE_RUNNING,
+							   psprintf("epoch %d of %d", epoch, job->epochs));
+		rc = iceml_trainer_epoch(tr, job->x_train, job->y_train, job->n_train, epoch,
+								 BatchCallback, job, &train_loss, err, sizeof(err));
+		if (rc < 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_INTERNAL_ERROR),
+					 errmsg("training run %lld failed in epoch %d: %s", (long long) job->id, epoch, err)));
+		if (rc > 0)
+		{
+			end_status = job->terminated ? "failed" : "cancelled";
+			break;
+		}
+
+		/* training accuracy on the first images, in inference mode */
+		if (iceml_net_predict(net, job->x_train, n_acc, prob, err, sizeof(err)) < 0)
+			elog(ERROR, "prediction failed: %s", err);
+		iceml_metrics_compute(prob, job->y_train, n_acc, 0.5, &train_m);
+
+		if (job->n_val > 0)
+		{
+			if (iceml_net_predict(net, job->x_val, job->n_val, prob, err, sizeof(err)) < 0)
+				elog(ERROR, "prediction failed: %s", err);
+			iceml_metrics_compute(prob, job->y_val, job->n_val, 0.5, &val_m);
+			improved = val_m.log_loss < best_loss;
+		}
+		else
+		{
+			/* no validation split: the last epoch is the one kept */
+			val_m = train_m;
+			improved = true;
+		}
+		if (improved)
+		{
+			best_loss = job->n_val > 0 ? val_m.log_loss : best_loss;
+			best_epoch = epoch;
+			best_metrics = val_m;
+			bad_epochs = 0;
+			free(best_blob);
+			if (iceml_net_save(net, &best_blob, &best_len) < 0)
+				elog(ERROR, "could not serialise the model of epoch %d", epoch);
+		}
+		else
+			bad_epochs++;
+
+		if (job->checkpoint_every > 0 &&
+			(epoch % job->checkpoint_every == 0 || epoch == job->epochs))
+			if (iceml_trainer_save(tr, &ckpt, &ckpt_len) < 0)
+				elog(ERROR, "could not checkpoint epoch %d", epoch);
+
+		TimestampDifference(start, GetCurrentTimestamp(), &secs, &usecs);
+		RecordEpoch(job, epoch, train_loss, train_m.accuracy,
+					job->n_val > 0 ? &val_m : NULL, secs + usecs / 1e6,
+					ckpt, ckpt_len, best_blob, best_len, best_epoch);
+		free(ckpt);
+
+		if (job->patience > 0 && job->n_val > 0 && bad_epochs >= job->patience)
+			break;				/* early stopping: keep the best epoch */
+		if (job->study_metric && AshaStops(job, epoch))
+		{
+			end_status = "stopped";
+			break;
+		}
+		/* cancel or shutdown noticed after the last batch of an epoch */
+		if (BatchCallback(job, 0, 0, 0) != 0)
+		{
+			end_status = job->terminated ? "failed" : "cancelled";
+			break;
+		}
+	}
+
+	if (strcmp(end_status, "succeeded") == 0)
+	{
+		IcemlNet   *kept;
+
+		/* the model of the best epoch, as it will be served */
+		kept = iceml_net_load(best_blob, best_len, err, sizeof(err));
+		if (kept == NULL)
+			elog(ERROR, "could not reload the kept model: %s", err);
+		FinishRun(job, "succeeded", NULL, kept, best_blob, best_len, &best_metrics, best_epoch);
+		iceml_net_free(kept);
+	}
+	else if (strcmp(end_status, "failed") == 0)
+	{
+		/* a shutdown is pending: record why before it takes the worker */
+		HOLD_INTERRUPTS();
+		FinishRun(job, "failed",
+				  "the worker was asked to terminate (server shutdown or pg_terminate_backend); iceml.resume() continues from the last checkpoint",
+				  NULL, NULL, 0, NULL, best_epoch);
+		RESUME_INTERRUPTS();
+	}
+	else
+		FinishRun(job, end_status, NULL, NULL, NULL, 0, NULL, best_epoch);
+
+	free(best_blob);
+	iceml_trainer_free(tr);
+	iceml_net_free(net);
+}
+
+void
+TrainRunInWorker(int64 run_id, Oid role)
+{
+	TrainJob	job;
+	MemoryContext ctx = CurrentMemoryContext;
+
+	memset(&job, 0, sizeof(job));
+	job.id = run_id;
+	job.role = role;
+
+	PG_TRY();
+	{
+		LoadJob(&job);
+		Train(&job);
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(ctx);
+		edata = CopyErrorData();
+		FlushErrorState();
+		/* the server log gets the error as usual */
+		ereport(LOG,
+				(errmsg("iceml run %lld failed: %s", (long long) run_id, edata->message)));
+		AbortOutOfAnyTransaction();
+		/* record the failure even when a shutdown is pending */
+		HOLD_INTERRUPTS();
+		FinishRun(&job, "failed", edata->message, NULL, NULL, 0, NULL, 0);
+		RESUME_INTERRUPTS();
+	}
+	PG_END_TRY();
+
+	free(job.x_train);
+	free(job.y_train);
+	free(job.x_val);
+	free(job.y_val);
+}

@@ -1,0 +1,448 @@
+/*
+ * worker.c - starting training workers, and the catalog plumbing they share
+ * with the SQL functions.
+ *
+ * A run is a row in iceml.runs.  iceml.train() inserts it as 'queued' and
+ * asks for a worker when the transaction commits (a rolled-back call starts
+ * nothing).  The worker claims the run under a cluster-wide lock, within
+ * iceml.max_workers and its study's parallel limit; a run that finds no
+ * room, or no free background worker slot, stays queued and is started by
+ * the next worker that finishes in its database, or by the next
+ * iceml.train(), iceml.wait() or iceml.progress look there.
+ *
+ * A claimed worker advertises itself as application_name 'iceml train <id>'
+ * and records its pid and start time in the run; a run whose worker is no
+ * longer alive with that start time is marked failed by ReapOrphanedRuns().
+ */
+#include "postgres.h"
+
+#include "access/htup_details.h"
+#include "access/xact.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_class.h"
+#include "catalog/pg_type.h"
+#include "commands/dbcommands.h"
+#include "executor/spi.h"
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "postmaster/bgworker.h"
+#include "storage/ipc.h"
+#include "storage/lock.h"
+#include "tcop/tcopprot.h"
+#include "utils/backend_status.h"
+#include "utils/builtins.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/snapmgr.h"
+#include "utils/syscache.h"
+
+#include "iceml.h"
+#include "iceml_worker.h"
+
+#define ICEML_APPNAME_PREFIX "iceml train "
+
+PGDLLEXPORT void iceml_worker_main(Datum main_arg);
+
+/* ---- running SQL as the catalog owner ----------------------------------- */
+
+Oid
+CatalogOwner(void)
+{
+	Oid			nsp = get_namespace_oid("iceml", false);
+	Oid			relid = get_relname_relid("runs", nsp);
+	HeapTuple	tup;
+	Oid			owner;
+
+	if (!OidIsValid(relid))
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("iceml catalog table iceml.runs is missing"),
+				 errhint("Reinstall the extension with DROP EXTENSION iceml; CREATE EXTENSION iceml.")));
+	tup = SearchSysCache1(RELOID, ObjectIdGetDatum(relid));
+	if (!HeapTupleIsValid(tup))
+		elog(ERROR, "cache lookup failed for relation %u", relid);
+	owner = ((Form_pg_class) GETSTRUCT(tup))->relowner;
+	ReleaseSysCache(tup);
+	return owner;
+}
+
+void
+BecomeCatalogOwner(IcemlOwnerContext *ctx)
+{
+	Oid			owner = CatalogOwner();
+
+	GetUserIdAndSecContext(&ctx->save_userid, &ctx->save_sec_context);
+	SetUserIdAndSecContext(owner,
+						   ctx->save_sec_context | SECURITY_LOCAL_USERID_CHANGE);
+}
+
+void
+RestoreUser(IcemlOwnerContext *ctx)
+{
+	SetUserIdAndSecContext(ctx->save_userid, ctx->save_sec_context);
+}
+
+uint64
+SpiExec(const char *sql, int nargs, Oid *argtypes, Datum *values, const char *nulls)
+{
+	int			rc = SPI_execute_with_args(sql, nargs, argtypes, values, nulls,
+										   false, 0);
+
+	if (rc < 0)
+		elog(ERROR, "iceml: SPI failed (%s) running: %s",
+			 SPI_result_code_string(rc), sql);
+	return SPI_processed;
+}
+
+bool
+SpiGetDatum(uint64 row, int col, Datum *out)
+{
+	bool		isnull;
+
+	*out = SPI_getbinval(SPI_tuptable->vals[row], SPI_tuptable->tupdesc, col, &isnull);
+	return !isnull;
+}
+
+char *
+SpiGetText(uint64 row, int col)
+{
+	return SPI_getvalue(SPI_tuptable->vals[row], SPI_tuptable->tupdesc, col);
+}
+
+/* ---- launching at commit ------------------------------------------------- */
+
+typedef struct PendingLaunch
+{
+	int64		id;
+	int			nest_level;		/* subtransaction that asked */
+} PendingLaunch;
+
+static List *pending_launches = NIL;	/* in TopMemoryContext */
+
+static bool
+StartWorker(int64 id, IcemlWorkerExtra *extra)
+{
+	BackgroundWorker worker;
+	BackgroundWorkerHandle *handle;
+
+	memset(&worker, 0, sizeof(worker));
+	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
+	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
+	worker.bgw_restart_time = BGW_NEVER_RESTART;
+	snprintf(worker.bgw_library_name, BGW_MAXLEN, "iceml");
+	snprintf(worker.bgw_function_name, BGW_MAXLEN, "iceml_worker_main");
+	snprintf(worker.bgw_name, BGW_MAXLEN, "iceml train %lld", (long long) id);
+	snprintf(worker.bgw_type, BGW_MAXLEN, "iceml train");
+	worker.bgw_main_arg = Int64GetDatum(id);
+	memcpy(worker.bgw_extra, extra, sizeof(*extra));
+	worker.bgw_notify_pid = 0;
+
+	return RegisterDynamicBackgroundWorker(&worker, &handle);
+}
+
+static void
+CurrentWorkerExtra(IcemlWorkerExtra *extra)
+{
+	extra->database = MyDatabaseId;
+	extra->login_role = GetSessionUserId();
+	extra->role = GetUserId();
+}
+
+static void
+LaunchPending(void)
+{
+	IcemlWorkerExtra extra;
+	ListCell   *lc;
+	int			failed = 0;
+
+	CurrentWorkerExtra(&extra);
+	foreach(lc, pending_launches)
+	{
+		PendingLaunch *p = (PendingLaunch *) lfirst(lc);
+
+		if (!StartWorker(p->id, &extra))
+			failed++;
+	}
+	list_free_deep(pending_launches);
+	pending_launches = NIL;
+
+	if (failed > 0)
+		ereport(WARNING,
+				(errmsg("no free background worker slot for %d iceml run(s); they stay queued", failed),
+				 errdetail("A queued run starts when another iceml run finishes, or at the next iceml.train(), iceml.wait() or look at iceml.progress."),
+				 errhint("Raise max_worker_processes (restart required) or lower the load of other background workers.")));
+}
+
+static void
+WorkerXactCallback(XactEvent event, void *arg)
+{
+	switch (event)
+	{
+		case XACT_EVENT_COMMIT:
+			if (pending_launches != NIL)
+				LaunchPending();
+			break;
+		case XACT_EVENT_ABORT:
+		case XACT_EVENT_PARALLEL_ABORT:
+			list_free_deep(pending_launches);
+			pending_launches = NIL;
+			break;
+		default:
+			break;
+	}
+}
+
+static void
+WorkerSubXactCallback(SubXactEvent event, SubTransactionId mySubid,
+					  SubTransactionId parentSubid, void *arg)
+{
+	int			level = GetCurrentTransactionNestLevel();
+	ListCell   *lc;
+
+	if (event == SUBXACT_EVENT_ABORT_SUB)
+	{
+		foreach(lc, pending_launches)
+		{
+			PendingLaunch *p = (PendingLaunch *) lfirst(lc);
+
+			if (p->nest_level >= level)
+			{
+				pending_launches = foreach_delete_current(pending_launches, lc);
+				pfree(p);
+			}
+		}
+	}
+	else if (event == SUBXACT_EVENT_COMMIT_SUB)
+	{
+		foreach(lc, pending_launches)
+		{
+			PendingLaunch *p = (PendingLaunch *) lfirst(lc);
+
+			if (p->nest_level >= level)
+				p->nest_level = level - 1;
+		}
+	}
+}
+
+void
+LaunchAtCommit(int64 id)
+{
+	MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
+	PendingLaunch *p = palloc(sizeof(PendingLaunch));
+
+	p->id = id;
+	p->nest_level = GetCurrentTransactionNestLevel();
+	pending_launches = lappend(pending_launches, p);
+	MemoryContextSwitchTo(old);
+}
+
+void
+WorkerInit(void)
+{
+	RegisterXactCallback(WorkerXactCallback, NULL);
+	RegisterSubXactCallback(WorkerSubXactCallback, NULL);
+}
+
+/* ---- claiming a run ------------------------------------------------------ */
+
+/*
+ * Workers that hold a run anywhere in the cluster: those that advertise
+ * themselves with the 'iceml train <id>' application name.
+ */
+static int
+ClaimedWorkers(void)
+{
+	int			n = pgstat_fetch_stat_numbackends();
+	int			claimed = 0;
+
+	for (int i = 1; i <= n; i++)
+	{
+		LocalPgBackendStatus *local = pgstat_fetch_stat_local_beentry(i);
+		PgBackendStatus *be;
+
+		if (local == NULL)
+			continue;
+		be = &local->backendStatus;
+		if (be->st_procpid != MyProcPid && be->st_appname != NULL &&
+			strncmp(be->st_appname, ICEML_APPNAME_PREFIX,
+					strlen(ICEML_APPNAME_PREFIX)) == 0)
+			claimed++;
+	}
+	return claimed;
+}
+
+/* A cluster-wide transaction lock that serialises claims. */
+static void
+LockClaims(void)
+{
+	LOCKTAG		tag;
+
+	SET_LOCKTAG_ADVISORY(tag, InvalidOid, 0x1CE3, 0x7A1, 2);
+	(void) LockAcquire(&tag, ExclusiveLock, false, false);
+}
+
+int
+LaunchQueuedRuns(void)
+{
+	IcemlOwnerContext own;
+	IcemlWorkerExtra extra;
+	int			room;
+	int			started = 0;
+	uint64		n;
+	Datum		args[2];
+	Oid			types[2] = {INT4OID, OIDOID};
+
+	if (iceml_max_workers <= 0)
+		return 0;
+	room = iceml_max_workers - ClaimedWorkers();
+	if (room <= 0)
+		return 0;
+
+	SPI_connect();
+	BecomeCatalogOwner(&own);
+	args[0] = Int32GetDatum(room);
+	args[1] = ObjectIdGetDatum(MyDatabaseId);
+	/* the oldest queued runs, no more of a study than its free parallel slots */
+	n = SpiExec("SELECT q.id, q.role, q.login FROM ("
+				"  SELECT r.id, r.role, r.login, r.study_id, s.parallel,"
+				"         pg_catalog.row_number() OVER (PARTITION BY r.study_id ORDER BY r.id) AS k,"
+				"         (SELECT pg_catalog.count(*) FROM iceml.runs x"
+				"           WHERE x.study_id OPERATOR(pg_catalog.=) r.study_id"
+				"             AND x.status OPERATOR(pg_catalog.=) 'running') AS busy"
+				"    FROM iceml.runs r LEFT JOIN iceml.studies s ON s.id OPERATOR(pg_catalog.=) r.study_id"
+				"   WHERE r.status OPERATOR(pg_catalog.=) 'queued'"
+				"     AND r.database OPERATOR(pg_catalog.=) $2) q"
+				" WHERE q.study_id IS NULL OR q.k OPERATOR(pg_catalog.+) q.busy OPERATOR(pg_catalog.<=) q.parallel"
+				" ORDER BY q.id LIMIT $1",
+				2, types, args, NULL);
+	RestoreUser(&own);
+
+	extra.database = MyDatabaseId;
+	for (uint64 i = 0; i < n; i++)
+	{
+		Datum		d;
+		int64		id;
+
+		SpiGetDatum(i, 1, &d);
+		id = DatumGetInt64(d);
+		SpiGetDatum(i, 2, &d);
+		extra.role = DatumGetObjectId(d);
+		SpiGetDatum(i, 3, &d);
+		extra.login_role = DatumGetObjectId(d);
+		if (!StartWorker(id, &extra))
+			break;
+		started++;
+	}
+	SPI_finish();
+	return started;
+}
+
+int
+ReapOrphanedRuns(void)
+{
+	IcemlOwnerContext own;
+	uint64		n;
+
+	if (XactReadOnly || RecoveryInProgress())
+		return 0;
+
+	SPI_connect();
+	BecomeCatalogOwner(&own);
+	n = SpiExec("UPDATE iceml.runs r SET status = 'failed', finished_at = pg_catalog.now(),"
+				"       error = pg_catalog.format('the worker (pid %s) ended without finishing the run:"
+				" it was killed, crashed or the server restarted; iceml.resume(%s) continues"
+				" from the last checkpoint', r.worker_pid, r.id)"
+				" WHERE r.status OPERATOR(pg_catalog.=) 'running'"
+				"   AND r.database OPERATOR(pg_catalog.=) (SELECT oid FROM pg_catalog.pg_database"
+				"                   WHERE datname OPERATOR(pg_catalog.=) pg_catalog.current_database())"
+				"   AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_stat_activity a"
+				"                    WHERE a.pid OPERATOR(pg_catalog.=) r.worker_pid"
+				"                      AND a.backend_start OPERATOR(pg_catalog.=) r.worker_start)",
+				0, NULL, NULL, NULL);
+	RestoreUser(&own);
+	SPI_finish();
+	return (int) n;
+}
+
+/*
+ * Claim run `id` for this worker: under the claim lock, check the cluster
+ * budget and the study's parallel limit, then move it from queued to
+ * running.  Returns false when the run is not ours to train (already
+ * claimed, cancelled, or no room: it stays queued).
+ */
+static bool
+ClaimRun(int64 id)
+{
+	IcemlOwnerContext own;
+	Datum		args[3];
+	Oid			types[3] = {INT8OID, INT4OID, TIMESTAMPTZOID};
+	bool		ok = false;
+
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	LockClaims();
+
+	if (ClaimedWorkers() < iceml_max_workers)
+	{
+		SPI_connect();
+		BecomeCatalogOwner(&own);
+		args[0] = Int64GetDatum(id);
+		args[1] = Int32GetDatum(MyProcPid);
+		args[2] = TimestampTzGetDatum(MyStartTimestamp);
+		ok = SpiExec("UPDATE iceml.runs r SET status = 'running',"
+					 "       started_at = COALESCE(r.started_at, pg_catalog.now()),"
+					 "       worker_pid = $2, worker_start = $3, error = NULL"
+					 " WHERE r.id OPERATOR(pg_catalog.=) $1 AND r.status OPERATOR(pg_catalog.=) 'queued'"
+					 "   AND (r.study_id IS NULL OR"
+					 "        (SELECT pg_catalog.count(*) FROM iceml.runs x"
+					 "          WHERE x.study_id OPERATOR(pg_catalog.=) r.study_id"
+					 "            AND x.status OPERATOR(pg_catalog.=) 'running')"
+					 "        OPERATOR(pg_catalog.<) (SELECT s.parallel FROM iceml.studies s"
+					 "                                 WHERE s.id OPERATOR(pg_catalog.=) r.study_id))",
+					 3, types, args, NULL) == 1;
+		RestoreUser(&own);
+		SPI_finish();
+	}
+	if (ok)
+	{
+		char		appname[NAMEDATALEN];
+
+		snprintf(appname, sizeof(appname), ICEML_APPNAME_PREFIX "%lld", (long long) id);
+		pgstat_report_appname(appname);
+	}
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+	return ok;
+}
+
+/* ---- the worker ---------------------------------------------------------- */
+
+void
+iceml_worker_main(Datum main_arg)
+{
+	int64		id = DatumGetInt64(main_arg);
+	IcemlWorkerExtra extra;
+
+	memcpy(&extra, MyBgworkerEntry->bgw_extra, sizeof(extra));
+
+	/* SIGTERM sets ProcDiePending; training notices it between batches */
+	pqsignal(SIGTERM, die);
+	BackgroundWorkerUnblockSignals();
+	BackgroundWorkerInitializeConnectionByOid(extra.database, extra.login_role, 0);
+
+	if (!ClaimRun(id))
+		proc_exit(0);
+
+	TrainRunInWorker(id, extra.role);
+
+	/* hand the freed slot to the next queued run of this database */
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	pgstat_report_appname("iceml launcher");
+	LaunchQueuedRuns();
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+	proc_exit(0);
+}
