@@ -1,0 +1,708 @@
+/*
+ * engine.c - memory plans, forward and backward passes.
+ *
+ * Convolutions are im2col + one sgemm over the whole batch, in the
+ * C x B x H x W layout (see nn_internal.h), with bias and ReLU fused into
+ * the pass over the sgemm result.  Nothing here allocates: every buffer
+ * comes from the plan made once per (net, batch size).
+ */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cblas.h>
+
+#include "nn_internal.h"
+
+static size_t
+in_size(const Layer *l)
+{
+	return (size_t) l->ic * l->ih * l->iw;
+}
+
+static size_t
+out_size(const Layer *l)
+{
+	return (size_t) l->oc * l->oh * l->ow;
+}
+
+static size_t
+col_rows(const Layer *l)
+{
+	return (size_t) l->ic * l->kh * l->kw;
+}
+
+/* ---- plans ----------------------------------------------------------------- */
+
+Plan *
+nn_plan_create(const IcemlNet *net, int batch, int training)
+{
+	int			n = net->nlayers;
+	Plan	   *p = calloc(1, sizeof(Plan));
+	size_t		total = 0,
+				max_col = 0;
+	size_t	   *sz;
+	float	   *cursor;
+
+	if (p == NULL)
+		return NULL;
+	p->batch = batch;
+	p->training = training;
+	p->out = calloc((size_t) n, sizeof(float *));
+	p->grad = calloc((size_t) n, sizeof(float *));
+	p->col = calloc((size_t) n, sizeof(float *));
+	p->aux = calloc((size_t) n, sizeof(float *));
+	p->aux2 = calloc((size_t) n, sizeof(float *));
+	sz = calloc((size_t) n * 5 + 3, sizeof(size_t));
+	if (!p->out || !p->grad || !p->col || !p->aux || !p->aux2 || !sz)
+	{
+		free(sz);
+		nn_plan_free(p);
+		return NULL;
+	}
+
+	/* sizes, in floats: [i*5 + 0] out, 1 grad, 2 col, 3 aux, 4 aux2 */
+	for (int i = 0; i < n; i++)
+	{
+		const Layer *l = &net->layers[i];
+		size_t		o = out_size(l) * batch;
+
+		sz[i * 5 + 0] = o;
+		if (training && i > 0)
+			sz[i * 5 + 1] = in_size(l) * batch;
+		if (l->type == L_CONV)
+		{
+			size_t		c = col_rows(l) * l->oh * l->ow * batch;
+
+			if (training)
+				sz[i * 5 + 2] = c;
+			else if (c > max_col)
+				max_col = c;
+		}
+		if (l->type == L_POOL || (training && (l->type == L_DROPOUT || l->type == L_BATCHNORM)))
+			sz[i * 5 + 3] = o;
+		if (l->type == L_BATCHNORM)
+			sz[i * 5 + 4] = 2 * (size_t) l->oc;
+	}
+	sz[n * 5] = (size_t) net->c * net->h * net->w * batch;	/* input */
+	sz[n * 5 + 1] = (size_t) batch;	/* dout */
+	sz[n * 5 + 2] = max_col;	/* the col matrix inference layers share */
+	for (int i = 0; i < n * 5 + 3; i++)
+		total += (sz[i] + 15) & ~(size_t) 15;	/* 64-byte aligned pieces */
+
+	p->block_floats = total;
+	if (posix_memalign((void **) &p->block, 64, total * sizeof(float)) != 0)
+	{
+		p->block = NULL;
+		free(sz);
+		nn_plan_free(p);
+		return NULL;
+	}
+	memset(p->block, 0, total * sizeof(float));
+	cursor = p->block;
+#define TAKE(dst, count) do { size_t c_ = (count); (dst) = c_ ? cursor : NULL; cursor += (c_ + 15) & ~(size_t) 15; } while (0)
+	for (int i = 0; i < n; i++)
+	{
+		TAKE(p->out[i], sz[i * 5 + 0]);
+		TAKE(p->grad[i], sz[i * 5 + 1]);
+		TAKE(p->col[i], sz[i * 5 + 2]);
+		TAKE(p->aux[i], sz[i * 5 + 3]);
+		TAKE(p->aux2[i], sz[i * 5 + 4]);
+	}
+	TAKE(p->input, sz[n * 5]);
+	TAKE(p->dout, (size_t) batch);
+	if (!training && max_col > 0)
+	{
+		float	   *shared;
+
+		TAKE(shared, max_col);
+		for (int i = 0; i < n; i++)
+			if (net->layers[i].type == L_CONV)
+				p->col[i] = shared;
+	}
+#undef TAKE
+	free(sz);
+	return p;
+}
+
+void
+nn_plan_free(Plan *p)
+{
+	if (p == NULL)
+		return;
+	free(p->block);
+	free(p->out);
+	free(p->grad);
+	free(p->col);
+	free(p->aux);
+	free(p->aux2);
+	free(p);
+}
+
+/* ---- input ----------------------------------------------------------------- */
+
+/*
+ * Copy images index[0..b) of x (N x C x H x W, raw) into the plan's input
+ * (C x B x H x W), standardised; aug[k] (optional) selects flips (bits 0,
+ * 1) and quarter turns (bits 2-3, square images) for image k.
+ */
+void
+nn_gather(const IcemlNet *net, Plan *plan, const float *x, const int64_t *index,
+		  int b, const uint8_t *aug)
+{
+	int			C = net->c,
+				H = net->h,
+				W = net->w;
+	size_t		hw = (size_t) H * W;
+
+	for (int k = 0; k < b; k++)
+	{
+		const float *img = x + (size_t) (index ? index[k] : k) * C * hw;
+		int			a = aug ? aug[k] : 0;
+
+		for (int c = 0; c < C; c++)
+		{
+			const float *src = img + c * hw;
+			float	   *dst = plan->input + ((size_t) c * b + k) * hw;
+			float		m = net->mean[c];
+			float		inv = 1.0f / net->std[c];
+
+			if (a == 0)
+			{
+				for (size_t i = 0; i < hw; i++)
+					dst[i] = (src[i] - m) * inv;
+				continue;
+			}
+			for (int y = 0; y < H; y++)
+				for (int xx = 0; xx < W; xx++)
+				{
+					int			sy = y,
+								sx = xx,
+								t;
+
+					for (int r = 0; r < ((a >> 2) & 3); r++)
+					{
+						t = sy;
+						sy = sx;
+						sx = W - 1 - t;
+					}
+					if (a & 1)
+						sx = W - 1 - sx;
+					if (a & 2)
+						sy = H - 1 - sy;
+					dst[y * W + xx] = (src[sy * W + sx] - m) * inv;
+				}
+		}
+	}
+}
+
+/* ---- layers ---------------------------------------------------------------- */
+
+static void
+im2col(const Layer *l, const float *x, int b, float *col)
+{
+	int			P = l->oh * l->ow;
+	size_t		N = (size_t) b * P;
+	size_t		plane = (size_t) l->ih * l->iw;
+
+	for (int c = 0; c < l->ic; c++)
+		for (int i = 0; i < l->kh; i++)
+			for (int j = 0; j < l->kw; j++)
+			{
+				float	   *row = col + ((size_t) (c * l->kh + i) * l->kw + j) * N;
+
+				for (int k = 0; k < b; k++)
+				{
+					const float *src = x + ((size_t) c * b + k) * plane;
+					float	   *dst = row + (size_t) k * P;
+
+					for (int oy = 0; oy < l->oh; oy++)
+					{
+						int			iy = oy * l->stride + i - l->pad_top;
+						float	   *d = dst + oy * l->ow;
+
+						if (iy < 0 || iy >= l->ih)
+						{
+							memset(d, 0, sizeof(float) * l->ow);
+							continue;
+						}
+						if (l->stride == 1 && l->pad_left == 0 && j + l->ow <= l->iw)
+						{
+							memcpy(d, src + (size_t) iy * l->iw + j, sizeof(float) * l->ow);
+							continue;
+						}
+						for (int ox = 0; ox < l->ow; ox++)
+						{
+							int			ix = ox * l->stride + j - l->pad_left;
+
+							d[ox] = (ix >= 0 && ix < l->iw) ? src[(size_t) iy * l->iw + ix] : 0.0f;
+						}
+					}
+				}
+			}
+}
+
+static void
+col2im(const Layer *l, const float *col, int b, float *dx)
+{
+	int			P = l->oh * l->ow;
+	size_t		N = (size_t) b * P;
+	size_t		plane = (size_t) l->ih * l->iw;
+
+	memset(dx, 0, sizeof(float) * l->ic * plane * b);
+	for (int c = 0; c < l->ic; c++)
+		for (int i = 0; i < l->kh; i++)
+			for (int j = 0; j < l->kw; j++)
+			{
+				const float *row = col + ((size_t) (c * l->kh + i) * l->kw + j) * N;
+
+				for (int k = 0; k < b; k++)
+				{
+					float	   *dst = dx + ((size_t) c * b + k) * plane;
+					const float *src = row + (size_t) k * P;
+
+					for (int oy = 0; oy < l->oh; oy++)
+					{
+						int			iy = oy * l->stride + i - l->pad_top;
+						const float *s = src + oy * l->ow;
+
+						if (iy < 0 || iy >= l->ih)
+							continue;
+						for (int ox = 0; ox < l->ow; ox++)
+						{
+							int			ix = ox * l->stride + j - l->pad_left;
+
+							if (ix >= 0 && ix < l->iw)
+								dst[(size_t) iy * l->iw + ix] += s[ox];
+						}
+					}
+				}
+			}
+}
+
+/* bias and activation over rows of `len` values, row r getting bias[r % nb] */
+static void
+bias_act_rows(float *y, const float *bias, int rows, size_t len, Activation act)
+{
+	for (int r = 0; r < rows; r++)
+	{
+		float	   *v = y + (size_t) r * len;
+		float		bv = bias[r];
+
+		if (act == ACT_RELU)
+			for (size_t i = 0; i < len; i++)
+			{
+				float		t = v[i] + bv;
+
+				v[i] = t > 0.0f ? t : 0.0f;
+			}
+		else if (act == ACT_SIGMOID)
+			for (size_t i = 0; i < len; i++)
+				v[i] = 1.0f / (1.0f + expf(-(v[i] + bv)));
+		else
+			for (size_t i = 0; i < len; i++)
+				v[i] += bv;
+	}
+}
+
+/* dY *= act'(y), in place, given the activation's output y */
+static void
+act_backward(float *dy, const float *y, size_t n, Activation act)
+{
+	if (act == ACT_RELU)
+	{
+		for (size_t i = 0; i < n; i++)
+			if (y[i] <= 0.0f)
+				dy[i] = 0.0f;
+	}
+	else if (act == ACT_SIGMOID)
+		for (size_t i = 0; i < n; i++)
+			dy[i] *= y[i] * (1.0f - y[i]);
+}
+
+/* batch norm over channel c's values: base + c * cs + k * ks, k < n */
+static void
+bn_forward(const Layer *l, const float *x, float *y, int b, int training,
+		   float *gamma, float *beta, float *running, float *xhat, float *stats)
+{
+	int			C = l->ic;
+	size_t		n = l->in_flat ? (size_t) b : (size_t) b * l->ih * l->iw;
+	size_t		cs = l->in_flat ? 1 : n;
+	size_t		ks = l->in_flat ? (size_t) C : 1;
+
+	for (int c = 0; c < C; c++)
+	{
+		const float *xc = x + c * cs;
+		float	   *yc = y + c * cs;
+		double		mean,
+					var;
+		float		inv;
+
+		if (training)
+		{
+			double		s = 0,
+						s2 = 0;
+
+			for (size_t k = 0; k < n; k++)
+				s += xc[k * ks];
+			mean = s / n;
+			for (size_t k = 0; k < n; k++)
+			{
+				double		d = xc[k * ks] - mean;
+
+				s2 += d * d;
+			}
+			var = s2 / n;
+			running[c] = l->bn_momentum * running[c] + (1.0f - l->bn_momentum) * (float) mean;
+			running[C + c] = l->bn_momentum * running[C + c] +
+				(1.0f - l->bn_momentum) * (float) (n > 1 ? var * n / (n - 1) : var);
+		}
+		else
+		{
+			mean = running[c];
+			var = running[C + c];
+		}
+		inv = (float) (1.0 / sqrt(var + l->bn_epsilon));
+		if (stats)
+		{
+			stats[c] = (float) mean;
+			stats[C + c] = inv;
+		}
+		for (size_t k = 0; k < n; k++)
+		{
+			float		h = (xc[k * ks] - (float) mean) * inv;
+
+			if (xhat)
+				xhat[c * cs + k * ks] = h;
+			yc[k * ks] = gamma[c] * h + beta[c];
+		}
+	}
+}
+
+static void
+bn_backward(const Layer *l, const float *dy, float *dx, int b, const float *gamma,
+			const float *xhat, const float *stats, float *dgamma, float *dbeta)
+{
+	int			C = l->ic;
+	size_t		n = l->in_flat ? (size_t) b : (size_t) b * l->ih * l->iw;
+	size_t		cs = l->in_flat ? 1 : n;
+	size_t		ks = l->in_flat ? (size_t) C : 1;
+
+	for (int c = 0; c < C; c++)
+	{
+		double		sg = 0,
+					sb = 0;
+		float		inv = stats[C + c];
+
+		for (size_t k = 0; k < n; k++)
+		{
+			size_t		at = c * cs + k * ks;
+
+			sg += dy[at] * xhat[at];
+			sb += dy[at];
+		}
+		dgamma[c] = (float) sg;
+		dbeta[c] = (float) sb;
+		if (dx)
+		{
+			float		scale = gamma[c] * inv / (float) n;
+
+			for (size_t k = 0; k < n; k++)
+			{
+				size_t		at = c * cs + k * ks;
+
+				dx[at] = scale * ((float) n * dy[at] - (float) sb - xhat[at] * (float) sg);
+			}
+		}
+	}
+}
+
+/* ---- forward ---------------------------------------------------------------- */
+
+/*
+ * Run the net on the b images in plan->input.  Returns the b logits.
+ * training: batch statistics, dropout masks from dropout_seed.
+ */
+const float *
+nn_forward(IcemlNet *net, Plan *plan, int b, int training, uint64_t dropout_seed)
+{
+	const float *x = plan->input;
+
+	for (int i = 0; i < net->nlayers; i++)
+	{
+		Layer	   *l = &net->layers[i];
+		float	   *y = plan->out[i];
+		float	   *W = net->params + l->w_off;
+		float	   *bias = net->params + l->b_off;
+		Activation	act = (i == net->nlayers - 1) ? ACT_NONE : l->act;
+		size_t		osz = out_size(l) * b;
+
+		switch (l->type)
+		{
+			case L_CONV:
+				{
+					int			P = l->oh * l->ow;
+					int			N = b * P;
+					int			K = (int) col_rows(l);
+
+					im2col(l, x, b, plan->col[i]);
+					cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, l->filters, N, K,
+								1.0f, W, K, plan->col[i], N, 0.0f, y, N);
+					bias_act_rows(y, bias, l->filters, (size_t) N, act);
+					break;
+				}
+			case L_DENSE:
+				{
+					int			K = l->ic;
+
+					cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, b, l->units, K,
+								1.0f, x, K, W, K, 0.0f, y, l->units);
+					for (int k = 0; k < b; k++)
+					{
+						float	   *row = y + (size_t) k * l->units;
+
+						for (int u = 0; u < l->units; u++)
+						{
+							float		t = row[u] + bias[u];
+
+							row[u] = act == ACT_RELU ? (t > 0.0f ? t : 0.0f) :
+								act == ACT_SIGMOID ? 1.0f / (1.0f + expf(-t)) : t;
+						}
+					}
+					break;
+				}
+			case L_POOL:
+				{
+					int32_t    *arg = (int32_t *) plan->aux[i];
+					size_t		plane = (size_t) l->ih * l->iw;
+					size_t		oplane = (size_t) l->oh * l->ow;
+
+					for (size_t pl = 0; pl < (size_t) l->ic * b; pl++)
+					{
+						const float *src = x + pl * plane;
+						float	   *dst = y + pl * oplane;
+						int32_t    *a = arg + pl * oplane;
+
+						for (int oy = 0; oy < l->oh; oy++)
+							for (int ox = 0; ox < l->ow; ox++)
+							{
+								int			y0 = oy * l->stride,
+											x0 = ox * l->stride;
+								int			best = y0 * l->iw + x0;
+								float		m = src[best];
+
+								for (int dy = 0; dy < l->kh; dy++)
+									for (int dx = 0; dx < l->kw; dx++)
+									{
+										int			at = (y0 + dy) * l->iw + x0 + dx;
+
+										if (src[at] > m)
+										{
+											m = src[at];
+											best = at;
+										}
+									}
+								dst[oy * l->ow + ox] = m;
+								a[oy * l->ow + ox] = best;
+							}
+					}
+					break;
+				}
+			case L_RELU:
+				for (size_t k = 0; k < osz; k++)
+					y[k] = x[k] > 0.0f ? x[k] : 0.0f;
+				break;
+			case L_SIGMOID:
+				for (size_t k = 0; k < osz; k++)
+					y[k] = 1.0f / (1.0f + expf(-x[k]));
+				break;
+			case L_DROPOUT:
+				if (training && l->rate > 0.0f)
+				{
+					uint64_t	s = nn_mix(dropout_seed, (uint64_t) i + 1);
+					float		keep = 1.0f / (1.0f - l->rate);
+					float	   *mask = plan->aux[i];
+
+					for (size_t k = 0; k < osz; k++)
+					{
+						mask[k] = nn_uniform(&s) >= l->rate ? keep : 0.0f;
+						y[k] = x[k] * mask[k];
+					}
+				}
+				else
+				{
+					if (training)
+						for (size_t k = 0; k < osz; k++)
+							plan->aux[i][k] = 1.0f;
+					memcpy(y, x, sizeof(float) * osz);
+				}
+				break;
+			case L_BATCHNORM:
+				bn_forward(l, x, y, b, training, W, bias, net->state + l->s_off,
+						   training ? plan->aux[i] : NULL, plan->aux2[i]);
+				break;
+			case L_FLATTEN:
+				{
+					size_t		hw = (size_t) l->ih * l->iw;
+
+					for (int c = 0; c < l->ic; c++)
+						for (int k = 0; k < b; k++)
+							memcpy(y + (size_t) k * l->oc + c * hw,
+								   x + ((size_t) c * b + k) * hw, sizeof(float) * hw);
+					break;
+				}
+			case L_GAP:
+				{
+					size_t		hw = (size_t) l->ih * l->iw;
+
+					for (int c = 0; c < l->ic; c++)
+						for (int k = 0; k < b; k++)
+						{
+							const float *src = x + ((size_t) c * b + k) * hw;
+							double		s = 0;
+
+							for (size_t p = 0; p < hw; p++)
+								s += src[p];
+							y[(size_t) k * l->ic + c] = (float) (s / hw);
+						}
+					break;
+				}
+		}
+		x = y;
+	}
+	return x;
+}
+
+/* ---- backward --------------------------------------------------------------- */
+
+/*
+ * Gradients of the loss for the batch just run forward (training) w.r.t.
+ * every parameter, written to grads (same layout as net->params).  The
+ * gradient w.r.t. the logits must be in plan->dout.
+ */
+void
+nn_backward(IcemlNet *net, Plan *plan, int b, float *grads)
+{
+	for (int i = net->nlayers - 1; i >= 0; i--)
+	{
+		Layer	   *l = &net->layers[i];
+		float	   *dy = (i == net->nlayers - 1) ? plan->dout : plan->grad[i + 1];
+		float	   *dx = plan->grad[i];	/* NULL for the first layer */
+		const float *x = i == 0 ? plan->input : plan->out[i - 1];
+		const float *y = plan->out[i];
+		float	   *W = net->params + l->w_off;
+		float	   *gW = grads + l->w_off;
+		float	   *gb = grads + l->b_off;
+		Activation	act = (i == net->nlayers - 1) ? ACT_NONE : l->act;
+		size_t		isz = in_size(l) * b;
+		size_t		osz = out_size(l) * b;
+
+		switch (l->type)
+		{
+			case L_CONV:
+				{
+					int			N = b * l->oh * l->ow;
+					int			K = (int) col_rows(l);
+
+					act_backward(dy, y, osz, act);
+					cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, l->filters, K, N,
+								1.0f, dy, N, plan->col[i], N, 0.0f, gW, K);
+					for (int f = 0; f < l->filters; f++)
+					{
+						const float *r = dy + (size_t) f * N;
+						double		s = 0;
+
+						for (int k = 0; k < N; k++)
+							s += r[k];
+						gb[f] = (float) s;
+					}
+					if (dx)
+					{
+						/* the column matrix is spent: reuse it for d(col) */
+						cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, K, N, l->filters,
+									1.0f, W, K, dy, N, 0.0f, plan->col[i], N);
+						col2im(l, plan->col[i], b, dx);
+					}
+					break;
+				}
+			case L_DENSE:
+				{
+					int			K = l->ic;
+
+					act_backward(dy, y, osz, act);
+					cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, l->units, K, b,
+								1.0f, dy, l->units, x, K, 0.0f, gW, K);
+					for (int u = 0; u < l->units; u++)
+					{
+						double		s = 0;
+
+						for (int k = 0; k < b; k++)
+							s += dy[(size_t) k * l->units + u];
+						gb[u] = (float) s;
+					}
+					if (dx)
+						cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, b, K, l->units,
+									1.0f, dy, l->units, W, K, 0.0f, dx, K);
+					break;
+				}
+			case L_POOL:
+				if (dx)
+				{
+					const int32_t *arg = (const int32_t *) plan->aux[i];
+					size_t		plane = (size_t) l->ih * l->iw;
+					size_t		oplane = (size_t) l->oh * l->ow;
+
+					memset(dx, 0, sizeof(float) * isz);
+					for (size_t pl = 0; pl < (size_t) l->ic * b; pl++)
+						for (size_t o = 0; o < oplane; o++)
+							dx[pl * plane + arg[pl * oplane + o]] += dy[pl * oplane + o];
+				}
+				break;
+			case L_RELU:
+				if (dx)
+					for (size_t k = 0; k < isz; k++)
+						dx[k] = y[k] > 0.0f ? dy[k] : 0.0f;
+				break;
+			case L_SIGMOID:
+				if (dx)
+					for (size_t k = 0; k < isz; k++)
+						dx[k] = dy[k] * y[k] * (1.0f - y[k]);
+				break;
+			case L_DROPOUT:
+				if (dx)
+					for (size_t k = 0; k < isz; k++)
+						dx[k] = dy[k] * plan->aux[i][k];
+				break;
+			case L_BATCHNORM:
+				bn_backward(l, dy, dx, b, W, plan->aux[i], plan->aux2[i], gW, gb);
+				break;
+			case L_FLATTEN:
+				if (dx)
+				{
+					size_t		hw = (size_t) l->ih * l->iw;
+
+					for (int c = 0; c < l->ic; c++)
+						for (int k = 0; k < b; k++)
+							memcpy(dx + ((size_t) c * b + k) * hw,
+								   dy + (size_t) k * l->oc + c * hw, sizeof(float) * hw);
+				}
+				break;
+			case L_GAP:
+				if (dx)
+				{
+					size_t		hw = (size_t) l->ih * l->iw;
+
+					for (int c = 0; c < l->ic; c++)
+						for (int k = 0; k < b; k++)
+						{
+							float		g = dy[(size_t) k * l->ic + c] / (float) hw;
+							float	   *d = dx + ((size_t) c * b + k) * hw;
+
+							for (size_t p = 0; p < hw; p++)
+								d[p] = g;
+						}
+				}
+				break;
+		}
+	}
+}

@@ -1,0 +1,641 @@
+/*
+ * test_nn.c - the engine's unit tests (built with ASan and UBSan by
+ * `make -C test/unit check`).
+ */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../../src/nn/nn_internal.h"
+#include "unit.h"
+
+#define ERR char err[ICEML_NN_ERRLEN] = ""
+
+static float
+frand(uint64_t *s)
+{
+	return 2.0f * nn_uniform(s) - 1.0f;
+}
+
+static IcemlNet *
+make_net(const char *spec)
+{
+	ERR;
+	IcemlNet   *net = iceml_net_create(spec, err, sizeof(err));
+
+	if (net == NULL)
+		printf("    spec refused: %s\n", err);
+	return net;
+}
+
+/* mean BCE of the batch in plan->input under the current parameters */
+static double
+batch_loss(IcemlNet *net, Plan *plan, int b, const float *y, uint64_t seed, int set_dout)
+{
+	const float *z;
+	double		loss = 0;
+
+	z = nn_forward(net, plan, b, 1, seed);
+	for (int k = 0; k < b; k++)
+	{
+		double		zk = z[k];
+
+		loss += (zk > 0 ? zk : 0) - zk * y[k] + log1p(exp(-fabs(zk)));
+		if (set_dout)
+			plan->dout[k] = (float) ((1.0 / (1.0 + exp(-zk)) - y[k]) / b);
+	}
+	return loss / b;
+}
+
+/*
+ * Central differences against the backward pass for up to `per_layer`
+ * parameters of every parametric layer.  Batch norm running statistics
+ * move in every training forward; they do not enter the training loss.
+ */
+static void
+gradient_check(const char *spec, int b, int per_layer, double max_bad)
+{
+	IcemlNet   *net = make_net(spec);
+	Plan	   *plan;
+	float	   *x,
+			   *y,
+			   *grads;
+	uint64_t	s = 12345;
+	size_t		img;
+	int			checked = 0,
+				bad = 0;
+
+	CHECK(net != NULL, "spec");
+	if (net == NULL)
+		return;
+	iceml_net_init_params(net, 7);
+	img = (size_t) net->c * net->h * net->w;
+	x = malloc(sizeof(float) * img * b);
+	y = malloc(sizeof(float) * b);
+	grads = calloc(net->nparams, sizeof(float));
+	for (size_t i = 0; i < img * b; i++)
+		x[i] = frand(&s);
+	for (int k = 0; k < b; k++)
+		y[k] = (float) (k % 2);
+	plan = nn_plan_create(net, b, 1);
+	nn_gather(net, plan, x, NULL, b, NULL);
+	batch_loss(net, plan, b, y, 99, 1);
+	nn_backward(net, plan, b, grads);
+
+	for (int li = 0; li < net->nlayers; li++)
+	{
+		Layer	   *l = &net->layers[li];
+		size_t		n = l->nw + l->nb;
+
+		for (int t = 0; t < per_layer && n > 0; t++)
+		{
+			size_t		at = l->w_off + (size_t) (nn_splitmix64(&s) % n);
+			float		keep = net->params[at];
+			float		h = 1e-3f * fmaxf(1.0f, fabsf(keep));
+			double		up,
+						down,
+						num;
+
+			net->params[at] = keep + h;
+			up = batch_loss(net, plan, b, y, 99, 0);
+			net->params[at] = keep - h;
+			down = batch_loss(net, plan, b, y, 99, 0);
+			net->params[at] = keep;
+			num = (up - down) / (2.0 * h);
+			checked++;
+			if (fabs(num - grads[at]) > 2e-3 + 5e-2 * fmax(fabs(num), fabs(grads[at])))
+			{
+				bad++;
+				if (bad <= 3)
+					printf("    layer %d param %zu: numeric %.6g analytic %.6g\n", li, at - l->w_off,
+						   num, grads[at]);
+			}
+		}
+	}
+	/* a ReLU or max-pool kink crossed by the finite step may cost a sample */
+	CHECK(bad <= max_bad * checked, "%d of %d gradient samples disagree", bad, checked);
+	CHECK(checked > 0, "nothing checked");
+	nn_plan_free(plan);
+	free(x);
+	free(y);
+	free(grads);
+	iceml_net_free(net);
+}
+
+TEST(gradients_conv_pool_bn_dropout_dense)
+{
+	gradient_check("{\"input\":[2,9,9],\"layers\":["
+				   "{\"type\":\"conv2d\",\"filters\":3,\"kernel\":3,\"activation\":\"relu\"},"
+				   "{\"type\":\"maxpool\",\"size\":3,\"stride\":2},"
+				   "{\"type\":\"conv2d\",\"filters\":4,\"kernel\":[3,2],\"stride\":2,\"padding\":\"same\"},"
+				   "{\"type\":\"batchnorm\"},{\"type\":\"relu\"},{\"type\":\"dropout\",\"rate\":0.3},"
+				   "{\"type\":\"flatten\"},{\"type\":\"dense\",\"units\":5,\"activation\":\"sigmoid\"},"
+				   "{\"type\":\"batchnorm\"},{\"type\":\"sigmoid\"},"
+				   "{\"type\":\"dense\",\"units\":1,\"activation\":\"sigmoid\"}]}", 3, 40, 0.01);
+}
+
+TEST(gradients_same_padding_gap)
+{
+	gradient_check("{\"input\":[1,6,7],\"layers\":["
+				   "{\"type\":\"conv2d\",\"filters\":2,\"kernel\":3,\"padding\":\"same\",\"activation\":\"sigmoid\"},"
+				   "{\"type\":\"conv2d\",\"filters\":3,\"kernel\":2,\"stride\":2,\"activation\":\"relu\"},"
+				   "{\"type\":\"gap\"},{\"type\":\"dense\",\"units\":4,\"activation\":\"relu\"},"
+				   "{\"type\":\"dense\",\"units\":1}]}", 4, 40, 0.01);
+}
+
+TEST(gradients_statoil_cnn_small_batch)
+{
+	/*
+	 * The reference model, a few samples per layer: 15 ReLU and max-pool
+	 * layers deep, so a finite step meets a kink now and then.
+	 */
+	gradient_check(iceml_nn_builtin_spec("statoil_cnn"), 2, 8, 0.05);
+}
+
+TEST(reference_model_has_560193_parameters)
+{
+	IcemlNet   *net = make_net(iceml_nn_builtin_spec("statoil_cnn"));
+	char	   *canon;
+	IcemlNet   *again;
+	ERR;
+
+	CHECK(net != NULL, "built-in spec");
+	if (!net)
+		return;
+	CHECK(iceml_net_param_count(net) == 560193, "%lld", (long long) iceml_net_param_count(net));
+	CHECK(fabs(iceml_net_forward_flops(net) / 1e9 - 0.259) < 0.01, "%g GFLOP", iceml_net_forward_flops(net) / 1e9);
+	/* the canonical spec builds the same net */
+	canon = iceml_net_spec_json(net);
+	again = iceml_net_create(canon, err, sizeof(err));
+	CHECK(again && iceml_net_param_count(again) == 560193, "%s", err);
+	CHECK(again && strcmp(canon, again->spec) == 0, "canonical form is stable");
+	free(canon);
+	iceml_net_free(again);
+	iceml_net_free(net);
+	CHECK(iceml_nn_builtin_spec("nope") == NULL, "unknown built-in");
+}
+
+/* a 3x3 convolution on a 4x4 image, computed by hand */
+TEST(forward_conv_pool_dense_by_hand)
+{
+	IcemlNet   *net = make_net("{\"input\":[1,4,4],\"layers\":["
+								"{\"type\":\"conv2d\",\"filters\":1,\"kernel\":3},"
+								"{\"type\":\"maxpool\",\"size\":2},"
+								"{\"type\":\"flatten\"},{\"type\":\"dense\",\"units\":1}]}");
+	float		img[16],
+				prob;
+	ERR;
+	Plan	   *plan;
+	const float *z;
+
+	if (!net)
+		return;
+	for (int i = 0; i < 16; i++)
+		img[i] = (float) i;		/* 0..15 row-major */
+	/* kernel: 1 at the centre, -1 at the top-left corner; bias 0.5 */
+	memset(net->params, 0, sizeof(float) * net->nparams);
+	net->params[4] = 1.0f;
+	net->params[0] = -1.0f;
+	net->params[9] = 0.5f;		/* conv bias */
+	net->params[10] = 2.0f;		/* dense weight */
+	net->params[11] = -1.0f;	/* dense bias */
+	/* conv output (2x2): centre - corner + 0.5 = 5 + 0.5 at every position */
+	plan = nn_plan_create(net, 1, 0);
+	nn_gather(net, plan, img, NULL, 1, NULL);
+	z = nn_forward(net, plan, 1, 0, 0);
+	CHECK(fabsf(plan->out[0][0] - 5.5f) < 1e-6f && fabsf(plan->out[0][3] - 5.5f) < 1e-6f,
+		  "conv %g %g", plan->out[0][0], plan->out[0][3]);
+	CHECK(fabsf(plan->out[1][0] - 5.5f) < 1e-6f, "pool %g", plan->out[1][0]);
+	CHECK(fabsf(z[0] - 10.0f) < 1e-5f, "logit %g", z[0]);
+	CHECK(iceml_net_predict(net, img, 1, &prob, err, sizeof(err)) == 0, "%s", err);
+	CHECK(fabs(prob - 1.0 / (1.0 + exp(-10.0))) < 1e-6, "prob %g", prob);
+
+	/* max-pool picks the largest of each window */
+	{
+		IcemlNet   *pn = make_net("{\"input\":[1,4,4],\"layers\":[{\"type\":\"maxpool\",\"size\":2},"
+								  "{\"type\":\"flatten\"},{\"type\":\"dense\",\"units\":1}]}");
+		Plan	   *pp = nn_plan_create(pn, 1, 0);
+
+		nn_gather(pn, pp, img, NULL, 1, NULL);
+		nn_forward(pn, pp, 1, 0, 0);
+		CHECK(pp->out[0][0] == 5.0f && pp->out[0][1] == 7.0f && pp->out[0][2] == 13.0f &&
+			  pp->out[0][3] == 15.0f, "pool %g %g %g %g", pp->out[0][0], pp->out[0][1],
+			  pp->out[0][2], pp->out[0][3]);
+		nn_plan_free(pp);
+		iceml_net_free(pn);
+	}
+	nn_plan_free(plan);
+	iceml_net_free(net);
+}
+
+/* one dense weight and bias on a 1x1x1 input: optimiser steps by hand */
+static void
+optimizer_case(IcemlOptimizer opt)
+{
+	IcemlNet   *net = make_net("{\"input\":[1,1,1],\"layers\":[{\"type\":\"flatten\"},"
+								"{\"type\":\"dense\",\"units\":1,\"activation\":\"sigmoid\"}]}");
+	IcemlTrainConfig cfg;
+	IcemlTrainer *tr;
+	float		x = 2.0f,
+				y = 1.0f;
+	double		w = 0.5,
+				b = 0.0,
+				m1w = 0,
+				m1b = 0,
+				m2w = 0,
+				m2b = 0,
+				loss;
+	ERR;
+
+	if (!net)
+		return;
+	iceml_train_config_defaults(&cfg);
+	cfg.optimizer = opt;
+	cfg.learning_rate = 0.1f;
+	cfg.batch_size = 1;
+	tr = iceml_trainer_create(net, &cfg, err, sizeof(err));
+	net->params[0] = 0.5f;
+	net->params[1] = 0.0f;
+	for (int step = 1; step <= 3; step++)
+	{
+		double		z = w * x + b;
+		double		dz = 1.0 / (1.0 + exp(-z)) - y;
+		double		gw = dz * x,
+					gb = dz;
+
+		if (opt == ICEML_OPT_SGD)
+		{
+			m1w = 0.9 * m1w + gw;
+			m1b = 0.9 * m1b + gb;
+			w -= 0.1 * m1w;
+			b -= 0.1 * m1b;
+		}
+		else
+		{
+			double		lr_t = 0.1 * sqrt(1 - pow(0.999, step)) / (1 - pow(0.9, step));
+
+			m1w = 0.9 * m1w + 0.1 * gw;
+			m1b = 0.9 * m1b + 0.1 * gb;
+			m2w = 0.999 * m2w + 0.001 * gw * gw;
+			m2b = 0.999 * m2b + 0.001 * gb * gb;
+			w -= lr_t * m1w / (sqrt(m2w) + 1e-7);
+			b -= lr_t * m1b / (sqrt(m2b) + 1e-7);
+		}
+		CHECK(iceml_trainer_epoch(tr, &x, &y, 1, step, NULL, NULL, &loss, err, sizeof(err)) == 0, "%s", err);
+		CHECK(fabs(net->params[0] - w) < 1e-5 && fabs(net->params[1] - b) < 1e-5,
+			  "step %d: w %g (want %g) b %g (want %g)", step, net->params[0], w, net->params[1], b);
+	}
+	iceml_trainer_free(tr);
+	iceml_net_free(net);
+}
+
+TEST(sgd_momentum_steps_by_hand)
+{
+	optimizer_case(ICEML_OPT_SGD);
+}
+
+TEST(adam_steps_by_hand)
+{
+	optimizer_case(ICEML_OPT_ADAM);
+}
+
+TEST(bce_is_stable_for_large_logits)
+{
+	IcemlNet   *net = make_net("{\"input\":[1,1,1],\"layers\":[{\"type\":\"flatten\"},"
+								"{\"type\":\"dense\",\"units\":1}]}");
+	IcemlTrainConfig cfg;
+	IcemlTrainer *tr;
+	float		x = 1.0f,
+				y = 0.0f;
+	double		loss;
+	ERR;
+
+	iceml_train_config_defaults(&cfg);
+	cfg.batch_size = 1;
+	cfg.learning_rate = 1e-9f;
+	tr = iceml_trainer_create(net, &cfg, err, sizeof(err));
+	net->params[0] = 200.0f;	/* z = 200, y = 0: loss 200, not inf */
+	net->params[1] = 0.0f;
+	CHECK(iceml_trainer_epoch(tr, &x, &y, 1, 1, NULL, NULL, &loss, err, sizeof(err)) == 0, "%s", err);
+	CHECK(fabs(loss - 200.0) < 1e-3, "loss %g", loss);
+	net->params[0] = -200.0f;	/* z = -200, y = 0: loss ~ 0 */
+	CHECK(iceml_trainer_epoch(tr, &x, &y, 1, 2, NULL, NULL, &loss, err, sizeof(err)) == 0, "%s", err);
+	CHECK(loss >= 0 && loss < 1e-30, "loss %g", loss);
+	iceml_trainer_free(tr);
+	iceml_net_free(net);
+}
+
+TEST(malformed_specs_are_refused_with_the_layer_at_fault)
+{
+	static const char *const cases[][2] = {
+		{"", "not valid JSON"},
+		{"[1,2]", "must be a JSON object"},
+		{"{\"input\":[3,75],\"layers\":[]}", "\"input\" must be [channels, height, width]"},
+		{"{\"input\":[3,75,75],\"layers\":[]}", "\"layers\" must be a non-empty array"},
+		{"{\"input\":[3,75,75],\"layers\":[{\"type\":\"dense\",\"units\":1}],\"x\":1}", "unknown key \"x\""},
+		{"{\"input\":[0,75,75],\"layers\":[{\"type\":\"dense\",\"units\":1}]}", "input channels"},
+		{"{\"input\":[3,75,75],\"layers\":[{\"type\":\"conv3d\"}]}", "layer 0: unknown layer type \"conv3d\""},
+		{"{\"input\":[3,75,75],\"layers\":[{\"units\":1}]}", "layer 0: \"type\" is missing"},
+		{"{\"input\":[3,75,75],\"layers\":[{\"type\":\"conv2d\",\"kernel\":3}]}", "layer 0 (conv2d): needs \"filters\" and \"kernel\""},
+		{"{\"input\":[3,75,75],\"layers\":[{\"type\":\"conv2d\",\"filters\":8,\"kernel\":\"$kernel\"}]}", "unresolved placeholder \"$kernel\""},
+		{"{\"input\":[3,75,75],\"layers\":[{\"type\":\"conv2d\",\"filters\":8,\"kernel\":3,\"dilation\":2}]}", "layer 0 (conv2d): unknown key \"dilation\""},
+		{"{\"input\":[3,75,75],\"layers\":[{\"type\":\"conv2d\",\"filters\":2.5,\"kernel\":3}]}", "\"filters\" must be an integer"},
+		{"{\"input\":[3,75,75],\"layers\":[{\"type\":\"conv2d\",\"filters\":8,\"kernel\":3,\"padding\":\"full\"}]}", "\"padding\" must be \"same\" or \"valid\""},
+		{"{\"input\":[3,75,75],\"layers\":[{\"type\":\"conv2d\",\"filters\":8,\"kernel\":3,\"activation\":\"tanh\"}]}", "unknown activation \"tanh\""},
+		{"{\"input\":[3,75,75],\"layers\":[{\"type\":\"dropout\",\"rate\":1.0},{\"type\":\"flatten\"},{\"type\":\"dense\",\"units\":1}]}", "\"rate\" must be in [0, 1)"},
+		{"{\"input\":[3,4,4],\"layers\":[{\"type\":\"maxpool\",\"size\":3,\"name\":\"pool2\"},{\"type\":\"maxpool\",\"size\":3}]}", "layer 1 (maxpool): input 3x1x1 is smaller than the 3x3 window"},
+		{"{\"input\":[3,4,4],\"layers\":[{\"type\":\"conv2d\",\"filters\":8,\"kernel\":5,\"name\":\"c1\"}]}", "layer 0 (conv2d \"c1\"): input 3x4x4 is smaller than the 5x5 kernel"},
+		{"{\"input\":[3,4,4],\"layers\":[{\"type\":\"dense\",\"units\":1}]}", "layer 0 (dense): input 3x4x4 is not flat; add a flatten or gap layer"},
+		{"{\"input\":[3,4,4],\"layers\":[{\"type\":\"flatten\"},{\"type\":\"conv2d\",\"filters\":1,\"kernel\":1}]}", "layer 1 (conv2d): input is flat (48 features)"},
+		{"{\"input\":[3,4,4],\"layers\":[{\"type\":\"flatten\"},{\"type\":\"dense\",\"units\":2}]}", "layer 1 (dense): the last layer must be a dense layer with 1 unit"},
+		{"{\"input\":[3,4,4],\"layers\":[{\"type\":\"flatten\"},{\"type\":\"dense\",\"units\":1,\"activation\":\"relu\"}]}", "activation must be \"sigmoid\" or \"linear\""},
+		{"{\"input\":[3,4,4],\"layers\":[{\"type\":\"flatten\",\"name\":\"\"},{\"type\":\"dense\",\"units\":1}]}", "\"name\" must be a non-empty string"},
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+	{
+		ERR;
+		IcemlNet   *net = iceml_net_create(cases[i][0], err, sizeof(err));
+
+		CHECK(net == NULL, "case %zu accepted: %s", i, cases[i][0]);
+		CHECK(strstr(err, cases[i][1]) != NULL, "case %zu: got \"%s\", want \"%s\"", i, err, cases[i][1]);
+		iceml_net_free(net);
+	}
+	{
+		ERR;
+
+		CHECK(iceml_net_create(NULL, err, sizeof(err)) == NULL, "NULL spec");
+	}
+}
+
+TEST(serialisation_round_trip_and_malformed_blobs)
+{
+	IcemlNet   *net = make_net("{\"input\":[2,8,8],\"layers\":["
+								"{\"type\":\"conv2d\",\"filters\":3,\"kernel\":3,\"activation\":\"relu\"},"
+								"{\"type\":\"batchnorm\"},{\"type\":\"gap\"},{\"type\":\"dense\",\"units\":1}]}");
+	IcemlNet   *back;
+	void	   *blob;
+	size_t		len;
+	float		mean[2] = {-20.0f, -25.0f},
+				sd[2] = {3.0f, 2.0f},
+				x[2 * 64 * 3],
+				p1[3],
+				p2[3];
+	uint64_t	s = 5;
+	ERR;
+
+	iceml_net_init_params(net, 3);
+	for (size_t i = 0; i < net->nstate; i++)
+		net->state[i] = 0.5f + (float) i;	/* running stats travel too */
+	iceml_net_set_normalisation(net, mean, sd);
+	for (int i = 0; i < 2 * 64 * 3; i++)
+		x[i] = -20.0f + 5.0f * frand(&s);
+	CHECK(iceml_net_save(net, &blob, &len) == 0, "save");
+	back = iceml_net_load(blob, len, err, sizeof(err));
+	CHECK(back != NULL, "%s", err);
+	if (back)
+	{
+		iceml_net_predict(net, x, 3, p1, err, sizeof(err));
+		iceml_net_predict(back, x, 3, p2, err, sizeof(err));
+		CHECK(memcmp(p1, p2, sizeof(p1)) == 0, "predictions differ after a round trip");
+		CHECK(memcmp(net->params, back->params, net->nparams * sizeof(float)) == 0, "params");
+		CHECK(iceml_net_norm_mean(back)[1] == -25.0f, "normalisation");
+		iceml_net_free(back);
+	}
+	/* every truncation, and a flipped bit anywhere, is refused */
+	for (size_t cut = 0; cut < len; cut++)
+	{
+		back = iceml_net_load(blob, cut, err, sizeof(err));
+		CHECK(back == NULL, "truncated to %zu accepted", cut);
+		iceml_net_free(back);
+	}
+	for (int t = 0; t < 200; t++)
+	{
+		unsigned char *c = blob;
+		size_t		at = (size_t) (nn_splitmix64(&s) % len);
+		int			bit = (int) (nn_splitmix64(&s) % 8);
+
+		c[at] ^= (unsigned char) (1 << bit);
+		back = iceml_net_load(blob, len, err, sizeof(err));
+		CHECK(back == NULL, "bit %d of byte %zu flipped and accepted", bit, at);
+		iceml_net_free(back);
+		c[at] ^= (unsigned char) (1 << bit);
+	}
+	memcpy(blob, "PNG\0\0\0\0\0", 8);
+	CHECK(iceml_net_load(blob, len, err, sizeof(err)) == NULL && strstr(err, "bad magic"), "%s", err);
+	CHECK(iceml_net_load(NULL, 0, err, sizeof(err)) == NULL, "NULL");
+	free(blob);
+	iceml_net_free(net);
+}
+
+TEST(checkpoints_resume_bit_identically)
+{
+	const char *spec = "{\"input\":[1,6,6],\"layers\":[{\"type\":\"conv2d\",\"filters\":2,\"kernel\":3,\"activation\":\"relu\"},"
+		"{\"type\":\"dropout\",\"rate\":0.2},{\"type\":\"flatten\"},{\"type\":\"dense\",\"units\":1}]}";
+	IcemlNet   *a = make_net(spec),
+			   *b = make_net(spec);
+	IcemlTrainConfig cfg;
+	IcemlTrainer *ta,
+			   *tb;
+	float		x[10 * 36],
+				y[10];
+	double		loss;
+	uint64_t	s = 77;
+	void	   *ck;
+	size_t		len;
+	ERR;
+
+	for (int i = 0; i < 360; i++)
+		x[i] = frand(&s);
+	for (int i = 0; i < 10; i++)
+		y[i] = (float) (i % 2);
+	iceml_train_config_defaults(&cfg);
+	cfg.batch_size = 4;
+	cfg.augment = ICEML_AUG_FLIP_H | ICEML_AUG_ROT90;
+	iceml_net_init_params(a, 1);
+	iceml_net_init_params(b, 99);
+	ta = iceml_trainer_create(a, &cfg, err, sizeof(err));
+	tb = iceml_trainer_create(b, &cfg, err, sizeof(err));
+	iceml_trainer_epoch(ta, x, y, 10, 1, NULL, NULL, &loss, err, sizeof(err));
+	CHECK(iceml_trainer_save(ta, &ck, &len) == 0, "save");
+	CHECK(iceml_trainer_restore(tb, ck, len, err, sizeof(err)) == 0, "%s", err);
+	iceml_trainer_epoch(ta, x, y, 10, 2, NULL, NULL, &loss, err, sizeof(err));
+	iceml_trainer_epoch(tb, x, y, 10, 2, NULL, NULL, &loss, err, sizeof(err));
+	CHECK(memcmp(a->params, b->params, a->nparams * sizeof(float)) == 0, "resumed run differs");
+	((unsigned char *) ck)[len / 2] ^= 4;
+	CHECK(iceml_trainer_restore(tb, ck, len, err, sizeof(err)) < 0 && strstr(err, "checksum"), "%s", err);
+	CHECK(iceml_trainer_restore(tb, ck, 10, err, sizeof(err)) < 0, "truncated checkpoint");
+	free(ck);
+	iceml_trainer_free(ta);
+	iceml_trainer_free(tb);
+	iceml_net_free(a);
+	iceml_net_free(b);
+}
+
+TEST(same_seed_same_weights_other_seed_other_weights)
+{
+	const char *spec = "{\"input\":[1,6,6],\"layers\":[{\"type\":\"conv2d\",\"filters\":2,\"kernel\":3},"
+		"{\"type\":\"dropout\",\"rate\":0.5},{\"type\":\"gap\"},{\"type\":\"dense\",\"units\":1}]}";
+	float		x[8 * 36],
+				y[8];
+	float	   *w[3];
+	uint64_t	s = 3;
+	uint64_t	seeds[3] = {42, 42, 43};
+
+	for (int i = 0; i < 8 * 36; i++)
+		x[i] = frand(&s);
+	for (int i = 0; i < 8; i++)
+		y[i] = (float) (i & 1);
+	for (int r = 0; r < 3; r++)
+	{
+		IcemlNet   *net = make_net(spec);
+		IcemlTrainConfig cfg;
+		IcemlTrainer *tr;
+		double		loss;
+		ERR;
+
+		iceml_train_config_defaults(&cfg);
+		cfg.seed = seeds[r];
+		cfg.batch_size = 3;
+		iceml_net_init_params(net, seeds[r]);
+		tr = iceml_trainer_create(net, &cfg, err, sizeof(err));
+		iceml_trainer_epoch(tr, x, y, 8, 1, NULL, NULL, &loss, err, sizeof(err));
+		w[r] = malloc(net->nparams * sizeof(float));
+		memcpy(w[r], net->params, net->nparams * sizeof(float));
+		iceml_trainer_free(tr);
+		iceml_net_free(net);
+	}
+	CHECK(memcmp(w[0], w[1], 2 * sizeof(float)) == 0, "same seed differs");
+	CHECK(memcmp(w[0], w[2], 2 * sizeof(float)) != 0, "other seed same");
+	for (int r = 0; r < 3; r++)
+		free(w[r]);
+}
+
+TEST(metrics_by_hand)
+{
+	float		p[6] = {0.9f, 0.8f, 0.4f, 0.4f, 0.3f, 0.1f};
+	float		y[6] = {1, 0, 1, 0, 1, 0};
+	IcemlMetrics m;
+
+	iceml_metrics_compute(p, y, 6, 0.5, &m);
+	CHECK(m.tp == 1 && m.fp == 1 && m.fn == 2 && m.tn == 2, "confusion %lld %lld %lld %lld",
+		  (long long) m.tp, (long long) m.fp, (long long) m.fn, (long long) m.tn);
+	CHECK(fabs(m.accuracy - 0.5) < 1e-12 && fabs(m.precision - 0.5) < 1e-12 &&
+		  fabs(m.recall - 1.0 / 3) < 1e-12 && fabs(m.f1 - 0.4) < 1e-12, "acc/prec/rec/f1");
+	/* positive/negative pairs ranked right: (0.9 beats 0.8,0.4,0.1), (0.4 ties 0.4, beats 0.1), (0.3 beats 0.1): 3+1.5+1 = 5.5 of 9 */
+	CHECK(fabs(m.auc - 5.5 / 9) < 1e-12, "auc %g", m.auc);
+	CHECK(fabs(m.log_loss - (-(log(0.9) + log(0.2) + log(0.4) + log(0.6) + log(0.3) + log(0.9)) / 6)) < 1e-6,
+		  "log loss %g", m.log_loss);
+	iceml_metrics_compute(p, y, 1, 0.5, &m);
+	CHECK(isnan(m.auc), "auc of one class");
+}
+
+/* images of a bright centre (iceberg) or not, on noise: 100% within seconds */
+TEST(tiny_model_learns_a_separable_toy_set)
+{
+	IcemlNet   *net = make_net("{\"input\":[1,12,12],\"layers\":["
+								"{\"type\":\"conv2d\",\"filters\":4,\"kernel\":3,\"activation\":\"relu\"},"
+								"{\"type\":\"maxpool\",\"size\":2},{\"type\":\"flatten\"},"
+								"{\"type\":\"dense\",\"units\":8,\"activation\":\"relu\"},"
+								"{\"type\":\"dense\",\"units\":1,\"activation\":\"sigmoid\"}]}");
+	enum
+	{
+	N = 64};
+	float	   *x = malloc(sizeof(float) * N * 144),
+				y[N],
+				prob[N],
+				mean,
+				sd;
+	uint64_t	s = 11;
+	IcemlTrainConfig cfg;
+	IcemlTrainer *tr;
+	IcemlMetrics m;
+	double		loss;
+	ERR;
+
+	for (int i = 0; i < N; i++)
+	{
+		y[i] = (float) (i % 2);
+		for (int p = 0; p < 144; p++)
+		{
+			int			r = p / 12,
+						c = p % 12;
+			int			centre = r >= 4 && r < 8 && c >= 4 && c < 8;
+
+			x[i * 144 + p] = -25.0f + frand(&s) + (y[i] > 0 && centre ? 8.0f : 0.0f);
+		}
+	}
+	iceml_nn_channel_stats(x, N, 1, 144, &mean, &sd);
+	iceml_net_set_normalisation(net, &mean, &sd);
+	iceml_net_init_params(net, 1);
+	iceml_train_config_defaults(&cfg);
+	cfg.batch_size = 8;
+	cfg.learning_rate = 0.01f;
+	tr = iceml_trainer_create(net, &cfg, err, sizeof(err));
+	for (int e = 1; e <= 30; e++)
+		iceml_trainer_epoch(tr, x, y, N, e, NULL, NULL, &loss, err, sizeof(err));
+	iceml_net_predict(net, x, N, prob, err, sizeof(err));
+	iceml_metrics_compute(prob, y, N, 0.5, &m);
+	CHECK(m.accuracy == 1.0, "accuracy %g, loss %g", m.accuracy, loss);
+	iceml_trainer_free(tr);
+	iceml_net_free(net);
+	free(x);
+}
+
+static int
+stop_after_two(void *arg, int64_t done, int64_t total, double loss)
+{
+	int		   *calls = arg;
+
+	(void) done;
+	(void) total;
+	(void) loss;
+	return ++*calls >= 2;
+}
+
+TEST(callback_stops_an_epoch_and_bad_configs_are_refused)
+{
+	IcemlNet   *net = make_net("{\"input\":[1,2,2],\"layers\":[{\"type\":\"flatten\"},{\"type\":\"dense\",\"units\":1}]}");
+	IcemlTrainConfig cfg;
+	IcemlTrainer *tr;
+	float		x[40] = {0},
+				y[10] = {0};
+	double		loss;
+	int			calls = 0;
+	ERR;
+
+	iceml_train_config_defaults(&cfg);
+	cfg.batch_size = 2;
+	tr = iceml_trainer_create(net, &cfg, err, sizeof(err));
+	CHECK(iceml_trainer_epoch(tr, x, y, 10, 1, stop_after_two, &calls, &loss, err, sizeof(err)) == 1, "stopped");
+	CHECK(calls == 2, "calls %d", calls);
+	CHECK(iceml_trainer_epoch(tr, x, y, 0, 1, NULL, NULL, &loss, err, sizeof(err)) < 0, "empty epoch");
+	iceml_trainer_free(tr);
+	cfg.batch_size = 0;
+	CHECK(iceml_trainer_create(net, &cfg, err, sizeof(err)) == NULL && strstr(err, "batch_size"), "%s", err);
+	cfg.batch_size = 4;
+	cfg.learning_rate = -1;
+	CHECK(iceml_trainer_create(net, &cfg, err, sizeof(err)) == NULL && strstr(err, "learning_rate"), "%s", err);
+	iceml_net_free(net);
+}
+
+int
+main(void)
+{
+	iceml_nn_set_threads(1);
+	RUN(reference_model_has_560193_parameters);
+	RUN(forward_conv_pool_dense_by_hand);
+	RUN(gradients_conv_pool_bn_dropout_dense);
+	RUN(gradients_same_padding_gap);
+	RUN(gradients_statoil_cnn_small_batch);
+	RUN(sgd_momentum_steps_by_hand);
+	RUN(adam_steps_by_hand);
+	RUN(bce_is_stable_for_large_logits);
+	RUN(malformed_specs_are_refused_with_the_layer_at_fault);
+	RUN(serialisation_round_trip_and_malformed_blobs);
+	RUN(checkpoints_resume_bit_identically);
+	RUN(same_seed_same_weights_other_seed_other_weights);
+	RUN(metrics_by_hand);
+	RUN(tiny_model_learns_a_separable_toy_set);
+	RUN(callback_stops_an_epoch_and_bad_configs_are_refused);
+	return UNIT_SUMMARY();
+}
