@@ -10,9 +10,80 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <pthread.h>
+
 #include <cblas.h>
 
 #include "nn_internal.h"
+
+/* ---- a parallel for over the work between sgemm calls ---------------- */
+
+static int	nn_threads = 1;
+
+void
+nn_set_work_threads(int threads)
+{
+	nn_threads = threads < 1 ? 1 : (threads > 64 ? 64 : threads);
+}
+
+typedef void (*RangeFn) (void *arg, size_t begin, size_t end);
+
+typedef struct RangeJob
+{
+	RangeFn		fn;
+	void	   *arg;
+	size_t		begin,
+				end;
+} RangeJob;
+
+static void *
+range_thread(void *p)
+{
+	RangeJob   *j = p;
+
+	j->fn(j->arg, j->begin, j->end);
+	return NULL;
+}
+
+/*
+ * fn over [0, n) split into one contiguous chunk per thread; results must
+ * not depend on the split (each item is computed the same way whatever the
+ * thread count).
+ */
+static void
+parallel_for(size_t n, size_t min_chunk, RangeFn fn, void *arg)
+{
+	int			t = nn_threads;
+	pthread_t	tid[64];
+	RangeJob	job[64];
+	int			started = 0;
+
+	if (t > 1 && n / (size_t) t < min_chunk)
+		t = (int) (n / (min_chunk ? min_chunk : 1));
+	if (t <= 1)
+	{
+		fn(arg, 0, n);
+		return;
+	}
+	for (int k = 0; k < t; k++)
+	{
+		job[k].fn = fn;
+		job[k].arg = arg;
+		job[k].begin = n * (size_t) k / (size_t) t;
+		job[k].end = n * (size_t) (k + 1) / (size_t) t;
+	}
+	for (int k = 1; k < t; k++)
+		if (pthread_create(&tid[k], NULL, range_thread, &job[k]) == 0)
+			started = k;
+		else
+			break;
+	fn(arg, job[0].begin, job[0].end);
+	for (int k = 1; k <= started; k++)
+		pthread_join(tid[k], NULL);
+	/* chunks whose thread could not start run here */
+	for (int k = started + 1; k < t; k++)
+		fn(arg, job[k].begin, job[k].end);
+}
 
 static size_t
 in_size(const Layer *l)
@@ -198,18 +269,33 @@ nn_gather(const IcemlNet *net, Plan *plan, const float *x, const int64_t *index,
 
 /* ---- layers ---------------------------------------------------------------- */
 
-static void
-im2col(const Layer *l, const float *x, int b, float *col)
+typedef struct ColArgs
 {
+	const Layer *l;
+	const float *x;
+	float	   *col;
+	float	   *dx;
+	int			b;
+} ColArgs;
+
+static void
+im2col_rows(void *p, size_t begin, size_t end)
+{
+	ColArgs    *a = p;
+	const Layer *l = a->l;
+	const float *x = a->x;
+	float	   *col = a->col;
+	int			b = a->b;
 	int			P = l->oh * l->ow;
 	size_t		N = (size_t) b * P;
 	size_t		plane = (size_t) l->ih * l->iw;
 
-	for (int c = 0; c < l->ic; c++)
-		for (int i = 0; i < l->kh; i++)
-			for (int j = 0; j < l->kw; j++)
+	for (size_t r = begin; r < end; r++)
 			{
-				float	   *row = col + ((size_t) (c * l->kh + i) * l->kw + j) * N;
+				int			c = (int) (r / (size_t) (l->kh * l->kw));
+				int			i = (int) (r / (size_t) l->kw) % l->kh;
+				int			j = (int) (r % (size_t) l->kw);
+				float	   *row = col + r * N;
 
 				for (int k = 0; k < b; k++)
 				{
@@ -243,14 +329,27 @@ im2col(const Layer *l, const float *x, int b, float *col)
 }
 
 static void
-col2im(const Layer *l, const float *col, int b, float *dx)
+im2col(const Layer *l, const float *x, int b, float *col)
 {
+	ColArgs		a = {l, x, col, NULL, b};
+
+	parallel_for((size_t) l->ic * l->kh * l->kw, 1, im2col_rows, &a);
+}
+
+static void
+col2im_channels(void *p, size_t begin, size_t end)
+{
+	ColArgs    *a = p;
+	const Layer *l = a->l;
+	const float *col = a->col;
+	float	   *dx = a->dx;
+	int			b = a->b;
 	int			P = l->oh * l->ow;
 	size_t		N = (size_t) b * P;
 	size_t		plane = (size_t) l->ih * l->iw;
 
-	memset(dx, 0, sizeof(float) * l->ic * plane * b);
-	for (int c = 0; c < l->ic; c++)
+	memset(dx + begin * plane * b, 0, sizeof(float) * (end - begin) * plane * b);
+	for (int c = (int) begin; c < (int) end; c++)
 		for (int i = 0; i < l->kh; i++)
 			for (int j = 0; j < l->kw; j++)
 			{
@@ -280,11 +379,33 @@ col2im(const Layer *l, const float *col, int b, float *dx)
 			}
 }
 
-/* bias and activation over rows of `len` values, row r getting bias[r % nb] */
 static void
-bias_act_rows(float *y, const float *bias, int rows, size_t len, Activation act)
+col2im(const Layer *l, float *col, int b, float *dx)
 {
-	for (int r = 0; r < rows; r++)
+	ColArgs		a = {l, NULL, col, dx, b};
+
+	parallel_for((size_t) l->ic, 1, col2im_channels, &a);
+}
+
+typedef struct EwArgs
+{
+	float	   *y;
+	const float *bias;
+	const float *x;
+	size_t		len;
+	Activation	act;
+} EwArgs;
+
+static void
+bias_act_range(void *p, size_t begin, size_t end)
+{
+	EwArgs	   *a = p;
+	float	   *y = a->y;
+	const float *bias = a->bias;
+	size_t		len = a->len;
+	Activation	act = a->act;
+
+	for (size_t r = begin; r < end; r++)
 	{
 		float	   *v = y + (size_t) r * len;
 		float		bv = bias[r];
@@ -305,19 +426,41 @@ bias_act_rows(float *y, const float *bias, int rows, size_t len, Activation act)
 	}
 }
 
+/* bias and activation over `rows` rows of `len` values, row r getting bias[r] */
+static void
+bias_act_rows(float *y, const float *bias, int rows, size_t len, Activation act)
+{
+	EwArgs		a = {y, bias, NULL, len, act};
+
+	parallel_for((size_t) rows, 1, bias_act_range, &a);
+}
+
+static void
+act_backward_range(void *p, size_t begin, size_t end)
+{
+	EwArgs	   *a = p;
+	float	   *dy = a->y;
+	const float *y = a->x;
+
+	if (a->act == ACT_RELU)
+	{
+		for (size_t i = begin; i < end; i++)
+			if (y[i] <= 0.0f)
+				dy[i] = 0.0f;
+	}
+	else if (a->act == ACT_SIGMOID)
+		for (size_t i = begin; i < end; i++)
+			dy[i] *= y[i] * (1.0f - y[i]);
+}
+
 /* dY *= act'(y), in place, given the activation's output y */
 static void
 act_backward(float *dy, const float *y, size_t n, Activation act)
 {
-	if (act == ACT_RELU)
-	{
-		for (size_t i = 0; i < n; i++)
-			if (y[i] <= 0.0f)
-				dy[i] = 0.0f;
-	}
-	else if (act == ACT_SIGMOID)
-		for (size_t i = 0; i < n; i++)
-			dy[i] *= y[i] * (1.0f - y[i]);
+	EwArgs		a = {dy, NULL, y, n, act};
+
+	if (act != ACT_NONE)
+		parallel_for(n, 65536, act_backward_range, &a);
 }
 
 /* batch norm over channel c's values: base + c * cs + k * ks, k < n */
@@ -417,6 +560,97 @@ bn_backward(const Layer *l, const float *dy, float *dx, int b, const float *gamm
 	}
 }
 
+/* ---- pooling and dropout ---------------------------------------------------- */
+
+typedef struct PoolArgs
+{
+	const Layer *l;
+	const float *x;
+	float	   *y;
+	int32_t    *arg;
+	const float *dy;
+	float	   *dx;
+} PoolArgs;
+
+static void
+pool_forward_planes(void *p, size_t begin, size_t end)
+{
+	PoolArgs   *a = p;
+	const Layer *l = a->l;
+	size_t		plane = (size_t) l->ih * l->iw;
+	size_t		oplane = (size_t) l->oh * l->ow;
+
+	for (size_t pl = begin; pl < end; pl++)
+	{
+		const float *src = a->x + pl * plane;
+		float	   *dst = a->y + pl * oplane;
+		int32_t    *arg = a->arg + pl * oplane;
+
+		for (int oy = 0; oy < l->oh; oy++)
+			for (int ox = 0; ox < l->ow; ox++)
+			{
+				int			y0 = oy * l->stride,
+							x0 = ox * l->stride;
+				int			best = y0 * l->iw + x0;
+				float		m = src[best];
+
+				for (int dy = 0; dy < l->kh; dy++)
+					for (int dx = 0; dx < l->kw; dx++)
+					{
+						int			at = (y0 + dy) * l->iw + x0 + dx;
+
+						if (src[at] > m)
+						{
+							m = src[at];
+							best = at;
+						}
+					}
+				dst[oy * l->ow + ox] = m;
+				arg[oy * l->ow + ox] = best;
+			}
+	}
+}
+
+static void
+pool_backward_planes(void *p, size_t begin, size_t end)
+{
+	PoolArgs   *a = p;
+	const Layer *l = a->l;
+	size_t		plane = (size_t) l->ih * l->iw;
+	size_t		oplane = (size_t) l->oh * l->ow;
+
+	memset(a->dx + begin * plane, 0, sizeof(float) * (end - begin) * plane);
+	for (size_t pl = begin; pl < end; pl++)
+		for (size_t o = 0; o < oplane; o++)
+			a->dx[pl * plane + a->arg[pl * oplane + o]] += a->dy[pl * oplane + o];
+}
+
+typedef struct DropArgs
+{
+	const float *x;
+	float	   *y;
+	float	   *mask;
+	float		rate;
+	uint64_t	seed;
+} DropArgs;
+
+/* each element's keep/drop depends only on (seed, index): thread-count free */
+static void
+dropout_range(void *p, size_t begin, size_t end)
+{
+	DropArgs   *a = p;
+	float		keep = 1.0f / (1.0f - a->rate);
+
+	for (size_t k = begin; k < end; k++)
+	{
+		uint64_t	h = nn_mix(a->seed, (uint64_t) k);
+		float		u = (float) (h >> 40) * (1.0f / 16777216.0f);
+
+		a->mask[k] = u >= a->rate ? keep : 0.0f;
+		a->y[k] = a->x[k] * a->mask[k];
+	}
+}
+
 /* ---- forward ---------------------------------------------------------------- */
 
 /*
@@ -473,39 +707,9 @@ nn_forward(IcemlNet *net, Plan *plan, int b, int training, uint64_t dropout_seed
 				}
 			case L_POOL:
 				{
-					int32_t    *arg = (int32_t *) plan->aux[i];
-					size_t		plane = (size_t) l->ih * l->iw;
-					size_t		oplane = (size_t) l->oh * l->ow;
+					PoolArgs	a = {l, x, y, (int32_t *) plan->aux[i], NULL, NULL};
 
-					for (size_t pl = 0; pl < (size_t) l->ic * b; pl++)
-					{
-						const float *src = x + pl * plane;
-						float	   *dst = y + pl * oplane;
-						int32_t    *a = arg + pl * oplane;
-
-						for (int oy = 0; oy < l->oh; oy++)
-							for (int ox = 0; ox < l->ow; ox++)
-							{
-								int			y0 = oy * l->stride,
-											x0 = ox * l->stride;
-								int			best = y0 * l->iw + x0;
-								float		m = src[best];
-
-								for (int dy = 0; dy < l->kh; dy++)
-									for (int dx = 0; dx < l->kw; dx++)
-									{
-										int			at = (y0 + dy) * l->iw + x0 + dx;
-
-										if (src[at] > m)
-										{
-											m = src[at];
-											best = at;
-										}
-									}
-								dst[oy * l->ow + ox] = m;
-								a[oy * l->ow + ox] = best;
-							}
-					}
+					parallel_for((size_t) l->ic * b, 4, pool_forward_planes, &a);
 					break;
 				}
 			case L_RELU:
@@ -519,15 +723,10 @@ nn_forward(IcemlNet *net, Plan *plan, int b, int training, uint64_t dropout_seed
 			case L_DROPOUT:
 				if (training && l->rate > 0.0f)
 				{
-					uint64_t	s = nn_mix(dropout_seed, (uint64_t) i + 1);
-					float		keep = 1.0f / (1.0f - l->rate);
-					float	   *mask = plan->aux[i];
+					DropArgs	a = {x, y, plan->aux[i], l->rate,
+					nn_mix(dropout_seed, (uint64_t) i + 1)};
 
-					for (size_t k = 0; k < osz; k++)
-					{
-						mask[k] = nn_uniform(&s) >= l->rate ? keep : 0.0f;
-						y[k] = x[k] * mask[k];
-					}
+					parallel_for(osz, 65536, dropout_range, &a);
 				}
 				else
 				{
@@ -648,14 +847,9 @@ nn_backward(IcemlNet *net, Plan *plan, int b, float *grads)
 			case L_POOL:
 				if (dx)
 				{
-					const int32_t *arg = (const int32_t *) plan->aux[i];
-					size_t		plane = (size_t) l->ih * l->iw;
-					size_t		oplane = (size_t) l->oh * l->ow;
+					PoolArgs	a = {l, NULL, NULL, (int32_t *) plan->aux[i], dy, dx};
 
-					memset(dx, 0, sizeof(float) * isz);
-					for (size_t pl = 0; pl < (size_t) l->ic * b; pl++)
-						for (size_t o = 0; o < oplane; o++)
-							dx[pl * plane + arg[pl * oplane + o]] += dy[pl * oplane + o];
+					parallel_for((size_t) l->ic * b, 4, pool_backward_planes, &a);
 				}
 				break;
 			case L_RELU:

@@ -198,6 +198,7 @@ void
 iceml_nn_set_threads(int threads)
 {
 	openblas_set_num_threads(threads < 1 ? 1 : threads);
+	nn_set_work_threads(threads);
 }
 
 static float

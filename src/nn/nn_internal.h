@@ -116,6 +116,7 @@ struct IcemlNet
 extern IcemlNet *nn_build(const char *spec_json, char *err, size_t errlen);
 
 /* engine.c */
+extern void nn_set_work_threads(int threads);
 extern Plan *nn_plan_create(const IcemlNet *net, int batch, int training);
 extern void nn_plan_free(Plan *plan);
 extern void nn_gather(const IcemlNet *net, Plan *plan, const float *x,

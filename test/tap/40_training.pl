@@ -1,0 +1,136 @@
+# Training runs in background workers, seen from outside: the call returns
+# at once, a rolled-back call starts nothing, epochs are committed as they
+# happen, cancel, a SIGKILLed worker and a server restart both end failed
+# and resume finishes the run, and roles see only their own runs.
+#
+# Runs against the embedded test cluster (PGHOST/PGPORT from the harness),
+# in a database of its own; restarts the server through cluster.sh.
+use strict;
+use warnings;
+use File::Temp qw(tempfile);
+use Test::More;
+
+my $db = 'iceml_worker';
+my $cluster = $ENV{ICEML_CLUSTER} // 'test';
+
+sub psql {
+	my ($sql, %o) = @_;
+	my $user = $o{user} // 'postgres';
+	my ($fh, $fn) = tempfile(UNLINK => 1);
+	print $fh "SET client_min_messages = warning;\n", $sql;
+	close $fh;
+	my $out = `psql -XAtq -v ON_ERROR_STOP=1 -U $user -d $o{db} -f $fn 2>&1` if $o{db};
+	$out = `psql -XAtq -v ON_ERROR_STOP=1 -U $user -d $db -f $fn 2>&1` unless $o{db};
+	my $rc = $? >> 8;
+	chomp $out;
+	return wantarray ? ($rc, $out) : $out;
+}
+
+sub poll {
+	my ($sql, $want, $secs) = @_;
+	my $got = '';
+	for (1 .. $secs * 5) {
+		$got = psql($sql);
+		return $got if $got =~ $want;
+		select(undef, undef, undef, 0.2);
+	}
+	return $got;
+}
+
+sub restart {
+	system("test/harness/cluster.sh stop $cluster >/dev/null 2>&1");
+	system("test/harness/cluster.sh start $cluster >/dev/null 2>&1") == 0
+		or BAIL_OUT('cluster did not restart');
+}
+
+# ---- setup: a database, roles, and a small labelled chip table -----------
+psql("DROP DATABASE IF EXISTS $db", db => 'postgres');
+psql("CREATE DATABASE $db", db => 'postgres');
+psql(q{
+	SET client_min_messages = warning;
+	CREATE EXTENSION iceml;
+	DROP ROLE IF EXISTS iceml_tap_alice; DROP ROLE IF EXISTS iceml_tap_bob; DROP ROLE IF EXISTS iceml_tap_carol;
+	CREATE ROLE iceml_tap_alice LOGIN IN ROLE iceml_user;
+	CREATE ROLE iceml_tap_bob LOGIN IN ROLE iceml_user;
+	CREATE ROLE iceml_tap_carol LOGIN IN ROLE iceml_reader;
+	CREATE TABLE public.chips (id int PRIMARY KEY, band_1 real[], band_2 real[], is_iceberg smallint);
+	-- icebergs have a bright centre; everything is seeded, so runs repeat
+	SELECT setseed(0.42);
+	INSERT INTO public.chips
+	SELECT i, (SELECT array_agg(CASE WHEN i % 2 = 1 AND (j - 1) / 75 BETWEEN 33 AND 41 AND (j - 1) % 75 BETWEEN 33 AND 41
+	                                 THEN -6 + random()::real * 4 ELSE -24 + random()::real * 3 END) FROM generate_series(1, 5625) j),
+	          (SELECT array_agg(-29 + random()::real * 2) FROM generate_series(1, 5625) j),
+	          (i % 2)::smallint
+	  FROM generate_series(1, 160) i;
+	GRANT SELECT ON public.chips TO iceml_user;
+	GRANT CREATE ON SCHEMA public TO iceml_user;
+});
+my $td = psql(q{SELECT iceml.create_training_dataset('chips', 'public.chips', 'is_iceberg', seed => 1)}, user => 'iceml_tap_alice');
+is($td, 'iceml_td.chips_1', 'alice made a training dataset');
+
+# ---- a tiny model trains to completion; the call returns before training -
+my $run = psql(q{
+	BEGIN;
+	SELECT iceml.train('tap', 'iceml_td.chips_1', 'tiny_cnn', '{"epochs": 3, "batch_size": 16}');
+	-- still queued when the call returns: the worker starts at commit
+	SELECT status FROM iceml.runs ORDER BY id DESC LIMIT 1;
+	COMMIT;
+}, user => 'iceml_tap_alice');
+my ($id, $status) = split /\n/, $run;
+is($status, 'queued', 'iceml.train returns at once, the run queued until commit');
+is(psql("SELECT iceml.wait($id, '120 s')", user => 'iceml_tap_alice'), 'succeeded', 'tiny run succeeded');
+is(psql("SELECT count(*) FROM iceml.run_metrics WHERE run_id = $id"), '3', 'one metrics row per epoch');
+like(psql("SELECT m.parameters || ' ' || m.owner || ' ' || (m.lineage->>'training_dataset') FROM iceml.models m JOIN iceml.runs r ON r.model_id = m.id WHERE r.id = $id"),
+	qr/^\d+ iceml_tap_alice iceml_td\.chips_1$/, 'the model has owner and lineage');
+
+# ---- a rolled-back call starts nothing ------------------------------------
+psql(q{BEGIN; SELECT iceml.train('rolled back', 'iceml_td.chips_1', 'tiny_cnn', '{"epochs": 1}'); ROLLBACK;},
+	user => 'iceml_tap_alice');
+sleep 1;
+is(psql(q{SELECT count(*) FROM iceml.runs WHERE experiment = 'rolled back'}), '0', 'rolled back: no run');
+is(psql(q{SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'iceml train'}), '0', 'rolled back: no worker');
+
+# ---- metrics appear while running; progress shows the worker; cancel -----
+my $long = psql(q{SELECT iceml.train('long', 'iceml_td.chips_1', 'tiny_cnn', '{"epochs": 400, "batch_size": 8}')},
+	user => 'iceml_tap_alice');
+like(poll("SELECT status || ' ' || (SELECT count(*) FROM iceml.run_metrics WHERE run_id = $long) FROM iceml.runs WHERE id = $long",
+		qr/^running [1-9]/, 60), qr/^running [1-9]/, 'epochs are committed while the run goes on');
+like(psql("SELECT p.worker_pid = a.pid AND a.application_name = 'iceml train $long' FROM iceml.progress p JOIN pg_stat_activity a ON a.pid = p.worker_pid WHERE p.run = $long"),
+	qr/^t$/, 'iceml.progress shows the worker, which names itself in pg_stat_activity');
+
+# bob cannot see or cancel alice's run
+is(psql("SELECT count(*) FROM iceml.runs WHERE id = $long", user => 'iceml_tap_bob'), '0', 'bob does not see alice\'s run');
+my ($rc, $out) = psql("SELECT iceml.cancel($long)", user => 'iceml_tap_bob');
+like($out, qr/run or study $long does not exist/, 'bob cannot cancel alice\'s run');
+($rc, $out) = psql(q{SELECT iceml.train('reader', 'iceml_td.chips_1', 'tiny_cnn')}, user => 'iceml_tap_carol');
+like($out, qr/permission denied/, 'iceml_reader cannot train');
+
+is(psql("SELECT iceml.cancel($long)", user => 'iceml_tap_alice'), 't', 'alice cancels her run');
+is(psql("SELECT iceml.wait($long, '60 s')", user => 'iceml_tap_alice'), 'cancelled', 'the run ends cancelled');
+is(psql("SELECT model_id IS NULL FROM iceml.runs WHERE id = $long"), 't', 'no model from a cancelled run');
+
+# ---- a worker killed with SIGKILL: failed, then resumed to the end -------
+my $k = psql(q{SELECT iceml.train('killed', 'iceml_td.chips_1', 'tiny_cnn', '{"epochs": 40, "batch_size": 8}')},
+	user => 'iceml_tap_alice');
+poll("SELECT epoch >= 2 FROM iceml.runs WHERE id = $k", qr/^t$/, 60);
+my $pid = psql("SELECT worker_pid FROM iceml.runs WHERE id = $k");
+ok(kill('KILL', $pid), "worker $pid killed");
+# the postmaster restarts every backend after a crash; wait for it
+poll('SELECT 1', qr/^1$/, 60);
+like(poll("SELECT status || ': ' || error FROM iceml.progress WHERE run = $k", qr/^failed/, 30),
+	qr/^failed: the worker \(pid $pid\) ended without finishing the run/, 'a killed worker leaves the run failed with the reason');
+is(psql("SELECT iceml.resume($k)", user => 'iceml_tap_alice'), $k, 'resume queues it again');
+is(psql("SELECT iceml.wait($k, '180 s')", user => 'iceml_tap_alice'), 'succeeded', 'the resumed run finishes');
+is(psql("SELECT count(*) || ' ' || max(epoch) FROM iceml.run_metrics WHERE run_id = $k"), '40 40', 'every epoch recorded once');
+
+# ---- a server restart mid-run: failed, then resumed ----------------------
+my $r = psql(q{SELECT iceml.train('restarted', 'iceml_td.chips_1', 'tiny_cnn', '{"epochs": 40, "batch_size": 8}')},
+	user => 'iceml_tap_alice');
+poll("SELECT epoch >= 2 FROM iceml.runs WHERE id = $r", qr/^t$/, 60);
+restart();
+like(psql("SELECT status FROM iceml.progress WHERE run = $r"), qr/^failed$/, 'a server restart leaves the run failed');
+is(psql("SELECT iceml.resume($r)", user => 'iceml_tap_alice'), $r, 'resume after restart');
+is(psql("SELECT iceml.wait($r, '180 s')", user => 'iceml_tap_alice'), 'succeeded', 'and it finishes');
+
+psql("DROP DATABASE $db", db => 'postgres');
+done_testing();
