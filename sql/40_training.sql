@@ -1,0 +1,76 @@
+-- Architectures and the checks iceml.train() makes before it queues a run.
+-- (Workers themselves are exercised by test/tap/40_training.pl.)
+SET client_min_messages = warning;
+\set SHOW_CONTEXT never
+SELECT name, parameters, builtin FROM iceml.architectures ORDER BY name;
+SELECT jsonb_array_length(spec->'layers') AS layers, spec->'layers'->0 AS first_layer
+  FROM iceml.architectures WHERE name = 'statoil_cnn';
+
+SELECT iceml.create_architecture('two_convs', '{"input": [3, 75, 75], "layers": [
+    {"type": "conv2d", "filters": 8, "kernel": 5, "stride": 2, "activation": "relu", "group": "conv"},
+    {"type": "maxpool", "size": 2}, {"type": "gap"}, {"type": "dense", "units": 1}]}');
+SELECT iceml.create_architecture('two_convs', '{"input": [3, 75, 75], "layers": [{"type": "flatten"}, {"type": "dense", "units": 1}]}');
+SELECT iceml.create_architecture('Bad', '{}');
+-- the engine names the layer and the shapes that do not fit
+SELECT iceml.create_architecture('too_deep', '{"input": [3, 8, 8], "layers": [
+    {"type": "conv2d", "filters": 8, "kernel": 3, "name": "c1"},
+    {"type": "maxpool", "size": 7, "name": "p1"}, {"type": "flatten"}, {"type": "dense", "units": 1}]}');
+SELECT iceml.create_architecture('odd', '{"input": [3, 75, 75], "layers": [{"type": "conv3d"}]}');
+SELECT iceml.create_architecture('odd', '{"input": [3, 75, 75], "layers": [{"type": "flatten"}, {"type": "dense", "units": 2}]}');
+
+-- a training dataset to check arguments against
+CREATE TABLE public.tr_chips (id int PRIMARY KEY, band_1 real[], band_2 real[], is_iceberg smallint);
+INSERT INTO public.tr_chips SELECT i, array_fill(-20::real, ARRAY[5625]), array_fill(-25::real, ARRAY[5625]), (i % 2)::smallint
+  FROM generate_series(1, 10) i;
+SELECT iceml.create_training_dataset('tr', 'public.tr_chips', 'is_iceberg');
+
+-- each bad argument is refused (22023) naming the field; nothing is queued
+\set VERBOSITY terse
+SELECT iceml.train('e', 'iceml_td.tr_1', 'no_such_net');
+\echo :LAST_ERROR_SQLSTATE
+SELECT iceml.train('e', 'public.tr_chips', 'tiny_cnn');
+\echo :LAST_ERROR_SQLSTATE
+SELECT iceml.train('', 'iceml_td.tr_1', 'tiny_cnn');
+\echo :LAST_ERROR_SQLSTATE
+SELECT iceml.train('e', 'iceml_td.tr_1', 'tiny_cnn', '{"epochs": 0}');
+\echo :LAST_ERROR_SQLSTATE
+SELECT iceml.train('e', 'iceml_td.tr_1', 'tiny_cnn', '{"epochs": 2.5}');
+\echo :LAST_ERROR_SQLSTATE
+SELECT iceml.train('e', 'iceml_td.tr_1', 'tiny_cnn', '{"batch_size": 0}');
+\echo :LAST_ERROR_SQLSTATE
+SELECT iceml.train('e', 'iceml_td.tr_1', 'tiny_cnn', '{"learning_rate": 0}');
+\echo :LAST_ERROR_SQLSTATE
+SELECT iceml.train('e', 'iceml_td.tr_1', 'tiny_cnn', '{"learning_rate": "fast"}');
+\echo :LAST_ERROR_SQLSTATE
+SELECT iceml.train('e', 'iceml_td.tr_1', 'tiny_cnn', '{"optimizer": "rmsprop"}');
+\echo :LAST_ERROR_SQLSTATE
+SELECT iceml.train('e', 'iceml_td.tr_1', 'tiny_cnn', '{"channels": ["band_1", "band_3", "band_avg"]}');
+\echo :LAST_ERROR_SQLSTATE
+SELECT iceml.train('e', 'iceml_td.tr_1', 'tiny_cnn', '{"channels": ["band_1", "band_2"]}');
+\echo :LAST_ERROR_SQLSTATE
+SELECT iceml.train('e', 'iceml_td.tr_1', 'tiny_cnn', '{"epoch": 3}');
+\echo :LAST_ERROR_SQLSTATE
+SELECT iceml.train('e', 'iceml_td.tr_1', 'tiny_cnn', '{"augment": "yes"}');
+\echo :LAST_ERROR_SQLSTATE
+SELECT iceml.train('e', 'iceml_td.tr_1', 'tiny_cnn', '[1]');
+\echo :LAST_ERROR_SQLSTATE
+SELECT count(*) AS runs_queued FROM iceml.runs;
+
+-- unknown ids, and runs that cannot be resumed
+SELECT iceml.wait(424242);
+\echo :LAST_ERROR_SQLSTATE
+SELECT iceml.cancel(424242);
+\echo :LAST_ERROR_SQLSTATE
+SELECT iceml.resume(424242);
+\echo :LAST_ERROR_SQLSTATE
+-- wait in the transaction that queued the run would never return
+BEGIN;
+SELECT iceml.train('e', 'iceml_td.tr_1', 'tiny_cnn', '{"epochs": 1}') AS run \gset
+SELECT iceml.wait(:run);
+\echo :LAST_ERROR_SQLSTATE
+ROLLBACK;
+BEGIN ISOLATION LEVEL REPEATABLE READ;
+SELECT iceml.wait(1);
+\echo :LAST_ERROR_SQLSTATE
+ROLLBACK;
+\set VERBOSITY default
