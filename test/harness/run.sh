@@ -63,7 +63,7 @@ fi
 
 if compgen -G "test/tap/*.pl" >/dev/null; then
 	echo "== TAP (prove)"
-	out=$(prove test/tap/ 2>&1); rc=$?
+	out=$(ICEML_CLUSTER=test prove test/tap/*.pl 2>&1); rc=$?
 	echo "$out" | tail -30
 	tests=$(echo "$out" | sed -nE 's/^Files=[0-9]+, Tests=([0-9]+),.*/\1/p'); tests=${tests:-0}
 	[ $rc -eq 0 ] && tally "$tests" 0 || tally 0 1
@@ -73,8 +73,8 @@ if [ -f test/unit/Makefile ] && grep -q '^learn:' test/unit/Makefile; then
 	echo "== engine learning checks (optimised)"
 	out=$(make -s -C test/unit learn 2>&1); rc=$?
 	echo "$out" | tail -20
-	line=$(echo "$out" | grep -E '^learn: [0-9]+ passed, [0-9]+ failed' | tail -1)
-	p=$(echo "$line" | sed -E 's/learn: ([0-9]+) passed.*/\1/'); f=$(echo "$line" | sed -E 's/.*passed, ([0-9]+) failed.*/\1/')
+	line=$(echo "$out" | grep -E '^(unit|learn): [0-9]+ passed, [0-9]+ failed' | tail -1)
+	p=$(echo "$line" | sed -E 's/^[a-z]+: ([0-9]+) passed.*/\1/'); f=$(echo "$line" | sed -E 's/.*passed, ([0-9]+) failed.*/\1/')
 	[ -n "$line" ] || { p=0; f=1; }
 	[ $rc -eq 0 ] || [ "$f" -gt 0 ] || f=1
 	tally "$p" "$f"
