@@ -198,11 +198,15 @@ LoadJob(TrainJob *job)
 
 /* ---- reading the training dataset ---------------------------------------- */
 
-/* Append one array value as channel `ch` of image `row` of x. */
+/*
+ * Put one checked real[] value into channel `ch` of image `row` of x, or
+ * (average) average it with what is there: band_avg from band_1 and band_2.
+ */
 static void
 CopyChannel(TrainJob *job, float *x, int64 row, int ch, Datum d, bool isnull,
-			const char *column, int64 ordinal)
+			const char *column, int64 ordinal, bool average)
 {
+	float	   *dst;
 	int			hw = job->h * job->w;
 	ArrayType  *arr;
 	const float *v;
@@ -227,7 +231,12 @@ CopyChannel(TrainJob *job, float *x, int64 row, int ch, Datum d, bool isnull,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 					 errmsg("training dataset %s: \"%s\" in row %lld has a non-finite value at element %d",
 							job->dataset, column, (long long) ordinal, i + 1)));
-	memcpy(x + (row * job->c + ch) * (int64) hw, v, sizeof(float) * hw);
+	dst = x + (row * job->c + ch) * (int64) hw;
+	if (average)
+		for (int i = 0; i < hw; i++)
+			dst[i] = (dst[i] + v[i]) * 0.5f;
+	else
+		memcpy(dst, v, sizeof(float) * hw);
 	if ((Pointer) arr != DatumGetPointer(d))
 		pfree(arr);
 }
@@ -325,42 +334,22 @@ ReadDataset(TrainJob *job)
 			}
 			for (int ch = 0; ch < nch; ch++)
 			{
+				/* fetch first: argument evaluation order is unspecified */
+				Datum		v1 = SPI_getbinval(tup, desc, col, &isnull);
+
 				if (ch == avg_ch)
 				{
-					float	   *dst;
+					bool		null2;
+					Datum		v2 = SPI_getbinval(tup, desc, col + 1, &null2);
 
-					/* band_1 and band_2 land in this slot and the next scratch */
-					CopyChannel(job, *xp, row, ch,
-								SPI_getbinval(tup, desc, col, &isnull), isnull, "band_1", ordinal);
-					dst = *xp + (row * nch + ch) * (int64) hw;
-					{
-						Datum		b2 = SPI_getbinval(tup, desc, col + 1, &isnull);
-						ArrayType  *a2;
-						const float *v2;
-
-						if (isnull)
-							ereport(ERROR,
-									(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-									 errmsg("training dataset %s has a NULL \"band_2\" in row %lld",
-											job->dataset, (long long) ordinal)));
-						a2 = DatumGetArrayTypeP(b2);
-						if (ARR_ELEMTYPE(a2) != FLOAT4OID || ARR_NDIM(a2) != 1 ||
-							ARR_HASNULL(a2) || ARR_DIMS(a2)[0] != hw)
-							ereport(ERROR,
-									(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-									 errmsg("training dataset %s: \"band_2\" in row %lld is not a real[] of %d values without NULLs",
-											job->dataset, (long long) ordinal, hw)));
-						v2 = (const float *) ARR_DATA_PTR(a2);
-						for (int i = 0; i < hw; i++)
-							dst[i] = (dst[i] + v2[i]) * 0.5f;
-					}
+					CopyChannel(job, *xp, row, ch, v1, isnull, "band_1", ordinal, false);
+					CopyChannel(job, *xp, row, ch, v2, null2, "band_2", ordinal, true);
 					col += 2;
 				}
 				else
 				{
-					CopyChannel(job, *xp, row, ch,
-								SPI_getbinval(tup, desc, col, &isnull), isnull,
-								(const char *) list_nth(job->channels, ch), ordinal);
+					CopyChannel(job, *xp, row, ch, v1, isnull,
+								(const char *) list_nth(job->channels, ch), ordinal, false);
 					col++;
 				}
 			}
