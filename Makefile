@@ -11,6 +11,8 @@ MODULE_big  = iceml
 -include src/nn/objs.mk
 OBJS = \
 	src/iceml.o \
+	src/expectations.o \
+	src/featurestore.o \
 	$(NN_OBJS)
 
 # The install script is assembled from one file per topic, in name order.

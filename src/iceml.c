@@ -10,6 +10,7 @@
 #include <json-c/json_c_version.h>
 
 #include "iceml.h"
+#include "iceml_fs.h"
 
 PG_MODULE_MAGIC;
 
@@ -59,6 +60,8 @@ _PG_init(void)
 							 NULL, NULL, NULL);
 
 	MarkGUCPrefixReserved("iceml");
+
+	FeatureStoreInit();
 }
 
 PG_FUNCTION_INFO_V1(iceml_version);
