@@ -111,7 +111,7 @@ JNumber(JsonbValue *v, const char *path)
 
 /* refuse keys of an object that are not in the space-separated list allowed */
 static void
-CheckKeys(JsonbContainer *c, const char *path, const char *allowed)
+CheckKeys(JsonbContainer *c, const char *path, const char *allowed, bool feature)
 {
 	JsonbIterator *it = JsonbIteratorInit(c);
 	JsonbValue	v;
@@ -139,9 +139,14 @@ CheckKeys(JsonbContainer *c, const char *path, const char *allowed)
 			while (*p == ' ')
 				p++;
 		}
+		if (!found && feature)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("invalid feature at %s.%s: unknown key \"%s\" (allowed: %s)",
+							path, key, Shorten(key), allowed)));
 		if (!found)
 			DocError(psprintf("%s.%s", path, key),
-					 psprintf("unknown key \"%s\" (allowed: %s)", key, allowed));
+					 psprintf("unknown key \"%s\" (allowed: %s)", Shorten(key), allowed));
 	}
 }
 
@@ -354,7 +359,7 @@ FsFeaturesFromJsonb(Jsonb *features, int *nfeatures)
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 					 errmsg("invalid feature at %s: must be an object with \"name\" and \"type\"", path)));
-		CheckKeys(v->val.binary.data, path, "name type description");
+		CheckKeys(v->val.binary.data, path, "name type description", true);
 		name = JField(v->val.binary.data, "name");
 		type = JField(v->val.binary.data, "type");
 		if (name == NULL || name->type != jbvString)
@@ -526,7 +531,7 @@ ParseRule(JsonbContainer *rc, const char *rpath, FsRule *r,
 		DocError(psprintf("%s.name", rpath),
 				 psprintf("unknown rule \"%s\" (rules: HAS_MIN, HAS_MAX, HAS_DATATYPE, HAS_COMPLETENESS, IS_CONTAINED_IN, HAS_PATTERN, HAS_LENGTH, IS_FINITE, HAS_MEAN, HAS_STDDEV, HAS_UNIQUENESS)",
 						  Shorten(rname)));
-	CheckKeys(rc, rpath, psprintf("name level description %s", spec->params));
+	CheckKeys(rc, rpath, psprintf("name level description %s", spec->params), false);
 	r->kind = spec->kind;
 	r->rule = spec->name;
 
@@ -760,7 +765,7 @@ ParseExpectation(JsonbValue *ev, const char *path, FsFeature *features, int nfea
 	if (!JIsObject(ev))
 		DocError(path, "an expectation must be an object with \"name\", \"features\" and \"rules\"");
 	ec = ev->val.binary.data;
-	CheckKeys(ec, path, "name features rules description");
+	CheckKeys(ec, path, "name features rules description", false);
 
 	v = JField(ec, "name");
 	if (v == NULL || v->type != jbvString || v->val.string.len == 0)

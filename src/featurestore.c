@@ -914,7 +914,7 @@ iceml_fs_statement_trigger(PG_FUNCTION_ARGS)
 						e->nfindings, e->nfindings == 1 ? "" : "s",
 						mode_names[e->mode]),
 				 errdetail("%s.", d.data),
-				 errhint("The findings are in iceml.validations, commit " INT64_FORMAT ".", commit_id)));
+				 errhint("The findings are in iceml.validations.")));
 	}
 	ForgetFindings(e);
 	return PointerGetDatum(NULL);

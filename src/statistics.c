@@ -18,8 +18,8 @@
  *    feature with at most 4096 values is binned exactly; otherwise only the
  *    values of a fine bin straddling a final edge may be put on the wrong
  *    side of it (a fine bin is at most 1/100 of a final bin wide, about 1/200
- *    typically).  The counts always sum to the number of finite values (the
- *     *    "nfinite" of the row), so the histogram serves drift measures (PSI).
+ *    typically).  The counts always sum to the number of finite values,
+ *    so the histogram serves drift measures (PSI) directly.
  *
  * Kinds: 'value' for a scalar feature; for a numeric array feature
  * 'elements' (over all elements of all rows) and 'row_means' (over each
