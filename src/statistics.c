@@ -47,6 +47,7 @@
 #include "utils/memutils.h"
 #include "utils/rel.h"
 #include "utils/snapmgr.h"
+#include "utils/timestamp.h"
 
 #include "iceml_expectations.h"
 
@@ -437,12 +438,12 @@ HistogramJson(Acc *a)
 
 static void
 InsertRow(int64 fg_id, Oid relid, Datum commit, bool commit_null, FeatStats *s,
-		  const char *kind, Acc *a, int64 rows, bool with_moments)
+		  const char *kind, Acc *a, int64 rows, bool with_moments, TimestampTz now)
 {
-	Oid			types[13] = {INT8OID, OIDOID, INT8OID, TEXTOID, TEXTOID, INT8OID, FLOAT8OID,
-		FLOAT8OID, FLOAT8OID, FLOAT8OID, FLOAT8OID, INT8OID, TEXTOID};
-	Datum		v[13];
-	char		n[13];
+	Oid			types[14] = {INT8OID, OIDOID, INT8OID, TEXTOID, TEXTOID, INT8OID, FLOAT8OID,
+		FLOAT8OID, FLOAT8OID, FLOAT8OID, FLOAT8OID, INT8OID, TEXTOID, TIMESTAMPTZOID};
+	Datum		v[14];
+	char		n[14];
 	bool		have = with_moments && a->nfinite > 0;
 
 	memset(n, ' ', sizeof(n));
@@ -470,12 +471,14 @@ InsertRow(int64 fg_id, Oid relid, Datum commit, bool commit_null, FeatStats *s,
 		v[12] = CStringGetTextDatum(HistogramJson(a));
 	else
 		n[12] = 'n';
+	v[13] = TimestampTzGetDatum(now);
 	if (SPI_execute_with_args("INSERT INTO iceml.feature_statistics"
 							  " (feature_group_id, feature_group, commit_id, feature, kind, count,"
-							  "  completeness, min, max, mean, stddev, approx_distinct, histogram)"
+							  "  completeness, min, max, mean, stddev, approx_distinct, histogram,"
+							  "  computed_at)"
 							  " VALUES ($1, $2::pg_catalog.regclass, $3, $4, $5, $6, $7, $8, $9, $10,"
-							  "  $11, $12, $13::pg_catalog.jsonb)",
-							  13, types, v, n, false, 0) != SPI_OK_INSERT)
+							  "  $11, $12, $13::pg_catalog.jsonb, $14)",
+							  14, types, v, n, false, 0) != SPI_OK_INSERT)
 		elog(ERROR, "could not insert feature statistics");
 }
 
@@ -503,6 +506,7 @@ iceml_compute_statistics(PG_FUNCTION_ARGS)
 	Oid			save_user;
 	int			save_sec;
 	bool		isnull;
+	TimestampTz now = GetCurrentTimestamp();
 
 	if (PG_ARGISNULL(0))
 		ereport(ERROR,
@@ -597,11 +601,11 @@ iceml_compute_statistics(PG_FUNCTION_ARGS)
 
 		if (s->numeric && s->f.isarray)
 		{
-			InsertRow(fg_id, relid, commit, commit_null, s, "elements", &s->elems, rows, true);
-			InsertRow(fg_id, relid, commit, commit_null, s, "row_means", &s->rowmeans, rows, true);
+			InsertRow(fg_id, relid, commit, commit_null, s, "elements", &s->elems, rows, true, now);
+			InsertRow(fg_id, relid, commit, commit_null, s, "row_means", &s->rowmeans, rows, true, now);
 		}
 		else
-			InsertRow(fg_id, relid, commit, commit_null, s, "value", &s->value, rows, s->numeric);
+			InsertRow(fg_id, relid, commit, commit_null, s, "value", &s->value, rows, s->numeric, now);
 	}
 	SetUserIdAndSecContext(save_user, save_sec);
 	SPI_finish();
