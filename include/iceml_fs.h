@@ -40,7 +40,9 @@
  *		PG_END_TRY();
  *
  * As a safety net the hook is also cleared at the end of every transaction
- * (commit or abort) and at every subtransaction abort.
+ * (commit or abort), and when a subtransaction aborts that is the one it was
+ * set in or an enclosing one (a subtransaction the loader opens and aborts
+ * per record, inside the writing statement, leaves the hook in place).
  */
 typedef void (*FeatureGroupRejectHook) (Oid relid, HeapTuple tuple,
 										const char *reason, void *arg);

@@ -101,6 +101,7 @@ typedef struct FsCacheEntry
 
 	/* findings of the current statement, in findcxt */
 	MemoryContext findcxt;
+	int			find_level;		/* transaction nest level of the first one */
 	int			nfindings;
 	int			capfindings;
 	FsFinding  *findings;
@@ -113,6 +114,7 @@ static SPIPlanPtr fs_commit_plan = NULL;
 static SPIPlanPtr fs_validation_plan = NULL;
 static FeatureGroupRejectHook fs_reject_hook = NULL;
 static void *fs_reject_arg = NULL;
+static int	fs_reject_level = 0;	/* transaction nest level it was set at */
 
 PG_FUNCTION_INFO_V1(iceml_fs_row_trigger);
 PG_FUNCTION_INFO_V1(iceml_fs_statement_trigger);
@@ -130,6 +132,7 @@ FeatureGroupSetRejectHook(FeatureGroupRejectHook hook, void *arg)
 {
 	fs_reject_hook = hook;
 	fs_reject_arg = hook ? arg : NULL;
+	fs_reject_level = hook ? GetCurrentTransactionNestLevel() : 0;
 }
 
 static void
@@ -142,8 +145,13 @@ ForgetFindings(FsCacheEntry *e)
 	e->findings = NULL;
 }
 
+/*
+ * Forget the findings gathered at transaction nest level `level` or deeper
+ * (0: all).  A subtransaction that a loader opens and aborts inside the
+ * writing statement does not wipe the statement's findings.
+ */
 static void
-ForgetAllFindings(void)
+ForgetAllFindings(int level)
 {
 	HASH_SEQ_STATUS seq;
 	FsCacheEntry *e;
@@ -153,7 +161,8 @@ ForgetAllFindings(void)
 	hash_seq_init(&seq, fs_cache);
 	while ((e = hash_seq_search(&seq)) != NULL)
 	{
-		ForgetFindings(e);
+		if (e->nfindings > 0 && e->find_level >= level)
+			ForgetFindings(e);
 		e->stamped = false;
 	}
 }
@@ -169,7 +178,7 @@ FsXactCallback(XactEvent event, void *arg)
 		case XACT_EVENT_PARALLEL_COMMIT:
 		case XACT_EVENT_PARALLEL_ABORT:
 		case XACT_EVENT_PREPARE:
-			ForgetAllFindings();
+			ForgetAllFindings(0);
 			FeatureGroupSetRejectHook(NULL, NULL);
 			break;
 		default:
@@ -186,9 +195,15 @@ FsSubXactCallback(SubXactEvent event, SubTransactionId mySubid,
 	(void) arg;
 	if (event == SUBXACT_EVENT_ABORT_SUB)
 	{
-		/* a statement that was interrupted leaves no findings behind */
-		ForgetAllFindings();
-		FeatureGroupSetRejectHook(NULL, NULL);
+		int			level = GetCurrentTransactionNestLevel();
+
+		/*
+		 * a statement interrupted in this subtransaction leaves no findings
+		 * behind, and a hook set in it is gone
+		 */
+		ForgetAllFindings(level);
+		if (fs_reject_hook && fs_reject_level >= level)
+			FeatureGroupSetRejectHook(NULL, NULL);
 	}
 }
 
@@ -555,6 +570,8 @@ FindingFor(FsCacheEntry *e, FsRule *r)
 			repalloc(e->findings, sizeof(FsFinding) * e->capfindings) :
 			palloc(sizeof(FsFinding) * e->capfindings);
 	}
+	if (e->nfindings == 0)
+		e->find_level = GetCurrentTransactionNestLevel();
 	f = &e->findings[e->nfindings++];
 	memset(f, 0, sizeof(FsFinding));
 	f->expectation = pstrdup(r->expectation);
@@ -662,6 +679,8 @@ iceml_fs_row_trigger(PG_FUNCTION_ARGS)
 		{
 			FeatureGroupRejectHook hook = fs_reject_hook;
 
+			/* the hook may write to a feature group: keep msg out of fs_row_cxt */
+			msg = MemoryContextStrdup(CurTransactionContext, msg);
 			hook(RelationGetRelid(rel), tuple, msg, fs_reject_arg);
 			MemoryContextSwitchTo(old);
 			return PointerGetDatum(NULL);
