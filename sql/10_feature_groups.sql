@@ -67,6 +67,14 @@ ROLLBACK;
 SELECT operation, rows_inserted, rows_updated, rows_deleted, committed_by = current_user AS by_me
   FROM iceml.feature_group_commits
  WHERE feature_group = 'iceml_fs.statoil_1'::regclass ORDER BY commit_id;
+-- INSERT ... ON CONFLICT DO UPDATE fires the insert and the update triggers:
+-- one commit row for the rows inserted, one for the rows updated
+INSERT INTO iceml_fs.statoil_1 (id, band_1, band_2, is_iceberg)
+SELECT id, array_fill(-22::real, ARRAY[5625]), array_fill(-27::real, ARRAY[5625]), 0
+  FROM (VALUES ('chip1'), ('new1')) v(id)
+    ON CONFLICT (id) DO UPDATE SET is_iceberg = EXCLUDED.is_iceberg;
+SELECT operation, rows_inserted, rows_updated FROM iceml.feature_group_commits
+ WHERE feature_group = 'iceml_fs.statoil_1'::regclass ORDER BY commit_id DESC LIMIT 2;
 -- COPY is one statement, hence one commit
 COPY iceml_fs.typed_1 (scene, chip, t, w, ok, tags, amount) FROM stdin;
 S1	1	2017-01-01 10:00:00+00	0.5	t	{a,b}	12.50

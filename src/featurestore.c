@@ -710,7 +710,7 @@ iceml_fs_row_trigger(PG_FUNCTION_ARGS)
 
 /* one batch rule over the transition table iceml_new (connected to SPI) */
 static void
-CheckBatchRule(FsCacheEntry *e, FsRule *r, Relation rel)
+CheckBatchRule(FsCacheEntry *e, FsRule *r, Relation rel, int64 rows)
 {
 	FsFeature  *f = &e->ex->features[r->feature];
 	const char *col = quote_identifier(f->name);
@@ -775,7 +775,7 @@ CheckBatchRule(FsCacheEntry *e, FsRule *r, Relation rel)
 		FsFinding  *fd = FindingFor(e, r);
 		MemoryContext old = MemoryContextSwitchTo(e->findcxt);
 
-		fd->failures = n;
+		fd->failures = rows;	/* a batch rule fails on the statement's rows */
 		fd->observed = observed;
 		fd->has_observed = true;
 		fd->value = psprintf("%g", observed);
@@ -839,7 +839,7 @@ iceml_fs_statement_trigger(PG_FUNCTION_ARGS)
 		if (SPI_register_trigger_data(td) != SPI_OK_TD_REGISTER)
 			elog(ERROR, "could not register the transition tables");
 		for (i = e->ex->nrowrules; i < e->ex->nrules; i++)
-			CheckBatchRule(e, &e->ex->rules[i], rel);
+			CheckBatchRule(e, &e->ex->rules[i], rel, inserted + updated);
 	}
 
 	BecomeCatalogOwner(&save_user, &save_sec);
