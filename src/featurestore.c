@@ -335,7 +335,12 @@ BuildEntry(FsCacheEntry *e, Relation rel)
 	int			npk;
 	bool	   *need;
 
-	/* built under the transaction, kept only once complete */
+	/*
+	 * Built under the transaction and kept only once complete: an error
+	 * half-way (say a column of an expectation was dropped) frees it, and the
+	 * entry stays unparsed until a build succeeds.
+	 */
+	e->parsed = false;
 	cxt = AllocSetContextCreate(CurTransactionContext, "iceml feature group",
 								ALLOCSET_SMALL_SIZES);
 	old = MemoryContextSwitchTo(cxt);
