@@ -317,6 +317,13 @@ ParseMode(const char *s)
 	return FS_MODE_STRICT;		/* keep compiler quiet */
 }
 
+static void
+BuildEntryContext(void *arg)
+{
+	errcontext("stored expectations of feature group \"%s\" (after a change of its table?); "
+			   "iceml.drop_expectation removes an expectation", (const char *) arg);
+}
+
 /* (re)parse the catalog row in SPI_tuptable->vals[0] for relation rel */
 static void
 BuildEntry(FsCacheEntry *e, Relation rel)
@@ -352,9 +359,15 @@ BuildEntry(FsCacheEntry *e, Relation rel)
 	{
 		FsFeature  *features;
 		int			nf;
+		ErrorContextCallback ctx;
 
+		ctx.callback = BuildEntryContext;
+		ctx.arg = e->fgname;
+		ctx.previous = error_context_stack;
+		error_context_stack = &ctx;
 		features = FsFeaturesFromTupleDesc(RelationGetDescr(rel), &nf);
 		e->ex = FsParseExpectations(DatumGetJsonbPCopy(d), features, nf);
+		error_context_stack = ctx.previous;
 	}
 
 	d = SPI_getbinval(row, rd, 6, &isnull);
