@@ -175,3 +175,24 @@ SELECT iceml.add_expectation('iceml_fs.checks_1', '[]');
 SELECT iceml.add_expectation('iceml_fs.checks_1', '{"name":"label_min","features":["label"],"rules":[{"name":"HAS_MIN","min":0}]}');
 SELECT iceml.add_expectation('iceml_fs.checks_1', '{"name":"e2","features":["label"],"rules":[{"name":"HAS_MIN","min":0},{"name":"HAS_MAX","max":"1"}]}');
 SELECT iceml.add_expectation('iceml_fs.checks_1', '{"name":"e2","features":["no_such"],"rules":[{"name":"HAS_MIN","min":0}]}');
+
+-- Findings of a statement that fails later (here on the primary key) are
+-- dropped with it, also when only rolled back to a savepoint: the next
+-- statement starts clean
+SELECT iceml.set_validation('iceml_fs.checks_2', 'WARNING');
+BEGIN;
+SAVEPOINT before_insert;
+INSERT INTO iceml_fs.checks_2 VALUES ('sp1', 5, 35, '{-20,-21,-22,-23}', 'ab', 3), ('good', 1, 35, '{-20,-21,-22,-23}', 'ab', 3);
+ROLLBACK TO SAVEPOINT before_insert;
+INSERT INTO iceml_fs.checks_2 VALUES ('sp2', 1, 35, '{-20,-21,-22,-23}', 'ab', 3);
+COMMIT;
+SELECT c.rows_inserted, count(v.id) AS findings
+  FROM iceml.feature_group_commits c LEFT JOIN iceml.validations v USING (commit_id)
+ WHERE c.commit_id = (SELECT max(commit_id) FROM iceml.feature_group_commits)
+ GROUP BY c.rows_inserted;
+
+-- Expectations outlive a change of the table only if they still fit it
+ALTER TABLE iceml_fs.checks_2 DROP COLUMN ratio;
+INSERT INTO iceml_fs.checks_2 VALUES ('altered', 1, 35, '{-20,-21,-22,-23}', 'ab');
+SELECT jsonb_array_length(iceml.drop_expectation('iceml_fs.checks_2', 'ratio_integral')) AS expectations;
+INSERT INTO iceml_fs.checks_2 VALUES ('altered', 1, 35, '{-20,-21,-22,-23}', 'ab');
