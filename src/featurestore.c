@@ -292,6 +292,33 @@ LookupFeatureGroup(Oid relid)
 }
 
 bool
+FeatureGroupWantsStatistics(Oid relid)
+{
+	Oid			types[1] = {OIDOID};
+	Datum		args[1] = {ObjectIdGetDatum(relid)};
+	Oid			save_user;
+	int			save_sec;
+	bool		wants = false;
+
+	SPI_connect();
+	BecomeCatalogOwner(&save_user, &save_sec);
+	if (SPI_execute_with_args("SELECT fg.statistics FROM iceml.feature_groups fg"
+							  " WHERE fg.\"table\"::pg_catalog.oid OPERATOR(pg_catalog.=) $1",
+							  1, types, args, NULL, true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "feature group lookup failed");
+	SetUserIdAndSecContext(save_user, save_sec);
+	if (SPI_processed > 0)
+	{
+		bool		isnull;
+		Datum		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+
+		wants = !isnull && DatumGetBool(d);
+	}
+	SPI_finish();
+	return wants;
+}
+
+bool
 IsFeatureGroup(Oid relid)
 {
 	bool		found;

@@ -50,6 +50,7 @@
 #include "utils/timestamp.h"
 
 #include "iceml_expectations.h"
+#include "iceml_fs.h"
 
 #define HLL_BITS	10
 #define HLL_M		(1 << HLL_BITS)
@@ -483,13 +484,12 @@ InsertRow(int64 fg_id, Oid relid, Datum commit, bool commit_null, FeatStats *s,
 }
 
 /*
- * iceml.compute_statistics(feature_group regclass) RETURNS bigint: the rows
- * summarised.
+ * Summarise feature group relid into iceml.feature_statistics; returns the
+ * rows read.  The caller needs SELECT on the table.
  */
-Datum
-iceml_compute_statistics(PG_FUNCTION_ARGS)
+int64
+FeatureGroupComputeStatistics(Oid relid)
 {
-	Oid			relid;
 	Relation	rel;
 	TableScanDesc scan;
 	TupleTableSlot *slot;
@@ -507,12 +507,6 @@ iceml_compute_statistics(PG_FUNCTION_ARGS)
 	int			save_sec;
 	bool		isnull;
 	TimestampTz now = GetCurrentTimestamp();
-
-	if (PG_ARGISNULL(0))
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("feature_group must not be NULL")));
-	relid = PG_GETARG_OID(0);
 
 	/* a feature group, readable by the caller */
 	SPI_connect();
@@ -610,5 +604,19 @@ iceml_compute_statistics(PG_FUNCTION_ARGS)
 	SetUserIdAndSecContext(save_user, save_sec);
 	SPI_finish();
 	table_close(rel, AccessShareLock);
-	PG_RETURN_INT64(rows);
+	return rows;
+}
+
+/*
+ * iceml.compute_statistics(feature_group regclass) RETURNS bigint: the rows
+ * summarised.
+ */
+Datum
+iceml_compute_statistics(PG_FUNCTION_ARGS)
+{
+	if (PG_ARGISNULL(0))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("feature_group must not be NULL")));
+	PG_RETURN_INT64(FeatureGroupComputeStatistics(PG_GETARG_OID(0)));
 }
