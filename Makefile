@@ -14,6 +14,9 @@ OBJS = \
 	src/worker.o \
 	src/train.o \
 	src/runs.o \
+	src/expectations.o \
+	src/featurestore.o \
+	src/statistics.o \
 	$(NN_OBJS)
 
 # The install script is assembled from one file per topic, in name order.

@@ -19,16 +19,16 @@ SELECT iceml.create_architecture('odd', '{"input": [3, 75, 75], "layers": [{"typ
 SELECT iceml.create_architecture('odd', '{"input": [3, 75, 75], "layers": [{"type": "flatten"}, {"type": "dense", "units": 2}]}');
 
 -- a training dataset to check arguments against
-CREATE TABLE public.tr_chips (id int PRIMARY KEY, band_1 real[], band_2 real[], is_iceberg smallint);
-INSERT INTO public.tr_chips SELECT i, array_fill(-20::real, ARRAY[5625]), array_fill(-25::real, ARRAY[5625]), (i % 2)::smallint
+SELECT iceml.create_feature_group('tr_chips', '[{"name":"id","type":"int"},{"name":"band_1","type":"real[]"},{"name":"band_2","type":"real[]"},{"name":"is_iceberg","type":"smallint"}]', ARRAY['id'], validation => 'NONE');
+INSERT INTO iceml_fs.tr_chips_1 SELECT i, array_fill(-20::real, ARRAY[5625]), array_fill(-25::real, ARRAY[5625]), (i % 2)::smallint
   FROM generate_series(1, 10) i;
-SELECT iceml.create_training_dataset('tr', 'public.tr_chips', 'is_iceberg');
+SELECT iceml.create_training_dataset('tr', 'iceml_fs.tr_chips_1', 'is_iceberg');
 
 -- each bad argument is refused (22023) naming the field; nothing is queued
 \set VERBOSITY terse
 SELECT iceml.train('e', 'iceml_td.tr_1', 'no_such_net');
 \echo :LAST_ERROR_SQLSTATE
-SELECT iceml.train('e', 'public.tr_chips', 'tiny_cnn');
+SELECT iceml.train('e', 'iceml_fs.tr_chips_1', 'tiny_cnn');
 \echo :LAST_ERROR_SQLSTATE
 SELECT iceml.train('', 'iceml_td.tr_1', 'tiny_cnn');
 \echo :LAST_ERROR_SQLSTATE

@@ -11,6 +11,7 @@
 
 #include "iceml.h"
 #include "iceml_worker.h"
+#include "iceml_fs.h"
 
 PG_MODULE_MAGIC;
 
@@ -62,6 +63,7 @@ _PG_init(void)
 	MarkGUCPrefixReserved("iceml");
 
 	WorkerInit();
+	FeatureStoreInit();
 }
 
 PG_FUNCTION_INFO_V1(iceml_version);

@@ -124,7 +124,7 @@ AS $$
 DECLARE
     td record;
 BEGIN
-    SELECT * INTO td FROM iceml.training_datasets t WHERE t.relation = training_dataset;
+    SELECT * INTO td FROM iceml.training_datasets t WHERE t."table" = training_dataset;
     IF NOT FOUND THEN
         RAISE EXCEPTION 'relation % is not an iceml training dataset', training_dataset
             USING ERRCODE = '22023',
@@ -140,7 +140,9 @@ BEGIN
     lineage := jsonb_build_object('training_dataset', training_dataset::text,
                                   'name', td.name, 'version', td.version,
                                   'feature_group', td.feature_group::text,
-                                  'splits', td.splits, 'seed', td.seed) || to_jsonb(td) - 'splits';
+                                  'feature_group_version', td.feature_group_version,
+                                  'commit_id', td.commit_id, 'splits', td.splits, 'seed', td.seed,
+                                  'label', td.label, 'features', to_jsonb(td.features));
 END
 $$;
 COMMENT ON FUNCTION iceml._dataset_info(regclass) IS

@@ -53,19 +53,20 @@ psql(q{
 	CREATE ROLE iceml_tap_alice LOGIN IN ROLE iceml_user;
 	CREATE ROLE iceml_tap_bob LOGIN IN ROLE iceml_user;
 	CREATE ROLE iceml_tap_carol LOGIN IN ROLE iceml_reader;
-	CREATE TABLE public.chips (id int PRIMARY KEY, band_1 real[], band_2 real[], is_iceberg smallint);
+});
+# alice owns the feature group and the dataset
+psql(q{
+	SELECT iceml.create_feature_group('chips', '[{"name":"id","type":"int"},{"name":"band_1","type":"real[]"},{"name":"band_2","type":"real[]"},{"name":"is_iceberg","type":"smallint"}]', ARRAY['id'], validation => 'NONE');
 	-- icebergs have a bright centre; everything is seeded, so runs repeat
 	SELECT setseed(0.42);
-	INSERT INTO public.chips
+	INSERT INTO iceml_fs.chips_1
 	SELECT i, (SELECT array_agg(CASE WHEN i % 2 = 1 AND (j - 1) / 75 BETWEEN 33 AND 41 AND (j - 1) % 75 BETWEEN 33 AND 41
 	                                 THEN -6 + random()::real * 4 ELSE -24 + random()::real * 3 END) FROM generate_series(1, 5625) j),
 	          (SELECT array_agg(-29 + random()::real * 2) FROM generate_series(1, 5625) j),
 	          (i % 2)::smallint
 	  FROM generate_series(1, 160) i;
-	GRANT SELECT ON public.chips TO iceml_user;
-	GRANT CREATE ON SCHEMA public TO iceml_user;
-});
-my $td = psql(q{SELECT iceml.create_training_dataset('chips', 'public.chips', 'is_iceberg', seed => 1)}, user => 'iceml_tap_alice');
+}, user => 'iceml_tap_alice');
+my $td = psql(q{SELECT iceml.create_training_dataset('chips', 'iceml_fs.chips_1', 'is_iceberg', seed => 1)}, user => 'iceml_tap_alice');
 is($td, 'iceml_td.chips_1', 'alice made a training dataset');
 
 # ---- a tiny model trains to completion; the call returns before training -
