@@ -11,6 +11,7 @@ MODULE_big  = iceml
 -include src/nn/objs.mk
 OBJS = \
 	src/iceml.o \
+	src/ingest.o \
 	src/expectations.o \
 	src/featurestore.o \
 	$(NN_OBJS)
