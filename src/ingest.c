@@ -302,9 +302,7 @@ InputStructureError(IngestState *st, const char *what)
 			(errcode(ERRCODE_INVALID_TEXT_REPRESENTATION),
 			 errmsg("malformed Statoil input at byte %llu: %s",
 					(unsigned long long) InputOffset(st), what),
-			 errdetail("The input must be a JSON array of records or JSON lines (one object per line)."),
-			 errhint("%llu records were read before the error.",
-					 (unsigned long long) st->nread)));
+			 errdetail("The input must be a JSON array of records or JSON lines (one object per line).")));
 }
 
 /*
@@ -757,7 +755,7 @@ TokeniseRecord(IngestState *st)
 				if (c == -1)
 					InputStructureError(st, "the input ends inside the top-level array (no closing ']')");
 				InputStructureError(st, psprintf("expected ',' or ']' after record %lld, found '%c'",
-												 (long long) st->recno - 1, c));
+												 (long long) st->nread - 1, c));
 				break;
 			case TOP_LINES:
 				c = InputPeek(st, false);
