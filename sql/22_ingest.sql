@@ -73,13 +73,23 @@ SELECT count(*) AS rows_equal FROM ingest_copy c JOIN iceml_fs.ingest_statoil_1 
 SELECT * FROM iceml.ingest_statoil('ingest_copy', document => '');
 SELECT * FROM iceml.ingest_statoil('ingest_copy', document => ' [ ] ');
 
--- the client recipe of README.md, in SQL: the file as one text value through
--- a large object (psql: \lo_import, then lo_get)
-SELECT lo_from_bytea(0, pg_read_binary_file(:'small_jsonl')) AS lo \gset
-TRUNCATE ingest_copy;
-SELECT * FROM iceml.ingest_statoil('ingest_copy',
-    document => convert_from(lo_get(:lo), 'UTF8'));
-SELECT lo_unlink(:lo);
+-- the client recipe of README.md, run as an ordinary iceml user: psql reads
+-- the file on the client (\lo_import) and the server gets it as one text
+-- value (lo_get); no server file access is needed
+CREATE ROLE ingest_regress_user;
+GRANT iceml_user TO ingest_regress_user;
+CREATE TABLE ingest_client (id text PRIMARY KEY, band_1 real[], band_2 real[],
+                            inc_angle real, is_iceberg smallint);
+ALTER TABLE ingest_client OWNER TO ingest_regress_user;
+SET ROLE ingest_regress_user;
+\lo_import :small_jsonl
+SELECT * FROM iceml.ingest_statoil('ingest_client',
+    document => convert_from(lo_get(:LASTOID), 'UTF8'));
+SELECT lo_unlink(:LASTOID);
+SELECT id, inc_angle, is_iceberg FROM ingest_client ORDER BY id;
+RESET ROLE;
+DROP TABLE ingest_client;
+DROP ROLE ingest_regress_user;
 
 -- a plain table with only the required columns: the others are not filled
 CREATE TABLE ingest_minimal (id varchar(16) PRIMARY KEY, band_1 real[], band_2 real[]);
