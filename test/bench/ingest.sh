@@ -1,0 +1,79 @@
+#!/usr/bin/env bash
+# Ingest benchmarks of iceml.ingest_statoil (src/ingest.c):
+#   BENCH ingest_mb_per_s         a train.json-sized file (1604 synthetic
+#   BENCH ingest_records_per_s    records, ~210 MB, a JSON array) loaded from
+#                                 its server path into an empty table
+#   BENCH ingest_python_mb_per_s  the same file with Python's json module and
+#                                 a psycopg2 COPY (test/bench/ingest_python.py)
+#   BENCH ingest_speedup_x        the ratio of the two (target: at least 2)
+#   BENCH ingest_peak_rss_mb      the backend's peak RSS (VmHWM, shared
+#                                 buffers it touched included) while ingesting
+#                                 a ~2 GB JSON-lines file (target: < 200 MB);
+#                                 ICEML_BENCH_SKIP_2GB=1 skips it (disk)
+# The target table is (id text PRIMARY KEY, band_1 real[], band_2 real[],
+# inc_angle real, is_iceberg smallint) for both loaders.  Generated files live
+# in a temporary directory the server can read, removed at the end.
+# Needs PGHOST/PGPORT/PGUSER/PGDATABASE of a superuser (make bench sets them).
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+py=/usr/bin/python3
+psql() { command psql -X -q -v ON_ERROR_STOP=1 "$@"; }
+
+"$py" -c 'import psycopg2' 2>/dev/null || "$here/../harness/deps.sh" python3-psycopg2
+
+tmp=$(mktemp -d /tmp/iceml-bench-ingest-XXXXXX)
+chmod 755 "$tmp"
+trap 'rm -rf "$tmp"' EXIT
+
+psql -c "SET client_min_messages = warning" -c "DROP EXTENSION IF EXISTS iceml CASCADE" -c "CREATE EXTENSION iceml"
+table_ddl="(id text PRIMARY KEY, band_1 real[], band_2 real[], inc_angle real, is_iceberg smallint)"
+psql -c "SET client_min_messages = warning" \
+     -c "DROP TABLE IF EXISTS bench_ingest, bench_ingest_py, bench_ingest_big" \
+     -c "CREATE TABLE bench_ingest $table_ddl" -c "CREATE TABLE bench_ingest_py $table_ddl"
+
+# 1. train.json-sized
+train=$tmp/train.json
+"$py" "$here/ingest_python.py" generate "$train" 1604
+chmod 644 "$train"
+bytes=$(stat -c %s "$train")
+out=$(psql -At <<SQL
+SELECT extract(epoch FROM clock_timestamp()) AS t0 \gset
+SELECT inserted FROM iceml.ingest_statoil('bench_ingest', '$train') \gset
+SELECT :inserted, extract(epoch FROM clock_timestamp()) - :t0;
+SQL
+)
+rows=${out%%|*}
+secs=${out##*|}
+[ "$rows" -eq 1604 ] || { echo "ingest.sh: expected 1604 rows, got $rows" >&2; exit 1; }
+ingest=$(awk -v b="$bytes" -v s="$secs" 'BEGIN { printf "%.1f", b / 1e6 / s }')
+echo "BENCH ingest_mb_per_s $ingest MB/s"
+awk -v s="$secs" 'BEGIN { printf "BENCH ingest_records_per_s %.0f records/s\n", 1604 / s }'
+
+pyline=$("$py" "$here/ingest_python.py" load "$train" bench_ingest_py 2>/dev/null)
+echo "$pyline"
+pyrate=$(echo "$pyline" | awk '{ print $3 }')
+awk -v a="$ingest" -v b="$pyrate" 'BEGIN { printf "BENCH ingest_speedup_x %.2f x\n", a / b }'
+rm -f "$train"
+psql -c "DROP TABLE bench_ingest, bench_ingest_py"
+
+# 2. peak memory on a ~2 GB file
+if [ "${ICEML_BENCH_SKIP_2GB:-0}" = 1 ]; then
+	echo "ingest.sh: ICEML_BENCH_SKIP_2GB=1, ingest_peak_rss_mb skipped" >&2
+	exit 0
+fi
+big=$tmp/big.jsonl
+"$py" "$here/ingest_python.py" generate "$big" 16000 lines
+chmod 644 "$big"
+# unlogged: the figure is the loader's memory, not the WAL's disk
+psql -c "CREATE UNLOGGED TABLE bench_ingest_big $table_ddl"
+hwm=$(psql -At <<SQL
+SELECT pg_backend_pid() AS pid \gset
+SELECT read FROM iceml.ingest_statoil('bench_ingest_big', '$big') \gset
+\set status \`grep VmHWM /proc/:pid/status\`
+SELECT :'status';
+SQL
+)
+kb=$(echo "$hwm" | awk '{ print $2 }')
+echo "ingest.sh: $(stat -c %s "$big") bytes, 16000 records, VmHWM $kb kB" >&2
+awk -v k="$kb" 'BEGIN { printf "BENCH ingest_peak_rss_mb %.1f MB\n", k / 1024 }'
+psql -c "DROP TABLE bench_ingest_big"
