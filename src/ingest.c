@@ -1151,6 +1151,17 @@ ProduceNext(IngestState *st)
 		{
 			RingRemember(st);
 			EncodeRecord(st);
+
+			/*
+			 * COPY's multi-insert buffer flushes after 1000 rows or 64 kB of
+			 * input, counting the bytes in line_buf, which binary COPY
+			 * leaves empty: it would hold 1000 records (~70 MB).  Report
+			 * each record's size there, so that it flushes every record or
+			 * two as text COPY would (nothing else reads line_buf in binary
+			 * mode).
+			 */
+			if (st->cstate)
+				st->cstate->line_buf.len = st->out.len;
 			break;
 		}
 		BadRecord(st);
