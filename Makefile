@@ -14,6 +14,7 @@ OBJS = \
 	src/worker.o \
 	src/train.o \
 	src/runs.o \
+	src/ingest.o \
 	src/expectations.o \
 	src/featurestore.o \
 	src/statistics.o \
