@@ -14,6 +14,7 @@ OBJS = \
 	src/ingest.o \
 	src/expectations.o \
 	src/featurestore.o \
+	src/statistics.o \
 	$(NN_OBJS)
 
 # The install script is assembled from one file per topic, in name order.

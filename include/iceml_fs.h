@@ -40,7 +40,9 @@
  *		PG_END_TRY();
  *
  * As a safety net the hook is also cleared at the end of every transaction
- * (commit or abort) and at every subtransaction abort.
+ * (commit or abort), and when a subtransaction aborts that is the one it was
+ * set in or an enclosing one (a subtransaction the loader opens and aborts
+ * per record, inside the writing statement, leaves the hook in place).
  */
 typedef void (*FeatureGroupRejectHook) (Oid relid, HeapTuple tuple,
 										const char *reason, void *arg);
@@ -48,6 +50,15 @@ extern void FeatureGroupSetRejectHook(FeatureGroupRejectHook hook, void *arg);	/
 
 /* Is relid a table registered in iceml.feature_groups? */
 extern bool IsFeatureGroup(Oid relid);
+
+/* Its "statistics" flag: should an ingestion end with statistics? (false
+ * when relid is not a feature group) */
+extern bool FeatureGroupWantsStatistics(Oid relid);
+
+/* iceml.compute_statistics(relid) in C: one pass over the table into
+ * iceml.feature_statistics; returns the rows summarised.  Raises 22023 when
+ * relid is not a feature group, 42501 without SELECT on it. */
+extern int64 FeatureGroupComputeStatistics(Oid relid);
 
 /* subsystem initialisation, from _PG_init */
 extern void FeatureStoreInit(void);

@@ -56,6 +56,8 @@ static const RuleSpec rule_specs[] = {
 	{"HAS_UNIQUENESS", FS_HAS_UNIQUENESS, "min max"},
 };
 
+static char *Shorten(char *s);
+
 /* ----------------------------------------------------------------
  * small helpers
  * ---------------------------------------------------------------- */
@@ -111,7 +113,7 @@ JNumber(JsonbValue *v, const char *path)
 
 /* refuse keys of an object that are not in the space-separated list allowed */
 static void
-CheckKeys(JsonbContainer *c, const char *path, const char *allowed)
+CheckKeys(JsonbContainer *c, const char *path, const char *allowed, bool feature)
 {
 	JsonbIterator *it = JsonbIteratorInit(c);
 	JsonbValue	v;
@@ -139,9 +141,14 @@ CheckKeys(JsonbContainer *c, const char *path, const char *allowed)
 			while (*p == ' ')
 				p++;
 		}
+		if (!found && feature)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("invalid feature at %s.%s: unknown key \"%s\" (allowed: %s)",
+							path, key, Shorten(key), allowed)));
 		if (!found)
 			DocError(psprintf("%s.%s", path, key),
-					 psprintf("unknown key \"%s\" (allowed: %s)", key, allowed));
+					 psprintf("unknown key \"%s\" (allowed: %s)", Shorten(key), allowed));
 	}
 }
 
@@ -155,6 +162,92 @@ Shorten(char *s)
 		s = psprintf("%.*s...", n, s);
 	}
 	return s;
+}
+
+/*
+ * Run fn(arg) in a subtransaction; on error return its message (the error is
+ * swallowed), else NULL.  Used to turn the errors of PostgreSQL's parsers
+ * (types, input functions, regular expressions) into our 22023 with a path.
+ */
+static char *
+TryInSubxact(void (*fn) (void *), void *arg)
+{
+	MemoryContext oldcxt = CurrentMemoryContext;
+	ResourceOwner oldowner = CurrentResourceOwner;
+	char	   *volatile msg = NULL;
+
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(oldcxt);
+	PG_TRY();
+	{
+		fn(arg);
+		ReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(oldcxt);
+		CurrentResourceOwner = oldowner;
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(oldcxt);
+		edata = CopyErrorData();
+		FlushErrorState();
+		RollbackAndReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(oldcxt);
+		CurrentResourceOwner = oldowner;
+		msg = pstrdup(edata->message);
+		FreeErrorData(edata);
+	}
+	PG_END_TRY();
+	return msg;
+}
+
+typedef struct InputCall
+{
+	Oid			typinput;
+	Oid			typioparam;
+	int32		typmod;
+	char	   *str;
+	Datum		result;
+} InputCall;
+
+static void
+DoInput(void *arg)
+{
+	InputCall  *c = arg;
+
+	c->result = OidInputFunctionCall(c->typinput, c->str, c->typioparam, c->typmod);
+}
+
+typedef struct RegexCall
+{
+	text	   *pattern;
+	Oid			collation;
+} RegexCall;
+
+typedef struct TypeCall
+{
+	const char *str;
+	Oid			typid;
+	int32		typmod;
+} TypeCall;
+
+static void
+DoParseType(void *arg)
+{
+	TypeCall   *c = arg;
+
+	c->typid = InvalidOid;
+	c->typmod = -1;
+	parseTypeString(c->str, &c->typid, &c->typmod, true);
+}
+
+static void
+DoRegex(void *arg)
+{
+	RegexCall  *c = arg;
+
+	(void) RE_compile_and_cache(c->pattern, REG_ADVANCED, c->collation);
 }
 
 /* ----------------------------------------------------------------
@@ -250,7 +343,7 @@ FsResolveType(const char *typestr, int index, const char *feature,
 {
 	const char *p;
 	bool		charset_ok = strlen(typestr) > 0 && strlen(typestr) <= 64;
-	volatile bool parsed = false;
+	bool		parsed = false;
 	Oid			elem;
 
 	for (p = typestr; charset_ok && *p; p++)
@@ -261,28 +354,12 @@ FsResolveType(const char *typestr, int index, const char *feature,
 	*typmod = -1;
 	if (charset_ok)
 	{
-		MemoryContext oldcxt = CurrentMemoryContext;
-		ResourceOwner oldowner = CurrentResourceOwner;
+		TypeCall	call;
 
-		BeginInternalSubTransaction(NULL);
-		MemoryContextSwitchTo(oldcxt);
-		PG_TRY();
-		{
-			parseTypeString(typestr, typid, typmod, true);
-			ReleaseCurrentSubTransaction();
-			MemoryContextSwitchTo(oldcxt);
-			CurrentResourceOwner = oldowner;
-			parsed = true;
-		}
-		PG_CATCH();
-		{
-			MemoryContextSwitchTo(oldcxt);
-			FlushErrorState();
-			RollbackAndReleaseCurrentSubTransaction();
-			MemoryContextSwitchTo(oldcxt);
-			CurrentResourceOwner = oldowner;
-		}
-		PG_END_TRY();
+		call.str = typestr;
+		parsed = TryInSubxact(DoParseType, &call) == NULL;
+		*typid = call.typid;
+		*typmod = call.typmod;
 	}
 	if (!parsed || !OidIsValid(*typid))
 		ereport(ERROR,
@@ -354,7 +431,7 @@ FsFeaturesFromJsonb(Jsonb *features, int *nfeatures)
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 					 errmsg("invalid feature at %s: must be an object with \"name\" and \"type\"", path)));
-		CheckKeys(v->val.binary.data, path, "name type description");
+		CheckKeys(v->val.binary.data, path, "name type description", true);
 		name = JField(v->val.binary.data, "name");
 		type = JField(v->val.binary.data, "type");
 		if (name == NULL || name->type != jbvString)
@@ -526,7 +603,7 @@ ParseRule(JsonbContainer *rc, const char *rpath, FsRule *r,
 		DocError(psprintf("%s.name", rpath),
 				 psprintf("unknown rule \"%s\" (rules: HAS_MIN, HAS_MAX, HAS_DATATYPE, HAS_COMPLETENESS, IS_CONTAINED_IN, HAS_PATTERN, HAS_LENGTH, IS_FINITE, HAS_MEAN, HAS_STDDEV, HAS_UNIQUENESS)",
 						  Shorten(rname)));
-	CheckKeys(rc, rpath, psprintf("name level description %s", spec->params));
+	CheckKeys(rc, rpath, psprintf("name level description %s", spec->params), false);
 	r->kind = spec->kind;
 	r->rule = spec->name;
 
@@ -691,7 +768,7 @@ ParseRule(JsonbContainer *rc, const char *rpath, FsRule *r,
 
 /* bind the parsed template to one feature: legal values, datatype */
 static void
-BindRule(FsRule *r, FsFeature *f, JsonbContainer *rc)
+BindRule(FsRule *r, FsFeature *f, JsonbContainer *rc, const char *rpath)
 {
 	int			i;
 
@@ -711,32 +788,44 @@ BindRule(FsRule *r, FsFeature *f, JsonbContainer *rc)
 	{
 		JsonbContainer *lc = JField(rc, "legal_values")->val.binary.data;
 		TypeCacheEntry *tce = lookup_type_cache(f->typid, TYPECACHE_EQ_OPR_FINFO);
-		Oid			typinput,
-					typioparam;
+		InputCall	call;
 
 		if (!OidIsValid(tce->eq_opr_finfo.fn_oid))
 			elog(ERROR, "no equality operator for type %u", f->typid);
 		fmgr_info_copy(&r->eq, &tce->eq_opr_finfo, CurrentMemoryContext);
-		getTypeInputInfo(f->typid, &typinput, &typioparam);
+		getTypeInputInfo(f->typid, &call.typinput, &call.typioparam);
+		call.typmod = f->typmod;
 		r->legal = palloc(sizeof(Datum) * r->nlegal);
 		for (i = 0; i < r->nlegal; i++)
 		{
 			JsonbValue *e = getIthJsonbValueFromContainer(lc, i);
-			char	   *s;
+			char	   *err;
 
 			if (e->type == jbvString)
-				s = JString(e);
+				call.str = JString(e);
 			else if (e->type == jbvBool)
-				s = e->val.boolean ? "true" : "false";
+				call.str = e->val.boolean ? "true" : "false";
 			else
-				s = DatumGetCString(DirectFunctionCall1(numeric_out,
-														NumericGetDatum(e->val.numeric)));
-			r->legal[i] = OidInputFunctionCall(typinput, s, typioparam, f->typmod);
+				call.str = DatumGetCString(DirectFunctionCall1(numeric_out,
+															   NumericGetDatum(e->val.numeric)));
+			err = TryInSubxact(DoInput, &call);
+			if (err)
+				DocError(psprintf("%s.legal_values[%d]", rpath, i),
+						 psprintf("not a value of feature \"%s\" (%s)", f->name, err));
+			r->legal[i] = call.result;
 		}
 	}
 	if (r->kind == FS_HAS_PATTERN)
-		(void) RE_compile_and_cache(r->pattern, REG_ADVANCED,
-									OidIsValid(f->collation) ? f->collation : DEFAULT_COLLATION_OID);
+	{
+		RegexCall	call;
+		char	   *err;
+
+		call.pattern = r->pattern;
+		call.collation = OidIsValid(f->collation) ? f->collation : DEFAULT_COLLATION_OID;
+		err = TryInSubxact(DoRegex, &call);
+		if (err)
+			DocError(psprintf("%s.pattern", rpath), err);
+	}
 }
 
 /*
@@ -760,7 +849,7 @@ ParseExpectation(JsonbValue *ev, const char *path, FsFeature *features, int nfea
 	if (!JIsObject(ev))
 		DocError(path, "an expectation must be an object with \"name\", \"features\" and \"rules\"");
 	ec = ev->val.binary.data;
-	CheckKeys(ec, path, "name features rules description");
+	CheckKeys(ec, path, "name features rules description", false);
 
 	v = JField(ec, "name");
 	if (v == NULL || v->type != jbvString || v->val.string.len == 0)
@@ -816,7 +905,7 @@ ParseExpectation(JsonbValue *ev, const char *path, FsFeature *features, int nfea
 			(*rules)[*nrules] = tmpl;
 			(*rules)[*nrules].expectation = ename;
 			(*rules)[*nrules].feature = fidx[j];
-			BindRule(&(*rules)[*nrules], &features[fidx[j]], rv->val.binary.data);
+			BindRule(&(*rules)[*nrules], &features[fidx[j]], rv->val.binary.data, rp);
 			(*nrules)++;
 		}
 	}

@@ -101,6 +101,7 @@ typedef struct FsCacheEntry
 
 	/* findings of the current statement, in findcxt */
 	MemoryContext findcxt;
+	int			find_level;		/* transaction nest level of the first one */
 	int			nfindings;
 	int			capfindings;
 	FsFinding  *findings;
@@ -113,6 +114,7 @@ static SPIPlanPtr fs_commit_plan = NULL;
 static SPIPlanPtr fs_validation_plan = NULL;
 static FeatureGroupRejectHook fs_reject_hook = NULL;
 static void *fs_reject_arg = NULL;
+static int	fs_reject_level = 0;	/* transaction nest level it was set at */
 
 PG_FUNCTION_INFO_V1(iceml_fs_row_trigger);
 PG_FUNCTION_INFO_V1(iceml_fs_statement_trigger);
@@ -130,6 +132,7 @@ FeatureGroupSetRejectHook(FeatureGroupRejectHook hook, void *arg)
 {
 	fs_reject_hook = hook;
 	fs_reject_arg = hook ? arg : NULL;
+	fs_reject_level = hook ? GetCurrentTransactionNestLevel() : 0;
 }
 
 static void
@@ -142,8 +145,13 @@ ForgetFindings(FsCacheEntry *e)
 	e->findings = NULL;
 }
 
+/*
+ * Forget the findings gathered at transaction nest level `level` or deeper
+ * (0: all).  A subtransaction that a loader opens and aborts inside the
+ * writing statement does not wipe the statement's findings.
+ */
 static void
-ForgetAllFindings(void)
+ForgetAllFindings(int level)
 {
 	HASH_SEQ_STATUS seq;
 	FsCacheEntry *e;
@@ -153,7 +161,8 @@ ForgetAllFindings(void)
 	hash_seq_init(&seq, fs_cache);
 	while ((e = hash_seq_search(&seq)) != NULL)
 	{
-		ForgetFindings(e);
+		if (e->nfindings > 0 && e->find_level >= level)
+			ForgetFindings(e);
 		e->stamped = false;
 	}
 }
@@ -169,7 +178,7 @@ FsXactCallback(XactEvent event, void *arg)
 		case XACT_EVENT_PARALLEL_COMMIT:
 		case XACT_EVENT_PARALLEL_ABORT:
 		case XACT_EVENT_PREPARE:
-			ForgetAllFindings();
+			ForgetAllFindings(0);
 			FeatureGroupSetRejectHook(NULL, NULL);
 			break;
 		default:
@@ -186,9 +195,15 @@ FsSubXactCallback(SubXactEvent event, SubTransactionId mySubid,
 	(void) arg;
 	if (event == SUBXACT_EVENT_ABORT_SUB)
 	{
-		/* a statement that was interrupted leaves no findings behind */
-		ForgetAllFindings();
-		FeatureGroupSetRejectHook(NULL, NULL);
+		int			level = GetCurrentTransactionNestLevel();
+
+		/*
+		 * a statement interrupted in this subtransaction leaves no findings
+		 * behind, and a hook set in it is gone
+		 */
+		ForgetAllFindings(level);
+		if (fs_reject_hook && fs_reject_level >= level)
+			FeatureGroupSetRejectHook(NULL, NULL);
 	}
 }
 
@@ -277,6 +292,33 @@ LookupFeatureGroup(Oid relid)
 }
 
 bool
+FeatureGroupWantsStatistics(Oid relid)
+{
+	Oid			types[1] = {OIDOID};
+	Datum		args[1] = {ObjectIdGetDatum(relid)};
+	Oid			save_user;
+	int			save_sec;
+	bool		wants = false;
+
+	SPI_connect();
+	BecomeCatalogOwner(&save_user, &save_sec);
+	if (SPI_execute_with_args("SELECT fg.statistics FROM iceml.feature_groups fg"
+							  " WHERE fg.\"table\"::pg_catalog.oid OPERATOR(pg_catalog.=) $1",
+							  1, types, args, NULL, true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "feature group lookup failed");
+	SetUserIdAndSecContext(save_user, save_sec);
+	if (SPI_processed > 0)
+	{
+		bool		isnull;
+		Datum		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+
+		wants = !isnull && DatumGetBool(d);
+	}
+	SPI_finish();
+	return wants;
+}
+
+bool
 IsFeatureGroup(Oid relid)
 {
 	bool		found;
@@ -302,6 +344,13 @@ ParseMode(const char *s)
 	return FS_MODE_STRICT;		/* keep compiler quiet */
 }
 
+static void
+BuildEntryContext(void *arg)
+{
+	errcontext("stored expectations of feature group \"%s\" (after a change of its table?); "
+			   "iceml.drop_expectation removes an expectation", (const char *) arg);
+}
+
 /* (re)parse the catalog row in SPI_tuptable->vals[0] for relation rel */
 static void
 BuildEntry(FsCacheEntry *e, Relation rel)
@@ -320,7 +369,12 @@ BuildEntry(FsCacheEntry *e, Relation rel)
 	int			npk;
 	bool	   *need;
 
-	/* built under the transaction, kept only once complete */
+	/*
+	 * Built under the transaction and kept only once complete: an error
+	 * half-way (say a column of an expectation was dropped) frees it, and the
+	 * entry stays unparsed until a build succeeds.
+	 */
+	e->parsed = false;
 	cxt = AllocSetContextCreate(CurTransactionContext, "iceml feature group",
 								ALLOCSET_SMALL_SIZES);
 	old = MemoryContextSwitchTo(cxt);
@@ -332,9 +386,15 @@ BuildEntry(FsCacheEntry *e, Relation rel)
 	{
 		FsFeature  *features;
 		int			nf;
+		ErrorContextCallback ctx;
 
+		ctx.callback = BuildEntryContext;
+		ctx.arg = e->fgname;
+		ctx.previous = error_context_stack;
+		error_context_stack = &ctx;
 		features = FsFeaturesFromTupleDesc(RelationGetDescr(rel), &nf);
 		e->ex = FsParseExpectations(DatumGetJsonbPCopy(d), features, nf);
+		error_context_stack = ctx.previous;
 	}
 
 	d = SPI_getbinval(row, rd, 6, &isnull);
@@ -555,6 +615,8 @@ FindingFor(FsCacheEntry *e, FsRule *r)
 			repalloc(e->findings, sizeof(FsFinding) * e->capfindings) :
 			palloc(sizeof(FsFinding) * e->capfindings);
 	}
+	if (e->nfindings == 0)
+		e->find_level = GetCurrentTransactionNestLevel();
 	f = &e->findings[e->nfindings++];
 	memset(f, 0, sizeof(FsFinding));
 	f->expectation = pstrdup(r->expectation);
@@ -662,6 +724,8 @@ iceml_fs_row_trigger(PG_FUNCTION_ARGS)
 		{
 			FeatureGroupRejectHook hook = fs_reject_hook;
 
+			/* the hook may write to a feature group: keep msg out of fs_row_cxt */
+			msg = MemoryContextStrdup(CurTransactionContext, msg);
 			hook(RelationGetRelid(rel), tuple, msg, fs_reject_arg);
 			MemoryContextSwitchTo(old);
 			return PointerGetDatum(NULL);
@@ -691,7 +755,7 @@ iceml_fs_row_trigger(PG_FUNCTION_ARGS)
 
 /* one batch rule over the transition table iceml_new (connected to SPI) */
 static void
-CheckBatchRule(FsCacheEntry *e, FsRule *r, Relation rel)
+CheckBatchRule(FsCacheEntry *e, FsRule *r, Relation rel, int64 rows)
 {
 	FsFeature  *f = &e->ex->features[r->feature];
 	const char *col = quote_identifier(f->name);
@@ -756,7 +820,7 @@ CheckBatchRule(FsCacheEntry *e, FsRule *r, Relation rel)
 		FsFinding  *fd = FindingFor(e, r);
 		MemoryContext old = MemoryContextSwitchTo(e->findcxt);
 
-		fd->failures = n;
+		fd->failures = rows;	/* a batch rule fails on the statement's rows */
 		fd->observed = observed;
 		fd->has_observed = true;
 		fd->value = psprintf("%g", observed);
@@ -820,7 +884,7 @@ iceml_fs_statement_trigger(PG_FUNCTION_ARGS)
 		if (SPI_register_trigger_data(td) != SPI_OK_TD_REGISTER)
 			elog(ERROR, "could not register the transition tables");
 		for (i = e->ex->nrowrules; i < e->ex->nrules; i++)
-			CheckBatchRule(e, &e->ex->rules[i], rel);
+			CheckBatchRule(e, &e->ex->rules[i], rel, inserted + updated);
 	}
 
 	BecomeCatalogOwner(&save_user, &save_sec);
@@ -914,7 +978,7 @@ iceml_fs_statement_trigger(PG_FUNCTION_ARGS)
 						e->nfindings, e->nfindings == 1 ? "" : "s",
 						mode_names[e->mode]),
 				 errdetail("%s.", d.data),
-				 errhint("The findings are in iceml.validations, commit " INT64_FORMAT ".", commit_id)));
+				 errhint("The findings are in iceml.validations.")));
 	}
 	ForgetFindings(e);
 	return PointerGetDatum(NULL);

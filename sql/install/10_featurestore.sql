@@ -471,3 +471,14 @@ GRANT EXECUTE ON FUNCTION
     iceml.drop_expectation(regclass, text),
     iceml.set_validation(regclass, text)
     TO iceml_user;
+
+-- --------------------------------------------------------------------
+-- statistics
+-- --------------------------------------------------------------------
+
+CREATE FUNCTION iceml.compute_statistics(feature_group regclass) RETURNS bigint
+    AS 'MODULE_PATHNAME', 'iceml_compute_statistics'
+    LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION iceml.compute_statistics(regclass) IS
+    'summarises a feature group in one pass into iceml.feature_statistics (count, completeness, min, max, mean, stddev, approximate distinct, 20-bin histogram; arrays over elements and row means); returns the rows read';
+GRANT EXECUTE ON FUNCTION iceml.compute_statistics(regclass) TO iceml_user;

@@ -93,9 +93,12 @@ BEGIN
         END IF;
         FOR i IN 1 .. cardinality(feats) LOOP
             f := feats[i];
-            IF f IS NULL OR NOT f = ANY (cols) THEN
+            IF f IS NULL THEN
+                RAISE EXCEPTION 'features[%] is NULL', i USING ERRCODE = '22023';
+            END IF;
+            IF NOT f = ANY (cols) THEN
                 RAISE EXCEPTION 'features[%] "%" is not a feature of feature group "%"',
-                    i, coalesce(f, 'NULL'), fg."table"
+                    i, f, fg."table"
                     USING ERRCODE = '22023',
                           DETAIL = format('Its features are %s.', array_to_string(cols, ', '));
             END IF;
@@ -147,10 +150,15 @@ BEGIN
     SELECT array_agg(e.key ORDER BY e.key <> 'train', e.key) INTO names FROM jsonb_each(v_splits) e;
 
     -- at least one labelled row
+    EXECUTE format('SELECT count(*) FROM %s t', fg."table") INTO n_rows;
+    IF n_rows = 0 THEN
+        RAISE EXCEPTION 'feature group "%" is empty', fg."table"
+            USING ERRCODE = '22023', HINT = 'Ingest rows into it first.';
+    END IF;
     EXECUTE format('SELECT count(*) FROM %s t WHERE t.%I IS NOT NULL', fg."table", v_label) INTO n_rows;
     IF n_rows = 0 THEN
         RAISE EXCEPTION 'feature group "%" has no rows with a label "%"', fg."table", v_label
-            USING ERRCODE = '22023', HINT = 'Ingest rows into it first.';
+            USING ERRCODE = '22023', DETAIL = 'Rows whose label is NULL are left out of a training dataset.';
     END IF;
 
     -- ranks within each label by the seeded hash of the primary key

@@ -9,7 +9,7 @@
 set -euo pipefail
 psql() { command psql -X -q -v ON_ERROR_STOP=1 "$@"; }
 
-psql -c "DROP EXTENSION IF EXISTS iceml CASCADE" -c "CREATE EXTENSION iceml" 2>/dev/null
+psql -c "SET client_min_messages = warning" -c "CREATE EXTENSION IF NOT EXISTS iceml"
 psql <<'SQL'
 SET client_min_messages = warning;
 DROP TABLE IF EXISTS bench_src, bench_plain;
