@@ -52,6 +52,11 @@ SELECT id, inc_angle, is_iceberg,
 SELECT operation, rows_inserted FROM iceml.feature_group_commits
  WHERE feature_group = 'iceml_fs.ingest_statoil_1'::regclass ORDER BY commit_id;
 
+-- the group's statistics flag is on (the default): statistics follow the load
+SELECT feature, kind, count FROM iceml.feature_statistics
+ WHERE feature_group = 'iceml_fs.ingest_statoil_1'::regclass
+   AND feature IN ('id', 'band_1', 'inc_angle') ORDER BY feature, kind;
+
 -- 2. JSON lines (as test.json would be: no is_iceberg), named arguments,
 --    blank lines, CRLF and leading blanks are fine
 SELECT * FROM iceml.ingest_statoil(feature_group => 'iceml_fs.ingest_statoil_1',

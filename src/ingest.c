@@ -34,6 +34,7 @@
 #include "access/genam.h"
 #include "access/sysattr.h"
 #include "access/table.h"
+#include "access/xact.h"
 #include "access/tableam.h"
 #include "access/stratnum.h"
 #include "catalog/pg_am_d.h"
@@ -1412,36 +1413,6 @@ WriteQuarantine(IngestState *st)
 	ExecDropSingleTupleTableSlot(slot);
 }
 
-/* iceml.compute_statistics(fg) after a load into a group that asks for it */
-static void
-MaybeComputeStatistics(IngestState *st)
-{
-	Datum		arg = ObjectIdGetDatum(st->relid);
-	Oid			argtype = OIDOID;
-	bool		isnull;
-	Datum		d;
-
-	if (!IsFeatureGroup(st->relid))
-		return;
-	if (SPI_execute("SELECT pg_catalog.to_regprocedure('iceml.compute_statistics(pg_catalog.regclass)') IS NOT NULL",
-					true, 1) != SPI_OK_SELECT || SPI_processed != 1)
-		return;
-	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
-	if (isnull || !DatumGetBool(d))
-		return;					/* the feature store's statistics are not installed */
-	if (SPI_execute_with_args("SELECT fg.statistics FROM iceml.feature_groups fg"
-							  " WHERE fg.\"table\" OPERATOR(pg_catalog.=) $1::pg_catalog.regclass",
-							  1, &argtype, &arg, NULL, true, 1) != SPI_OK_SELECT ||
-		SPI_processed != 1)
-		return;
-	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
-	if (isnull || !DatumGetBool(d))
-		return;
-	if (SPI_execute_with_args("SELECT iceml.compute_statistics($1::pg_catalog.regclass)",
-							  1, &argtype, &arg, NULL, false, 0) != SPI_OK_SELECT)
-		elog(ERROR, "iceml.compute_statistics failed");
-}
-
 /*
  * The load itself: COPY from IngestCopySource(), with the reject hook set in
  * quarantine mode and the record named in every error COPY or a trigger
@@ -1638,9 +1609,26 @@ iceml_ingest_statoil(PG_FUNCTION_ARGS)
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 	WriteQuarantine(st);
-	if (inserted > 0)
-		MaybeComputeStatistics(st);
 	SPI_finish();
+
+	/* a feature group that asks for statistics gets them after each load */
+	if (inserted > 0 && FeatureGroupWantsStatistics(st->relid))
+	{
+		if (pg_class_aclcheck(st->relid, GetUserId(), ACL_SELECT) != ACLCHECK_OK)
+			ereport(NOTICE,
+					(errmsg("statistics of %s were not computed", st->relname),
+					 errdetail("Computing them reads the whole table, and this role may not SELECT from it."),
+					 errhint("Let the group's owner run iceml.compute_statistics('%s').", st->relname)));
+		else
+		{
+			/* a snapshot that sees the rows just copied */
+			CommandCounterIncrement();
+			PushCopiedSnapshot(GetActiveSnapshot());
+			UpdateActiveSnapshotCommandId();
+			(void) FeatureGroupComputeStatistics(st->relid);
+			PopActiveSnapshot();
+		}
+	}
 
 	if ((int64) inserted + st->nquarantined != st->nread)
 		ereport(NOTICE,
