@@ -599,6 +599,8 @@ CheckRecord(IngestState *st, json_object *rec)
 	st->cur_id = json_object_get_string(v);
 	if (strlen(st->cur_id) != (size_t) json_object_get_string_len(v))
 		return "\"id\" contains a NUL character";
+	if (!pg_verify_mbstr(GetDatabaseEncoding(), st->cur_id, strlen(st->cur_id), true))
+		return psprintf("\"id\" is not valid %s", GetDatabaseEncodingName());
 
 	if ((why = ReadBand(rec, "band_1", st->band1)) != NULL)
 		return why;
@@ -1031,10 +1033,15 @@ EncodeRecord(IngestState *st)
 {
 	StringInfo	out = &st->out;
 	int			idlen = strlen(st->cur_id);
+	char	   *id;
 
+	/* binary COPY reads text in the client encoding */
+	id = pg_server_to_client(st->cur_id, idlen);
+	if (id != st->cur_id)
+		idlen = strlen(id);
 	PutInt16(out, st->nfields);
 	PutInt32(out, idlen);
-	appendBinaryStringInfo(out, st->cur_id, idlen);
+	appendBinaryStringInfo(out, id, idlen);
 	PutFloat4Array(out, st->band1, INGEST_BAND_LEN);
 	PutFloat4Array(out, st->band2, INGEST_BAND_LEN);
 	if (st->angle_type != InvalidOid)
