@@ -12,6 +12,7 @@ MODULE_big  = iceml
 OBJS = \
 	src/iceml.o \
 	src/ingest.o \
+	src/statoil_json.o \
 	src/expectations.o \
 	src/featurestore.o \
 	src/statistics.o \

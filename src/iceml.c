@@ -62,6 +62,7 @@ _PG_init(void)
 	MarkGUCPrefixReserved("iceml");
 
 	FeatureStoreInit();
+	IngestInit();
 }
 
 PG_FUNCTION_INFO_V1(iceml_version);
