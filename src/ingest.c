@@ -3,11 +3,13 @@
  * Statoil/C-CORE layout into a feature group.
  *
  * The input (a server file, or a document passed as text) is either a JSON
- * array of records or JSON lines (one object per line); the first non-blank
- * byte decides: '[' is an array, anything else JSON lines.  It is read in
- * 64 KiB chunks and fed to json-c's incremental tokener one record at a time;
- * the top level ('[', ',', ']', newlines) is handled here, so only one record
- * is ever parsed into memory, whatever the size of the input.
+ * array of records or JSON lines (one object per line).  The reader of
+ * src/statoil_json.c reads it in 64 KiB chunks, feeds json-c's incremental
+ * tokener one record at a time and hands out each record checked and
+ * converted; it runs in a parse thread of its own (iceml.ingest_parse_thread)
+ * a few records ahead of this backend, so only a few records are ever in
+ * memory, whatever the size of the input.  Everything PostgreSQL (duplicate
+ * ids, COPY, quarantine, errors) happens here, in the backend's thread.
  *
  * Good records are encoded in PostgreSQL's binary COPY format and handed to
  * the COPY machinery (BeginCopyFrom with a data-source callback, CopyFrom):
@@ -21,12 +23,9 @@
  */
 #include "postgres.h"
 
-#include <math.h>
 #include <string.h>
 #include <sys/stat.h>
 
-/* (json_object is also a json-c type: keep PostgreSQL's function's name out of the way) */
-#define json_object iceml_pg_json_object_fn
 #include "access/genam.h"
 #include "access/sysattr.h"
 #include "access/table.h"
@@ -60,7 +59,6 @@
 #include "utils/rls.h"
 #include "utils/snapmgr.h"
 #include "utils/tuplestore.h"
-#undef json_object
 
 #include "iceml.h"
 #include "iceml_fs.h"
