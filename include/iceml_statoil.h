@@ -104,8 +104,10 @@ extern void statoil_record_free(StatoilRecord *rec);
 typedef struct StatoilPipeline StatoilPipeline;
 
 extern StatoilPipeline *statoil_pipeline_start(StatoilReader *reader, bool threaded);
-/* The next record, in input order; valid until statoil_pipeline_release(). */
-extern StatoilRecord *statoil_pipeline_next(StatoilPipeline *pipe);
+/* The next record, in input order; valid until statoil_pipeline_release().
+ * NULL when the parse thread has none ready within timeout_ms (so that the
+ * caller can look at its interrupts and ask again). */
+extern StatoilRecord *statoil_pipeline_next(StatoilPipeline *pipe, int timeout_ms);
 extern void statoil_pipeline_release(StatoilPipeline *pipe, StatoilRecord *rec);
 /* Stops the thread (whatever it is doing) and frees everything but the reader. */
 extern void statoil_pipeline_stop(StatoilPipeline *pipe);

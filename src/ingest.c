@@ -257,7 +257,9 @@ NextRecord(IngestState *st)
 	st->reason = NULL;
 	st->sqlstate = "22P02";
 
-	rec = statoil_pipeline_next(st->pipe);
+	/* a slow input must not make the backend deaf to cancels */
+	while ((rec = statoil_pipeline_next(st->pipe, 100)) == NULL)
+		CHECK_FOR_INTERRUPTS();
 	if (rec->status == STATOIL_EOF)
 		return REC_EOF;
 	if (rec->status == STATOIL_FATAL)

@@ -14,6 +14,7 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <json-c/json.h>
 
@@ -910,9 +911,10 @@ statoil_pipeline_start(StatoilReader *reader, bool threaded)
 }
 
 StatoilRecord *
-statoil_pipeline_next(StatoilPipeline *pipe)
+statoil_pipeline_next(StatoilPipeline *pipe, int timeout_ms)
 {
 	StatoilRecord *rec;
+	struct timespec deadline;
 
 	if (!pipe->threaded)
 	{
@@ -925,9 +927,24 @@ statoil_pipeline_next(StatoilPipeline *pipe)
 			pipe->done = true;
 		return rec;
 	}
+	clock_gettime(CLOCK_REALTIME, &deadline);
+	deadline.tv_sec += timeout_ms / 1000;
+	deadline.tv_nsec += (long) (timeout_ms % 1000) * 1000000L;
+	if (deadline.tv_nsec >= 1000000000L)
+	{
+		deadline.tv_sec++;
+		deadline.tv_nsec -= 1000000000L;
+	}
 	pthread_mutex_lock(&pipe->lock);
 	while (pipe->consumed >= pipe->produced)
-		pthread_cond_wait(&pipe->filled, &pipe->lock);
+	{
+		if (pthread_cond_timedwait(&pipe->filled, &pipe->lock, &deadline) == ETIMEDOUT &&
+			pipe->consumed >= pipe->produced)
+		{
+			pthread_mutex_unlock(&pipe->lock);
+			return NULL;
+		}
+	}
 	rec = &pipe->slots[pipe->consumed % PIPELINE_SLOTS];
 	/* the last record (EOF or FATAL) is handed out again and again */
 	if (!(pipe->done && pipe->consumed + 1 == pipe->produced))
