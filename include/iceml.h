@@ -15,4 +15,7 @@ extern int	iceml_max_workers;
 extern int	iceml_predict_threads;
 extern double iceml_log_inferences;
 
+/* subsystem initialisation, from _PG_init */
+extern void IngestInit(void);
+
 #endif							/* ICEML_H */

@@ -52,6 +52,11 @@ SELECT id, inc_angle, is_iceberg,
 SELECT operation, rows_inserted FROM iceml.feature_group_commits
  WHERE feature_group = 'iceml_fs.ingest_statoil_1'::regclass ORDER BY commit_id;
 
+-- the group's statistics flag is on (the default): statistics follow the load
+SELECT feature, kind, count FROM iceml.feature_statistics
+ WHERE feature_group = 'iceml_fs.ingest_statoil_1'::regclass
+   AND feature IN ('id', 'band_1', 'inc_angle') ORDER BY feature, kind;
+
 -- 2. JSON lines (as test.json would be: no is_iceberg), named arguments,
 --    blank lines, CRLF and leading blanks are fine
 SELECT * FROM iceml.ingest_statoil(feature_group => 'iceml_fs.ingest_statoil_1',
@@ -152,6 +157,17 @@ SELECT r.n, pg_temp.sqlstate_of(format(
   FROM (SELECT record_number AS n, raw FROM iceml.quarantine
          WHERE feature_group = 'iceml_fs.ingest_statoil_1'::regclass) r
  ORDER BY r.n;
+
+-- the same without the parse thread (iceml.ingest_parse_thread = off: the
+-- backend parses on demand): the same records, the same outcome
+SET iceml.ingest_parse_thread = off;
+TRUNCATE ingest_copy;
+SELECT * FROM iceml.ingest_statoil('ingest_copy', :'small_json');
+SELECT * FROM iceml.ingest_statoil('ingest_copy', :'bad_json', 'quarantine');
+SELECT record_number, record_id, sqlstate FROM iceml.quarantine
+ WHERE feature_group = 'ingest_copy'::regclass AND record_number > 7 ORDER BY id DESC LIMIT 5;
+SELECT * FROM iceml.ingest_statoil('ingest_copy', document => '[{"id":"x"}] junk', on_error => 'quarantine');
+RESET iceml.ingest_parse_thread;
 
 -- 6. Inputs whose structure is broken end the call in both modes
 SELECT * FROM iceml.ingest_statoil('ingest_copy', document => '[{"id":"x"}', on_error => 'quarantine');

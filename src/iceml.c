@@ -64,6 +64,7 @@ _PG_init(void)
 
 	WorkerInit();
 	FeatureStoreInit();
+	IngestInit();
 }
 
 PG_FUNCTION_INFO_V1(iceml_version);

@@ -3,11 +3,13 @@
  * Statoil/C-CORE layout into a feature group.
  *
  * The input (a server file, or a document passed as text) is either a JSON
- * array of records or JSON lines (one object per line); the first non-blank
- * byte decides: '[' is an array, anything else JSON lines.  It is read in
- * 64 KiB chunks and fed to json-c's incremental tokener one record at a time;
- * the top level ('[', ',', ']', newlines) is handled here, so only one record
- * is ever parsed into memory, whatever the size of the input.
+ * array of records or JSON lines (one object per line).  The reader of
+ * src/statoil_json.c reads it in 64 KiB chunks, feeds json-c's incremental
+ * tokener one record at a time and hands out each record checked and
+ * converted; it runs in a parse thread of its own (iceml.ingest_parse_thread)
+ * a few records ahead of this backend, so only a few records are ever in
+ * memory, whatever the size of the input.  Everything PostgreSQL (duplicate
+ * ids, COPY, quarantine, errors) happens here, in the backend's thread.
  *
  * Good records are encoded in PostgreSQL's binary COPY format and handed to
  * the COPY machinery (BeginCopyFrom with a data-source callback, CopyFrom):
@@ -21,19 +23,13 @@
  */
 #include "postgres.h"
 
-#include <math.h>
 #include <string.h>
 #include <sys/stat.h>
 
-/*
- * PostgreSQL's SQL function json_object() (fmgrprotos.h) and json-c's type
- * json_object share a name: PostgreSQL's headers are read with theirs
- * renamed, json-c's after.
- */
-#define json_object iceml_pg_json_object_fn
 #include "access/genam.h"
 #include "access/sysattr.h"
 #include "access/table.h"
+#include "access/xact.h"
 #include "access/tableam.h"
 #include "access/stratnum.h"
 #include "catalog/pg_am_d.h"
@@ -63,13 +59,10 @@
 #include "utils/rls.h"
 #include "utils/snapmgr.h"
 #include "utils/tuplestore.h"
-#undef json_object
-
-#include <json-c/json.h>
 
 #include "iceml.h"
 #include "iceml_fs.h"
-#include "iceml_synth.h"
+#include "iceml_statoil.h"
 
 /* ---- BEGIN TEMPORARY STAND-IN: delete when branch eo lands include/iceml_sar.h ----
  * iceml_band_avg() is written on branch eo with exactly this prototype; this
@@ -82,26 +75,9 @@ iceml_band_avg(const float *a, const float *b, float *out, int n)
 }
 /* ---- END TEMPORARY STAND-IN ---- */
 
-#define INGEST_CHUNK_SIZE	(64 * 1024)
-#define INGEST_BAND_LEN		ICEML_CHIP_PIXELS	/* 5625 values per band */
+#define INGEST_BAND_LEN		STATOIL_BAND_LEN	/* 5625 values per band */
 #define INGEST_RING			16	/* records remembered for COPY-time errors */
 #define INGEST_ID_MAX		200 /* bytes of an id quoted in messages */
-
-/*
- * A quarantined record keeps at most this much of its raw JSON text; a
- * longer one keeps its first ICEML_QUARANTINE_RAW_MAX bytes and is flagged
- * raw_truncated.  A real Statoil record is about 120 kB.
- */
-#define ICEML_QUARANTINE_RAW_MAX	(1024 * 1024)
-
-typedef enum TopState
-{
-	TOP_START,					/* nothing read yet */
-	TOP_ARRAY_FIRST,			/* after '[' */
-	TOP_ARRAY_AFTER,			/* after a record of the array */
-	TOP_LINES,					/* JSON lines: between records */
-	TOP_DONE					/* the input is exhausted */
-} TopState;
 
 typedef enum RecordResult
 {
@@ -139,40 +115,22 @@ typedef struct IngestState
 	bool		has_avg;
 	int16		nfields;
 
-	/* input */
+	/* input: the reader, run by the pipeline (in a thread of its own) */
 	FILE	   *file;
 	const char *path;
 	const char *doc;
 	size_t		doc_len;
-	size_t		doc_pos;
-	char	   *chunk;			/* file mode: the read buffer */
-	const char *buf;			/* current chunk */
-	size_t		len;
-	size_t		pos;
-	bool		eof;
-	uint64		offset;			/* input bytes before buf */
-
-	TopState	top;
-	bool		lines;
-	json_tokener *tok;
-	json_object *obj;			/* the record being processed */
+	StatoilReader *reader;
+	StatoilPipeline *pipe;
+	StatoilRecord *rec;			/* the record being processed */
 	MemoryContext recordcxt;
 
 	/* the current record */
 	int64		recno;
 	const char *cur_id;
-	StringInfoData raw;
-	bool		raw_capped;
-	int64		raw_bytes;
 	const char *reason;
 	const char *sqlstate;
-	float	   *band1;
-	float	   *band2;
 	float	   *avg;
-	bool		angle_null;
-	double		angle;
-	bool		label_null;
-	int			label;
 
 	/* COPY */
 	CopyFromState cstate;
@@ -201,451 +159,17 @@ typedef struct IngestState
 	TupleDesc	qdesc;
 } IngestState;
 
+/* GUC iceml.ingest_parse_thread */
+static bool ingest_parse_thread = true;
+
 /* the data-source callback of COPY takes no argument */
 static IngestState *current_ingest = NULL;
 
 static const char binary_signature[11] = "PGCOPY\n\377\r\n";
 
 /* ----------------------------------------------------------------
- * Input
+ * One record
  * ---------------------------------------------------------------- */
-
-/* Make sure buf[pos] is valid; false at the end of the input. */
-static bool
-InputFill(IngestState *st)
-{
-	if (st->pos < st->len)
-		return true;
-	if (st->eof)
-		return false;
-	st->offset += st->len;
-	st->pos = 0;
-	if (st->file)
-	{
-		size_t		n = fread(st->chunk, 1, INGEST_CHUNK_SIZE, st->file);
-
-		if (n == 0 && ferror(st->file))
-			ereport(ERROR,
-					(errcode_for_file_access(),
-					 errmsg("could not read file \"%s\": %m", st->path)));
-		st->buf = st->chunk;
-		st->len = n;
-	}
-	else
-	{
-		size_t		n = Min((size_t) INGEST_CHUNK_SIZE, st->doc_len - st->doc_pos);
-
-		st->buf = st->doc + st->doc_pos;
-		st->len = n;
-		st->doc_pos += n;
-	}
-	if (st->len == 0)
-	{
-		st->eof = true;
-		return false;
-	}
-	return true;
-}
-
-/* Skip blanks; the next byte, or -1 at the end of the input. */
-static int
-InputPeek(IngestState *st, bool stop_at_newline)
-{
-	for (;;)
-	{
-		char		c;
-
-		if (!InputFill(st))
-			return -1;
-		c = st->buf[st->pos];
-		if (c == ' ' || c == '\t' || c == '\r' || (c == '\n' && !stop_at_newline))
-			st->pos++;
-		else
-			return (unsigned char) c;
-	}
-}
-
-static uint64
-InputOffset(IngestState *st)
-{
-	return st->offset + st->pos;
-}
-
-/*
- * Raw text of the current record (its first ICEML_QUARANTINE_RAW_MAX bytes):
- * for the quarantine, and for the id of a record that does not parse.
- */
-static void
-RawAppend(IngestState *st, const char *p, size_t n)
-{
-	if (n == 0)
-		return;
-	st->raw_bytes += n;
-	if (st->raw_capped)
-		return;
-	if (st->raw.len + n > ICEML_QUARANTINE_RAW_MAX)
-	{
-		n = ICEML_QUARANTINE_RAW_MAX - st->raw.len;
-		st->raw_capped = true;
-	}
-	appendBinaryStringInfo(&st->raw, p, n);
-}
-
-/*
- * A structural error of the input as a whole (not of one record): it ends
- * the load in both modes, since the following records cannot be found.
- */
-static void pg_attribute_noreturn()
-InputStructureError(IngestState *st, const char *what)
-{
-	ereport(ERROR,
-			(errcode(ERRCODE_INVALID_TEXT_REPRESENTATION),
-			 errmsg("malformed Statoil input at byte %llu: %s",
-					(unsigned long long) InputOffset(st), what),
-			 errdetail("The input must be a JSON array of records or JSON lines (one object per line).")));
-}
-
-/*
- * Lines mode: the rest of the current line belongs to a bad record; skip it
- * (keeping it as raw text).
- */
-static void
-SkipRestOfLine(IngestState *st)
-{
-	while (InputFill(st))
-	{
-		const char *start = st->buf + st->pos;
-		const char *nl = memchr(start, '\n', st->len - st->pos);
-		size_t		n = nl ? (size_t) (nl - start) : st->len - st->pos;
-
-		RawAppend(st, start, n);
-		st->pos += n;
-		if (nl)
-			return;
-	}
-}
-
-/*
- * Array mode: find the end of a malformed record by counting brackets
- * outside strings, from the start of its raw text, then on in the input.
- */
-typedef struct ValueScan
-{
-	int			depth;
-	bool		in_string;
-	bool		escape;
-	bool		started;
-	bool		done;
-} ValueScan;
-
-static size_t
-ValueScanFeed(ValueScan *vs, const char *p, size_t n)
-{
-	size_t		i;
-
-	for (i = 0; i < n && !vs->done; i++)
-	{
-		char		c = p[i];
-
-		if (vs->in_string)
-		{
-			if (vs->escape)
-				vs->escape = false;
-			else if (c == '\\')
-				vs->escape = true;
-			else if (c == '"')
-			{
-				vs->in_string = false;
-				if (vs->depth == 0)
-					vs->done = true;
-			}
-			continue;
-		}
-		switch (c)
-		{
-			case '"':
-				vs->in_string = true;
-				vs->started = true;
-				break;
-			case '{':
-			case '[':
-				vs->depth++;
-				vs->started = true;
-				break;
-			case '}':
-			case ']':
-				if (vs->depth == 0)
-				{
-					/* a scalar ended by the array's closing bracket */
-					vs->done = true;
-					return i;
-				}
-				if (--vs->depth == 0)
-					vs->done = true;
-				break;
-			case ',':
-			case ' ':
-			case '\t':
-			case '\r':
-			case '\n':
-				if (vs->depth == 0 && vs->started)
-				{
-					vs->done = true;
-					return i;
-				}
-				break;
-			default:
-				vs->started = true;
-				break;
-		}
-	}
-	return i;
-}
-
-static void
-SkipMalformedValue(IngestState *st)
-{
-	ValueScan	vs = {0};
-
-	if (st->raw_capped)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_TEXT_REPRESENTATION),
-				 errmsg("cannot find the end of malformed Statoil record %lld",
-						(long long) st->recno),
-				 errdetail("The record is larger than %d bytes.", ICEML_QUARANTINE_RAW_MAX)));
-	(void) ValueScanFeed(&vs, st->raw.data, st->raw.len);
-	while (!vs.done && InputFill(st))
-	{
-		size_t		n = ValueScanFeed(&vs, st->buf + st->pos, st->len - st->pos);
-
-		RawAppend(st, st->buf + st->pos, n);
-		st->pos += n;
-	}
-}
-
-/* ----------------------------------------------------------------
- * One record: tokenise, check, convert
- * ---------------------------------------------------------------- */
-
-static void
-ForgetRecordObject(IngestState *st)
-{
-	if (st->obj)
-	{
-		json_object_put(st->obj);
-		st->obj = NULL;
-	}
-}
-
-/* json-c allocates with malloc: free it however the call ends */
-static void
-IngestCleanup(void *arg)
-{
-	IngestState *st = (IngestState *) arg;
-
-	ForgetRecordObject(st);
-	if (st->tok)
-	{
-		json_tokener_free(st->tok);
-		st->tok = NULL;
-	}
-	if (current_ingest == st)
-		current_ingest = NULL;
-}
-
-/*
- * Best effort for records that did not parse: the value of the first "id"
- * key in the raw text.
- */
-static const char *
-IdFromRaw(IngestState *st)
-{
-	const char *p = st->raw.data;
-	const char *end = p + st->raw.len;
-
-	while (p && p < end)
-	{
-		const char *k = memchr(p, '"', end - p);
-		const char *q;
-
-		if (k == NULL || end - k < 4)
-			return NULL;
-		if (strncmp(k, "\"id\"", 4) != 0)
-		{
-			p = k + 1;
-			continue;
-		}
-		q = k + 4;
-		while (q < end && (*q == ' ' || *q == '\t' || *q == '\r' || *q == '\n'))
-			q++;
-		if (q >= end || *q != ':')
-		{
-			p = k + 1;
-			continue;
-		}
-		q++;
-		while (q < end && (*q == ' ' || *q == '\t' || *q == '\r' || *q == '\n'))
-			q++;
-		if (q < end && *q == '"')
-		{
-			const char *s = q + 1;
-			const char *e = s;
-
-			while (e < end && *e != '"' && *e != '\\' && e - s < INGEST_ID_MAX)
-				e++;
-			if (e < end && *e == '"')
-				return pnstrdup(s, e - s);
-		}
-		return NULL;
-	}
-	return NULL;
-}
-
-static const char *
-JsonTypeName(json_object *v)
-{
-	switch (json_object_get_type(v))
-	{
-		case json_type_null:
-			return "null";
-		case json_type_boolean:
-			return "boolean";
-		case json_type_double:
-		case json_type_int:
-			return "number";
-		case json_type_object:
-			return "object";
-		case json_type_array:
-			return "array";
-		case json_type_string:
-			return "string";
-	}
-	return "value";
-}
-
-/*
- * The float4 of a JSON number, as float4in() would read its text.  json-c
- * parses the text with strtod(); rounding that double to float is exact
- * unless the double lies exactly halfway between two floats (double
- * rounding), in which case the number's text is read again with strtof().
- * NULL on success, else why not.
- */
-static const char *
-NumberToFloat4(json_object *v, float *out)
-{
-	double		d;
-	float		f;
-	uint64		bits;
-
-	if (json_object_get_type(v) == json_type_int)
-	{
-		*out = (float) json_object_get_int64(v);
-		return NULL;
-	}
-	if (json_object_get_type(v) != json_type_double)
-		return psprintf("is a JSON %s, not a number", JsonTypeName(v));
-	d = json_object_get_double(v);
-	if (isnan(d) || isinf(d))
-		return psprintf("is not a finite number (%s)", json_object_get_string(v));
-	f = (float) d;
-	memcpy(&bits, &d, sizeof(bits));
-	if ((bits & UINT64CONST(0x1FFFFFFF)) == UINT64CONST(0x10000000))
-		f = strtof(json_object_get_string(v), NULL);
-	if (isinf(f))
-		return psprintf("(%s) is out of range for type real", json_object_get_string(v));
-	*out = f;
-	return NULL;
-}
-
-static const char *
-ReadBand(json_object *rec, const char *key, float *out)
-{
-	json_object *arr;
-	size_t		n;
-
-	if (!json_object_object_get_ex(rec, key, &arr))
-		return psprintf("\"%s\" is missing", key);
-	if (json_object_get_type(arr) != json_type_array)
-		return psprintf("\"%s\" must be an array of %d numbers, not a JSON %s",
-						key, INGEST_BAND_LEN, JsonTypeName(arr));
-	n = json_object_array_length(arr);
-	if (n != INGEST_BAND_LEN)
-		return psprintf("\"%s\" has %zu values, not %d", key, n, INGEST_BAND_LEN);
-	for (size_t i = 0; i < n; i++)
-	{
-		const char *why = NumberToFloat4(json_object_array_get_idx(arr, i), &out[i]);
-
-		if (why)
-			return psprintf("%s[%zu] %s", key, i, why);
-	}
-	return NULL;
-}
-
-/* Check a parsed record and convert it; NULL if good, else why not */
-static const char *
-CheckRecord(IngestState *st, json_object *rec)
-{
-	json_object *v;
-	const char *why;
-
-	if (json_object_get_type(rec) != json_type_object)
-		return psprintf("the record is a JSON %s, not an object", JsonTypeName(rec));
-
-	if (!json_object_object_get_ex(rec, "id", &v))
-		return "\"id\" is missing";
-	if (json_object_get_type(v) != json_type_string)
-		return psprintf("\"id\" must be a string, not a JSON %s", JsonTypeName(v));
-	st->cur_id = json_object_get_string(v);
-	if (strlen(st->cur_id) != (size_t) json_object_get_string_len(v))
-		return "\"id\" contains a NUL character";
-
-	if ((why = ReadBand(rec, "band_1", st->band1)) != NULL)
-		return why;
-	if ((why = ReadBand(rec, "band_2", st->band2)) != NULL)
-		return why;
-
-	st->angle_null = true;
-	if (json_object_object_get_ex(rec, "inc_angle", &v) &&
-		json_object_get_type(v) != json_type_null)
-	{
-		if (json_object_get_type(v) == json_type_string)
-		{
-			if (strcmp(json_object_get_string(v), "na") != 0)
-				return psprintf("\"inc_angle\" must be a number or \"na\", not the string \"%.40s\"",
-								json_object_get_string(v));
-		}
-		else if (json_object_get_type(v) == json_type_int ||
-				 json_object_get_type(v) == json_type_double)
-		{
-			float		f;
-
-			if ((why = NumberToFloat4(v, &f)) != NULL)
-				return psprintf("\"inc_angle\" %s", why);
-			st->angle = json_object_get_double(v);
-			if (st->angle_type == FLOAT4OID)
-				st->angle = f;
-			st->angle_null = false;
-		}
-		else
-			return psprintf("\"inc_angle\" must be a number or \"na\", not a JSON %s",
-							JsonTypeName(v));
-	}
-
-	st->label_null = true;
-	if (json_object_object_get_ex(rec, "is_iceberg", &v) &&
-		json_object_get_type(v) != json_type_null)
-	{
-		int64		l;
-
-		if (json_object_get_type(v) != json_type_int ||
-			((l = json_object_get_int64(v)) != 0 && l != 1))
-			return psprintf("\"is_iceberg\" must be 0 or 1, not %.40s",
-							json_object_get_string(v));
-		st->label = (int) l;
-		st->label_null = false;
-	}
-	return NULL;
-}
 
 /*
  * Is the id already taken, earlier in the input or in the table?  NULL if
@@ -684,194 +208,84 @@ CheckDuplicate(IngestState *st)
 	return NULL;
 }
 
-/*
- * Tokenise the next record into st->obj.  REC_GOOD when it parsed (it may
- * still be a bad record), REC_BAD with st->reason when it did not, REC_EOF
- * at the end of the input.
- */
-static RecordResult
-TokeniseRecord(IngestState *st)
+/* The input's structure is broken, or it cannot be read: the load ends */
+static void pg_attribute_noreturn()
+InputFatal(IngestState *st, StatoilRecord *rec)
 {
-	int			c;
-
-	/* the top level */
-	for (;;)
+	switch (rec->fatal)
 	{
-		switch (st->top)
-		{
-			case TOP_START:
-				c = InputPeek(st, false);
-				/* a UTF-8 byte order mark */
-				if (c == 0xEF && st->len - st->pos >= 3 &&
-					memcmp(st->buf + st->pos, "\xEF\xBB\xBF", 3) == 0)
-				{
-					st->pos += 3;
-					continue;
-				}
-				if (c == '[')
-				{
-					st->pos++;
-					st->top = TOP_ARRAY_FIRST;
-				}
-				else
-				{
-					st->lines = true;
-					st->top = TOP_LINES;
-				}
-				continue;
-			case TOP_ARRAY_FIRST:
-				c = InputPeek(st, false);
-				if (c == ']')
-				{
-					st->pos++;
-					st->top = TOP_DONE;
-					if (InputPeek(st, false) != -1)
-						InputStructureError(st, "unexpected text after the closing ']'");
-					return REC_EOF;
-				}
-				if (c == -1)
-					InputStructureError(st, "the input ends inside the top-level array");
-				break;
-			case TOP_ARRAY_AFTER:
-				c = InputPeek(st, false);
-				if (c == ',')
-				{
-					st->pos++;
-					c = InputPeek(st, false);
-					if (c == -1)
-						InputStructureError(st, "the input ends inside the top-level array");
-					if (c == ']')
-						InputStructureError(st, "a ',' is followed by ']'");
-					break;
-				}
-				if (c == ']')
-				{
-					st->pos++;
-					st->top = TOP_DONE;
-					if (InputPeek(st, false) != -1)
-						InputStructureError(st, "unexpected text after the closing ']'");
-					return REC_EOF;
-				}
-				if (c == -1)
-					InputStructureError(st, "the input ends inside the top-level array (no closing ']')");
-				InputStructureError(st, psprintf("expected ',' or ']' after record %lld, found '%c'",
-												 (long long) st->nread - 1, c));
-				break;
-			case TOP_LINES:
-				c = InputPeek(st, false);
-				if (c == -1)
-				{
-					st->top = TOP_DONE;
-					return REC_EOF;
-				}
-				break;
-			case TOP_DONE:
-				return REC_EOF;
-		}
-		break;
+		case STATOIL_FATAL_IO:
+			errno = rec->fatal_errno;
+			ereport(ERROR,
+					(errcode_for_file_access(),
+					 errmsg("could not read file \"%s\": %m", st->path ? st->path : "(document)")));
+			break;
+		case STATOIL_FATAL_NOMEM:
+			ereport(ERROR,
+					(errcode(ERRCODE_OUT_OF_MEMORY),
+					 errmsg("out of memory while parsing Statoil record %lld",
+							(long long) rec->recno)));
+			break;
+		case STATOIL_FATAL_TOO_BIG:
+		case STATOIL_FATAL_STRUCTURE:
+			break;
 	}
-
-	/* one value, fed to the tokener chunk by chunk */
-	json_tokener_reset(st->tok);
-	for (;;)
-	{
-		const char *p = st->buf + st->pos;
-		size_t		n = st->len - st->pos;
-		const char *nl = NULL;
-		size_t		used;
-		enum json_tokener_error err;
-
-		/* JSON lines: a record never extends past its line */
-		if (st->lines && (nl = memchr(p, '\n', n)) != NULL)
-			n = nl - p;
-
-		st->obj = json_tokener_parse_ex(st->tok, p, (int) n);
-		err = json_tokener_get_error(st->tok);
-		used = json_tokener_get_parse_end(st->tok);
-		RawAppend(st, p, used);
-		st->pos += used;
-
-		if (err == json_tokener_success)
-		{
-			if (st->top == TOP_ARRAY_FIRST)
-				st->top = TOP_ARRAY_AFTER;
-			return REC_GOOD;
-		}
-		if (err != json_tokener_continue)
-		{
-			st->reason = psprintf("invalid JSON at byte %lld of the record: %s",
-								  (long long) st->raw_bytes,
-								  json_tokener_error_desc(err));
-			if (st->quarantine)
-			{
-				if (st->lines)
-					SkipRestOfLine(st);
-				else
-					SkipMalformedValue(st);
-			}
-			if (st->top == TOP_ARRAY_FIRST)
-				st->top = TOP_ARRAY_AFTER;
-			return REC_BAD;
-		}
-		/* the tokener wants more */
-		if (nl || (st->pos >= st->len && !InputFill(st)))
-		{
-			/* end of the line or of the input: a number may end here */
-			st->obj = json_tokener_parse_ex(st->tok, "", 1);
-			if (st->obj)
-			{
-				if (st->top == TOP_ARRAY_FIRST)
-					st->top = TOP_ARRAY_AFTER;
-				return REC_GOOD;
-			}
-			st->reason = nl ? "the line ends inside the record"
-				: "the input ends inside the record (truncated)";
-			/* nothing follows a record truncated by the end of the input */
-			if (!nl)
-				st->top = TOP_DONE;
-			else if (st->top == TOP_ARRAY_FIRST)
-				st->top = TOP_ARRAY_AFTER;
-			return REC_BAD;
-		}
-	}
+	ereport(ERROR,
+			(errcode(ERRCODE_INVALID_TEXT_REPRESENTATION),
+			 errmsg("malformed Statoil input at byte %llu: %s",
+					(unsigned long long) rec->fatal_offset, statoil_fatal_text(rec)),
+			 errdetail("The input must be a JSON array of records or JSON lines (one object per line).")));
+	pg_unreachable();
 }
 
 /*
- * Read the next record: REC_GOOD (converted into st), REC_BAD (st->reason,
- * st->sqlstate) or REC_EOF.
+ * Read the next record from the pipeline: REC_GOOD (in st->rec), REC_BAD
+ * (st->reason, st->sqlstate) or REC_EOF.
  */
 static RecordResult
 NextRecord(IngestState *st)
 {
-	RecordResult r;
+	StatoilRecord *rec;
 
-	ForgetRecordObject(st);
+	if (st->rec)
+	{
+		statoil_pipeline_release(st->pipe, st->rec);
+		st->rec = NULL;
+	}
 	MemoryContextReset(st->recordcxt);
-	resetStringInfo(&st->raw);
-	st->raw_capped = false;
-	st->raw_bytes = 0;
 	st->cur_id = NULL;
 	st->reason = NULL;
 	st->sqlstate = "22P02";
 
-	r = TokeniseRecord(st);
-	if (r == REC_EOF)
-		return r;
-	st->recno = st->nread++;
-	if (r == REC_GOOD)
+	/* a slow input must not make the backend deaf to cancels */
+	while ((rec = statoil_pipeline_next(st->pipe, 100)) == NULL)
+		CHECK_FOR_INTERRUPTS();
+	if (rec->status == STATOIL_EOF)
+		return REC_EOF;
+	if (rec->status == STATOIL_FATAL)
+		InputFatal(st, rec);
+	st->rec = rec;
+	st->recno = rec->recno;
+	st->nread = rec->recno + 1;
+	st->cur_id = rec->has_id ? rec->id : NULL;
+	if (rec->status == STATOIL_BAD)
 	{
-		st->reason = CheckRecord(st, st->obj);
-		if (st->reason == NULL)
-		{
-			st->reason = CheckDuplicate(st);
-			if (st->reason)
-				st->sqlstate = "23505";
-		}
-		r = st->reason ? REC_BAD : REC_GOOD;
+		st->reason = rec->reason;
+		st->sqlstate = rec->sqlstate;
+		return REC_BAD;
 	}
-	if (r == REC_BAD && st->cur_id == NULL)
-		st->cur_id = IdFromRaw(st);
-	return r;
+	if (!pg_verify_mbstr(GetDatabaseEncoding(), st->cur_id, strlen(st->cur_id), true))
+	{
+		st->reason = psprintf("\"id\" is not valid %s", GetDatabaseEncodingName());
+		return REC_BAD;
+	}
+	st->reason = CheckDuplicate(st);
+	if (st->reason)
+	{
+		st->sqlstate = "23505";
+		return REC_BAD;
+	}
+	return REC_GOOD;
 }
 
 /* "record 3 (id "abc")" */
@@ -930,8 +344,9 @@ BadRecord(IngestState *st)
 						RecordLabel(st->recno, st->cur_id), st->reason),
 				 errdetail("Records are numbered from 0; nothing was ingested."),
 				 errhint("Use on_error => 'quarantine' to keep bad records in iceml.quarantine and load the others.")));
-	QuarantineAdd(st, st->recno, st->cur_id, st->raw.data, st->raw.len,
-				  st->raw_capped, st->raw_bytes, st->reason, st->sqlstate);
+	QuarantineAdd(st, st->recno, st->cur_id, st->rec->raw ? st->rec->raw : "",
+				  (int) st->rec->raw_len, st->rec->raw_capped, st->rec->raw_bytes,
+				  st->reason, st->sqlstate);
 }
 
 static RingSlot *
@@ -1029,20 +444,26 @@ static void
 EncodeRecord(IngestState *st)
 {
 	StringInfo	out = &st->out;
+	StatoilRecord *rec = st->rec;
 	int			idlen = strlen(st->cur_id);
+	char	   *id;
 
+	/* binary COPY reads text in the client encoding */
+	id = pg_server_to_client(st->cur_id, idlen);
+	if (id != st->cur_id)
+		idlen = strlen(id);
 	PutInt16(out, st->nfields);
 	PutInt32(out, idlen);
-	appendBinaryStringInfo(out, st->cur_id, idlen);
-	PutFloat4Array(out, st->band1, INGEST_BAND_LEN);
-	PutFloat4Array(out, st->band2, INGEST_BAND_LEN);
+	appendBinaryStringInfo(out, id, idlen);
+	PutFloat4Array(out, rec->band_1, INGEST_BAND_LEN);
+	PutFloat4Array(out, rec->band_2, INGEST_BAND_LEN);
 	if (st->angle_type != InvalidOid)
 	{
-		if (st->angle_null)
+		if (rec->angle_null)
 			PutInt32(out, -1);
 		else if (st->angle_type == FLOAT4OID)
 		{
-			float		f = (float) st->angle;
+			float		f = rec->angle_f;
 			uint32		bits;
 
 			memcpy(&bits, &f, 4);
@@ -1053,7 +474,7 @@ EncodeRecord(IngestState *st)
 		{
 			uint64		bits;
 
-			memcpy(&bits, &st->angle, 8);
+			memcpy(&bits, &rec->angle, 8);
 			PutInt32(out, 8);
 			PutInt32(out, (int32) (bits >> 32));
 			PutInt32(out, (int32) (bits & 0xFFFFFFFF));
@@ -1061,33 +482,33 @@ EncodeRecord(IngestState *st)
 	}
 	if (st->label_type != InvalidOid)
 	{
-		if (st->label_null)
+		if (rec->label_null)
 			PutInt32(out, -1);
 		else if (st->label_type == BOOLOID)
 		{
 			PutInt32(out, 1);
-			appendStringInfoChar(out, st->label ? 1 : 0);
+			appendStringInfoChar(out, rec->label ? 1 : 0);
 		}
 		else if (st->label_type == INT2OID)
 		{
 			PutInt32(out, 2);
-			PutInt16(out, (int16) st->label);
+			PutInt16(out, (int16) rec->label);
 		}
 		else if (st->label_type == INT4OID)
 		{
 			PutInt32(out, 4);
-			PutInt32(out, st->label);
+			PutInt32(out, rec->label);
 		}
 		else
 		{
 			PutInt32(out, 8);
 			PutInt32(out, 0);
-			PutInt32(out, st->label);
+			PutInt32(out, rec->label);
 		}
 	}
 	if (st->has_avg)
 	{
-		iceml_band_avg(st->band1, st->band2, st->avg, INGEST_BAND_LEN);
+		iceml_band_avg(rec->band_1, rec->band_2, st->avg, INGEST_BAND_LEN);
 		PutFloat4Array(out, st->avg, INGEST_BAND_LEN);
 	}
 }
@@ -1107,9 +528,9 @@ RingRemember(IngestState *st)
 	if (st->quarantine)
 	{
 		resetStringInfo(&s->raw);
-		appendBinaryStringInfo(&s->raw, st->raw.data, st->raw.len);
-		s->raw_capped = st->raw_capped;
-		s->raw_bytes = st->raw_bytes;
+		appendBinaryStringInfo(&s->raw, st->rec->raw, st->rec->raw_len);
+		s->raw_capped = st->rec->raw_capped;
+		s->raw_bytes = st->rec->raw_bytes;
 	}
 }
 
@@ -1412,36 +833,6 @@ WriteQuarantine(IngestState *st)
 	ExecDropSingleTupleTableSlot(slot);
 }
 
-/* iceml.compute_statistics(fg) after a load into a group that asks for it */
-static void
-MaybeComputeStatistics(IngestState *st)
-{
-	Datum		arg = ObjectIdGetDatum(st->relid);
-	Oid			argtype = OIDOID;
-	bool		isnull;
-	Datum		d;
-
-	if (!IsFeatureGroup(st->relid))
-		return;
-	if (SPI_execute("SELECT pg_catalog.to_regprocedure('iceml.compute_statistics(pg_catalog.regclass)') IS NOT NULL",
-					true, 1) != SPI_OK_SELECT || SPI_processed != 1)
-		return;
-	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
-	if (isnull || !DatumGetBool(d))
-		return;					/* the feature store's statistics are not installed */
-	if (SPI_execute_with_args("SELECT fg.statistics FROM iceml.feature_groups fg"
-							  " WHERE fg.\"table\" OPERATOR(pg_catalog.=) $1::pg_catalog.regclass",
-							  1, &argtype, &arg, NULL, true, 1) != SPI_OK_SELECT ||
-		SPI_processed != 1)
-		return;
-	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
-	if (isnull || !DatumGetBool(d))
-		return;
-	if (SPI_execute_with_args("SELECT iceml.compute_statistics($1::pg_catalog.regclass)",
-							  1, &argtype, &arg, NULL, false, 0) != SPI_OK_SELECT)
-		elog(ERROR, "iceml.compute_statistics failed");
-}
-
 /*
  * The load itself: COPY from IngestCopySource(), with the reject hook set in
  * quarantine mode and the record named in every error COPY or a trigger
@@ -1464,6 +855,19 @@ RunCopy(IngestState *st, ParseState *pstate, List *cols)
 	{
 		CopyFromState cstate;
 
+		/*
+		 * The parse thread lives inside this block only: it reads the FILE
+		 * that the end of the transaction would close.
+		 */
+		st->reader = st->file ? statoil_reader_file(st->file)
+			: statoil_reader_buffer(st->doc, st->doc_len);
+		if (st->reader)
+			st->pipe = statoil_pipeline_start(st->reader, ingest_parse_thread);
+		if (st->pipe == NULL)
+			ereport(ERROR,
+					(errcode(ERRCODE_OUT_OF_MEMORY),
+					 errmsg("out of memory")));
+
 		cstate = BeginCopyFrom(pstate, st->rel, NULL, NULL, false,
 							   IngestCopySource, cols,
 							   list_make1(makeDefElem("format",
@@ -1477,10 +881,27 @@ RunCopy(IngestState *st, ParseState *pstate, List *cols)
 	{
 		FeatureGroupSetRejectHook(NULL, NULL);
 		current_ingest = NULL;
+		statoil_pipeline_stop(st->pipe);
+		statoil_reader_free(st->reader);
+		st->pipe = NULL;
+		st->reader = NULL;
+		st->rec = NULL;
 	}
 	PG_END_TRY();
 	error_context_stack = st->errcb.previous;
 	return inserted;
+}
+
+void
+IngestInit(void)
+{
+	DefineCustomBoolVariable("iceml.ingest_parse_thread",
+							 "Parse the input of ingest_statoil() in a thread of its own.",
+							 "The thread runs json-c only, one record ahead of the backend, which inserts meanwhile; off parses in the backend itself.",
+							 &ingest_parse_thread,
+							 true,
+							 PGC_USERSET, 0,
+							 NULL, NULL, NULL);
 }
 
 /* ----------------------------------------------------------------
@@ -1496,7 +917,6 @@ iceml_ingest_statoil(PG_FUNCTION_ARGS)
 	IngestState *st;
 	MemoryContext cxt;
 	MemoryContext oldcxt;
-	MemoryContextCallback *cb;
 	char	   *on_error;
 	ParseState *pstate;
 	ParseNamespaceItem *nsitem;
@@ -1532,10 +952,6 @@ iceml_ingest_statoil(PG_FUNCTION_ARGS)
 	st = palloc0(sizeof(IngestState));
 	st->relid = PG_GETARG_OID(0);
 	st->quarantine = (strcmp(on_error, "quarantine") == 0);
-	cb = palloc0(sizeof(MemoryContextCallback));
-	cb->func = IngestCleanup;
-	cb->arg = st;
-	MemoryContextRegisterResetCallback(cxt, cb);
 
 	PreventCommandIfReadOnly("ingest_statoil()");
 
@@ -1560,7 +976,6 @@ iceml_ingest_statoil(PG_FUNCTION_ARGS)
 			ereport(ERROR,
 					(errcode(ERRCODE_WRONG_OBJECT_TYPE),
 					 errmsg("\"%s\" is a directory", st->path)));
-		st->chunk = palloc(INGEST_CHUNK_SIZE);
 	}
 	else
 	{
@@ -1601,19 +1016,12 @@ iceml_ingest_statoil(PG_FUNCTION_ARGS)
 
 	/* working state */
 	st->recordcxt = AllocSetContextCreate(cxt, "ingest record", ALLOCSET_DEFAULT_SIZES);
-	st->tok = json_tokener_new();
-	if (st->tok == NULL)
-		ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory")));
-	json_tokener_set_flags(st->tok, JSON_TOKENER_STRICT | JSON_TOKENER_ALLOW_TRAILING_CHARS);
-	initStringInfo(&st->raw);
 	initStringInfo(&st->out);
 	for (int i = 0; i < INGEST_RING; i++)
 	{
 		initStringInfo(&st->ring[i].id);
 		initStringInfo(&st->ring[i].raw);
 	}
-	st->band1 = palloc(sizeof(float) * INGEST_BAND_LEN);
-	st->band2 = palloc(sizeof(float) * INGEST_BAND_LEN);
 	st->avg = palloc(sizeof(float) * INGEST_BAND_LEN);
 	st->qdesc = CreateTemplateTupleDesc(qtypes_n);
 	TupleDescInitEntry(st->qdesc, 1, "record_number", INT8OID, -1, 0);
@@ -1638,9 +1046,26 @@ iceml_ingest_statoil(PG_FUNCTION_ARGS)
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 	WriteQuarantine(st);
-	if (inserted > 0)
-		MaybeComputeStatistics(st);
 	SPI_finish();
+
+	/* a feature group that asks for statistics gets them after each load */
+	if (inserted > 0 && FeatureGroupWantsStatistics(st->relid))
+	{
+		if (pg_class_aclcheck(st->relid, GetUserId(), ACL_SELECT) != ACLCHECK_OK)
+			ereport(NOTICE,
+					(errmsg("statistics of %s were not computed", st->relname),
+					 errdetail("Computing them reads the whole table, and this role may not SELECT from it."),
+					 errhint("Let the group's owner run iceml.compute_statistics('%s').", st->relname)));
+		else
+		{
+			/* a snapshot that sees the rows just copied */
+			CommandCounterIncrement();
+			PushCopiedSnapshot(GetActiveSnapshot());
+			UpdateActiveSnapshotCommandId();
+			(void) FeatureGroupComputeStatistics(st->relid);
+			PopActiveSnapshot();
+		}
+	}
 
 	if ((int64) inserted + st->nquarantined != st->nread)
 		ereport(NOTICE,

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # Ingest benchmarks of iceml.ingest_statoil (src/ingest.c):
+#   (best of 3 runs for each loader)
 #   BENCH ingest_mb_per_s         a train.json-sized file (1604 synthetic
 #   BENCH ingest_records_per_s    records, ~210 MB, a JSON array) loaded from
 #                                 its server path into an empty table
@@ -39,23 +40,35 @@ train=$tmp/train.json
 "$py" "$here/ingest_python.py" generate "$train" 1604
 chmod 644 "$train"
 bytes=$(stat -c %s "$train")
-out=$(psql -At <<SQL
+# best of 3 runs each, into an emptied table: the machine may be shared
+best=
+for run in 1 2 3; do
+	out=$(psql -At <<SQL
+TRUNCATE bench_ingest;
 SELECT extract(epoch FROM clock_timestamp()) AS t0 \gset
 SELECT inserted FROM iceml.ingest_statoil('bench_ingest', '$train') \gset
 SELECT :inserted, extract(epoch FROM clock_timestamp()) - :t0;
 SQL
 )
-rows=${out%%|*}
-secs=${out##*|}
-[ "$rows" -eq 1604 ] || { echo "ingest.sh: expected 1604 rows, got $rows" >&2; exit 1; }
-ingest=$(awk -v b="$bytes" -v s="$secs" 'BEGIN { printf "%.1f", b / 1e6 / s }')
+	rows=${out%%|*}
+	secs=${out##*|}
+	[ "$rows" -eq 1604 ] || { echo "ingest.sh: expected 1604 rows, got $rows" >&2; exit 1; }
+	echo "ingest.sh: ingest_statoil run $run: $secs s" >&2
+	best=$(awk -v a="$best" -v b="$secs" 'BEGIN { print (a == "" || b < a) ? b : a }')
+done
+ingest=$(awk -v b="$bytes" -v s="$best" 'BEGIN { printf "%.1f", b / 1e6 / s }')
 echo "BENCH ingest_mb_per_s $ingest MB/s"
-awk -v s="$secs" 'BEGIN { printf "BENCH ingest_records_per_s %.0f records/s\n", 1604 / s }'
+awk -v s="$best" 'BEGIN { printf "BENCH ingest_records_per_s %.0f records/s\n", 1604 / s }'
 
-pyline=$("$py" "$here/ingest_python.py" load "$train" bench_ingest_py 2>/dev/null)
-echo "$pyline"
-pyrate=$(echo "$pyline" | awk '{ print $3 }')
-awk -v a="$ingest" -v b="$pyrate" 'BEGIN { printf "BENCH ingest_speedup_x %.2f x\n", a / b }'
+pybest=0
+for run in 1 2 3; do
+	psql -c "TRUNCATE bench_ingest_py"
+	rate=$("$py" "$here/ingest_python.py" load "$train" bench_ingest_py 2>/dev/null | awk '{ print $3 }')
+	echo "ingest.sh: python run $run: $rate MB/s" >&2
+	pybest=$(awk -v a="$pybest" -v b="$rate" 'BEGIN { print (b > a) ? b : a }')
+done
+echo "BENCH ingest_python_mb_per_s $pybest MB/s"
+awk -v a="$ingest" -v b="$pybest" 'BEGIN { printf "BENCH ingest_speedup_x %.2f x\n", a / b }'
 rm -f "$train"
 psql -c "DROP TABLE bench_ingest, bench_ingest_py"
 

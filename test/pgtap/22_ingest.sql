@@ -52,7 +52,7 @@ SELECT results_eq(format($$SELECT * FROM iceml.ingest_statoil('iceml_fs.tap_inge
                   'an ordinary user ingests a document into the group it owns');
 RESET ROLE;
 
-GRANT INSERT ON iceml_fs.tap_ingest_1 TO tap_ingest_files;
+GRANT SELECT, INSERT ON iceml_fs.tap_ingest_1 TO tap_ingest_files;
 SET ROLE tap_ingest_files;
 SELECT results_eq(format($$SELECT * FROM iceml.ingest_statoil('iceml_fs.tap_ingest_1', %L)$$, :'small'),
                   $$VALUES (4::bigint, 4::bigint, 0::bigint)$$,
