@@ -62,18 +62,9 @@
 
 #include "iceml.h"
 #include "iceml_fs.h"
+#include "iceml_sar.h"
 #include "iceml_statoil.h"
 
-/* ---- BEGIN TEMPORARY STAND-IN: delete when branch eo lands include/iceml_sar.h ----
- * iceml_band_avg() is written on branch eo with exactly this prototype; this
- * local definition only lets the loader be built and tested before then. */
-static void
-iceml_band_avg(const float *a, const float *b, float *out, int n)
-{
-	for (int i = 0; i < n; i++)
-		out[i] = (a[i] + b[i]) / 2.0f;
-}
-/* ---- END TEMPORARY STAND-IN ---- */
 
 #define INGEST_BAND_LEN		STATOIL_BAND_LEN	/* 5625 values per band */
 #define INGEST_RING			16	/* records remembered for COPY-time errors */
