@@ -19,6 +19,8 @@ OBJS = \
 	src/expectations.o \
 	src/featurestore.o \
 	src/statistics.o \
+	src/pgarray.o \
+	src/features.o \
 	src/eo/sar.o \
 	src/eo/synth.o \
 	$(NN_OBJS)
