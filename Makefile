@@ -21,6 +21,7 @@ OBJS = \
 	src/statistics.o \
 	src/pgarray.o \
 	src/features.o \
+	src/synthesize.o \
 	src/eo/sar.o \
 	src/eo/synth.o \
 	$(NN_OBJS)

@@ -51,3 +51,12 @@ GRANT EXECUTE ON FUNCTION
     iceml.lee_filter(real[], int),
     iceml.band_stats(real[])
     TO iceml_reader;
+
+CREATE FUNCTION iceml.synthesize_statoil(n int, seed int DEFAULT 0)
+    RETURNS TABLE (id text, band_1 real[], band_2 real[], inc_angle real, is_iceberg smallint)
+    AS 'MODULE_PATHNAME', 'synthesize_statoil'
+    LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE
+    ROWS 1000;
+COMMENT ON FUNCTION iceml.synthesize_statoil(int, int) IS
+    'n synthetic 75 x 75 two-band SAR chips in the Statoil/C-CORE layout (dB bands, incidence angle, about 47% icebergs, inc_angle NULL for about 16% of ships), deterministic in (seed, row number): the first k rows are the same for every n >= k; ids are unique within a seed; 0 <= n <= 1000000';
+GRANT EXECUTE ON FUNCTION iceml.synthesize_statoil(int, int) TO iceml_user;

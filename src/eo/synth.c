@@ -120,6 +120,24 @@ texture(Rng *r, float *out)
 		out[i] = (float) (a[i] / (s2 > 0 ? s2 : 1));
 }
 
+/*
+ * The id: a bijection of the low 32 bits of the index, keyed by the seed, so
+ * ids look random (as the real ones do) but never repeat within a stream of
+ * up to 2^32 chips and can serve as a primary key.
+ */
+static unsigned
+ChipId(uint32_t seed, uint64_t index)
+{
+	uint32_t	h = (uint32_t) index ^ (seed * 0x9E3779B9u);
+
+	h ^= h >> 16;
+	h *= 0x7FEB352Du;
+	h ^= h >> 15;
+	h *= 0x846CA68Bu;
+	h ^= h >> 16;
+	return h;
+}
+
 void
 iceml_synth_chip(uint32_t seed, uint64_t index, IcemlChip *out)
 {
@@ -140,7 +158,8 @@ iceml_synth_chip(uint32_t seed, uint64_t index, IcemlChip *out)
 	int			npts = 0;
 
 	next(&r);
-	snprintf(out->id, sizeof(out->id), "%08x", (unsigned) (next(&r) >> 32));
+	next(&r);					/* formerly the id; kept so chips stay the same */
+	snprintf(out->id, sizeof(out->id), "%08x", ChipId(seed, index));
 	iceberg = unif(&r) < 0.47;
 	out->is_iceberg = iceberg;
 
