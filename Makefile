@@ -22,6 +22,7 @@ OBJS = \
 	src/pgarray.o \
 	src/features.o \
 	src/synthesize.o \
+	src/plot.o \
 	src/eo/sar.o \
 	src/eo/synth.o \
 	$(NN_OBJS)

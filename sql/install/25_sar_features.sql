@@ -60,3 +60,10 @@ CREATE FUNCTION iceml.synthesize_statoil(n int, seed int DEFAULT 0)
 COMMENT ON FUNCTION iceml.synthesize_statoil(int, int) IS
     'n synthetic 75 x 75 two-band SAR chips in the Statoil/C-CORE layout (dB bands, incidence angle, about 47% icebergs, inc_angle NULL for about 16% of ships), deterministic in (seed, row number): the first k rows are the same for every n >= k; ids are unique within a seed; 0 <= n <= 1000000';
 GRANT EXECUTE ON FUNCTION iceml.synthesize_statoil(int, int) TO iceml_user;
+
+CREATE FUNCTION iceml.plot_chip(band real[]) RETURNS text
+    AS 'MODULE_PATHNAME', 'plot_chip'
+    LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION iceml.plot_chip(real[]) IS
+    'an SVG picture of one square n x n band (row-major, dB): grey levels from the band''s min (black) to max (white), with a dB colour bar; the pixels are an embedded uncompressed PNG (about 8 kB of text for a 75 x 75 chip)';
+GRANT EXECUTE ON FUNCTION iceml.plot_chip(real[]) TO iceml_reader;
