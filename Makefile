@@ -19,6 +19,8 @@ OBJS = \
 	src/expectations.o \
 	src/featurestore.o \
 	src/statistics.o \
+	src/predict.o \
+	src/monitor.o \
 	$(NN_OBJS)
 
 # The install script is assembled from one file per topic, in name order.

@@ -636,6 +636,8 @@ FinishRun(TrainJob *job, const char *status, const char *error,
 				"           RETURNING id)"
 				" UPDATE iceml.runs SET model_id = (SELECT id FROM m) WHERE id OPERATOR(pg_catalog.=) $1",
 				5, t, v, NULL);
+		/* hyperparameter "deploy" (default if_better): see 50_predict.sql */
+		SpiExec("SELECT iceml._deploy_if_better($1)", 1, t, v, NULL);
 	}
 	v[1] = CStringGetTextDatum(status);
 	t[1] = TEXTOID;
