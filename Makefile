@@ -21,6 +21,7 @@ OBJS = \
 	src/statistics.o \
 	src/predict.o \
 	src/monitor.o \
+	src/analysis.o \
 	$(NN_OBJS)
 
 # The install script is assembled from one file per topic, in name order.
