@@ -97,13 +97,20 @@ BEGIN
                                                 AND a.attname = 'inc_angle' AND NOT a.attisdropped) THEN
         RETURN;
     END IF;
-    EXECUTE format('SELECT array_agg(v::float8 ORDER BY v) FROM (SELECT %s AS v FROM %s WHERE split OPERATOR(pg_catalog.=) ''train'') q WHERE v IS NOT NULL',
+    EXECUTE format('SELECT array_agg(v::real::float8 ORDER BY v) FROM (SELECT %s AS v FROM %s WHERE split OPERATOR(pg_catalog.=) ''train'') q WHERE v IS NOT NULL',
                    expr, training_dataset) INTO vals;
     IF vals IS NULL THEN
         RETURN;
     END IF;
-    edges := ARRAY(SELECT DISTINCT percentile_cont(k / 10.0) WITHIN GROUP (ORDER BY v)
-                     FROM unnest(vals) v, generate_series(1, 9) k GROUP BY k ORDER BY 1);
+    -- ten equal-width bins over the training range, as the statistics'
+    -- histograms (equal-frequency edges of a near-constant summary would
+    -- sit closer together than float4 rounding of the logged values)
+    lo := vals[1];
+    hi := vals[cardinality(vals)];
+    IF hi <= lo THEN
+        hi := lo + greatest(abs(lo) * 1e-3, 1e-3);
+    END IF;
+    edges := ARRAY(SELECT lo + k * (hi - lo) / 10 FROM generate_series(1, 9) k ORDER BY k);
     expected := ARRAY(SELECT coalesce(c, 0)::float8 / cardinality(vals)
                         FROM generate_series(0, cardinality(edges)) b
                         LEFT JOIN (SELECT width_bucket(v, edges) AS b, count(*) AS c FROM unnest(vals) v GROUP BY 1) q USING (b)
