@@ -252,8 +252,15 @@ WorkerInit(void)
 static int
 ClaimedWorkers(void)
 {
-	int			n = pgstat_fetch_stat_numbackends();
+	int			n;
 	int			claimed = 0;
+
+	/*
+	 * The backend table is snapshotted once per transaction; iceml.wait()
+	 * looks again and again inside one, so take a fresh look each time.
+	 */
+	pgstat_clear_snapshot();
+	n = pgstat_fetch_stat_numbackends();
 
 	for (int i = 1; i <= n; i++)
 	{
@@ -408,6 +415,13 @@ ReapOrphanedRuns(void)
 	if (XactReadOnly || RecoveryInProgress())
 		return 0;
 
+	/*
+	 * A fresh look at pg_stat_activity: a snapshot taken earlier in this
+	 * transaction (iceml.wait() runs in one) would miss workers that claimed
+	 * their run since, and reap them alive.  A worker is in the backend table
+	 * before it claims, so a claim this statement sees has its worker there.
+	 */
+	pgstat_clear_snapshot();
 	SPI_connect();
 	BecomeCatalogOwner(&own);
 	n = SpiExec("UPDATE iceml.runs r SET status = 'failed', finished_at = pg_catalog.now(),"

@@ -317,6 +317,22 @@ COMMENT ON FUNCTION iceml._check_parallel(integer) IS 'refuses a parallel degree
 
 -- ---- tuning ----------------------------------------------------------------
 
+-- Trials that run side by side share the cores meant for one training run:
+-- unless the caller chose "threads", each of `parallel` trials gets
+-- iceml.train_threads / parallel of them (at least one), so a study does not
+-- oversubscribe the machine.
+CREATE FUNCTION iceml._share_threads(hp jsonb, parallel integer) RETURNS jsonb
+    LANGUAGE sql STABLE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT CASE WHEN jsonb_typeof(hp) = 'object' AND NOT hp ? 'threads'
+                THEN hp || jsonb_build_object('threads',
+                                              greatest(1, current_setting('iceml.train_threads')::int / greatest(parallel, 1)))
+                ELSE hp END
+$$;
+COMMENT ON FUNCTION iceml._share_threads(jsonb, integer) IS
+    'gives each of parallel trials its share of iceml.train_threads unless the hyperparameters set threads';
+
 CREATE FUNCTION iceml.tune(experiment text, training_dataset regclass, architecture text,
                            search_space jsonb, strategy text DEFAULT 'random', trials integer DEFAULT 10,
                            parallel integer DEFAULT 2, metric text DEFAULT 'val_log_loss',
@@ -360,6 +376,7 @@ BEGIN
             USING ERRCODE = '22023';
     END IF;
     hp := hp - 'asha_min_epochs';
+    hp := iceml._share_threads(hp, parallel);
     PERFORM iceml._check_search_space(search_space);
     arch := iceml._study_spec(architecture);
     -- every parameter goes somewhere: a "$name" in the spec or a hyperparameter
@@ -432,7 +449,8 @@ BEGIN
     END LOOP;
     arch := iceml._study_spec(architecture);
     -- an ablated model is for comparison only: no trial deploys
-    hp := iceml._resolve_hyperparams(coalesce(hyperparams, '{}') || '{"deploy": "never"}', training_dataset);
+    hp := iceml._resolve_hyperparams(iceml._share_threads(coalesce(hyperparams, '{}'), parallel) || '{"deploy": "never"}',
+                                     training_dataset);
     channels := hp->'channels';
 
     -- the baseline, then one trial per component left out
@@ -551,5 +569,6 @@ GRANT EXECUTE ON FUNCTION iceml.tune(text, regclass, text, jsonb, text, integer,
     iceml._sample_parameter(jsonb, double precision), iceml._grid_values(text, jsonb),
     iceml._search_trials(jsonb, text, integer, bigint), iceml._study_spec(text),
     iceml._fill_template(jsonb, jsonb), iceml._study_metric(text), iceml._check_parallel(integer),
+    iceml._share_threads(jsonb, integer),
     iceml._record_invalid_trial(bigint, text, jsonb, jsonb, text)
     TO iceml_user;
