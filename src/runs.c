@@ -36,8 +36,8 @@ PG_FUNCTION_INFO_V1(iceml_xmin_is_current);
 
 /*
  * iceml._spec_info(spec jsonb): the engine's canonical form of a spec, its
- * parameter count and input channels; an invalid spec is refused with the
- * engine's message (layer index, type and shapes).
+ * parameter count, input channels and forward FLOPs per image; an invalid
+ * spec is refused with the engine's message (layer index, type and shapes).
  */
 Datum
 iceml_spec_info(PG_FUNCTION_ARGS)
@@ -47,8 +47,8 @@ iceml_spec_info(PG_FUNCTION_ARGS)
 	char		err[ICEML_NN_ERRLEN];
 	IcemlNet   *net = iceml_net_create(text, err, sizeof(err));
 	TupleDesc	desc;
-	Datum		values[3];
-	bool		nulls[3] = {false, false, false};
+	Datum		values[4];
+	bool		nulls[4] = {false, false, false, false};
 	char	   *canon;
 	int			c,
 				h,
@@ -66,6 +66,7 @@ iceml_spec_info(PG_FUNCTION_ARGS)
 	values[0] = DirectFunctionCall1(jsonb_in, CStringGetDatum(canon));
 	values[1] = Int64GetDatum(iceml_net_param_count(net));
 	values[2] = Int32GetDatum(c);
+	values[3] = Float8GetDatum(iceml_net_forward_flops(net));
 	free(canon);
 	iceml_net_free(net);
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(BlessTupleDesc(desc), values, nulls)));
