@@ -386,7 +386,7 @@ FinishStudies(int64 study_id)
 	for (uint64 i = 0; i < n; i++)
 	{
 		arg = Int64GetDatum(ids[i]);
-		SpiExec("WITH t AS (SELECT r.id, r.model_id, r.status,"
+		if (SpiExec("WITH t AS (SELECT r.id, r.model_id, r.status,"
 				"                  (m.metrics OPERATOR(pg_catalog.->>) 'log_loss')::float8 AS loss,"
 				"                  (m.metrics OPERATOR(pg_catalog.->>) 'accuracy')::float8 AS acc,"
 				"                  (m.metrics OPERATOR(pg_catalog.->>) 'roc_auc')::float8 AS auc"
@@ -400,8 +400,16 @@ FinishStudies(int64 study_id)
 				" UPDATE iceml.studies st SET finished_at = pg_catalog.now(),"
 				"        status = CASE WHEN EXISTS (SELECT 1 FROM best) THEN 'succeeded' ELSE 'failed' END,"
 				"        best_run = (SELECT id FROM best), best_model = (SELECT model_id FROM best)"
-				"   FROM s WHERE st.id OPERATOR(pg_catalog.=) s.id",
-				1, &type, &arg, NULL);
+				"   FROM s WHERE st.id OPERATOR(pg_catalog.=) s.id"
+				" RETURNING st.best_run",
+				1, &type, &arg, NULL) == 1)
+		{
+			Datum		best;
+
+			/* the best trial is offered for deployment as its "deploy" says */
+			if (SpiGetDatum(0, 1, &best))
+				SpiExec("SELECT iceml._deploy_if_better($1, true)", 1, &type, &best, NULL);
+		}
 	}
 	pfree(ids);
 }

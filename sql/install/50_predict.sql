@@ -145,7 +145,7 @@ COMMENT ON FUNCTION iceml.deploy(text, bigint) IS
 -- owner, in the transaction that stores the model: hyperparameter "deploy"
 -- is if_better (the default: deploy when nothing is deployed or the new
 -- model's validation log loss is lower), always, or never.
-CREATE FUNCTION iceml._deploy_if_better(run_id bigint)
+CREATE FUNCTION iceml._deploy_if_better(run_id bigint, study_best boolean DEFAULT false)
     RETURNS bigint
     LANGUAGE plpgsql VOLATILE
     SET search_path = pg_catalog, pg_temp
@@ -155,11 +155,13 @@ DECLARE
     cur record;
 BEGIN
     SELECT x.experiment, x.model_id, x.owner, coalesce(x.hyperparams->>'deploy', 'if_better') AS mode,
-           (m.metrics->>'log_loss')::float8 AS loss
+           (m.metrics->>'log_loss')::float8 AS loss, x.study_id
       INTO r
       FROM iceml.runs x JOIN iceml.models m ON m.id = x.model_id
      WHERE x.id = _deploy_if_better.run_id;
-    IF NOT FOUND OR r.mode = 'never' THEN
+    -- a study's trials do not deploy one by one: the study offers its best
+    -- trial when it ends
+    IF NOT FOUND OR r.mode = 'never' OR (r.study_id IS NOT NULL AND NOT study_best) THEN
         RETURN NULL;
     END IF;
     PERFORM pg_advisory_xact_lock(hashtext('iceml.deployments'), hashtext(r.experiment));
@@ -175,8 +177,8 @@ BEGIN
     RETURN NULL;
 END
 $$;
-COMMENT ON FUNCTION iceml._deploy_if_better(bigint) IS
-    'after a run stored its model: deploys it as hyperparameter "deploy" says (if_better, always, never)';
+COMMENT ON FUNCTION iceml._deploy_if_better(bigint, boolean) IS
+    'after a run stored its model (or a study chose its best trial): deploys it as hyperparameter "deploy" says (if_better, always, never)';
 
 -- iceml_predict lives in the extension's schema (public with a plain CREATE
 -- EXTENSION iceml), so that it is callable unqualified with the default

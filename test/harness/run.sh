@@ -5,7 +5,7 @@
 #   2. pg_regress                                          (sql/, expected/)
 #   3. pgTAP with pg_prove                                 (test/pgtap/*.sql)
 #   4. TAP tests with prove (restarts, killed workers)     (test/tap/*.pl)
-#   4b. load tests, short form (5 s each)                  (test/load/*.sh)
+#   4b. load tests, short form (8 s each)                  (test/load/*.sh)
 #   5. engine learning checks, optimised build             (test/unit learn)
 # Each prints its own closing line; the last line sums them up.  Exit status
 # is non-zero when anything failed.
@@ -73,7 +73,7 @@ fi
 if compgen -G "test/load/*.sh" >/dev/null; then
 	echo "== load tests (short form)"
 	for l in test/load/*.sh; do
-		out=$("$l" 5 2>&1); rc=$?
+		out=$("$l" 8 2>&1); rc=$?
 		echo "$out" | grep -v '^NOTICE' | tail -12
 		line=$(echo "$out" | grep -E '^load: [0-9]+ passed, [0-9]+ failed' | tail -1)
 		p=$(echo "$line" | sed -E 's/load: ([0-9]+) passed.*/\1/'); f=$(echo "$line" | sed -E 's/.*passed, ([0-9]+) failed.*/\1/')

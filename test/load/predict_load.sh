@@ -70,10 +70,14 @@ rss() { # per-backend private RSS (kB) of the pgbench clients' backends
 		awk -v p="$p" '/^RssAnon/ { print p, $2 }' "/proc/$p/status" 2>/dev/null
 	done | sort
 }
-warm=$(( secs < 6 ? 1 : 3 ))
 [ -n "${ICEML_LOAD_DEBUG:-}" ] && set -x
-sleep "$warm"; rss1=$(rss)
-sleep $(( secs - warm - 1 > 0 ? secs - warm - 1 : 0 )); rss2=$(rss)
+# the clients connect first (slowly on a loaded machine): sample the backends
+# one second after all are there, and again one second before the end
+t0=$SECONDS
+while [ "$(rss | wc -l)" -lt "$clients" ] && [ $((SECONDS - t0)) -lt $((secs - 2)) ]; do sleep 0.1; done
+sleep 1; rss1=$(rss)
+left=$(( secs - (SECONDS - t0) - 1 ))
+sleep $(( left > 0 ? left : 0 )); rss2=$(rss)
 wait "$bench"; rc=$?
 wait "$deployer"
 
