@@ -25,6 +25,9 @@ OBJS = \
 	src/plot.o \
 	src/eo/sar.o \
 	src/eo/synth.o \
+	src/predict.o \
+	src/monitor.o \
+	src/analysis.o \
 	$(NN_OBJS)
 
 # The install script is assembled from one file per topic, in name order.

@@ -34,6 +34,12 @@ extern int	LaunchQueuedRuns(void);
 extern int	ReapOrphanedRuns(void);
 
 /*
+ * End the studies (or study `study_id`) none of whose trials is queued or
+ * running, recording the best trial.  Needs SPI, as the catalog owner.
+ */
+extern void FinishStudies(int64 study_id);
+
+/*
  * Catalog writes happen as the owner of iceml's catalog tables: users only
  * read the catalog (through row-level security).  Bracket SPI calls that
  * write with these; RestoreUser also runs on error via the caller's cleanup.

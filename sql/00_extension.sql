@@ -11,7 +11,7 @@ SELECT iceml.version() ~ '^iceml 0\.1\.0 \(OpenBLAS [0-9.]+ .*; json-c [0-9.]+\)
 SELECT nspname FROM pg_namespace WHERE nspname LIKE 'iceml%' ORDER BY 1;
 
 -- roles: iceml_admin > iceml_user > iceml_reader
-SELECT rolname, rolcanlogin FROM pg_roles WHERE rolname LIKE 'iceml\_%' ORDER BY 1;
+SELECT rolname, rolcanlogin FROM pg_roles WHERE rolname IN ('iceml_admin', 'iceml_user', 'iceml_reader') ORDER BY 1;
 SELECT pg_has_role('iceml_admin', 'iceml_user', 'MEMBER') AS admin_is_user,
        pg_has_role('iceml_user', 'iceml_reader', 'MEMBER') AS user_is_reader,
        pg_has_role('iceml_reader', 'iceml_user', 'MEMBER') AS reader_is_user;
@@ -42,6 +42,6 @@ DROP EXTENSION iceml;
 SELECT count(*) AS schemas_left FROM pg_namespace WHERE nspname LIKE 'iceml%';
 SELECT count(*) AS functions_left FROM pg_proc
  WHERE proname LIKE 'iceml%' OR pronamespace::regnamespace::text LIKE 'iceml%';
-SELECT count(*) AS roles_kept FROM pg_roles WHERE rolname LIKE 'iceml\_%';
+SELECT count(*) AS roles_kept FROM pg_roles WHERE rolname IN ('iceml_admin', 'iceml_user', 'iceml_reader');
 CREATE EXTENSION iceml;
 SELECT iceml.version() IS NOT NULL AS recreated;

@@ -12,6 +12,7 @@
 #include "iceml.h"
 #include "iceml_worker.h"
 #include "iceml_fs.h"
+#include "iceml_predict.h"
 
 PG_MODULE_MAGIC;
 
@@ -65,6 +66,8 @@ _PG_init(void)
 	WorkerInit();
 	FeatureStoreInit();
 	IngestInit();
+	PredictInit();
+	MonitorInit();
 }
 
 PG_FUNCTION_INFO_V1(iceml_version);

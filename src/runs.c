@@ -28,6 +28,7 @@ PG_FUNCTION_INFO_V1(iceml_spec_info);
 PG_FUNCTION_INFO_V1(iceml_builtin_spec);
 PG_FUNCTION_INFO_V1(iceml_enqueue_run);
 PG_FUNCTION_INFO_V1(iceml_insert_study);
+PG_FUNCTION_INFO_V1(iceml_record_invalid_trial);
 PG_FUNCTION_INFO_V1(iceml_cancel_job);
 PG_FUNCTION_INFO_V1(iceml_resume_run);
 PG_FUNCTION_INFO_V1(iceml_maintain);
@@ -35,8 +36,8 @@ PG_FUNCTION_INFO_V1(iceml_xmin_is_current);
 
 /*
  * iceml._spec_info(spec jsonb): the engine's canonical form of a spec, its
- * parameter count and input channels; an invalid spec is refused with the
- * engine's message (layer index, type and shapes).
+ * parameter count, input channels and forward FLOPs per image; an invalid
+ * spec is refused with the engine's message (layer index, type and shapes).
  */
 Datum
 iceml_spec_info(PG_FUNCTION_ARGS)
@@ -46,8 +47,8 @@ iceml_spec_info(PG_FUNCTION_ARGS)
 	char		err[ICEML_NN_ERRLEN];
 	IcemlNet   *net = iceml_net_create(text, err, sizeof(err));
 	TupleDesc	desc;
-	Datum		values[3];
-	bool		nulls[3] = {false, false, false};
+	Datum		values[4];
+	bool		nulls[4] = {false, false, false, false};
 	char	   *canon;
 	int			c,
 				h,
@@ -65,6 +66,7 @@ iceml_spec_info(PG_FUNCTION_ARGS)
 	values[0] = DirectFunctionCall1(jsonb_in, CStringGetDatum(canon));
 	values[1] = Int64GetDatum(iceml_net_param_count(net));
 	values[2] = Int32GetDatum(c);
+	values[3] = Float8GetDatum(iceml_net_forward_flops(net));
 	free(canon);
 	iceml_net_free(net);
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(BlessTupleDesc(desc), values, nulls)));
@@ -207,6 +209,58 @@ iceml_insert_study(PG_FUNCTION_ARGS)
 }
 
 /*
+ * iceml._record_invalid_trial(study, trial, spec, hyperparams, error) -> run
+ *
+ * A trial of the caller's own running study whose architecture the engine
+ * refused (an ablation that leaves out something the rest needs): recorded
+ * as a run that failed before it began, with the engine's reason, so that
+ * the study's results say so instead of missing a row.
+ */
+Datum
+iceml_record_invalid_trial(PG_FUNCTION_ARGS)
+{
+	IcemlOwnerContext own;
+	Oid			types[8] = {INT8OID, TEXTOID, JSONBOID, JSONBOID, TEXTOID, OIDOID, OIDOID, OIDOID};
+	Datum		values[8];
+	Datum		d;
+	int64		id;
+
+	RequireTrainer();
+	for (int i = 0; i < 5; i++)
+		values[i] = PG_GETARG_DATUM(i);
+	values[5] = ObjectIdGetDatum(GetUserId());
+	values[6] = ObjectIdGetDatum(GetSessionUserId());
+	values[7] = ObjectIdGetDatum(MyDatabaseId);
+
+	SPI_connect();
+	/* the caller's own study, still going: row-level security shows only those */
+	if (SpiExec("SELECT 1 FROM iceml.studies WHERE id OPERATOR(pg_catalog.=) $1"
+				"   AND owner OPERATOR(pg_catalog.=) CURRENT_USER AND status OPERATOR(pg_catalog.=) 'running'",
+				1, types, values, NULL) != 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("iceml study %lld is not a running study of role \"%s\"",
+						(long long) PG_GETARG_INT64(0), GetUserNameFromId(GetUserId(), false))));
+	BecomeCatalogOwner(&own);
+	SpiExec("INSERT INTO iceml.runs (experiment, study_id, trial, training_dataset, architecture, spec,"
+			"                        hyperparams, status, label, val_split, channels, lineage, owner, role,"
+			"                        login, database, epochs, error, finished_at)"
+			" SELECT s.experiment, s.id, $2, s.training_dataset, s.architecture, $3, $4, 'failed',"
+			"        d.label, d.val_split, ARRAY(SELECT pg_catalog.jsonb_array_elements_text($4 OPERATOR(pg_catalog.->) 'channels')),"
+			"        d.lineage, s.owner, $6, $7, $8, ($4 OPERATOR(pg_catalog.->>) 'epochs')::pg_catalog.int4,"
+			"        $5, pg_catalog.now()"
+			"   FROM iceml.studies s, iceml._dataset_info(s.training_dataset) d"
+			"  WHERE s.id OPERATOR(pg_catalog.=) $1"
+			" RETURNING id",
+			8, types, values, NULL);
+	SpiGetDatum(0, 1, &d);
+	id = DatumGetInt64(d);
+	RestoreUser(&own);
+	SPI_finish();
+	PG_RETURN_INT64(id);
+}
+
+/*
  * Is job `id` a run or a study the caller may see?  Row-level security
  * decides: each role sees its own, iceml_admin all.  Returns 'r', 's' or 0.
  */
@@ -282,6 +336,8 @@ iceml_cancel_job(PG_FUNCTION_ARGS)
 		n += SpiExec("UPDATE iceml.studies SET status = 'cancelled', finished_at = pg_catalog.now()"
 					 " WHERE id OPERATOR(pg_catalog.=) $1 AND status OPERATOR(pg_catalog.=) 'running'",
 					 1, &type, &arg, NULL);
+	else
+		FinishStudies(0);		/* a queued trial cancelled may have been its study's last */
 	RestoreUser(&own);
 	SPI_finish();
 

@@ -252,8 +252,15 @@ WorkerInit(void)
 static int
 ClaimedWorkers(void)
 {
-	int			n = pgstat_fetch_stat_numbackends();
+	int			n;
 	int			claimed = 0;
+
+	/*
+	 * The backend table is snapshotted once per transaction; iceml.wait()
+	 * looks again and again inside one, so take a fresh look each time.
+	 */
+	pgstat_clear_snapshot();
+	n = pgstat_fetch_stat_numbackends();
 
 	for (int i = 1; i <= n; i++)
 	{
@@ -337,6 +344,76 @@ LaunchQueuedRuns(void)
 	return started;
 }
 
+/*
+ * A study ends when none of its trials is queued or running: it records its
+ * best trial (by the study's metric, among trials that kept a model) and
+ * ends succeeded, or failed when no trial kept one.  Trials end in separate
+ * workers at the same time, so the study row is locked first: the last of
+ * two concurrent trials then waits, and its check (a fresh snapshot per
+ * statement) sees the other's end.  study_id 0: every running study.
+ * Needs SPI and the catalog owner.
+ */
+void
+FinishStudies(int64 study_id)
+{
+	Datum		arg = Int64GetDatum(study_id);
+	Oid			type = INT8OID;
+	uint64		n;
+	int64	   *ids;
+
+	if (study_id != 0)
+		n = SpiExec("SELECT id FROM iceml.studies"
+					" WHERE id OPERATOR(pg_catalog.=) $1 AND status OPERATOR(pg_catalog.=) 'running'"
+					" FOR UPDATE",
+					1, &type, &arg, NULL);
+	else
+		/* a sweep: skip studies a finishing trial holds, it ends them itself */
+		n = SpiExec("SELECT s.id FROM iceml.studies s"
+					" WHERE s.status OPERATOR(pg_catalog.=) 'running'"
+					"   AND NOT EXISTS (SELECT 1 FROM iceml.runs r"
+					"                    WHERE r.study_id OPERATOR(pg_catalog.=) s.id"
+					"                      AND r.status OPERATOR(pg_catalog.=) ANY (ARRAY['queued', 'running']))"
+					" ORDER BY s.id FOR UPDATE SKIP LOCKED",
+					0, NULL, NULL, NULL);
+	ids = palloc(sizeof(int64) * (n + 1));
+	for (uint64 i = 0; i < n; i++)
+	{
+		Datum		d;
+
+		SpiGetDatum(i, 1, &d);
+		ids[i] = DatumGetInt64(d);
+	}
+	for (uint64 i = 0; i < n; i++)
+	{
+		arg = Int64GetDatum(ids[i]);
+		if (SpiExec("WITH t AS (SELECT r.id, r.model_id, r.status,"
+				"                  (m.metrics OPERATOR(pg_catalog.->>) 'log_loss')::float8 AS loss,"
+				"                  (m.metrics OPERATOR(pg_catalog.->>) 'accuracy')::float8 AS acc,"
+				"                  (m.metrics OPERATOR(pg_catalog.->>) 'roc_auc')::float8 AS auc"
+				"             FROM iceml.runs r LEFT JOIN iceml.models m ON m.id OPERATOR(pg_catalog.=) r.model_id"
+				"            WHERE r.study_id OPERATOR(pg_catalog.=) $1),"
+				"     s AS (SELECT * FROM iceml.studies WHERE id OPERATOR(pg_catalog.=) $1 AND status OPERATOR(pg_catalog.=) 'running'"
+				"             AND NOT EXISTS (SELECT 1 FROM t WHERE t.status OPERATOR(pg_catalog.=) ANY (ARRAY['queued', 'running']))),"
+				"     best AS (SELECT t.id, t.model_id FROM t, s WHERE t.model_id IS NOT NULL"
+				"               ORDER BY CASE s.metric WHEN 'val_log_loss' THEN t.loss"
+				"                                      WHEN 'val_auc' THEN -t.auc ELSE -t.acc END NULLS LAST, t.id LIMIT 1)"
+				" UPDATE iceml.studies st SET finished_at = pg_catalog.now(),"
+				"        status = CASE WHEN EXISTS (SELECT 1 FROM best) THEN 'succeeded' ELSE 'failed' END,"
+				"        best_run = (SELECT id FROM best), best_model = (SELECT model_id FROM best)"
+				"   FROM s WHERE st.id OPERATOR(pg_catalog.=) s.id"
+				" RETURNING st.best_run",
+				1, &type, &arg, NULL) == 1)
+		{
+			Datum		best;
+
+			/* the best trial is offered for deployment as its "deploy" says */
+			if (SpiGetDatum(0, 1, &best))
+				SpiExec("SELECT iceml._deploy_if_better($1, true)", 1, &type, &best, NULL);
+		}
+	}
+	pfree(ids);
+}
+
 int
 ReapOrphanedRuns(void)
 {
@@ -346,6 +423,13 @@ ReapOrphanedRuns(void)
 	if (XactReadOnly || RecoveryInProgress())
 		return 0;
 
+	/*
+	 * A fresh look at pg_stat_activity: a snapshot taken earlier in this
+	 * transaction (iceml.wait() runs in one) would miss workers that claimed
+	 * their run since, and reap them alive.  A worker is in the backend table
+	 * before it claims, so a claim this statement sees has its worker there.
+	 */
+	pgstat_clear_snapshot();
 	SPI_connect();
 	BecomeCatalogOwner(&own);
 	n = SpiExec("UPDATE iceml.runs r SET status = 'failed', finished_at = pg_catalog.now(),"
@@ -359,6 +443,8 @@ ReapOrphanedRuns(void)
 				"                    WHERE a.pid OPERATOR(pg_catalog.=) r.worker_pid"
 				"                      AND a.backend_start OPERATOR(pg_catalog.=) r.worker_start)",
 				0, NULL, NULL, NULL);
+	/* studies whose last trials were among them, or were cancelled */
+	FinishStudies(0);
 	RestoreUser(&own);
 	SPI_finish();
 	return (int) n;

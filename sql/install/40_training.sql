@@ -93,6 +93,8 @@ CREATE TABLE iceml.run_metrics (
     PRIMARY KEY (run_id, epoch)
 );
 COMMENT ON TABLE iceml.run_metrics IS 'one row per epoch of a run, committed as the epoch ends';
+COMMENT ON COLUMN iceml.run_metrics.train_acc IS 'accuracy at the end of the epoch on the first 256 training images, in inference mode';
+COMMENT ON COLUMN iceml.run_metrics.seconds IS 'wall time of the epoch: training, the accuracy and validation passes, the checkpoint';
 
 -- the latest checkpoint of a run: weights, optimiser and RNG state, for iceml.resume()
 CREATE TABLE iceml.checkpoints (

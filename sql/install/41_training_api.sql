@@ -4,11 +4,12 @@
 
 -- ---- engine access ---------------------------------------------------------
 
-CREATE FUNCTION iceml._spec_info(spec jsonb, OUT spec jsonb, OUT parameters bigint, OUT channels integer)
+CREATE FUNCTION iceml._spec_info(spec jsonb, OUT spec jsonb, OUT parameters bigint, OUT channels integer,
+                                 OUT forward_flops double precision)
     AS 'MODULE_PATHNAME', 'iceml_spec_info'
     LANGUAGE C STABLE STRICT PARALLEL SAFE;
 COMMENT ON FUNCTION iceml._spec_info(jsonb) IS
-    'the engine''s canonical form of an architecture spec, its parameter count and input channels; refuses an invalid spec';
+    'the engine''s canonical form of an architecture spec, its parameter count, input channels and floating-point operations per image forward; refuses an invalid spec';
 
 CREATE FUNCTION iceml._builtin_spec(name text) RETURNS jsonb
     AS 'MODULE_PATHNAME', 'iceml_builtin_spec'

@@ -5,6 +5,7 @@
 #   2. pg_regress                                          (sql/, expected/)
 #   3. pgTAP with pg_prove                                 (test/pgtap/*.sql)
 #   4. TAP tests with prove (restarts, killed workers)     (test/tap/*.pl)
+#   4b. load tests, short form (8 s each)                  (test/load/*.sh)
 #   5. engine learning checks, optimised build             (test/unit learn)
 # Each prints its own closing line; the last line sums them up.  Exit status
 # is non-zero when anything failed.
@@ -67,6 +68,19 @@ if compgen -G "test/tap/*.pl" >/dev/null; then
 	echo "$out" | tail -30
 	tests=$(echo "$out" | sed -nE 's/^Files=[0-9]+, Tests=([0-9]+),.*/\1/p'); tests=${tests:-0}
 	[ $rc -eq 0 ] && tally "$tests" 0 || tally 0 1
+fi
+
+if compgen -G "test/load/*.sh" >/dev/null; then
+	echo "== load tests (short form)"
+	for l in test/load/*.sh; do
+		out=$("$l" 8 2>&1); rc=$?
+		echo "$out" | grep -v '^NOTICE' | tail -12
+		line=$(echo "$out" | grep -E '^load: [0-9]+ passed, [0-9]+ failed' | tail -1)
+		p=$(echo "$line" | sed -E 's/load: ([0-9]+) passed.*/\1/'); f=$(echo "$line" | sed -E 's/.*passed, ([0-9]+) failed.*/\1/')
+		[ -n "$line" ] || { p=0; f=1; }
+		[ $rc -eq 0 ] || [ "$f" -gt 0 ] || f=1
+		tally "$p" "$f"
+	done
 fi
 
 if [ -f test/unit/Makefile ] && grep -q '^learn:' test/unit/Makefile; then

@@ -7,41 +7,12 @@
 # in a database of its own; restarts the server through cluster.sh.
 use strict;
 use warnings;
-use File::Temp qw(tempfile);
 use Test::More;
+use FindBin;
+use lib "$FindBin::Bin/lib";
+use IcemlTap;
 
-my $db = 'iceml_worker';
-my $cluster = $ENV{ICEML_CLUSTER} // 'test';
-
-sub psql {
-	my ($sql, %o) = @_;
-	my $user = $o{user} // 'postgres';
-	my ($fh, $fn) = tempfile(UNLINK => 1);
-	print $fh "SET client_min_messages = warning;\n", $sql;
-	close $fh;
-	my $out = `psql -XAtq -v ON_ERROR_STOP=1 -U $user -d $o{db} -f $fn 2>&1` if $o{db};
-	$out = `psql -XAtq -v ON_ERROR_STOP=1 -U $user -d $db -f $fn 2>&1` unless $o{db};
-	my $rc = $? >> 8;
-	chomp $out;
-	return wantarray ? ($rc, $out) : $out;
-}
-
-sub poll {
-	my ($sql, $want, $secs) = @_;
-	my $got = '';
-	for (1 .. $secs * 5) {
-		$got = psql($sql);
-		return $got if $got =~ $want;
-		select(undef, undef, undef, 0.2);
-	}
-	return $got;
-}
-
-sub restart {
-	system("test/harness/cluster.sh stop $cluster >/dev/null 2>&1");
-	system("test/harness/cluster.sh start $cluster >/dev/null 2>&1") == 0
-		or BAIL_OUT('cluster did not restart');
-}
+my $db = $IcemlTap::db = 'iceml_worker';
 
 # ---- setup: a database, roles, and a small labelled chip table -----------
 psql("DROP DATABASE IF EXISTS $db", db => 'postgres');

@@ -1,0 +1,696 @@
+/*
+ * predict.c - iceml_predict(): in-database inference with a per-backend
+ * cache of deserialised models.
+ *
+ * The cache.  Each backend (and each parallel worker, for its short life)
+ * keeps up to PREDICT_MAX_ENTRIES models, keyed by deployment name or by
+ * "#<model id>", within iceml.predict_cache_mb bytes (least recently used
+ * first out).  An entry remembers the deployment row and the model row
+ * (id and xmin) it was built from.
+ *
+ * Staying current without a catalog query per call.  Every change that can
+ * make an entry stale sends a relcache invalidation for iceml.deployments:
+ * the trigger on iceml.deployments (a deploy) and the one on iceml.models
+ * (a model deleted or rewritten) call CacheInvalidateRelcacheByRelid, which
+ * PostgreSQL delivers to other backends only when the transaction commits
+ * (never for a rolled-back one).  Our relcache callback notes the time it
+ * saw one.  An entry is trusted without a query when it was checked in a
+ * statement (or, under REPEATABLE READ and SERIALIZABLE, a transaction) that
+ * began after the last invalidation; otherwise the first call of the
+ * statement checks it once, with the statement's own snapshot, so one
+ * statement always uses one deployment and the next statement after a
+ * committed deploy uses the new one.
+ *
+ * Reading the catalog.  Checks and loads run as the owner of iceml's
+ * catalog, in read-only SPI with the caller's snapshot: iceml_reader may
+ * call iceml_predict but not read iceml.models.weights.  Parallel workers do
+ * the same for themselves on their first call (read-only SPI is allowed
+ * there).
+ *
+ * Input.  The model's channels say what to build from the arguments:
+ * band_1, band_2, and band_avg = (band_1 + band_2) / 2 exactly as training
+ * computes it; the net applies the standardisation it stores (iceml_nn.h).
+ */
+#include "postgres.h"
+
+#include <math.h>
+
+#include "access/xact.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_type.h"
+#include "commands/trigger.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "funcapi.h"
+#include "miscadmin.h"
+#include "portability/instr_time.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/guc.h"
+#include "utils/inval.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/snapmgr.h"
+#include "utils/timestamp.h"
+
+#include "iceml.h"
+#include "iceml_nn.h"
+#include "iceml_predict.h"
+#include "iceml_worker.h"
+
+#define PREDICT_MAX_ENTRIES 32
+#define PREDICT_KEY_LEN		(NAMEDATALEN * 2)
+
+typedef enum PredictChannel
+{
+	CH_BAND_1,
+	CH_BAND_2,
+	CH_BAND_AVG
+} PredictChannel;
+
+typedef struct PredictEntry
+{
+	bool		used;
+	char		key[PREDICT_KEY_LEN];	/* deployment name, or "#<id>" */
+	int64		deployment_id;	/* 0 for the model-id form */
+	int64		model_id;
+	TransactionId model_xmin;	/* the model row's version */
+	TimestampTz checked_basis;	/* statement/xact start of the last check */
+	uint64		last_used;
+	size_t		bytes;			/* accounted against iceml.predict_cache_mb */
+	IcemlModel	model;
+} PredictEntry;
+
+static PredictEntry entries[PREDICT_MAX_ENTRIES];
+static uint64 use_clock = 0;
+static TimestampTz last_inval = 0;	/* when a deployment/model change arrived */
+static Oid	deployments_relid = InvalidOid;
+static int	threads_set = 0;
+static int	predict_cache_mb = 256;
+
+/* counters for iceml.predict_cache() */
+static int64 stat_loads = 0;
+static int64 stat_checks = 0;
+static int64 stat_evictions = 0;
+
+/* ---- invalidation --------------------------------------------------------- */
+
+static void
+PredictRelcacheCallback(Datum arg, Oid relid)
+{
+	/* InvalidOid: the whole relcache is being reset (e.g. queue overflow) */
+	if (relid == InvalidOid || relid == deployments_relid)
+	{
+		last_inval = GetCurrentTimestamp();
+		if (relid == deployments_relid)
+			deployments_relid = InvalidOid;	/* may have been dropped: look again */
+	}
+}
+
+static Oid
+DeploymentsRelid(bool missing_ok)
+{
+	if (!OidIsValid(deployments_relid))
+	{
+		Oid			nsp = get_namespace_oid("iceml", true);
+
+		if (OidIsValid(nsp))
+			deployments_relid = get_relname_relid("deployments", nsp);
+		if (!OidIsValid(deployments_relid) && !missing_ok)
+			ereport(ERROR,
+					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+					 errmsg("iceml catalog table iceml.deployments is missing"),
+					 errhint("Create the extension with CREATE EXTENSION iceml.")));
+	}
+	return deployments_relid;
+}
+
+/*
+ * The statement (or, with a transaction snapshot, the transaction) whose
+ * snapshot a check uses.  Parallel workers get the leader's timestamps.
+ */
+static TimestampTz
+CheckBasis(void)
+{
+	return IsolationUsesXactSnapshot() ? GetCurrentTransactionStartTimestamp()
+		: GetCurrentStatementStartTimestamp();
+}
+
+/*
+ * iceml._predict_cache_invalidate(): trigger on iceml.deployments and
+ * iceml.models.  The relcache invalidation is queued with the transaction
+ * and sent to other backends at commit only.
+ */
+PG_FUNCTION_INFO_V1(iceml_predict_cache_invalidate);
+Datum
+iceml_predict_cache_invalidate(PG_FUNCTION_ARGS)
+{
+	if (!CALLED_AS_TRIGGER(fcinfo))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("iceml._predict_cache_invalidate() must be called as a trigger")));
+	CacheInvalidateRelcacheByRelid(DeploymentsRelid(false));
+	return PointerGetDatum(NULL);
+}
+
+/* ---- entries -------------------------------------------------------------- */
+
+static void
+FreeEntry(PredictEntry *e)
+{
+	iceml_net_free(e->model.net);
+	free(e->model.input);
+	memset(e, 0, sizeof(*e));
+}
+
+static size_t
+CacheBytes(void)
+{
+	size_t		total = 0;
+
+	for (int i = 0; i < PREDICT_MAX_ENTRIES; i++)
+		if (entries[i].used)
+			total += entries[i].bytes;
+	return total;
+}
+
+/* Evict least recently used entries (never `keep`) until `need` more fit. */
+static void
+MakeRoom(size_t need, PredictEntry *keep)
+{
+	size_t		budget = (size_t) predict_cache_mb * 1024 * 1024;
+
+	for (;;)
+	{
+		PredictEntry *victim = NULL;
+		int			n = 0;
+
+		for (int i = 0; i < PREDICT_MAX_ENTRIES; i++)
+			if (entries[i].used)
+				n++;
+		if (CacheBytes() + need <= budget && n < PREDICT_MAX_ENTRIES)
+			return;
+		for (int i = 0; i < PREDICT_MAX_ENTRIES; i++)
+			if (entries[i].used && &entries[i] != keep &&
+				(victim == NULL || entries[i].last_used < victim->last_used))
+				victim = &entries[i];
+		if (victim == NULL)
+			return;				/* only `keep` is left: it may exceed the budget */
+		FreeEntry(victim);
+		stat_evictions++;
+	}
+}
+
+static PredictEntry *
+FindEntry(const char *key)
+{
+	for (int i = 0; i < PREDICT_MAX_ENTRIES; i++)
+		if (entries[i].used && strcmp(entries[i].key, key) == 0)
+			return &entries[i];
+	return NULL;
+}
+
+/*
+ * Build an IcemlModel from a serialised net and the model's channels.
+ * Errors (ereport) leave nothing allocated.
+ */
+static void
+BuildModel(IcemlModel *m, int64 model_id, bytea *weights, ArrayType *channels)
+{
+	char		err[ICEML_NN_ERRLEN];
+	IcemlNet   *net;
+	Datum	   *elems;
+	bool	   *nulls;
+	int			nch;
+
+	net = iceml_net_load(VARDATA_ANY(weights), VARSIZE_ANY_EXHDR(weights), err, sizeof(err));
+	if (net == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATA_CORRUPTED),
+				 errmsg("model %lld cannot be loaded: %s", (long long) model_id, err)));
+	memset(m, 0, sizeof(*m));
+	m->net = net;
+	m->model_id = model_id;
+	iceml_net_input_shape(net, &m->c, &m->h, &m->w);
+	deconstruct_array(channels, TEXTOID, -1, false, TYPALIGN_INT, &elems, &nulls, &nch);
+	if (nch != m->c || m->c > ICEML_PREDICT_MAX_CHANNELS)
+	{
+		iceml_net_free(net);
+		ereport(ERROR,
+				(errcode(ERRCODE_DATA_CORRUPTED),
+				 errmsg("model %lld names %d channels but its net takes %d",
+						(long long) model_id, nch, m->c)));
+	}
+	for (int i = 0; i < nch; i++)
+	{
+		char	   *ch = TextDatumGetCString(elems[i]);
+
+		if (strcmp(ch, "band_1") == 0)
+			m->channel[i] = CH_BAND_1;
+		else if (strcmp(ch, "band_2") == 0)
+			m->channel[i] = CH_BAND_2;
+		else if (strcmp(ch, "band_avg") == 0)
+			m->channel[i] = CH_BAND_AVG;
+		else
+		{
+			iceml_net_free(net);
+			ereport(ERROR,
+					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+					 errmsg("model %lld takes channel \"%s\", which iceml_predict cannot build",
+							(long long) model_id, ch),
+					 errdetail("iceml_predict builds band_1, band_2 and band_avg from its arguments.")));
+		}
+	}
+	m->input = malloc(sizeof(float) * (size_t) m->c * m->h * m->w);
+	if (m->input == NULL)
+	{
+		iceml_net_free(net);
+		ereport(ERROR,
+				(errcode(ERRCODE_OUT_OF_MEMORY),
+				 errmsg("out of memory loading model %lld", (long long) model_id)));
+	}
+}
+
+/*
+ * Check (and if need be load) the entry for `key` against the catalog, with
+ * the active snapshot, as the catalog owner.
+ */
+static PredictEntry *
+CheckEntryQueries(const char *key, const char *name, int64 model_id_arg, PredictEntry *e)
+{
+	Datum		arg;
+	Oid			argtype;
+	uint64		n;
+	int64		deployment_id = 0;
+	int64		model_id;
+	TransactionId xmin;
+	Datum		d;
+
+	{
+		if (name)
+		{
+			arg = CStringGetTextDatum(name);
+			argtype = TEXTOID;
+			if (SPI_execute_with_args("SELECT d.id, d.model_id, m.xmin::text::bigint"
+									  "  FROM iceml.deployments d"
+									  "  LEFT JOIN iceml.models m ON m.id OPERATOR(pg_catalog.=) d.model_id"
+									  " WHERE d.name OPERATOR(pg_catalog.=) $1"
+									  " ORDER BY d.id DESC LIMIT 1",
+									  1, &argtype, &arg, NULL, true, 1) != SPI_OK_SELECT)
+				elog(ERROR, "iceml: deployment lookup failed");
+			n = SPI_processed;
+			if (n == 0)
+				ereport(ERROR,
+						(errcode(ERRCODE_UNDEFINED_OBJECT),
+						 errmsg("no model is deployed under the name \"%s\"", name),
+						 errhint("Deploy one with iceml.deploy('%s'), or call iceml_predict with a model id.", name)));
+			SpiGetDatum(0, 1, &d);
+			deployment_id = DatumGetInt64(d);
+			SpiGetDatum(0, 2, &d);
+			model_id = DatumGetInt64(d);
+			if (!SpiGetDatum(0, 3, &d))
+				ereport(ERROR,
+						(errcode(ERRCODE_UNDEFINED_OBJECT),
+						 errmsg("model %lld deployed under the name \"%s\" no longer exists", (long long) model_id, name),
+						 errhint("Deploy another model with iceml.deploy('%s', 'rollback') or iceml.deploy('%s', <model id>).",
+								 name, name)));
+			xmin = (TransactionId) DatumGetInt64(d);
+		}
+		else
+		{
+			model_id = model_id_arg;
+			arg = Int64GetDatum(model_id);
+			argtype = INT8OID;
+			if (SPI_execute_with_args("SELECT m.xmin::text::bigint FROM iceml.models m"
+									  " WHERE m.id OPERATOR(pg_catalog.=) $1",
+									  1, &argtype, &arg, NULL, true, 1) != SPI_OK_SELECT)
+				elog(ERROR, "iceml: model lookup failed");
+			if (SPI_processed == 0)
+				ereport(ERROR,
+						(errcode(ERRCODE_UNDEFINED_OBJECT),
+						 errmsg("model %lld does not exist", (long long) model_id)));
+			SpiGetDatum(0, 1, &d);
+			xmin = (TransactionId) DatumGetInt64(d);
+		}
+
+		if (e == NULL || e->model_id != model_id || e->model_xmin != xmin)
+		{
+			IcemlModel m;
+			bytea	   *weights;
+			ArrayType  *channels;
+			size_t		bytes;
+
+			arg = Int64GetDatum(model_id);
+			argtype = INT8OID;
+			if (SPI_execute_with_args("SELECT weights, channels FROM iceml.models"
+									  " WHERE id OPERATOR(pg_catalog.=) $1",
+									  1, &argtype, &arg, NULL, true, 1) != SPI_OK_SELECT ||
+				SPI_processed != 1)
+				elog(ERROR, "iceml: model %lld vanished while loading", (long long) model_id);
+			SpiGetDatum(0, 1, &d);
+			weights = DatumGetByteaPP(d);
+			SpiGetDatum(0, 2, &d);
+			channels = DatumGetArrayTypeP(d);
+			bytes = VARSIZE_ANY_EXHDR(weights) * 2 + sizeof(float) * 8 * 75 * 75;
+			if (e)
+				FreeEntry(e);
+			MakeRoom(bytes, NULL);
+			BuildModel(&m, model_id, weights, channels);
+			stat_loads++;
+			/* a free slot exists after MakeRoom */
+			for (int i = 0; i < PREDICT_MAX_ENTRIES && e == NULL; i++)
+				if (!entries[i].used)
+					e = &entries[i];
+			Assert(e != NULL);
+			memset(e, 0, sizeof(*e));
+			e->used = true;
+			strlcpy(e->key, key, sizeof(e->key));
+			e->model = m;
+			e->bytes = bytes;
+		}
+		e->deployment_id = deployment_id;
+		e->model_id = model_id;
+		e->model_xmin = xmin;
+		e->model.deployment_id = deployment_id;
+		e->checked_basis = CheckBasis();
+	}
+	return e;
+}
+
+static PredictEntry *
+CheckEntry(const char *key, const char *name, int64 model_id_arg, PredictEntry *e)
+{
+	IcemlOwnerContext own;
+	PredictEntry *volatile result = NULL;
+
+	DeploymentsRelid(false);
+	stat_checks++;
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	BecomeCatalogOwner(&own);
+	PG_TRY();
+	{
+		result = CheckEntryQueries(key, name, model_id_arg, e);
+	}
+	PG_CATCH();
+	{
+		RestoreUser(&own);
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+	RestoreUser(&own);
+	SPI_finish();
+	return result;
+}
+
+IcemlModel *
+PredictGetModel(const char *name, int64 model_id)
+{
+	char		key[PREDICT_KEY_LEN];
+	PredictEntry *e;
+
+	if (name)
+	{
+		if (strlen(name) >= NAMEDATALEN * 2 - 1)
+			ereport(ERROR,
+					(errcode(ERRCODE_NAME_TOO_LONG),
+					 errmsg("deployment name \"%.40s...\" is too long", name)));
+		strlcpy(key, name, sizeof(key));
+	}
+	else
+		snprintf(key, sizeof(key), "#%lld", (long long) model_id);
+
+	e = FindEntry(key);
+	/* trusted: checked by a statement that began after the last change */
+	if (e == NULL || !(e->checked_basis > last_inval || e->checked_basis == CheckBasis()))
+		e = CheckEntry(key, name, model_id, e);
+	e->last_used = ++use_clock;
+	return &e->model;
+}
+
+/* ---- arguments ------------------------------------------------------------ */
+
+/*
+ * A band argument: one-dimensional real[] of exactly n finite values
+ * without NULLs.  Returns a pointer into the (detoasted) array.
+ */
+const float *
+PredictCheckBand(ArrayType *arr, const char *fn, const char *argname, int n)
+{
+	const float *v;
+
+	if (ARR_ELEMTYPE(arr) != FLOAT4OID)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATATYPE_MISMATCH),
+				 errmsg("%s: argument %s must be real[]", fn, argname)));
+	if (ARR_NDIM(arr) > 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("%s: argument %s must be a one-dimensional array, not %d-dimensional",
+						fn, argname, ARR_NDIM(arr)),
+				 errhint("Flatten the image in row-major order, e.g. with array(SELECT unnest(band)).")));
+	if (ARR_NDIM(arr) != 1 || ARR_DIMS(arr)[0] != n)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("%s: argument %s must have %d values, not %d",
+						fn, argname, n, ARR_NDIM(arr) == 0 ? 0 : ARR_DIMS(arr)[0]),
+				 errdetail("The model takes %dx%d images, one real[] of %d values per band in row-major order.",
+						   (int) sqrt((double) n), (int) sqrt((double) n), n)));
+	if (ARR_HASNULL(arr) && array_contains_nulls(arr))
+	{
+		bits8	   *bitmap = ARR_NULLBITMAP(arr);
+		int			i = 0;
+
+		while (i < n && (bitmap[i / 8] & (1 << (i % 8))))
+			i++;
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("%s: argument %s has a NULL at element %d", fn, argname, i + 1)));
+	}
+	v = (const float *) ARR_DATA_PTR(arr);
+	for (int i = 0; i < n; i++)
+		if (unlikely(!isfinite(v[i])))
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("%s: argument %s has a non-finite value (%g) at element %d",
+							fn, argname, v[i], i + 1)));
+	return v;
+}
+
+void
+PredictFillInput(IcemlModel *m, const float *b1, const float *b2)
+{
+	int			hw = m->h * m->w;
+
+	for (int c = 0; c < m->c; c++)
+	{
+		float	   *dst = m->input + (size_t) c * hw;
+
+		switch ((PredictChannel) m->channel[c])
+		{
+			case CH_BAND_1:
+				memcpy(dst, b1, sizeof(float) * hw);
+				break;
+			case CH_BAND_2:
+				memcpy(dst, b2, sizeof(float) * hw);
+				break;
+			case CH_BAND_AVG:
+				/* as training and the loader compute it */
+				for (int i = 0; i < hw; i++)
+					dst[i] = (b1[i] + b2[i]) / 2.0f;
+				break;
+		}
+	}
+}
+
+float
+PredictRun(IcemlModel *m, const float *x)
+{
+	char		err[ICEML_NN_ERRLEN];
+	float		p;
+
+	if (threads_set != iceml_predict_threads)
+	{
+		iceml_nn_set_threads(iceml_predict_threads);
+		threads_set = iceml_predict_threads;
+	}
+	if (iceml_net_predict(m->net, x, 1, &p, err, sizeof(err)) != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_OUT_OF_MEMORY),
+				 errmsg("iceml_predict with model %lld failed: %s", (long long) m->model_id, err)));
+	return p;
+}
+
+/* ---- iceml_predict -------------------------------------------------------- */
+
+static Datum
+Predict(FunctionCallInfo fcinfo, const char *name, int64 model_id)
+{
+	IcemlModel *m;
+	ArrayType  *a1,
+			   *a2;
+	const float *b1,
+			   *b2;
+	float		angle = 0;
+	bool		has_angle = !PG_ARGISNULL(3);
+	float		p;
+	instr_time	start;
+
+	if (PG_ARGISNULL(1) || PG_ARGISNULL(2))
+		PG_RETURN_NULL();
+	INSTR_TIME_SET_CURRENT(start);
+	if (has_angle)
+	{
+		angle = PG_GETARG_FLOAT4(3);
+		if (!isfinite(angle) || angle < 0 || angle > 90)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("iceml_predict: argument inc_angle must be between 0 and 90 degrees, not %g", angle)));
+	}
+	m = PredictGetModel(name, model_id);
+	a1 = PG_GETARG_ARRAYTYPE_P(1);
+	a2 = PG_GETARG_ARRAYTYPE_P(2);
+	b1 = PredictCheckBand(a1, "iceml_predict", "band_1", m->h * m->w);
+	b2 = PredictCheckBand(a2, "iceml_predict", "band_2", m->h * m->w);
+	PredictFillInput(m, b1, b2);
+	p = PredictRun(m, m->input);
+	if (iceml_log_inferences > 0)
+		MonitorRecord(m, name, b1, b2, m->h * m->w, has_angle, angle, p, start);
+	PG_RETURN_FLOAT4(p);
+}
+
+PG_FUNCTION_INFO_V1(iceml_predict_name);
+Datum
+iceml_predict_name(PG_FUNCTION_ARGS)
+{
+	text	   *name;
+
+	if (PG_ARGISNULL(0))
+		PG_RETURN_NULL();
+	name = PG_GETARG_TEXT_PP(0);
+	return Predict(fcinfo, text_to_cstring(name), 0);
+}
+
+PG_FUNCTION_INFO_V1(iceml_predict_id);
+Datum
+iceml_predict_id(PG_FUNCTION_ARGS)
+{
+	if (PG_ARGISNULL(0))
+		PG_RETURN_NULL();
+	return Predict(fcinfo, NULL, PG_GETARG_INT64(0));
+}
+
+/* ---- introspection and test support --------------------------------------- */
+
+/*
+ * iceml.predict_cache(): this backend's cached models and counters, to see
+ * (and test) that warm calls neither load nor query.
+ */
+PG_FUNCTION_INFO_V1(iceml_predict_cache);
+Datum
+iceml_predict_cache(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+
+	InitMaterializedSRF(fcinfo, 0);
+	for (int i = 0; i < PREDICT_MAX_ENTRIES; i++)
+	{
+		Datum		v[8];
+		bool		n[8] = {0};
+
+		if (!entries[i].used)
+			continue;
+		v[0] = CStringGetTextDatum(entries[i].key);
+		v[1] = Int64GetDatum(entries[i].deployment_id);
+		n[1] = entries[i].deployment_id == 0;
+		v[2] = Int64GetDatum(entries[i].model_id);
+		v[3] = Int64GetDatum((int64) entries[i].bytes);
+		v[4] = Int64GetDatum(stat_loads);
+		v[5] = Int64GetDatum(stat_checks);
+		v[6] = Int64GetDatum(stat_evictions);
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, v, n);
+	}
+	return (Datum) 0;
+}
+
+PG_FUNCTION_INFO_V1(iceml_predict_cache_reset);
+Datum
+iceml_predict_cache_reset(PG_FUNCTION_ARGS)
+{
+	int			n = 0;
+
+	for (int i = 0; i < PREDICT_MAX_ENTRIES; i++)
+		if (entries[i].used)
+		{
+			FreeEntry(&entries[i]);
+			n++;
+		}
+	stat_loads = stat_checks = stat_evictions = 0;
+	PG_RETURN_INT32(n);
+}
+
+/*
+ * iceml._untrained_weights(spec, seed, mean, std): a serialised net with
+ * seeded initial weights and the given normalisation.  Tests and demos use
+ * it to have deterministic models without a training worker.
+ */
+PG_FUNCTION_INFO_V1(iceml_untrained_weights);
+Datum
+iceml_untrained_weights(PG_FUNCTION_ARGS)
+{
+	char	   *spec = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	int64		seed = PG_GETARG_INT64(1);
+	ArrayType  *mean = PG_GETARG_ARRAYTYPE_P(2);
+	ArrayType  *std = PG_GETARG_ARRAYTYPE_P(3);
+	char		err[ICEML_NN_ERRLEN];
+	IcemlNet   *net;
+	int			c,
+				h,
+				w;
+	void	   *blob;
+	size_t		len;
+	bytea	   *out;
+
+	net = iceml_net_create(spec, err, sizeof(err));
+	if (net == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid architecture spec: %s", err)));
+	iceml_net_input_shape(net, &c, &h, &w);
+	iceml_net_init_params(net, (uint64_t) seed);
+	if (ARR_NDIM(mean) != 1 || ARR_DIMS(mean)[0] != c || ARR_HASNULL(mean) ||
+		ARR_NDIM(std) != 1 || ARR_DIMS(std)[0] != c || ARR_HASNULL(std) ||
+		ARR_ELEMTYPE(mean) != FLOAT4OID || ARR_ELEMTYPE(std) != FLOAT4OID)
+	{
+		iceml_net_free(net);
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("mean and std must be real[] of %d values without NULLs", c)));
+	}
+	iceml_net_set_normalisation(net, (const float *) ARR_DATA_PTR(mean),
+								(const float *) ARR_DATA_PTR(std));
+	if (iceml_net_save(net, &blob, &len) != 0)
+	{
+		iceml_net_free(net);
+		ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory saving the net")));
+	}
+	iceml_net_free(net);
+	out = palloc(VARHDRSZ + len);
+	SET_VARSIZE(out, VARHDRSZ + len);
+	memcpy(VARDATA(out), blob, len);
+	free(blob);
+	PG_RETURN_BYTEA_P(out);
+}
+
+void
+PredictInit(void)
+{
+	DefineCustomIntVariable("iceml.predict_cache_mb",
+							"Memory a backend may use for cached models of iceml_predict().",
+							"Least recently used models are freed beyond it; one model is always kept.",
+							&predict_cache_mb,
+							256, 1, 65536,
+							PGC_USERSET, GUC_UNIT_MB,
+							NULL, NULL, NULL);
+	CacheRegisterRelcacheCallback(PredictRelcacheCallback, (Datum) 0);
+}

@@ -1,0 +1,106 @@
+#!/usr/bin/env bash
+# Load test of iceml_predict: CLIENTS concurrent pgbench clients call
+# iceml_predict for SECONDS while another session switches the deployment
+# between two models every 0.2 s.  Checks: no client error, every answer
+# is what the old or the new model gives for that chip (never anything
+# else), both models answered, and each client backend's memory stays flat
+# (RSS after warm-up vs at the end).
+#
+#   test/load/predict_load.sh [SECONDS [CLIENTS]]     default 60 s, 16 clients
+#
+# Needs PGHOST/PGPORT/PGUSER (the harness cluster); uses database iceml_load.
+# Prints TAP-like lines and a closing "load: P passed, F failed".
+set -uo pipefail
+secs=${1:-60}
+clients=${2:-16}
+here=$(cd "$(dirname "$0")" && pwd)
+db=iceml_load
+passed=0 failed=0
+check() { # check NAME CONDITION-EXIT-STATUS
+	if [ "$2" -eq 0 ]; then passed=$((passed + 1)); echo "ok - $1"; else failed=$((failed + 1)); echo "not ok - $1"; fi
+}
+q() { psql -XAtq -v ON_ERROR_STOP=1 -d "$db" -c "$1"; }
+
+psql -XAtq -d postgres -c "DROP DATABASE IF EXISTS $db" -c "CREATE DATABASE $db" >/dev/null
+psql -XAtq -v ON_ERROR_STOP=1 -d "$db" >/dev/null <<'SQL'
+SET client_min_messages = warning;
+CREATE EXTENSION iceml;
+SELECT setseed(0.7);
+CREATE TABLE load_chips AS
+SELECT i AS id,
+       (SELECT array_agg((-22 + random() * 4 + CASE WHEN i % 2 = 1 AND j % 75 BETWEEN 32 AND 42 AND j / 75 BETWEEN 32 AND 42 THEN 10 ELSE 0 END)::real ORDER BY j)
+          FROM generate_series(0, 5624) j) AS band_1,
+       (SELECT array_agg((-28 + random() * 3)::real ORDER BY j) FROM generate_series(0, 5624) j) AS band_2,
+       (30 + i % 15)::real AS inc_angle
+  FROM generate_series(1, 64) i;
+ALTER TABLE load_chips ADD PRIMARY KEY (id);
+-- two models of experiment 'load' (seeded weights: no training needed)
+INSERT INTO iceml.models (experiment, architecture, spec, parameters, channels, normalisation, metrics, lineage, weights, owner)
+SELECT 'load', 'tiny_cnn', a.spec, a.parameters, '{band_1,band_2,band_avg}', '{}', jsonb_build_object('log_loss', 0.5 + s / 10.0), '{}',
+       iceml._untrained_weights(a.spec::text, s, '{-20,-27,-24}', '{3,1,2}'), current_user
+  FROM iceml.architectures a, generate_series(1, 2) s WHERE a.name = 'tiny_cnn';
+CREATE TABLE load_expected AS
+SELECT c.id, iceml_predict(m1.id, c.band_1, c.band_2) AS p1, iceml_predict(m2.id, c.band_1, c.band_2) AS p2
+  FROM load_chips c, (SELECT min(id) AS id FROM iceml.models) m1, (SELECT max(id) AS id FROM iceml.models) m2;
+CREATE UNLOGGED TABLE load_answers (id int, p real);
+SELECT iceml.deploy('load', (SELECT min(id) FROM iceml.models));
+SQL
+m1=$(q "SELECT min(id) FROM iceml.models")
+m2=$(q "SELECT max(id) FROM iceml.models")
+differ=$(q "SELECT count(*) FILTER (WHERE p1 <> p2) FROM load_expected")
+check "the two models answer differently on all 64 chips ($differ)" $([ "${differ:-0}" -eq 64 ] && echo 0 || echo 1)
+
+out=$(mktemp); err=$(mktemp)
+pgbench -n -c "$clients" -j 2 -T "$secs" -f "$here/predict.pgbench" "$db" >"$out" 2>"$err" &
+bench=$!
+# the deployer: switch models every 0.2 s while the clients run
+(
+	end=$((SECONDS + secs - 1))
+	k=0
+	while [ $SECONDS -lt $end ]; do
+		m=$([ $((k % 2)) -eq 0 ] && echo "$m2" || echo "$m1")
+		q "SELECT iceml.deploy('load', $m::bigint)" >/dev/null 2>>"$err.deploy" || echo "deploy failed" >>"$err.deploy"
+		k=$((k + 1))
+		sleep 0.2
+	done
+) &
+deployer=$!
+rss() { # per-backend private RSS (kB) of the pgbench clients' backends
+	for p in $(q "SELECT pid FROM pg_stat_activity WHERE application_name = 'pgbench' AND datname = '$db'"); do
+		awk -v p="$p" '/^RssAnon/ { print p, $2 }' "/proc/$p/status" 2>/dev/null
+	done | sort
+}
+[ -n "${ICEML_LOAD_DEBUG:-}" ] && set -x
+# the clients connect first (slowly on a loaded machine): sample the backends
+# one second after all are there, and again one second before the end
+t0=$SECONDS
+while [ "$(rss | wc -l)" -lt "$clients" ] && [ $((SECONDS - t0)) -lt $((secs - 2)) ]; do sleep 0.1; done
+sleep 1; rss1=$(rss)
+left=$(( secs - (SECONDS - t0) - 1 ))
+sleep $(( left > 0 ? left : 0 )); rss2=$(rss)
+wait "$bench"; rc=$?
+wait "$deployer"
+
+check "pgbench ran without errors (exit $rc)" $(( rc != 0 || $(grep -ciE 'error|abort' "$err") != 0 ))
+[ $rc -eq 0 ] || head -5 "$err"
+check "the deployer's deploys all succeeded" $([ -s "$err.deploy" ] && echo 1 || echo 0)
+tps=$(sed -nE 's/^tps = ([0-9.]+).*/\1/p' "$out" | head -1)
+n=$(q "SELECT count(*) FROM load_answers")
+switches=$(q "SELECT count(*) - 1 FROM iceml.deployments WHERE name = 'load'")
+echo "# $n answers from $clients clients in $secs s ($tps tps), $switches deployment switches"
+check "answers were given" $([ "${n:-0}" -gt 0 ] && echo 0 || echo 1)
+bad=$(q "SELECT count(*) FROM load_answers a JOIN load_expected e USING (id) WHERE a.p IS DISTINCT FROM e.p1 AND a.p IS DISTINCT FROM e.p2")
+check "every answer is the old or the new model's ($bad others)" $([ "${bad:-1}" -eq 0 ] && echo 0 || echo 1)
+both=$(q "SELECT (count(*) FILTER (WHERE a.p = e.p1 AND a.p <> e.p2) > 0 AND count(*) FILTER (WHERE a.p = e.p2 AND a.p <> e.p1) > 0)::int
+            FROM load_answers a JOIN load_expected e USING (id)")
+check "both models answered while the deployment switched" $([ "$both" = 1 ] && echo 0 || echo 1)
+# memory: per backend, RSS at the end against RSS after warm-up
+growth=$(join <(echo "$rss1") <(echo "$rss2") | awk 'BEGIN { m = 0 } { d = $3 - $2; if (d > m) m = d } END { print m + 0 }')
+nb=$(join <(echo "$rss1") <(echo "$rss2") | wc -l)
+echo "# backend private memory (RssAnon: RSS without shared buffers) after warm-up vs end, $nb backends: largest growth ${growth} kB"
+check "backend memory flat (largest growth ${growth} kB <= 4096 kB)" $([ "$nb" -gt 0 ] && [ "$growth" -le 4096 ] && echo 0 || echo 1)
+
+rm -f "$out" "$err" "$err.deploy"
+psql -XAtq -d postgres -c "DROP DATABASE $db" >/dev/null 2>&1 || true
+echo "load: $passed passed, $failed failed"
+[ "$failed" -eq 0 ]
