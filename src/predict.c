@@ -55,6 +55,8 @@
 
 #include "iceml.h"
 #include "iceml_nn.h"
+#include "iceml_pgarray.h"
+#include "iceml_sar.h"
 #include "iceml_predict.h"
 #include "iceml_worker.h"
 
@@ -437,43 +439,15 @@ PredictGetModel(const char *name, int64 model_id)
 const float *
 PredictCheckBand(ArrayType *arr, const char *fn, const char *argname, int n)
 {
-	const float *v;
+	int			len;
+	const float *v = IcemlRealArrayArg(arr, fn, argname, &len);
 
-	if (ARR_ELEMTYPE(arr) != FLOAT4OID)
-		ereport(ERROR,
-				(errcode(ERRCODE_DATATYPE_MISMATCH),
-				 errmsg("%s: argument %s must be real[]", fn, argname)));
-	if (ARR_NDIM(arr) > 1)
+	if (len != n)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("%s: argument %s must be a one-dimensional array, not %d-dimensional",
-						fn, argname, ARR_NDIM(arr)),
-				 errhint("Flatten the image in row-major order, e.g. with array(SELECT unnest(band)).")));
-	if (ARR_NDIM(arr) != 1 || ARR_DIMS(arr)[0] != n)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("%s: argument %s must have %d values, not %d",
-						fn, argname, n, ARR_NDIM(arr) == 0 ? 0 : ARR_DIMS(arr)[0]),
+				 errmsg("%s: %s must have %d values, not %d", fn, argname, n, len),
 				 errdetail("The model takes %dx%d images, one real[] of %d values per band in row-major order.",
 						   (int) sqrt((double) n), (int) sqrt((double) n), n)));
-	if (ARR_HASNULL(arr) && array_contains_nulls(arr))
-	{
-		bits8	   *bitmap = ARR_NULLBITMAP(arr);
-		int			i = 0;
-
-		while (i < n && (bitmap[i / 8] & (1 << (i % 8))))
-			i++;
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("%s: argument %s has a NULL at element %d", fn, argname, i + 1)));
-	}
-	v = (const float *) ARR_DATA_PTR(arr);
-	for (int i = 0; i < n; i++)
-		if (unlikely(!isfinite(v[i])))
-			ereport(ERROR,
-					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-					 errmsg("%s: argument %s has a non-finite value (%g) at element %d",
-							fn, argname, v[i], i + 1)));
 	return v;
 }
 
@@ -496,8 +470,7 @@ PredictFillInput(IcemlModel *m, const float *b1, const float *b2)
 				break;
 			case CH_BAND_AVG:
 				/* as training and the loader compute it */
-				for (int i = 0; i < hw; i++)
-					dst[i] = (b1[i] + b2[i]) / 2.0f;
+				iceml_band_avg(b1, b2, dst, hw);
 				break;
 		}
 	}

@@ -32,6 +32,7 @@
 
 #include "iceml.h"
 #include "iceml_nn.h"
+#include "iceml_sar.h"
 #include "iceml_worker.h"
 
 /* Everything the worker knows about its run. */
@@ -235,8 +236,7 @@ CopyChannel(TrainJob *job, float *x, int64 row, int ch, Datum d, bool isnull,
 							job->dataset, column, (long long) ordinal, i + 1)));
 	dst = x + (row * job->c + ch) * (int64) hw;
 	if (average)
-		for (int i = 0; i < hw; i++)
-			dst[i] = (dst[i] + v[i]) * 0.5f;
+		iceml_band_avg(dst, v, dst, hw);	/* band_1 is already in dst */
 	else
 		memcpy(dst, v, sizeof(float) * hw);
 	if ((Pointer) arr != DatumGetPointer(d))
