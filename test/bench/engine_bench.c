@@ -10,6 +10,8 @@
 #include <sys/resource.h>
 #include <time.h>
 
+extern char *openblas_get_config(void);
+
 #include "iceml_nn.h"
 #include "iceml_synth.h"
 
@@ -88,6 +90,8 @@ main(int argc, char **argv)
 			epoch_s = t0;
 		fprintf(stderr, "epoch %d: %.2f s, loss %.4f\n", e, t0, loss);
 	}
+	fprintf(stderr, "engine_bench: %s, OPENBLAS_THREAD_TIMEOUT=%s\n", openblas_get_config(),
+			getenv("OPENBLAS_THREAD_TIMEOUT") ? getenv("OPENBLAS_THREAD_TIMEOUT") : "(unset)");
 	printf("BENCH train_epoch_s %.2f s\n", epoch_s);
 	printf("BENCH train_gflops %.1f GFLOP/s\n", 3.0 * iceml_net_forward_flops(net) * N / epoch_s / 1e9);
 	getrusage(RUSAGE_SELF, &ru);

@@ -17,8 +17,9 @@ psql() { command psql -X -q -v ON_ERROR_STOP=1 "$@"; }
 best() { sort -g | head -1; }
 
 # the engine's own time, built as test/bench/Makefile builds engine_bench
-coretype=${OPENBLAS_CORETYPE:-$(grep -qw avx512f /proc/cpuinfo && echo SkylakeX || true)}
-cc -std=gnu11 -O2 -I"$top/include" -I"$top/src/nn" -o /tmp/iceml_predict_engine \
+coretype=${ICEML_OPENBLAS_CORETYPE:-$(grep -qw avx512f /proc/cpuinfo && echo SkylakeX || echo "${OPENBLAS_CORETYPE:-}")}
+export OPENBLAS_THREAD_TIMEOUT=${OPENBLAS_THREAD_TIMEOUT:-4}
+cc -std=gnu11 -O3 -I"$top/include" -I"$top/src/nn" -o /tmp/iceml_predict_engine \
 	"$here/predict_engine.c" "$top"/src/nn/*.c "$top/src/eo/synth.c" -lopenblas -ljson-c -lm -lpthread
 engine=$(for i in 1 2 3; do OPENBLAS_CORETYPE=$coretype /tmp/iceml_predict_engine | awk '{ print $3 }'; done | best)
 echo "BENCH predict_engine_ms $engine ms"

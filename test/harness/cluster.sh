@@ -20,6 +20,22 @@ pgbin_sys=$(pg_config --bindir 2>/dev/null || echo /usr/lib/postgresql/15/bin)
 pkglib_sys=$(pg_config --pkglibdir 2>/dev/null || echo /usr/lib/postgresql/15/lib)
 share_sys=$(pg_config --sharedir 2>/dev/null || echo /usr/share/postgresql/15)
 
+# The OpenBLAS settings of the servers this harness starts (and of the
+# engine's benchmarks), chosen for the CPU; see README, "OpenBLAS settings".
+# OpenBLAS 0.3.21 does not know AVX-512 EPYCs and takes its Haswell kernels
+# there (machines may even set OPENBLAS_CORETYPE=Haswell); its SkylakeX
+# kernels run sgemm about 1.9x faster.  ICEML_OPENBLAS_CORETYPE overrides.
+# Idle OpenBLAS threads spin for 2^28 cycles by default, taking the core
+# from the engine's own threads between sgemm calls; 2^4 lets them sleep.
+openblas_env() {
+	local core=${ICEML_OPENBLAS_CORETYPE:-}
+	if [ -z "$core" ] && grep -qw avx512f /proc/cpuinfo 2>/dev/null; then
+		core=SkylakeX
+	fi
+	[ -n "$core" ] && export OPENBLAS_CORETYPE=$core
+	export OPENBLAS_THREAD_TIMEOUT=${OPENBLAS_THREAD_TIMEOUT:-4}
+}
+
 as_server() {
 	if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
 }
@@ -107,11 +123,7 @@ lc_messages = 'C'
 CONF
 	fi
 	[ "$(id -u)" -eq 0 ] && chown postgres "$sock"
-	# OpenBLAS 0.3.21 picks its Haswell kernels on AVX-512 EPYCs; its
-	# SkylakeX kernels are about 20% faster there (see README, "The engine")
-	if [ -z "${OPENBLAS_CORETYPE:-}" ] && grep -qw avx512f /proc/cpuinfo 2>/dev/null; then
-		export OPENBLAS_CORETYPE=SkylakeX
-	fi
+	openblas_env
 	as_server "$pgbin/pg_ctl" -D "$data" -l "$base/postgres.log" -w -t 60 start >/dev/null \
 		|| { tail -20 "$base/postgres.log" >&2; exit 1; }
 	PGHOST=$sock PGPORT=$port "$pgbin_sys/psql" -X -q -U postgres -d postgres -tAc \
