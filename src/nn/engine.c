@@ -355,6 +355,14 @@ col2im_channels(void *p, size_t begin, size_t end)
 			{
 				const float *row = col + ((size_t) (c * l->kh + i) * l->kw + j) * N;
 
+				/* the outputs ox whose input column ix is inside the image */
+				int			off = j - l->pad_left;
+				int			lo = off >= 0 ? 0 : (-off + l->stride - 1) / l->stride;
+				int			hi = l->iw - 1 - off < 0 ? 0 : (l->iw - 1 - off) / l->stride + 1;
+
+				if (hi > l->ow)
+					hi = l->ow;
+
 				for (int k = 0; k < b; k++)
 				{
 					float	   *dst = dx + ((size_t) c * b + k) * plane;
@@ -363,17 +371,19 @@ col2im_channels(void *p, size_t begin, size_t end)
 					for (int oy = 0; oy < l->oh; oy++)
 					{
 						int			iy = oy * l->stride + i - l->pad_top;
-						const float *s = src + oy * l->ow;
+						const float *sr;
+						float	   *dr;
 
-						if (iy < 0 || iy >= l->ih)
+						if (iy < 0 || iy >= l->ih || lo >= hi)
 							continue;
-						for (int ox = 0; ox < l->ow; ox++)
-						{
-							int			ix = ox * l->stride + j - l->pad_left;
-
-							if (ix >= 0 && ix < l->iw)
-								dst[(size_t) iy * l->iw + ix] += s[ox];
-						}
+						sr = src + oy * l->ow + lo;
+						dr = dst + (size_t) iy * l->iw + (lo * l->stride + off);
+						if (l->stride == 1)
+							for (int n = 0; n < hi - lo; n++)
+								dr[n] += sr[n]; /* contiguous: vectorised */
+						else
+							for (int n = 0; n < hi - lo; n++)
+								dr[n * l->stride] += sr[n];
 					}
 				}
 			}
@@ -594,16 +604,16 @@ pool_forward_planes(void *p, size_t begin, size_t end)
 				int			best = y0 * l->iw + x0;
 				float		m = src[best];
 
+				/* selects, not branches: which input wins is data-dependent */
 				for (int dy = 0; dy < l->kh; dy++)
 					for (int dx = 0; dx < l->kw; dx++)
 					{
 						int			at = (y0 + dy) * l->iw + x0 + dx;
+						float		v = src[at];
+						int			gt = v > m;
 
-						if (src[at] > m)
-						{
-							m = src[at];
-							best = at;
-						}
+						m = gt ? v : m;
+						best = gt ? at : best;
 					}
 				dst[oy * l->ow + ox] = m;
 				arg[oy * l->ow + ox] = best;
@@ -620,9 +630,32 @@ pool_backward_planes(void *p, size_t begin, size_t end)
 	size_t		oplane = (size_t) l->oh * l->ow;
 
 	memset(a->dx + begin * plane, 0, sizeof(float) * (end - begin) * plane);
-	for (size_t pl = begin; pl < end; pl++)
-		for (size_t o = 0; o < oplane; o++)
-			a->dx[pl * plane + a->arg[pl * oplane + o]] += a->dy[pl * oplane + o];
+	if (a->x)
+		/* the input is a ReLU's output: its derivative at the winner too */
+		for (size_t pl = begin; pl < end; pl++)
+			for (size_t o = 0; o < oplane; o++)
+			{
+				size_t		at = pl * plane + a->arg[pl * oplane + o];
+
+				a->dx[at] += a->x[at] > 0.0f ? a->dy[pl * oplane + o] : 0.0f;
+			}
+	else
+		for (size_t pl = begin; pl < end; pl++)
+			for (size_t o = 0; o < oplane; o++)
+				a->dx[pl * plane + a->arg[pl * oplane + o]] += a->dy[pl * oplane + o];
+}
+
+/*
+ * A max-pool right after a ReLU conv applies the ReLU's derivative in its
+ * own backward pass (only its winners get a gradient), so the conv need not
+ * make another pass over its whole output.
+ */
+static int
+relu_folded_into_pool(const IcemlNet *net, int i)
+{
+	return i >= 0 && i + 1 < net->nlayers &&
+		net->layers[i].type == L_CONV && net->layers[i].act == ACT_RELU &&
+		net->layers[i + 1].type == L_POOL;
 }
 
 typedef struct DropArgs
@@ -803,7 +836,8 @@ nn_backward(IcemlNet *net, Plan *plan, int b, float *grads)
 					int			N = b * l->oh * l->ow;
 					int			K = (int) col_rows(l);
 
-					act_backward(dy, y, osz, act);
+					if (!relu_folded_into_pool(net, i))
+						act_backward(dy, y, osz, act);
 					cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, l->filters, K, N,
 								1.0f, dy, N, plan->col[i], N, 0.0f, gW, K);
 					for (int f = 0; f < l->filters; f++)
@@ -847,7 +881,8 @@ nn_backward(IcemlNet *net, Plan *plan, int b, float *grads)
 			case L_POOL:
 				if (dx)
 				{
-					PoolArgs	a = {l, NULL, NULL, (int32_t *) plan->aux[i], dy, dx};
+					PoolArgs	a = {l, relu_folded_into_pool(net, i - 1) ? x : NULL, NULL,
+									 (int32_t *) plan->aux[i], dy, dx};
 
 					parallel_for((size_t) l->ic * b, 4, pool_backward_planes, &a);
 				}
