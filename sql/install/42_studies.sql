@@ -428,6 +428,7 @@ DECLARE
     hps jsonb[];
     run bigint;
     n integer;
+    part record;
 BEGIN
     PERFORM iceml._maintain();
     PERFORM iceml._check_parallel(parallel);
@@ -456,31 +457,24 @@ BEGIN
     -- the baseline, then one trial per component left out
     specs := ARRAY[arch.spec];
     hps := ARRAY[hp];
-    FOR c IN SELECT jsonb_array_elements_text(components->'layer_groups') LOOP
-        IF NOT EXISTS (SELECT FROM jsonb_array_elements(arch.spec->'layers') l WHERE l->>'group' = c) THEN
-            RAISE EXCEPTION 'components.layer_groups: architecture "%" has no layer group "%"', arch.name, c
-                USING ERRCODE = '22023',
-                      HINT = 'Its groups: ' || coalesce((SELECT string_agg(DISTINCT l->>'group', ', ')
-                                                           FROM jsonb_array_elements(arch.spec->'layers') l), '(none)') || '.';
-        END IF;
-        trials := trials || ('layer_group:' || c);
-        specs := specs || jsonb_set(arch.spec, '{layers}',
-                                    coalesce((SELECT jsonb_agg(l ORDER BY o) FROM jsonb_array_elements(arch.spec->'layers') WITH ORDINALITY x(l, o)
-                                               WHERE (l->>'group') IS DISTINCT FROM c), '[]'));
-        hps := hps || hp;
-    END LOOP;
-    FOR c IN SELECT jsonb_array_elements_text(components->'layers') LOOP
-        IF NOT EXISTS (SELECT FROM jsonb_array_elements(arch.spec->'layers') l WHERE l->>'name' = c) THEN
-            RAISE EXCEPTION 'components.layers: architecture "%" has no layer named "%"', arch.name, c
-                USING ERRCODE = '22023',
-                      HINT = 'Its named layers: ' || coalesce((SELECT string_agg(l->>'name', ', ' ORDER BY o)
-                                                                 FROM jsonb_array_elements(arch.spec->'layers') WITH ORDINALITY x(l, o)), '(none)') || '.';
-        END IF;
-        trials := trials || ('layer:' || c);
-        specs := specs || jsonb_set(arch.spec, '{layers}',
-                                    coalesce((SELECT jsonb_agg(l ORDER BY o) FROM jsonb_array_elements(arch.spec->'layers') WITH ORDINALITY x(l, o)
-                                               WHERE (l->>'name') IS DISTINCT FROM c), '[]'));
-        hps := hps || hp;
+    -- layer groups (the "group" key) and single layers ("name"): the spec without them
+    FOR part IN SELECT * FROM (VALUES ('layer_groups', 'group', 'layer_group', 'layer group'),
+                                      ('layers', 'name', 'layer', 'layer named')) v(kind, key, label, noun) LOOP
+        FOR c IN SELECT jsonb_array_elements_text(components->part.kind) LOOP
+            IF NOT EXISTS (SELECT FROM jsonb_array_elements(arch.spec->'layers') l WHERE l->>part.key = c) THEN
+                RAISE EXCEPTION 'components.%: architecture "%" has no % "%"', part.kind, arch.name, part.noun, c
+                    USING ERRCODE = '22023',
+                          HINT = format('Its %ss: %s.', replace(part.noun, ' named', ''),
+                                        coalesce((SELECT string_agg(DISTINCT l->>part.key, ', ')
+                                                    FROM jsonb_array_elements(arch.spec->'layers') l), '(none)'));
+            END IF;
+            trials := trials || (part.label || ':' || c);
+            specs := specs || jsonb_set(arch.spec, '{layers}',
+                                        coalesce((SELECT jsonb_agg(l ORDER BY o)
+                                                    FROM jsonb_array_elements(arch.spec->'layers') WITH ORDINALITY x(l, o)
+                                                   WHERE (l->>part.key) IS DISTINCT FROM c), '[]'));
+            hps := hps || hp;
+        END LOOP;
     END LOOP;
     FOR c IN SELECT jsonb_array_elements_text(components->'features') LOOP
         IF NOT channels ? c THEN

@@ -6,24 +6,13 @@
 #     clear error, never a stale answer; warm calls neither load nor query.
 use strict;
 use warnings;
-use File::Temp qw(tempfile);
 use IPC::Open2;
 use Test::More;
+use FindBin;
+use lib "$FindBin::Bin/lib";
+use IcemlTap;
 
-my $db = 'iceml_predict_tap';
-
-sub psql {
-	my ($sql, %o) = @_;
-	my $user = $o{user} // 'postgres';
-	my $d = $o{db} // $db;
-	my ($fh, $fn) = tempfile(UNLINK => 1);
-	print $fh "SET client_min_messages = warning;\n", $sql;
-	close $fh;
-	my $out = `psql -XAtq -v ON_ERROR_STOP=1 -U $user -d $d -f $fn 2>&1`;
-	my $rc = $? >> 8;
-	chomp $out;
-	return wantarray ? ($rc, $out) : $out;
-}
+my $db = $IcemlTap::db = 'iceml_predict_tap';
 
 # A session that stays open: one statement at a time, its output back.
 package Session {
