@@ -350,7 +350,10 @@ LaunchQueuedRuns(void)
  * ends succeeded, or failed when no trial kept one.  Trials end in separate
  * workers at the same time, so the study row is locked first: the last of
  * two concurrent trials then waits, and its check (a fresh snapshot per
- * statement) sees the other's end.  study_id 0: every running study.
+ * statement) sees the other's end.  The lock is FOR NO KEY UPDATE: a
+ * finishing trial already holds FOR KEY SHARE on its study (the foreign key
+ * check of its second update of its run row), and two such holders each
+ * asking FOR UPDATE deadlocked.  study_id 0: every running study.
  * Needs SPI and the catalog owner.
  */
 void
@@ -364,7 +367,7 @@ FinishStudies(int64 study_id)
 	if (study_id != 0)
 		n = SpiExec("SELECT id FROM iceml.studies"
 					" WHERE id OPERATOR(pg_catalog.=) $1 AND status OPERATOR(pg_catalog.=) 'running'"
-					" FOR UPDATE",
+					" FOR NO KEY UPDATE",
 					1, &type, &arg, NULL);
 	else
 		/* a sweep: skip studies a finishing trial holds, it ends them itself */
@@ -373,7 +376,7 @@ FinishStudies(int64 study_id)
 					"   AND NOT EXISTS (SELECT 1 FROM iceml.runs r"
 					"                    WHERE r.study_id OPERATOR(pg_catalog.=) s.id"
 					"                      AND r.status OPERATOR(pg_catalog.=) ANY (ARRAY['queued', 'running']))"
-					" ORDER BY s.id FOR UPDATE SKIP LOCKED",
+					" ORDER BY s.id FOR NO KEY UPDATE SKIP LOCKED",
 					0, NULL, NULL, NULL);
 	ids = palloc(sizeof(int64) * (n + 1));
 	for (uint64 i = 0; i < n; i++)

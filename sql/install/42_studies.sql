@@ -394,12 +394,15 @@ BEGIN
                                  cardinality(configs), parallel, metric,
                                  hp || CASE WHEN strategy = 'asha' THEN jsonb_build_object('asha_min_epochs', min_epochs)
                                             ELSE '{}' END);
-    FOREACH config IN ARRAY configs LOOP
+    -- workers for the first `parallel` trials at commit; each worker that
+    -- ends starts the next queued trial
+    FOR i IN 1 .. cardinality(configs) LOOP
+        config := configs[i];
         hp_part := (SELECT coalesce(jsonb_object_agg(e.key, e.value), '{}') FROM jsonb_each(config) e WHERE e.key = ANY (known));
         trial_hp := hp || hp_part;
         PERFORM iceml._queue_run(experiment, training_dataset, arch.name,
                                  iceml._fill_template(arch.spec, config), trial_hp, study,
-                                 config::text, true);
+                                 config::text, i <= parallel);
     END LOOP;
     RETURN study;
 END
@@ -495,7 +498,8 @@ BEGIN
                                  n, parallel, 'val_log_loss', coalesce(hyperparams, '{}'));
     FOR i IN 1 .. n LOOP
         BEGIN
-            run := iceml._queue_run(experiment, training_dataset, arch.name, specs[i], hps[i], study, trials[i], true);
+            run := iceml._queue_run(experiment, training_dataset, arch.name, specs[i], hps[i], study, trials[i],
+                                    i <= parallel);
         EXCEPTION WHEN invalid_parameter_value THEN
             IF i = 1 THEN
                 RAISE;          -- the baseline itself must be valid

@@ -122,5 +122,8 @@ is(psql("SELECT iceml.wait($long, '60 s')", %dana), 'cancelled', 'the study is c
 is(poll(qq{SELECT string_agg(status, ',' ORDER BY id) FROM iceml.runs WHERE study_id = $long}, qr/^cancelled,cancelled,cancelled$/, 60),
 	'cancelled,cancelled,cancelled', 'the running trial stopped and the queued ones never started');
 
+# why any trial failed, for the log
+diag(psql(q{SELECT string_agg(format('run %s (%s): %s', id, trial, error), E'\n' ORDER BY id)
+              FROM iceml.runs WHERE status = 'failed' AND trial <> 'layer:out'}));
 psql("DROP DATABASE $db", db => 'postgres');
 done_testing();
