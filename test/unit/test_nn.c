@@ -618,6 +618,149 @@ TEST(callback_stops_an_epoch_and_bad_configs_are_refused)
 	iceml_net_free(net);
 }
 
+/*
+ * One training run (2 epochs) of a net big enough that OpenBLAS and the
+ * engine's own parallel_for split their work at 2 threads.  Writes the
+ * gradients of the first batch, the final weights and the predictions.
+ */
+#define THR_SPEC "{\"input\":[2,20,20],\"layers\":[" \
+	"{\"type\":\"conv2d\",\"filters\":8,\"kernel\":3,\"activation\":\"relu\"}," \
+	"{\"type\":\"maxpool\",\"size\":3,\"stride\":2},{\"type\":\"dropout\",\"rate\":0.3}," \
+	"{\"type\":\"conv2d\",\"filters\":16,\"kernel\":3,\"padding\":\"same\",\"activation\":\"relu\"}," \
+	"{\"type\":\"maxpool\",\"size\":2},{\"type\":\"flatten\"}," \
+	"{\"type\":\"dense\",\"units\":16,\"activation\":\"relu\"}," \
+	"{\"type\":\"dense\",\"units\":1,\"activation\":\"sigmoid\"}]}"
+#define THR_N 24
+#define THR_B 8
+
+static void
+threaded_run(int threads, const float *x, const float *y, float **grads,
+			 float **weights, float *prob, float *prob1, size_t *nparams)
+{
+	IcemlNet   *net = make_net(THR_SPEC);
+	IcemlTrainConfig cfg;
+	IcemlTrainer *tr;
+	Plan	   *plan;
+	float		mean[2],
+				sd[2];
+	double		loss;
+	ERR;
+
+	iceml_nn_set_threads(threads);
+	iceml_nn_channel_stats(x, THR_N, 2, 400, mean, sd);
+	iceml_net_set_normalisation(net, mean, sd);
+	iceml_net_init_params(net, 42);
+	*nparams = net->nparams;
+
+	/* the gradients of one batch, straight from the engine */
+	*grads = calloc(net->nparams, sizeof(float));
+	plan = nn_plan_create(net, THR_B, 1);
+	nn_gather(net, plan, x, NULL, THR_B, NULL);
+	batch_loss(net, plan, THR_B, y, 5, 1);
+	nn_backward(net, plan, THR_B, *grads);
+	nn_plan_free(plan);
+
+	iceml_train_config_defaults(&cfg);
+	cfg.batch_size = THR_B;
+	cfg.augment = ICEML_AUG_FLIP_H | ICEML_AUG_ROT90;
+	tr = iceml_trainer_create(net, &cfg, err, sizeof(err));
+	for (int e = 1; e <= 2; e++)
+		iceml_trainer_epoch(tr, x, y, THR_N, e, NULL, NULL, &loss, err, sizeof(err));
+	*weights = malloc(net->nparams * sizeof(float));
+	memcpy(*weights, net->params, net->nparams * sizeof(float));
+	iceml_net_predict(net, x, 1, prob1, err, sizeof(err));
+	iceml_net_predict(net, x, THR_N, prob, err, sizeof(err));
+	iceml_trainer_free(tr);
+	iceml_net_free(net);
+	iceml_nn_set_threads(1);
+}
+
+/*
+ * largest |a - b| / (scale * max|a| + |a| + |b|): entries summed with
+ * cancellation (small results of large terms) are judged against the size
+ * of the vector, not their own
+ */
+static double
+max_rel_diff(const float *a, const float *b, size_t n, double scale)
+{
+	double		worst = 0,
+				big = 0;
+
+	for (size_t i = 0; i < n; i++)
+		big = fmax(big, fabs(a[i]));
+	scale *= big;
+	for (size_t i = 0; i < n; i++)
+	{
+		double		d = fabs((double) a[i] - b[i]) / (scale + fabs(a[i]) + fabs(b[i]));
+
+		if (d > worst)
+			worst = d;
+	}
+	return worst;
+}
+
+/*
+ * Per thread count, a fixed seed gives bit-identical gradients, weights and
+ * predictions; 1 and 2 threads agree to rounding (sgemm may sum in another
+ * order when it splits its work).
+ */
+TEST(one_and_two_threads_agree_and_each_is_reproducible)
+{
+	float	   *x = malloc(sizeof(float) * THR_N * 800),
+				y[THR_N],
+				prob[2][2][THR_N],
+				prob1[2][2];
+	float	   *grads[2][2],
+			   *weights[2][2];
+	size_t		np = 0;
+	uint64_t	s = 77;
+	double		dg,
+				dw,
+				dp;
+
+	for (int i = 0; i < THR_N * 800; i++)
+		x[i] = -20.0f + 4.0f * frand(&s);
+	for (int i = 0; i < THR_N; i++)
+	{
+		y[i] = (float) (i % 2);
+		/* a bright centre on the positives, so the net has something to learn */
+		for (int r = 8; r < 12 && y[i] > 0; r++)
+			for (int c = 8; c < 12; c++)
+				x[i * 800 + r * 20 + c] += 6.0f;
+	}
+	for (int t = 0; t < 2; t++)
+		for (int rep = 0; rep < 2; rep++)
+			threaded_run(t + 1, x, y, &grads[t][rep], &weights[t][rep], prob[t][rep],
+						 &prob1[t][rep], &np);
+	for (int t = 0; t < 2; t++)
+	{
+		CHECK(memcmp(grads[t][0], grads[t][1], np * sizeof(float)) == 0,
+			  "%d thread(s): gradients differ between runs", t + 1);
+		CHECK(memcmp(weights[t][0], weights[t][1], np * sizeof(float)) == 0,
+			  "%d thread(s): weights differ between runs", t + 1);
+		CHECK(memcmp(prob[t][0], prob[t][1], sizeof(prob[t][0])) == 0 &&
+			  prob1[t][0] == prob1[t][1],
+			  "%d thread(s): predictions differ between runs", t + 1);
+	}
+	dg = max_rel_diff(grads[0][0], grads[1][0], np, 0.1);
+	dw = max_rel_diff(weights[0][0], weights[1][0], np, 0.1);
+	dp = max_rel_diff(prob[0][0], prob[1][0], THR_N, 0.1);
+	CHECK(dg < 1e-4, "1 vs 2 threads: gradients differ by %g (relative)", dg);
+	CHECK(dw < 1e-4, "1 vs 2 threads: weights differ by %g (relative)", dw);
+	CHECK(dp < 1e-4, "1 vs 2 threads: predictions differ by %g (relative)", dp);
+	CHECK(fabs(prob1[0][0] - prob[0][0][0]) < 1e-5 && fabs(prob1[1][0] - prob[1][0][0]) < 1e-5,
+		  "one image alone %g vs in a batch %g", prob1[0][0], prob[0][0][0]);
+	printf("    1 vs 2 threads, largest relative difference: gradients %.2g, "
+		   "weights %.2g, predictions %.2g\n", dg, dw, dp);
+	for (int t = 0; t < 2; t++)
+		for (int rep = 0; rep < 2; rep++)
+		{
+			free(grads[t][rep]);
+			free(weights[t][rep]);
+		}
+	free(x);
+}
+
 int
 main(void)
 {
@@ -637,5 +780,6 @@ main(void)
 	RUN(metrics_by_hand);
 	RUN(tiny_model_learns_a_separable_toy_set);
 	RUN(callback_stops_an_epoch_and_bad_configs_are_refused);
+	RUN(one_and_two_threads_agree_and_each_is_reproducible);
 	return UNIT_SUMMARY();
 }
