@@ -9,6 +9,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <pthread.h>
 
@@ -19,6 +20,24 @@
 /* ---- a parallel for over the work between sgemm calls ---------------- */
 
 static int	nn_threads = 1;
+
+/* per layer [forward, backward] seconds accumulated when set (benchmarks) */
+static double *nn_profile_acc;
+
+void
+nn_set_profile(double *acc)
+{
+	nn_profile_acc = acc;
+}
+
+static double
+nn_clock(void)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return t.tv_sec + t.tv_nsec * 1e-9;
+}
 
 void
 nn_set_work_threads(int threads)
@@ -103,6 +122,8 @@ col_rows(const Layer *l)
 	return (size_t) l->ic * l->kh * l->kw;
 }
 
+static int	conv_is_direct(const Layer *l);
+
 /* ---- plans ----------------------------------------------------------------- */
 
 Plan *
@@ -147,7 +168,7 @@ nn_plan_create(const IcemlNet *net, int batch, int training)
 
 			if (training)
 				sz[i * 5 + 2] = c;
-			else if (c > max_col)
+			else if (c > max_col && !conv_is_direct(l))
 				max_col = c;
 		}
 		if (l->type == L_POOL || (training && (l->type == L_DROPOUT || l->type == L_BATCHNORM)))
@@ -159,7 +180,7 @@ nn_plan_create(const IcemlNet *net, int batch, int training)
 	sz[n * 5 + 1] = (size_t) batch;	/* dout */
 	sz[n * 5 + 2] = max_col;	/* the col matrix inference layers share */
 	for (int i = 0; i < n * 5 + 3; i++)
-		total += (sz[i] + 15) & ~(size_t) 15;	/* 64-byte aligned pieces */
+		total += (sz[i] + 16 + 15) & ~(size_t) 15;	/* 64-byte aligned pieces */
 
 	p->block_floats = total;
 	if (posix_memalign((void **) &p->block, 64, total * sizeof(float)) != 0)
@@ -171,7 +192,11 @@ nn_plan_create(const IcemlNet *net, int batch, int training)
 	}
 	memset(p->block, 0, total * sizeof(float));
 	cursor = p->block;
-#define TAKE(dst, count) do { size_t c_ = (count); (dst) = c_ ? cursor : NULL; cursor += (c_ + 15) & ~(size_t) 15; } while (0)
+	/*
+	 * 64-byte aligned pieces with at least 16 floats of slack after each:
+	 * vector kernels may read one vector past the end of their input
+	 */
+#define TAKE(dst, count) do { size_t c_ = (count); (dst) = c_ ? cursor : NULL; cursor += (c_ + 16 + 15) & ~(size_t) 15; } while (0)
 	for (int i = 0; i < n; i++)
 	{
 		TAKE(p->out[i], sz[i * 5 + 0]);
@@ -385,6 +410,192 @@ col2im(const Layer *l, float *col, int b, float *dx)
 	ColArgs		a = {l, NULL, col, dx, b};
 
 	parallel_for((size_t) l->ic, 1, col2im_channels, &a);
+}
+
+/* ---- direct convolution for a small K (the first layer) ------------------- */
+
+/*
+ * im2col + sgemm is a poor fit when K = C * kh * kw is small (27 for a 3x3
+ * conv on 3 bands): the col matrix is K times the input and sgemm's packing
+ * is not amortised.  Here each output row (image k, row oy) of FB filters is
+ * accumulated in vector registers over the K taps, with bias and ReLU applied
+ * before the one store.  Stride 1, no padding.  Reads may run up to one
+ * vector past a row's end (into the next row, or the plan's slack): those
+ * lanes are never stored.  Each output is summed in the same tap order
+ * whatever the thread count.
+ */
+#define DIRECT_FB 4				/* filters per register block */
+#define DIRECT_MAX_K 64			/* direct convolution up to this K */
+
+typedef struct DirectArgs
+{
+	const Layer *l;
+	const float *x;
+	const float *w;
+	const float *bias;
+	float	   *y;
+	int			b;
+	int			relu;
+} DirectArgs;
+
+static int	nn_direct = 1;
+
+void
+nn_set_direct_conv(int on)
+{
+	nn_direct = on;
+}
+
+static int
+conv_is_direct(const Layer *l)
+{
+	return nn_direct && l->stride == 1 && l->pad_top == 0 && l->pad_left == 0 &&
+		col_rows(l) <= DIRECT_MAX_K && l->act != ACT_SIGMOID;
+}
+
+/*
+ * One block: NV vectors of V outputs from ox0 for filters f0 .. f0+fb-1.
+ * A macro so that each (vector type, NV) pair compiles to straight-line
+ * code with the accumulators in registers.
+ */
+#define DIRECT_BLOCK(VT, VI, VTU, V, NV) \
+	do { \
+		VT			acc_[DIRECT_FB][NV]; \
+		float		tmp_[(NV) * (V)]; \
+		_Pragma("GCC unroll 4") for (int q_ = 0; q_ < DIRECT_FB; q_++) \
+			_Pragma("GCC unroll 4") for (int v_ = 0; v_ < (NV); v_++) \
+				acc_[q_][v_] = (VT) {0}; \
+		for (int c_ = 0; c_ < l->ic; c_++) \
+			for (int i_ = 0; i_ < l->kh; i_++) \
+			{ \
+				const float *row_ = x + (((size_t) c_ * b + k) * l->ih + oy + i_) * l->iw + ox0; \
+				const float *wt_ = w + (size_t) (c_ * l->kh + i_) * l->kw; \
+				for (int j_ = 0; j_ < l->kw; j_++) \
+				{ \
+					VT			in_[NV]; \
+					_Pragma("GCC unroll 4") for (int v_ = 0; v_ < (NV); v_++) \
+						in_[v_] = *(const VTU *) (row_ + j_ + v_ * (V)); \
+					_Pragma("GCC unroll 4") for (int q_ = 0; q_ < DIRECT_FB; q_++) \
+					{ \
+						VT			wv_ = (VT) {0} + wt_[(size_t) wq[q_] * K + j_]; \
+						_Pragma("GCC unroll 4") for (int v_ = 0; v_ < (NV); v_++) \
+							acc_[q_][v_] += wv_ * in_[v_]; \
+					} \
+				} \
+			} \
+		for (int q_ = 0; q_ < fb; q_++) \
+		{ \
+			float	   *dst_ = y + (((size_t) (f0 + q_) * b + k) * l->oh + oy) * l->ow + ox0; \
+			VT			bv_ = (VT) {0} + bias[f0 + q_]; \
+			_Pragma("GCC unroll 4") for (int v_ = 0; v_ < (NV); v_++) \
+			{ \
+				VT			r_ = acc_[q_][v_] + bv_; \
+				if (relu) \
+					r_ = (VT) ((VI) r_ & (VI) (r_ > (VT) {0})); \
+				if (ox0 + (v_ + 1) * (V) <= l->ow) \
+					*(VTU *) (dst_ + v_ * (V)) = r_; \
+				else \
+				{ \
+					*(VTU *) (tmp_ + v_ * (V)) = r_; \
+					memcpy(dst_ + v_ * (V), tmp_ + v_ * (V), sizeof(float) * (l->ow - ox0 - v_ * (V))); \
+				} \
+			} \
+		} \
+	} while (0)
+
+#define DIRECT_ROWS(NAME, TARGET, VT, VI, VTU, V) \
+static TARGET void \
+NAME(void *p, size_t begin, size_t end) \
+{ \
+	DirectArgs *a = p; \
+	const Layer *l = a->l; \
+	const float *x = a->x, \
+			   *w = a->w, \
+			   *bias = a->bias; \
+	float	   *y = a->y; \
+	int			b = a->b, \
+				relu = a->relu, \
+				K = (int) col_rows(l); \
+\
+	for (size_t r = begin; r < end; r++) \
+	{ \
+		int			k = (int) (r / (size_t) l->oh), \
+					oy = (int) (r % (size_t) l->oh); \
+\
+		for (int f0 = 0; f0 < l->filters; f0 += DIRECT_FB) \
+		{ \
+			int			fb = l->filters - f0 < DIRECT_FB ? l->filters - f0 : DIRECT_FB; \
+			int			wq[DIRECT_FB]; \
+\
+			/* a short last block repeats its last filter, not stored */ \
+			for (int q = 0; q < DIRECT_FB; q++) \
+				wq[q] = f0 + (q < fb ? q : fb - 1); \
+			for (int ox0 = 0; ox0 < l->ow; ox0 += 4 * (V)) \
+			{ \
+				int			nv = (l->ow - ox0 + (V) - 1) / (V); \
+\
+				if (nv >= 4) \
+					DIRECT_BLOCK(VT, VI, VTU, V, 4); \
+				else if (nv == 3) \
+					DIRECT_BLOCK(VT, VI, VTU, V, 3); \
+				else if (nv == 2) \
+					DIRECT_BLOCK(VT, VI, VTU, V, 2); \
+				else \
+					DIRECT_BLOCK(VT, VI, VTU, V, 1); \
+			} \
+		} \
+	} \
+}
+
+typedef float v16f __attribute__((vector_size(64)));
+typedef int v16i __attribute__((vector_size(64)));
+typedef float v16fu __attribute__((vector_size(64), aligned(4), may_alias));
+typedef float v8f __attribute__((vector_size(32)));
+typedef int v8i __attribute__((vector_size(32)));
+typedef float v8fu __attribute__((vector_size(32), aligned(4), may_alias));
+
+#if defined(__x86_64__) && defined(__GNUC__)
+DIRECT_ROWS(direct_rows_avx512, __attribute__((target("avx512f,fma"))), v16f, v16i, v16fu, 16)
+DIRECT_ROWS(direct_rows_avx2, __attribute__((target("avx2,fma"))), v8f, v8i, v8fu, 8)
+#endif
+DIRECT_ROWS(direct_rows_generic, , v8f, v8i, v8fu, 8)
+
+/* the widest variant this CPU runs, picked once */
+static RangeFn
+direct_rows_fn(void)
+{
+	static RangeFn fn;
+
+	if (fn == NULL)
+	{
+		RangeFn		pick = direct_rows_generic;
+
+#if defined(__x86_64__) && defined(__GNUC__)
+		__builtin_cpu_init();
+		if (__builtin_cpu_supports("avx512f"))
+			pick = direct_rows_avx512;
+		else if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
+			pick = direct_rows_avx2;
+#endif
+		fn = pick;
+	}
+	return fn;
+}
+
+static void
+conv_direct(const Layer *l, const float *x, const float *w, const float *bias,
+			float *y, int b, Activation act)
+{
+	DirectArgs	a = {l, x, w, bias, y, b, act == ACT_RELU};
+	RangeFn		fn = direct_rows_fn();
+
+#if defined(__x86_64__) && defined(__GNUC__)
+	if (nn_direct == 3 && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
+		fn = direct_rows_avx2;
+#endif
+	if (nn_direct == 2)
+		fn = direct_rows_generic;
+	parallel_for((size_t) b * l->oh, 4, fn, &a);
 }
 
 typedef struct EwArgs
@@ -670,6 +881,7 @@ nn_forward(IcemlNet *net, Plan *plan, int b, int training, uint64_t dropout_seed
 		float	   *bias = net->params + l->b_off;
 		Activation	act = (i == net->nlayers - 1) ? ACT_NONE : l->act;
 		size_t		osz = out_size(l) * b;
+		double		t0 = nn_profile_acc ? nn_clock() : 0;
 
 		switch (l->type)
 		{
@@ -679,6 +891,12 @@ nn_forward(IcemlNet *net, Plan *plan, int b, int training, uint64_t dropout_seed
 					int			N = b * P;
 					int			K = (int) col_rows(l);
 
+					if (conv_is_direct(l))
+					{
+						/* the col matrix is made in backward, when needed */
+						conv_direct(l, x, W, bias, y, b, act);
+						break;
+					}
 					im2col(l, x, b, plan->col[i]);
 					cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, l->filters, N, K,
 								1.0f, W, K, plan->col[i], N, 0.0f, y, N);
@@ -767,6 +985,8 @@ nn_forward(IcemlNet *net, Plan *plan, int b, int training, uint64_t dropout_seed
 					break;
 				}
 		}
+		if (nn_profile_acc)
+			nn_profile_acc[2 * i] += nn_clock() - t0;
 		x = y;
 	}
 	return x;
@@ -795,6 +1015,7 @@ nn_backward(IcemlNet *net, Plan *plan, int b, float *grads)
 		Activation	act = (i == net->nlayers - 1) ? ACT_NONE : l->act;
 		size_t		isz = in_size(l) * b;
 		size_t		osz = out_size(l) * b;
+		double		t0 = nn_profile_acc ? nn_clock() : 0;
 
 		switch (l->type)
 		{
@@ -804,6 +1025,8 @@ nn_backward(IcemlNet *net, Plan *plan, int b, float *grads)
 					int			K = (int) col_rows(l);
 
 					act_backward(dy, y, osz, act);
+					if (conv_is_direct(l))
+						im2col(l, x, b, plan->col[i]);
 					cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, l->filters, K, N,
 								1.0f, dy, N, plan->col[i], N, 0.0f, gW, K);
 					for (int f = 0; f < l->filters; f++)
@@ -898,5 +1121,7 @@ nn_backward(IcemlNet *net, Plan *plan, int b, float *grads)
 				}
 				break;
 		}
+		if (nn_profile_acc)
+			nn_profile_acc[2 * i + 1] += nn_clock() - t0;
 	}
 }
