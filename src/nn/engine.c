@@ -674,6 +674,51 @@ act_backward(float *dy, const float *y, size_t n, Activation act)
 		parallel_for(n, 65536, act_backward_range, &a);
 }
 
+typedef struct BiasGradArgs
+{
+	float	   *dy;
+	const float *y;
+	float	   *gb;
+	size_t		len;
+	Activation	act;
+} BiasGradArgs;
+
+/*
+ * Per filter row: dy *= act'(y) and gb = sum of dy, in one pass.  Eight
+ * partial sums break the add latency chain; their order is fixed, so the
+ * result does not depend on the thread count.
+ */
+static void
+bias_grad_rows(void *p, size_t begin, size_t end)
+{
+	BiasGradArgs *a = p;
+	size_t		len = a->len;
+
+	for (size_t f = begin; f < end; f++)
+	{
+		float	   *d = a->dy + f * len;
+		const float *y = a->y + f * len;
+		double		acc[8] = {0, 0, 0, 0, 0, 0, 0, 0},
+					s = 0;
+		size_t		i = 0;
+
+		if (a->act == ACT_RELU)
+			for (size_t k = 0; k < len; k++)
+				d[k] = y[k] > 0.0f ? d[k] : 0.0f;
+		else if (a->act == ACT_SIGMOID)
+			for (size_t k = 0; k < len; k++)
+				d[k] *= y[k] * (1.0f - y[k]);
+		for (; i + 8 <= len; i += 8)
+			for (int u = 0; u < 8; u++)
+				acc[u] += d[i + u];
+		for (; i < len; i++)
+			acc[0] += d[i];
+		for (int u = 0; u < 8; u++)
+			s += acc[u];
+		a->gb[f] = (float) s;
+	}
+}
+
 /* batch norm over channel c's values: base + c * cs + k * ks, k < n */
 static void
 bn_forward(const Layer *l, const float *x, float *y, int b, int training,
@@ -790,6 +835,10 @@ pool_forward_planes(void *p, size_t begin, size_t end)
 	const Layer *l = a->l;
 	size_t		plane = (size_t) l->ih * l->iw;
 	size_t		oplane = (size_t) l->oh * l->ow;
+	int			kh = l->kh,
+				kw = l->kw,
+				iw = l->iw,
+				st = l->stride;
 
 	for (size_t pl = begin; pl < end; pl++)
 	{
@@ -800,22 +849,24 @@ pool_forward_planes(void *p, size_t begin, size_t end)
 		for (int oy = 0; oy < l->oh; oy++)
 			for (int ox = 0; ox < l->ow; ox++)
 			{
-				int			y0 = oy * l->stride,
-							x0 = ox * l->stride;
-				int			best = y0 * l->iw + x0;
+				int			best = oy * st * iw + ox * st;
 				float		m = src[best];
 
-				for (int dy = 0; dy < l->kh; dy++)
-					for (int dx = 0; dx < l->kw; dx++)
-					{
-						int			at = (y0 + dy) * l->iw + x0 + dx;
+				/* selects, not branches: which element wins is data */
+				for (int dy = 0; dy < kh; dy++)
+				{
+					const float *r = src + (oy * st + dy) * iw + ox * st;
+					int			at0 = (oy * st + dy) * iw + ox * st;
 
-						if (src[at] > m)
-						{
-							m = src[at];
-							best = at;
-						}
+					for (int dx = 0; dx < kw; dx++)
+					{
+						float		v = r[dx];
+						int			gt = v > m;
+
+						best = gt ? at0 + dx : best;
+						m = gt ? v : m;
 					}
+				}
 				dst[oy * l->ow + ox] = m;
 				arg[oy * l->ow + ox] = best;
 			}
@@ -1023,21 +1074,13 @@ nn_backward(IcemlNet *net, Plan *plan, int b, float *grads)
 				{
 					int			N = b * l->oh * l->ow;
 					int			K = (int) col_rows(l);
+					BiasGradArgs ga = {dy, y, gb, (size_t) N, act};
 
-					act_backward(dy, y, osz, act);
+					parallel_for((size_t) l->filters, 1, bias_grad_rows, &ga);
 					if (conv_is_direct(l))
 						im2col(l, x, b, plan->col[i]);
 					cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, l->filters, K, N,
 								1.0f, dy, N, plan->col[i], N, 0.0f, gW, K);
-					for (int f = 0; f < l->filters; f++)
-					{
-						const float *r = dy + (size_t) f * N;
-						double		s = 0;
-
-						for (int k = 0; k < N; k++)
-							s += r[k];
-						gb[f] = (float) s;
-					}
 					if (dx)
 					{
 						/* the column matrix is spent: reuse it for d(col) */
