@@ -180,7 +180,7 @@ nn_plan_create(const IcemlNet *net, int batch, int training)
 	sz[n * 5 + 1] = (size_t) batch;	/* dout */
 	sz[n * 5 + 2] = max_col;	/* the col matrix inference layers share */
 	for (int i = 0; i < n * 5 + 3; i++)
-		total += (sz[i] + 16 + 15) & ~(size_t) 15;	/* 64-byte aligned pieces */
+		total += (sz[i] + 64 + 15) & ~(size_t) 15;	/* 64-byte aligned pieces */
 
 	p->block_floats = total;
 	if (posix_memalign((void **) &p->block, 64, total * sizeof(float)) != 0)
@@ -193,10 +193,11 @@ nn_plan_create(const IcemlNet *net, int batch, int training)
 	memset(p->block, 0, total * sizeof(float));
 	cursor = p->block;
 	/*
-	 * 64-byte aligned pieces with at least 16 floats of slack after each:
-	 * vector kernels may read one vector past the end of their input
+	 * 64-byte aligned pieces with at least 64 floats of slack after each:
+	 * vector kernels may read up to two vectors (and a window) past the end
+	 * of their input
 	 */
-#define TAKE(dst, count) do { size_t c_ = (count); (dst) = c_ ? cursor : NULL; cursor += (c_ + 16 + 15) & ~(size_t) 15; } while (0)
+#define TAKE(dst, count) do { size_t c_ = (count); (dst) = c_ ? cursor : NULL; cursor += (c_ + 64 + 15) & ~(size_t) 15; } while (0)
 	for (int i = 0; i < n; i++)
 	{
 		TAKE(p->out[i], sz[i * 5 + 0]);
@@ -582,6 +583,22 @@ direct_rows_fn(void)
 	return fn;
 }
 
+/*
+ * A conv (im2col + sgemm) followed by a max-pool leaves its bias and ReLU
+ * to the pool, which adds the channel's bias to the window's maximum and
+ * applies ReLU to its 4-9x fewer outputs: max(relu(z + b)) = relu(max(z) + b).
+ * The conv's output then holds z without bias; its backward pass masks
+ * with z > -b.
+ */
+static int
+conv_defers_bias(const IcemlNet *net, int i)
+{
+	const Layer *l = &net->layers[i];
+
+	return l->type == L_CONV && !conv_is_direct(l) && i + 1 < net->nlayers &&
+		net->layers[i + 1].type == L_POOL && (l->act == ACT_RELU || l->act == ACT_NONE);
+}
+
 static void
 conv_direct(const Layer *l, const float *x, const float *w, const float *bias,
 			float *y, int b, Activation act)
@@ -679,6 +696,7 @@ typedef struct BiasGradArgs
 	float	   *dy;
 	const float *y;
 	float	   *gb;
+	const float *bias;			/* y is before bias (deferred to the pool) */
 	size_t		len;
 	Activation	act;
 } BiasGradArgs;
@@ -702,9 +720,11 @@ bias_grad_rows(void *p, size_t begin, size_t end)
 					s = 0;
 		size_t		i = 0;
 
+		float		zero = a->bias ? -a->bias[f] : 0.0f;
+
 		if (a->act == ACT_RELU)
 			for (size_t k = 0; k < len; k++)
-				d[k] = y[k] > 0.0f ? d[k] : 0.0f;
+				d[k] = y[k] > zero ? d[k] : 0.0f;
 		else if (a->act == ACT_SIGMOID)
 			for (size_t k = 0; k < len; k++)
 				d[k] *= y[k] * (1.0f - y[k]);
@@ -826,6 +846,10 @@ typedef struct PoolArgs
 	int32_t    *arg;
 	const float *dy;
 	float	   *dx;
+	/* forward: the previous conv's bias (per channel) and ReLU, deferred */
+	const float *bias;
+	int			relu;
+	int			b;
 } PoolArgs;
 
 static void
@@ -867,10 +891,114 @@ pool_forward_planes(void *p, size_t begin, size_t end)
 						m = gt ? v : m;
 					}
 				}
+				if (a->bias)
+				{
+					m += a->bias[pl / (size_t) a->b];
+					if (a->relu && !(m > 0.0f))
+						m = 0.0f;
+				}
 				dst[oy * l->ow + ox] = m;
 				arg[oy * l->ow + ox] = best;
 			}
 	}
+}
+
+#if defined(__x86_64__) && defined(__GNUC__)
+/*
+ * The same, 16 outputs of a row at a time (strides 1 and 2; a stride-2
+ * window column is two loads and a shuffle of the even lanes).  Ties go to
+ * the first element in window order, as above.
+ */
+static __attribute__((target("avx512f"))) void
+pool_forward_planes_avx512(void *p, size_t begin, size_t end)
+{
+	PoolArgs   *a = p;
+	const Layer *l = a->l;
+	size_t		plane = (size_t) l->ih * l->iw;
+	size_t		oplane = (size_t) l->oh * l->ow;
+	int			kh = l->kh,
+				kw = l->kw,
+				iw = l->iw,
+				ow = l->ow,
+				st = l->stride;
+	const v16i	lane = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15};
+	const v16i	even = {0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30};
+
+	if (st != 1 && st != 2)
+	{
+		pool_forward_planes(p, begin, end);
+		return;
+	}
+	for (size_t pl = begin; pl < end; pl++)
+	{
+		const float *src = a->x + pl * plane;
+		float	   *dst = a->y + pl * oplane;
+		int32_t    *arg = a->arg + pl * oplane;
+		v16f		badd = (v16f) {0} + (a->bias ? a->bias[pl / (size_t) a->b] : 0.0f);
+
+		for (int oy = 0; oy < l->oh; oy++)
+			for (int ox0 = 0; ox0 < ow; ox0 += 16)
+			{
+				v16f		m = {0},
+							out;
+				v16i		best = {0};
+				float		tf[16];
+				int32_t		ti[16];
+
+				for (int dy = 0; dy < kh; dy++)
+					for (int dx = 0; dx < kw; dx++)
+					{
+						int			at0 = (oy * st + dy) * iw + ox0 * st + dx;
+						const float *r = src + at0;
+						v16f		v;
+						v16i		at = lane * st + at0;
+
+						if (st == 1)
+							v = *(const v16fu *) r;
+						else
+							v = __builtin_shuffle(*(const v16fu *) r, *(const v16fu *) (r + 16), even);
+						if (dy == 0 && dx == 0)
+						{
+							m = v;
+							best = at;
+						}
+						else
+						{
+							v16i		gt = v > m;
+
+							m = (v16f) (((v16i) v & gt) | ((v16i) m & ~gt));
+							best = (at & gt) | (best & ~gt);
+						}
+					}
+				out = m + badd;
+				if (a->relu)
+					out = (v16f) ((v16i) out & (out > (v16f) {0}));
+				if (ox0 + 16 <= ow)
+				{
+					*(v16fu *) (dst + oy * ow + ox0) = out;
+					memcpy(arg + oy * ow + ox0, &best, sizeof(best));
+				}
+				else
+				{
+					memcpy(tf, &out, sizeof(tf));
+					memcpy(ti, &best, sizeof(ti));
+					memcpy(dst + oy * ow + ox0, tf, sizeof(float) * (ow - ox0));
+					memcpy(arg + oy * ow + ox0, ti, sizeof(int32_t) * (ow - ox0));
+				}
+			}
+	}
+}
+#endif
+
+static RangeFn
+pool_forward_fn(void)
+{
+#if defined(__x86_64__) && defined(__GNUC__)
+	__builtin_cpu_init();
+	if (__builtin_cpu_supports("avx512f") && nn_direct != 0 && nn_direct != 2)
+		return pool_forward_planes_avx512;
+#endif
+	return pool_forward_planes;
 }
 
 static void
@@ -951,7 +1079,8 @@ nn_forward(IcemlNet *net, Plan *plan, int b, int training, uint64_t dropout_seed
 					im2col(l, x, b, plan->col[i]);
 					cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, l->filters, N, K,
 								1.0f, W, K, plan->col[i], N, 0.0f, y, N);
-					bias_act_rows(y, bias, l->filters, (size_t) N, act);
+					if (!conv_defers_bias(net, i))
+						bias_act_rows(y, bias, l->filters, (size_t) N, act);
 					break;
 				}
 			case L_DENSE:
@@ -976,9 +1105,14 @@ nn_forward(IcemlNet *net, Plan *plan, int b, int training, uint64_t dropout_seed
 				}
 			case L_POOL:
 				{
-					PoolArgs	a = {l, x, y, (int32_t *) plan->aux[i], NULL, NULL};
+					PoolArgs	a = {l, x, y, (int32_t *) plan->aux[i], NULL, NULL, NULL, 0, b};
 
-					parallel_for((size_t) l->ic * b, 4, pool_forward_planes, &a);
+					if (i > 0 && conv_defers_bias(net, i - 1))
+					{
+						a.bias = net->params + net->layers[i - 1].b_off;
+						a.relu = net->layers[i - 1].act == ACT_RELU;
+					}
+					parallel_for((size_t) l->ic * b, 4, pool_forward_fn(), &a);
 					break;
 				}
 			case L_RELU:
@@ -1074,7 +1208,8 @@ nn_backward(IcemlNet *net, Plan *plan, int b, float *grads)
 				{
 					int			N = b * l->oh * l->ow;
 					int			K = (int) col_rows(l);
-					BiasGradArgs ga = {dy, y, gb, (size_t) N, act};
+					BiasGradArgs ga = {dy, y, gb, conv_defers_bias(net, i) ? net->params + l->b_off : NULL,
+					(size_t) N, act};
 
 					parallel_for((size_t) l->filters, 1, bias_grad_rows, &ga);
 					if (conv_is_direct(l))
@@ -1113,7 +1248,7 @@ nn_backward(IcemlNet *net, Plan *plan, int b, float *grads)
 			case L_POOL:
 				if (dx)
 				{
-					PoolArgs	a = {l, NULL, NULL, (int32_t *) plan->aux[i], dy, dx};
+					PoolArgs	a = {l, NULL, NULL, (int32_t *) plan->aux[i], dy, dx, NULL, 0, b};
 
 					parallel_for((size_t) l->ic * b, 4, pool_backward_planes, &a);
 				}
