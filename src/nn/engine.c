@@ -166,7 +166,8 @@ nn_plan_create(const IcemlNet *net, int batch, int training)
 		{
 			size_t		c = col_rows(l) * l->oh * l->ow * batch;
 
-			if (training)
+			/* a direct conv needs its col matrix only as room for d(col) */
+			if (training && (i > 0 || !conv_is_direct(l)))
 				sz[i * 5 + 2] = c;
 			else if (c > max_col && !conv_is_direct(l))
 				max_col = c;
@@ -581,6 +582,128 @@ direct_rows_fn(void)
 		fn = pick;
 	}
 	return fn;
+}
+
+/*
+ * The weight gradient of a direct convolution without its col matrix:
+ * gW[f][c,i,j] = sum over images k and outputs (oy, ox) of
+ * dy[f][k][oy][ox] * x[c][k][oy + i][ox + j].  A block of 8 filters and 3
+ * taps keeps 24 vector accumulators over one image's rows (8 dy rows and
+ * 3 shifted x rows per step, both in L2); each image's lanes are then added
+ * into double sums in a fixed order.  Split by filter block, so a filter's
+ * gradient is the same whatever the thread count.  dy lanes past a row's
+ * end are masked to zero (the x lanes they meet are finite).
+ */
+#define DGRAD_FB 8
+#define DGRAD_TAPS 3
+
+typedef struct DirectGradArgs
+{
+	const Layer *l;
+	const float *x;
+	const float *dy;
+	float	   *gW;
+	int			b;
+} DirectGradArgs;
+
+#define DIRECT_GRAD(NAME, TARGET, VT, VI, VTU, V) \
+static TARGET void \
+NAME(void *p, size_t begin, size_t end) \
+{ \
+	DirectGradArgs *a = p; \
+	const Layer *l = a->l; \
+	int			b = a->b, \
+				K = (int) col_rows(l), \
+				ow = l->ow, \
+				nv = (ow + (V) - 1) / (V); \
+	size_t		oplane = (size_t) l->oh * ow; \
+	VI			lane; \
+\
+	for (int u = 0; u < (V); u++) \
+		lane[u] = u; \
+	for (size_t blk = begin; blk < end; blk++) \
+	{ \
+		int			f0 = (int) blk * DGRAD_FB, \
+					fb = l->filters - f0 < DGRAD_FB ? l->filters - f0 : DGRAD_FB; \
+		double		g[DGRAD_FB][DIRECT_MAX_K]; \
+		const float *dyq[DGRAD_FB]; \
+\
+		memset(g, 0, sizeof(g)); \
+		for (int k = 0; k < b; k++) \
+		{ \
+			/* a short block repeats its last filter, not stored */ \
+			for (int q = 0; q < DGRAD_FB; q++) \
+				dyq[q] = a->dy + ((size_t) (f0 + (q < fb ? q : fb - 1)) * b + k) * oplane; \
+			for (int c = 0; c < l->ic; c++) \
+				for (int i = 0; i < l->kh; i++) \
+					for (int j0 = 0; j0 < l->kw; j0 += DGRAD_TAPS) \
+					{ \
+						int			jn = l->kw - j0 < DGRAD_TAPS ? l->kw - j0 : DGRAD_TAPS; \
+						int			tj[DGRAD_TAPS]; \
+						VT			acc[DGRAD_FB][DGRAD_TAPS]; \
+\
+						for (int t = 0; t < DGRAD_TAPS; t++) \
+							tj[t] = j0 + (t < jn ? t : jn - 1); \
+						_Pragma("GCC unroll 8") for (int q = 0; q < DGRAD_FB; q++) \
+							_Pragma("GCC unroll 3") for (int t = 0; t < DGRAD_TAPS; t++) \
+								acc[q][t] = (VT) {0}; \
+						for (int oy = 0; oy < l->oh; oy++) \
+						{ \
+							const float *xr = a->x + (((size_t) c * b + k) * l->ih + oy + i) * l->iw; \
+\
+							for (int v = 0; v < nv; v++) \
+							{ \
+								VI			keep = lane < ow - v * (V); \
+								VT			xv[DGRAD_TAPS]; \
+\
+								_Pragma("GCC unroll 3") for (int t = 0; t < DGRAD_TAPS; t++) \
+									xv[t] = *(const VTU *) (xr + tj[t] + v * (V)); \
+								_Pragma("GCC unroll 8") for (int q = 0; q < DGRAD_FB; q++) \
+								{ \
+									VT			dv = *(const VTU *) (dyq[q] + (size_t) oy * ow + v * (V)); \
+\
+									dv = (VT) ((VI) dv & keep); \
+									_Pragma("GCC unroll 3") for (int t = 0; t < DGRAD_TAPS; t++) \
+										acc[q][t] += dv * xv[t]; \
+								} \
+							} \
+						} \
+						for (int q = 0; q < fb; q++) \
+							for (int t = 0; t < jn; t++) \
+							{ \
+								double		sum = 0; \
+\
+								for (int u = 0; u < (V); u++) \
+									sum += acc[q][t][u]; \
+								g[q][(c * l->kh + i) * l->kw + j0 + t] += sum; \
+							} \
+					} \
+		} \
+		for (int q = 0; q < fb; q++) \
+			for (int t = 0; t < K; t++) \
+				a->gW[(size_t) (f0 + q) * K + t] = (float) g[q][t]; \
+	} \
+}
+
+#if defined(__x86_64__) && defined(__GNUC__)
+DIRECT_GRAD(direct_grad_avx512, __attribute__((target("avx512f,fma"))), v16f, v16i, v16fu, 16)
+DIRECT_GRAD(direct_grad_avx2, __attribute__((target("avx2,fma"))), v8f, v8i, v8fu, 8)
+#endif
+DIRECT_GRAD(direct_grad_generic, , v8f, v8i, v8fu, 8)
+
+static void
+conv_direct_grad(const Layer *l, const float *x, const float *dy, float *gW, int b)
+{
+	DirectGradArgs a = {l, x, dy, gW, b};
+	RangeFn		fn = direct_grad_generic;
+
+#if defined(__x86_64__) && defined(__GNUC__)
+	if (nn_direct != 2 && __builtin_cpu_supports("avx512f") && nn_direct != 3)
+		fn = direct_grad_avx512;
+	else if (nn_direct != 2 && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
+		fn = direct_grad_avx2;
+#endif
+	parallel_for((size_t) (l->filters + DGRAD_FB - 1) / DGRAD_FB, 1, fn, &a);
 }
 
 /*
@@ -1213,9 +1336,10 @@ nn_backward(IcemlNet *net, Plan *plan, int b, float *grads)
 
 					parallel_for((size_t) l->filters, 1, bias_grad_rows, &ga);
 					if (conv_is_direct(l))
-						im2col(l, x, b, plan->col[i]);
-					cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, l->filters, K, N,
-								1.0f, dy, N, plan->col[i], N, 0.0f, gW, K);
+						conv_direct_grad(l, x, dy, gW, b);
+					else
+						cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, l->filters, K, N,
+									1.0f, dy, N, plan->col[i], N, 0.0f, gW, K);
 					if (dx)
 					{
 						/* the column matrix is spent: reuse it for d(col) */

@@ -766,7 +766,7 @@ TEST(one_and_two_threads_agree_and_each_is_reproducible)
  * sgemm and the scalar pool: odd widths (a partial last vector), rows wider
  * than one register block, a filter count that is not a multiple of the
  * block, with and without ReLU, strides 1 and 2; the widest, the portable
- * and the AVX2 variants.  A conv followed by a pool hands its bias to the
+ * and the AVX2 variants; and the direct weight gradient.  A conv followed by a pool hands its bias to the
  * pool unless it is direct, so only the other layers' outputs compare.
  */
 TEST(direct_convolution_and_vector_pool_match_the_plain_path)
@@ -819,6 +819,37 @@ TEST(direct_convolution_and_vector_pool_match_the_plain_path)
 					worst = fmax(worst, fabs(ref[l][i] - plan->out[l][i]) / (1.0 + fabs(ref[l][i])));
 			}
 			CHECK(worst < 1e-5, "spec %d mode %d: differs from the plain path by %g", sp, mode, worst);
+		}
+		/* gradients: the direct weight gradient against the col matrix's */
+		{
+			Plan	   *tp;
+			float	   *g0 = calloc(net->nparams, sizeof(float)),
+					   *g1 = calloc(net->nparams, sizeof(float));
+			float		y[3] = {0, 1, 1};
+
+			nn_set_direct_conv(0);
+			tp = nn_plan_create(net, 3, 1);
+			nn_gather(net, tp, x, NULL, 3, NULL);
+			batch_loss(net, tp, 3, y, 1, 1);
+			nn_backward(net, tp, 3, g0);
+			for (int mode = 1; mode <= 3; mode++)
+			{
+				double		big = 0,
+							diff = 0;
+
+				nn_set_direct_conv(mode);
+				batch_loss(net, tp, 3, y, 1, 1);
+				nn_backward(net, tp, 3, g1);
+				for (size_t i = 0; i < net->nparams; i++)
+				{
+					big = fmax(big, fabs(g0[i]));
+					diff = fmax(diff, fabs(g0[i] - g1[i]));
+				}
+				CHECK(diff <= 1e-5 * big, "spec %d mode %d: gradients differ by %g of %g", sp, mode, diff, big);
+			}
+			nn_plan_free(tp);
+			free(g0);
+			free(g1);
 		}
 		nn_set_direct_conv(1);
 		for (int l = 0; l < net->nlayers; l++)
