@@ -123,6 +123,7 @@ col_rows(const Layer *l)
 }
 
 static int	conv_is_direct(const Layer *l);
+static int	pool_takes_conv_grad(const IcemlNet *net, int i);
 
 /* ---- plans ----------------------------------------------------------------- */
 
@@ -176,6 +177,8 @@ nn_plan_create(const IcemlNet *net, int batch, int training)
 			sz[i * 5 + 3] = o;
 		if (l->type == L_BATCHNORM)
 			sz[i * 5 + 4] = 2 * (size_t) l->oc;
+		if (training && pool_takes_conv_grad(net, i))
+			sz[i * 5 + 4] = (size_t) l->ic * batch;	/* per-plane bias gradient sums */
 	}
 	sz[n * 5] = (size_t) net->c * net->h * net->w * batch;	/* input */
 	sz[n * 5 + 1] = (size_t) batch;	/* dout */
@@ -722,6 +725,21 @@ conv_defers_bias(const IcemlNet *net, int i)
 		net->layers[i + 1].type == L_POOL && (l->act == ACT_RELU || l->act == ACT_NONE);
 }
 
+/*
+ * A max-pool after a conv with ReLU (or none) does the conv's activation
+ * backward while it scatters its gradient to the window maxima (the only
+ * non-zero entries), and sums it per plane for the conv's bias gradient:
+ * the conv then makes no pass of its own over its output gradient.
+ */
+static int
+pool_takes_conv_grad(const IcemlNet *net, int i)
+{
+	const Layer *l = &net->layers[i];
+
+	return l->type == L_POOL && i > 0 && net->layers[i - 1].type == L_CONV &&
+		(net->layers[i - 1].act == ACT_RELU || net->layers[i - 1].act == ACT_NONE);
+}
+
 static void
 conv_direct(const Layer *l, const float *x, const float *w, const float *bias,
 			float *y, int b, Activation act)
@@ -969,10 +987,15 @@ typedef struct PoolArgs
 	int32_t    *arg;
 	const float *dy;
 	float	   *dx;
-	/* forward: the previous conv's bias (per channel) and ReLU, deferred */
+	/*
+	 * forward: the previous conv's bias (per channel) and ReLU, deferred;
+	 * backward: its output z, ReLU mask z > -bias (or 0), per-plane sums
+	 */
 	const float *bias;
 	int			relu;
 	int			b;
+	const float *z;
+	float	   *psum;
 } PoolArgs;
 
 static void
@@ -1133,9 +1156,34 @@ pool_backward_planes(void *p, size_t begin, size_t end)
 	size_t		oplane = (size_t) l->oh * l->ow;
 
 	memset(a->dx + begin * plane, 0, sizeof(float) * (end - begin) * plane);
+	if (a->psum == NULL)
+	{
+		for (size_t pl = begin; pl < end; pl++)
+			for (size_t o = 0; o < oplane; o++)
+				a->dx[pl * plane + a->arg[pl * oplane + o]] += a->dy[pl * oplane + o];
+		return;
+	}
+	/* the conv's ReLU backward and its bias gradient, on the way */
 	for (size_t pl = begin; pl < end; pl++)
+	{
+		const float *z = a->z + pl * plane;
+		const float *dy = a->dy + pl * oplane;
+		const int32_t *arg = a->arg + pl * oplane;
+		float	   *dx = a->dx + pl * plane;
+		float		thr = a->bias ? -a->bias[pl / (size_t) a->b] : 0.0f;
+		double		sum = 0;
+
 		for (size_t o = 0; o < oplane; o++)
-			a->dx[pl * plane + a->arg[pl * oplane + o]] += a->dy[pl * oplane + o];
+		{
+			float		g = dy[o];
+
+			if (a->relu && !(z[arg[o]] > thr))
+				g = 0.0f;
+			dx[arg[o]] += g;
+			sum += g;
+		}
+		a->psum[pl] = (float) sum;
+	}
 }
 
 typedef struct DropArgs
@@ -1228,7 +1276,8 @@ nn_forward(IcemlNet *net, Plan *plan, int b, int training, uint64_t dropout_seed
 				}
 			case L_POOL:
 				{
-					PoolArgs	a = {l, x, y, (int32_t *) plan->aux[i], NULL, NULL, NULL, 0, b};
+					PoolArgs	a = {l, x, y, (int32_t *) plan->aux[i], NULL, NULL, NULL, 0, b,
+					NULL, NULL};
 
 					if (i > 0 && conv_defers_bias(net, i - 1))
 					{
@@ -1334,7 +1383,21 @@ nn_backward(IcemlNet *net, Plan *plan, int b, float *grads)
 					BiasGradArgs ga = {dy, y, gb, conv_defers_bias(net, i) ? net->params + l->b_off : NULL,
 					(size_t) N, act};
 
-					parallel_for((size_t) l->filters, 1, bias_grad_rows, &ga);
+					if (i + 1 < net->nlayers && pool_takes_conv_grad(net, i + 1))
+					{
+						const float *psum = plan->aux2[i + 1];
+
+						for (int f = 0; f < l->filters; f++)
+						{
+							double		sum = 0;
+
+							for (int k = 0; k < b; k++)
+								sum += psum[(size_t) f * b + k];
+							gb[f] = (float) sum;
+						}
+					}
+					else
+						parallel_for((size_t) l->filters, 1, bias_grad_rows, &ga);
 					if (conv_is_direct(l))
 						conv_direct_grad(l, x, dy, gW, b);
 					else
@@ -1372,7 +1435,17 @@ nn_backward(IcemlNet *net, Plan *plan, int b, float *grads)
 			case L_POOL:
 				if (dx)
 				{
-					PoolArgs	a = {l, NULL, NULL, (int32_t *) plan->aux[i], dy, dx, NULL, 0, b};
+					PoolArgs	a = {l, NULL, NULL, (int32_t *) plan->aux[i], dy, dx, NULL, 0, b,
+					NULL, NULL};
+
+					if (pool_takes_conv_grad(net, i))
+					{
+						a.z = plan->out[i - 1];
+						a.psum = plan->aux2[i];
+						a.relu = net->layers[i - 1].act == ACT_RELU;
+						if (conv_defers_bias(net, i - 1))
+							a.bias = net->params + net->layers[i - 1].b_off;
+					}
 
 					parallel_for((size_t) l->ic * b, 4, pool_backward_planes, &a);
 				}
