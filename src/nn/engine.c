@@ -378,13 +378,23 @@ col2im_channels(void *p, size_t begin, size_t end)
 	size_t		N = (size_t) b * P;
 	size_t		plane = (size_t) l->ih * l->iw;
 
-	memset(dx + begin * plane * b, 0, sizeof(float) * (end - begin) * plane * b);
 	for (int c = (int) begin; c < (int) end; c++)
+	{
+		/* cleared per channel, just before it is accumulated */
+		memset(dx + (size_t) c * plane * b, 0, sizeof(float) * plane * b);
 		for (int i = 0; i < l->kh; i++)
 			for (int j = 0; j < l->kw; j++)
 			{
 				const float *row = col + ((size_t) (c * l->kh + i) * l->kw + j) * N;
+				int			st = l->stride,
+							off = j - l->pad_left;
 
+				/* the outputs ox whose input column ox * st + off is inside */
+				int			lo = off >= 0 ? 0 : (-off + st - 1) / st;
+				int			hi = l->iw - off <= 0 ? 0 : (l->iw - off + st - 1) / st;
+
+				if (hi > l->ow)
+					hi = l->ow;
 				for (int k = 0; k < b; k++)
 				{
 					float	   *dst = dx + ((size_t) c * b + k) * plane;
@@ -397,16 +407,20 @@ col2im_channels(void *p, size_t begin, size_t end)
 
 						if (iy < 0 || iy >= l->ih)
 							continue;
-						for (int ox = 0; ox < l->ow; ox++)
+						if (l->stride == 1)
 						{
-							int			ix = ox * l->stride + j - l->pad_left;
+							float	   *d = dst + (size_t) iy * l->iw + off;
 
-							if (ix >= 0 && ix < l->iw)
-								dst[(size_t) iy * l->iw + ix] += s[ox];
+							for (int ox = lo; ox < hi; ox++)
+								d[ox] += s[ox];
 						}
+						else
+							for (int ox = lo; ox < hi; ox++)
+								dst[(size_t) iy * l->iw + ox * l->stride + off] += s[ox];
 					}
 				}
 			}
+	}
 }
 
 static void
@@ -1155,12 +1169,15 @@ pool_backward_planes(void *p, size_t begin, size_t end)
 	size_t		plane = (size_t) l->ih * l->iw;
 	size_t		oplane = (size_t) l->oh * l->ow;
 
-	memset(a->dx + begin * plane, 0, sizeof(float) * (end - begin) * plane);
+	/* each plane cleared just before its scatter, while it is in cache */
 	if (a->psum == NULL)
 	{
 		for (size_t pl = begin; pl < end; pl++)
+		{
+			memset(a->dx + pl * plane, 0, sizeof(float) * plane);
 			for (size_t o = 0; o < oplane; o++)
 				a->dx[pl * plane + a->arg[pl * oplane + o]] += a->dy[pl * oplane + o];
+		}
 		return;
 	}
 	/* the conv's ReLU backward and its bias gradient, on the way */
@@ -1173,6 +1190,7 @@ pool_backward_planes(void *p, size_t begin, size_t end)
 		float		thr = a->bias ? -a->bias[pl / (size_t) a->b] : 0.0f;
 		double		sum = 0;
 
+		memset(dx, 0, sizeof(float) * plane);
 		for (size_t o = 0; o < oplane; o++)
 		{
 			float		g = dy[o];
