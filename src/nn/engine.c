@@ -104,6 +104,81 @@ parallel_for(size_t n, size_t min_chunk, RangeFn fn, void *arg)
 		fn(arg, job[k].begin, job[k].end);
 }
 
+/* ---- sgemm split over the engine's threads ---------------------------- */
+
+/*
+ * OpenBLAS runs single-threaded (iceml_nn_set_threads); a big sgemm is cut
+ * here into one part per thread, by columns of C (SPLIT_N) or by rows
+ * (SPLIT_M), each part an ordinary sgemm on its own core.  Two single-
+ * threaded sgemms on halves beat OpenBLAS's own threading on these shapes,
+ * and no OpenBLAS worker spins between calls while the engine's other
+ * passes run.  Every element of C is summed by one call over the whole K,
+ * in an order that depends only on the thread count.
+ */
+typedef enum GemmSplit
+{
+	SPLIT_N,
+	SPLIT_M
+} GemmSplit;
+
+typedef struct GemmArgs
+{
+	enum CBLAS_TRANSPOSE ta,
+				tb;
+	int			M,
+				N,
+				K;
+	const float *A;
+	int			lda;
+	const float *B;
+	int			ldb;
+	float		beta;
+	float	   *C;
+	int			ldc;
+	GemmSplit	split;
+	int			parts;
+} GemmArgs;
+
+static void
+gemm_parts(void *p, size_t begin, size_t end)
+{
+	GemmArgs   *g = p;
+
+	for (size_t part = begin; part < end; part++)
+	{
+		int			total = g->split == SPLIT_N ? g->N : g->M;
+		/* part boundaries on multiples of 16 (whole cache lines of C) */
+		int			lo = (int) ((size_t) total * part / g->parts) & ~15,
+					hi = part + 1 == (size_t) g->parts ? total :
+			(int) ((size_t) total * (part + 1) / g->parts) & ~15;
+
+		if (hi <= lo)
+			continue;
+		if (g->split == SPLIT_N)
+			cblas_sgemm(CblasRowMajor, g->ta, g->tb, g->M, hi - lo, g->K, 1.0f, g->A, g->lda,
+						g->B + (g->tb == CblasNoTrans ? (size_t) lo : (size_t) lo * g->ldb), g->ldb,
+						g->beta, g->C + lo, g->ldc);
+		else
+			cblas_sgemm(CblasRowMajor, g->ta, g->tb, hi - lo, g->N, g->K, 1.0f,
+						g->A + (g->ta == CblasNoTrans ? (size_t) lo * g->lda : (size_t) lo), g->lda,
+						g->B, g->ldb, g->beta, g->C + (size_t) lo * g->ldc, g->ldc);
+	}
+}
+
+static void
+gemm_split(enum CBLAS_TRANSPOSE ta, enum CBLAS_TRANSPOSE tb, int M, int N, int K,
+		   const float *A, int lda, const float *B, int ldb, float beta, float *C, int ldc,
+		   GemmSplit split)
+{
+	GemmArgs	g = {ta, tb, M, N, K, A, lda, B, ldb, beta, C, ldc, split, nn_threads};
+	int			total = split == SPLIT_N ? N : M;
+
+	/* small products are not worth a thread */
+	if ((double) M * N * K < 4e6 || total < 32 * nn_threads)
+		g.parts = 1;
+	parallel_for((size_t) g.parts, 1, gemm_parts, &g);
+}
+
 static size_t
 in_size(const Layer *l)
 {
@@ -1266,8 +1341,8 @@ nn_forward(IcemlNet *net, Plan *plan, int b, int training, uint64_t dropout_seed
 						break;
 					}
 					im2col(l, x, b, plan->col[i]);
-					cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, l->filters, N, K,
-								1.0f, W, K, plan->col[i], N, 0.0f, y, N);
+					gemm_split(CblasNoTrans, CblasNoTrans, l->filters, N, K,
+							   W, K, plan->col[i], N, 0.0f, y, N, SPLIT_N);
 					if (!conv_defers_bias(net, i))
 						bias_act_rows(y, bias, l->filters, (size_t) N, act);
 					break;
@@ -1419,13 +1494,13 @@ nn_backward(IcemlNet *net, Plan *plan, int b, float *grads)
 					if (conv_is_direct(l))
 						conv_direct_grad(l, x, dy, gW, b);
 					else
-						cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, l->filters, K, N,
-									1.0f, dy, N, plan->col[i], N, 0.0f, gW, K);
+						gemm_split(CblasNoTrans, CblasTrans, l->filters, K, N,
+								   dy, N, plan->col[i], N, 0.0f, gW, K, SPLIT_M);
 					if (dx)
 					{
 						/* the column matrix is spent: reuse it for d(col) */
-						cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, K, N, l->filters,
-									1.0f, W, K, dy, N, 0.0f, plan->col[i], N);
+						gemm_split(CblasTrans, CblasNoTrans, K, N, l->filters,
+								   W, K, dy, N, 0.0f, plan->col[i], N, SPLIT_N);
 						col2im(l, plan->col[i], b, dx);
 					}
 					break;
