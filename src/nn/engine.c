@@ -1157,7 +1157,6 @@ pool_forward_planes_avx512(void *p, size_t begin, size_t end)
 				ow = l->ow,
 				st = l->stride;
 	const v16i	lane = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15};
-	const v16i	even = {0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30};
 
 	if (st != 1 && st != 2)
 	{
@@ -1191,7 +1190,8 @@ pool_forward_planes_avx512(void *p, size_t begin, size_t end)
 						if (st == 1)
 							v = *(const v16fu *) r;
 						else
-							v = __builtin_shuffle(*(const v16fu *) r, *(const v16fu *) (r + 16), even);
+							v = __builtin_shufflevector(*(const v16fu *) r, *(const v16fu *) (r + 16),
+																0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
 						if (dy == 0 && dx == 0)
 						{
 							m = v;
