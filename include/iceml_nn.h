@@ -11,7 +11,7 @@
  *     value on failure and never abort the process;
  *   - everything is malloc'd; every object has a _free that accepts NULL;
  *   - an IcemlNet or IcemlTrainer is used by one thread at a time; the engine
- *     keeps no global state except the OpenBLAS thread count.
+ *     keeps no global state except the thread count.
  */
 #ifndef ICEML_NN_H
 #define ICEML_NN_H
@@ -64,7 +64,11 @@ extern const float *iceml_net_norm_std(const IcemlNet *net);
 
 /* ---- inference ------------------------------------------------------ */
 
-/* Process-wide OpenBLAS thread count (>= 1). */
+/*
+ * Threads the engine works with, process-wide (>= 1): it splits its big
+ * sgemms and its other passes over them itself and sets OpenBLAS to one
+ * thread.  Results are reproducible for a given thread count.
+ */
 extern void iceml_nn_set_threads(int threads);
 
 /*

@@ -9,6 +9,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <pthread.h>
 
@@ -19,6 +20,24 @@
 /* ---- a parallel for over the work between sgemm calls ---------------- */
 
 static int	nn_threads = 1;
+
+/* per layer [forward, backward] seconds accumulated when set (benchmarks) */
+static double *nn_profile_acc;
+
+void
+nn_set_profile(double *acc)
+{
+	nn_profile_acc = acc;
+}
+
+static double
+nn_clock(void)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return t.tv_sec + t.tv_nsec * 1e-9;
+}
 
 void
 nn_set_work_threads(int threads)
@@ -85,6 +104,81 @@ parallel_for(size_t n, size_t min_chunk, RangeFn fn, void *arg)
 		fn(arg, job[k].begin, job[k].end);
 }
 
+/* ---- sgemm split over the engine's threads ---------------------------- */
+
+/*
+ * OpenBLAS runs single-threaded (iceml_nn_set_threads); a big sgemm is cut
+ * here into one part per thread, by columns of C (SPLIT_N) or by rows
+ * (SPLIT_M), each part an ordinary sgemm on its own core.  Two single-
+ * threaded sgemms on halves beat OpenBLAS's own threading on these shapes,
+ * and no OpenBLAS worker spins between calls while the engine's other
+ * passes run.  Every element of C is summed by one call over the whole K,
+ * in an order that depends only on the thread count.
+ */
+typedef enum GemmSplit
+{
+	SPLIT_N,
+	SPLIT_M
+} GemmSplit;
+
+typedef struct GemmArgs
+{
+	enum CBLAS_TRANSPOSE ta,
+				tb;
+	int			M,
+				N,
+				K;
+	const float *A;
+	int			lda;
+	const float *B;
+	int			ldb;
+	float		beta;
+	float	   *C;
+	int			ldc;
+	GemmSplit	split;
+	int			parts;
+} GemmArgs;
+
+static void
+gemm_parts(void *p, size_t begin, size_t end)
+{
+	GemmArgs   *g = p;
+
+	for (size_t part = begin; part < end; part++)
+	{
+		int			total = g->split == SPLIT_N ? g->N : g->M;
+		/* part boundaries on multiples of 16 (whole cache lines of C) */
+		int			lo = (int) ((size_t) total * part / g->parts) & ~15,
+					hi = part + 1 == (size_t) g->parts ? total :
+			(int) ((size_t) total * (part + 1) / g->parts) & ~15;
+
+		if (hi <= lo)
+			continue;
+		if (g->split == SPLIT_N)
+			cblas_sgemm(CblasRowMajor, g->ta, g->tb, g->M, hi - lo, g->K, 1.0f, g->A, g->lda,
+						g->B + (g->tb == CblasNoTrans ? (size_t) lo : (size_t) lo * g->ldb), g->ldb,
+						g->beta, g->C + lo, g->ldc);
+		else
+			cblas_sgemm(CblasRowMajor, g->ta, g->tb, hi - lo, g->N, g->K, 1.0f,
+						g->A + (g->ta == CblasNoTrans ? (size_t) lo * g->lda : (size_t) lo), g->lda,
+						g->B, g->ldb, g->beta, g->C + (size_t) lo * g->ldc, g->ldc);
+	}
+}
+
+static void
+gemm_split(enum CBLAS_TRANSPOSE ta, enum CBLAS_TRANSPOSE tb, int M, int N, int K,
+		   const float *A, int lda, const float *B, int ldb, float beta, float *C, int ldc,
+		   GemmSplit split)
+{
+	GemmArgs	g = {ta, tb, M, N, K, A, lda, B, ldb, beta, C, ldc, split, nn_threads};
+	int			total = split == SPLIT_N ? N : M;
+
+	/* small products are not worth a thread */
+	if ((double) M * N * K < 4e6 || total < 32 * nn_threads)
+		g.parts = 1;
+	parallel_for((size_t) g.parts, 1, gemm_parts, &g);
+}
+
 static size_t
 in_size(const Layer *l)
 {
@@ -102,6 +196,9 @@ col_rows(const Layer *l)
 {
 	return (size_t) l->ic * l->kh * l->kw;
 }
+
+static int	conv_is_direct(const Layer *l);
+static int	pool_takes_conv_grad(const IcemlNet *net, int i);
 
 /* ---- plans ----------------------------------------------------------------- */
 
@@ -145,21 +242,24 @@ nn_plan_create(const IcemlNet *net, int batch, int training)
 		{
 			size_t		c = col_rows(l) * l->oh * l->ow * batch;
 
-			if (training)
+			/* a direct conv needs its col matrix only as room for d(col) */
+			if (training && (i > 0 || !conv_is_direct(l)))
 				sz[i * 5 + 2] = c;
-			else if (c > max_col)
+			else if (c > max_col && !conv_is_direct(l))
 				max_col = c;
 		}
 		if (l->type == L_POOL || (training && (l->type == L_DROPOUT || l->type == L_BATCHNORM)))
 			sz[i * 5 + 3] = o;
 		if (l->type == L_BATCHNORM)
 			sz[i * 5 + 4] = 2 * (size_t) l->oc;
+		if (training && pool_takes_conv_grad(net, i))
+			sz[i * 5 + 4] = (size_t) l->ic * batch;	/* per-plane bias gradient sums */
 	}
 	sz[n * 5] = (size_t) net->c * net->h * net->w * batch;	/* input */
 	sz[n * 5 + 1] = (size_t) batch;	/* dout */
 	sz[n * 5 + 2] = max_col;	/* the col matrix inference layers share */
 	for (int i = 0; i < n * 5 + 3; i++)
-		total += (sz[i] + 15) & ~(size_t) 15;	/* 64-byte aligned pieces */
+		total += (sz[i] + 64 + 15) & ~(size_t) 15;	/* 64-byte aligned pieces */
 
 	p->block_floats = total;
 	if (posix_memalign((void **) &p->block, 64, total * sizeof(float)) != 0)
@@ -171,7 +271,12 @@ nn_plan_create(const IcemlNet *net, int batch, int training)
 	}
 	memset(p->block, 0, total * sizeof(float));
 	cursor = p->block;
-#define TAKE(dst, count) do { size_t c_ = (count); (dst) = c_ ? cursor : NULL; cursor += (c_ + 15) & ~(size_t) 15; } while (0)
+	/*
+	 * 64-byte aligned pieces with at least 64 floats of slack after each:
+	 * vector kernels may read up to two vectors (and a window) past the end
+	 * of their input
+	 */
+#define TAKE(dst, count) do { size_t c_ = (count); (dst) = c_ ? cursor : NULL; cursor += (c_ + 64 + 15) & ~(size_t) 15; } while (0)
 	for (int i = 0; i < n; i++)
 	{
 		TAKE(p->out[i], sz[i * 5 + 0]);
@@ -348,21 +453,23 @@ col2im_channels(void *p, size_t begin, size_t end)
 	size_t		N = (size_t) b * P;
 	size_t		plane = (size_t) l->ih * l->iw;
 
-	memset(dx + begin * plane * b, 0, sizeof(float) * (end - begin) * plane * b);
 	for (int c = (int) begin; c < (int) end; c++)
+	{
+		/* cleared per channel, just before it is accumulated */
+		memset(dx + (size_t) c * plane * b, 0, sizeof(float) * plane * b);
 		for (int i = 0; i < l->kh; i++)
 			for (int j = 0; j < l->kw; j++)
 			{
 				const float *row = col + ((size_t) (c * l->kh + i) * l->kw + j) * N;
+				int			st = l->stride,
+							off = j - l->pad_left;
 
-				/* the outputs ox whose input column ix is inside the image */
-				int			off = j - l->pad_left;
-				int			lo = off >= 0 ? 0 : (-off + l->stride - 1) / l->stride;
-				int			hi = l->iw - 1 - off < 0 ? 0 : (l->iw - 1 - off) / l->stride + 1;
+				/* the outputs ox whose input column ox * st + off is inside */
+				int			lo = off >= 0 ? 0 : (-off + st - 1) / st;
+				int			hi = l->iw - off <= 0 ? 0 : (l->iw - off + st - 1) / st;
 
 				if (hi > l->ow)
 					hi = l->ow;
-
 				for (int k = 0; k < b; k++)
 				{
 					float	   *dst = dx + ((size_t) c * b + k) * plane;
@@ -371,22 +478,24 @@ col2im_channels(void *p, size_t begin, size_t end)
 					for (int oy = 0; oy < l->oh; oy++)
 					{
 						int			iy = oy * l->stride + i - l->pad_top;
-						const float *sr;
-						float	   *dr;
+						const float *s = src + oy * l->ow;
 
-						if (iy < 0 || iy >= l->ih || lo >= hi)
+						if (iy < 0 || iy >= l->ih)
 							continue;
-						sr = src + oy * l->ow + lo;
-						dr = dst + (size_t) iy * l->iw + (lo * l->stride + off);
 						if (l->stride == 1)
-							for (int n = 0; n < hi - lo; n++)
-								dr[n] += sr[n]; /* contiguous: vectorised */
+						{
+							float	   *d = dst + (size_t) iy * l->iw + off;
+
+							for (int ox = lo; ox < hi; ox++)
+								d[ox] += s[ox];
+						}
 						else
-							for (int n = 0; n < hi - lo; n++)
-								dr[n * l->stride] += sr[n];
+							for (int ox = lo; ox < hi; ox++)
+								dst[(size_t) iy * l->iw + ox * l->stride + off] += s[ox];
 					}
 				}
 			}
+	}
 }
 
 static void
@@ -395,6 +504,345 @@ col2im(const Layer *l, float *col, int b, float *dx)
 	ColArgs		a = {l, NULL, col, dx, b};
 
 	parallel_for((size_t) l->ic, 1, col2im_channels, &a);
+}
+
+/* ---- direct convolution for a small K (the first layer) ------------------- */
+
+/*
+ * im2col + sgemm is a poor fit when K = C * kh * kw is small (27 for a 3x3
+ * conv on 3 bands): the col matrix is K times the input and sgemm's packing
+ * is not amortised.  Here each output row (image k, row oy) of FB filters is
+ * accumulated in vector registers over the K taps, with bias and ReLU applied
+ * before the one store.  Stride 1, no padding.  Reads may run up to one
+ * vector past a row's end (into the next row, or the plan's slack): those
+ * lanes are never stored.  Each output is summed in the same tap order
+ * whatever the thread count.
+ */
+#define DIRECT_FB 4				/* filters per register block */
+#define DIRECT_MAX_K 64			/* direct convolution up to this K */
+
+typedef struct DirectArgs
+{
+	const Layer *l;
+	const float *x;
+	const float *w;
+	const float *bias;
+	float	   *y;
+	int			b;
+	int			relu;
+} DirectArgs;
+
+static int	nn_direct = 1;
+
+void
+nn_set_direct_conv(int on)
+{
+	nn_direct = on;
+}
+
+static int
+conv_is_direct(const Layer *l)
+{
+	return nn_direct && l->stride == 1 && l->pad_top == 0 && l->pad_left == 0 &&
+		col_rows(l) <= DIRECT_MAX_K && l->act != ACT_SIGMOID;
+}
+
+/*
+ * One block: NV vectors of V outputs from ox0 for filters f0 .. f0+fb-1.
+ * A macro so that each (vector type, NV) pair compiles to straight-line
+ * code with the accumulators in registers.
+ */
+#define DIRECT_BLOCK(VT, VI, VTU, V, NV) \
+	do { \
+		VT			acc_[DIRECT_FB][NV]; \
+		float		tmp_[(NV) * (V)]; \
+		_Pragma("GCC unroll 4") for (int q_ = 0; q_ < DIRECT_FB; q_++) \
+			_Pragma("GCC unroll 4") for (int v_ = 0; v_ < (NV); v_++) \
+				acc_[q_][v_] = (VT) {0}; \
+		for (int c_ = 0; c_ < l->ic; c_++) \
+			for (int i_ = 0; i_ < l->kh; i_++) \
+			{ \
+				const float *row_ = x + (((size_t) c_ * b + k) * l->ih + oy + i_) * l->iw + ox0; \
+				const float *wt_ = w + (size_t) (c_ * l->kh + i_) * l->kw; \
+				for (int j_ = 0; j_ < l->kw; j_++) \
+				{ \
+					VT			in_[NV]; \
+					_Pragma("GCC unroll 4") for (int v_ = 0; v_ < (NV); v_++) \
+						in_[v_] = *(const VTU *) (row_ + j_ + v_ * (V)); \
+					_Pragma("GCC unroll 4") for (int q_ = 0; q_ < DIRECT_FB; q_++) \
+					{ \
+						VT			wv_ = (VT) {0} + wt_[(size_t) wq[q_] * K + j_]; \
+						_Pragma("GCC unroll 4") for (int v_ = 0; v_ < (NV); v_++) \
+							acc_[q_][v_] += wv_ * in_[v_]; \
+					} \
+				} \
+			} \
+		for (int q_ = 0; q_ < fb; q_++) \
+		{ \
+			float	   *dst_ = y + (((size_t) (f0 + q_) * b + k) * l->oh + oy) * l->ow + ox0; \
+			VT			bv_ = (VT) {0} + bias[f0 + q_]; \
+			_Pragma("GCC unroll 4") for (int v_ = 0; v_ < (NV); v_++) \
+			{ \
+				VT			r_ = acc_[q_][v_] + bv_; \
+				if (relu) \
+					r_ = (VT) ((VI) r_ & (VI) (r_ > (VT) {0})); \
+				if (ox0 + (v_ + 1) * (V) <= l->ow) \
+					*(VTU *) (dst_ + v_ * (V)) = r_; \
+				else \
+				{ \
+					*(VTU *) (tmp_ + v_ * (V)) = r_; \
+					memcpy(dst_ + v_ * (V), tmp_ + v_ * (V), sizeof(float) * (l->ow - ox0 - v_ * (V))); \
+				} \
+			} \
+		} \
+	} while (0)
+
+#define DIRECT_ROWS(NAME, TARGET, VT, VI, VTU, V) \
+static TARGET void \
+NAME(void *p, size_t begin, size_t end) \
+{ \
+	DirectArgs *a = p; \
+	const Layer *l = a->l; \
+	const float *x = a->x, \
+			   *w = a->w, \
+			   *bias = a->bias; \
+	float	   *y = a->y; \
+	int			b = a->b, \
+				relu = a->relu, \
+				K = (int) col_rows(l); \
+\
+	for (size_t r = begin; r < end; r++) \
+	{ \
+		int			k = (int) (r / (size_t) l->oh), \
+					oy = (int) (r % (size_t) l->oh); \
+\
+		for (int f0 = 0; f0 < l->filters; f0 += DIRECT_FB) \
+		{ \
+			int			fb = l->filters - f0 < DIRECT_FB ? l->filters - f0 : DIRECT_FB; \
+			int			wq[DIRECT_FB]; \
+\
+			/* a short last block repeats its last filter, not stored */ \
+			for (int q = 0; q < DIRECT_FB; q++) \
+				wq[q] = f0 + (q < fb ? q : fb - 1); \
+			for (int ox0 = 0; ox0 < l->ow; ox0 += 4 * (V)) \
+			{ \
+				int			nv = (l->ow - ox0 + (V) - 1) / (V); \
+\
+				if (nv >= 4) \
+					DIRECT_BLOCK(VT, VI, VTU, V, 4); \
+				else if (nv == 3) \
+					DIRECT_BLOCK(VT, VI, VTU, V, 3); \
+				else if (nv == 2) \
+					DIRECT_BLOCK(VT, VI, VTU, V, 2); \
+				else \
+					DIRECT_BLOCK(VT, VI, VTU, V, 1); \
+			} \
+		} \
+	} \
+}
+
+typedef float v16f __attribute__((vector_size(64)));
+typedef int v16i __attribute__((vector_size(64)));
+typedef float v16fu __attribute__((vector_size(64), aligned(4), may_alias));
+typedef float v8f __attribute__((vector_size(32)));
+typedef int v8i __attribute__((vector_size(32)));
+typedef float v8fu __attribute__((vector_size(32), aligned(4), may_alias));
+
+#if defined(__x86_64__) && defined(__GNUC__)
+DIRECT_ROWS(direct_rows_avx512, __attribute__((target("avx512f,fma"))), v16f, v16i, v16fu, 16)
+DIRECT_ROWS(direct_rows_avx2, __attribute__((target("avx2,fma"))), v8f, v8i, v8fu, 8)
+#endif
+DIRECT_ROWS(direct_rows_generic, , v8f, v8i, v8fu, 8)
+
+/* the widest variant this CPU runs, picked once */
+static RangeFn
+direct_rows_fn(void)
+{
+	static RangeFn fn;
+
+	if (fn == NULL)
+	{
+		RangeFn		pick = direct_rows_generic;
+
+#if defined(__x86_64__) && defined(__GNUC__)
+		__builtin_cpu_init();
+		if (__builtin_cpu_supports("avx512f"))
+			pick = direct_rows_avx512;
+		else if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
+			pick = direct_rows_avx2;
+#endif
+		fn = pick;
+	}
+	return fn;
+}
+
+/*
+ * The weight gradient of a direct convolution without its col matrix:
+ * gW[f][c,i,j] = sum over images k and outputs (oy, ox) of
+ * dy[f][k][oy][ox] * x[c][k][oy + i][ox + j].  A block of 8 filters and 3
+ * taps keeps 24 vector accumulators over one image's rows (8 dy rows and
+ * 3 shifted x rows per step, both in L2); each image's lanes are then added
+ * into double sums in a fixed order.  Split by filter block, so a filter's
+ * gradient is the same whatever the thread count.  dy lanes past a row's
+ * end are masked to zero (the x lanes they meet are finite).
+ */
+#define DGRAD_FB 8
+#define DGRAD_TAPS 3
+
+typedef struct DirectGradArgs
+{
+	const Layer *l;
+	const float *x;
+	const float *dy;
+	float	   *gW;
+	int			b;
+} DirectGradArgs;
+
+#define DIRECT_GRAD(NAME, TARGET, VT, VI, VTU, V) \
+static TARGET void \
+NAME(void *p, size_t begin, size_t end) \
+{ \
+	DirectGradArgs *a = p; \
+	const Layer *l = a->l; \
+	int			b = a->b, \
+				K = (int) col_rows(l), \
+				ow = l->ow, \
+				nv = (ow + (V) - 1) / (V); \
+	size_t		oplane = (size_t) l->oh * ow; \
+	VI			lane; \
+\
+	for (int u = 0; u < (V); u++) \
+		lane[u] = u; \
+	for (size_t blk = begin; blk < end; blk++) \
+	{ \
+		int			f0 = (int) blk * DGRAD_FB, \
+					fb = l->filters - f0 < DGRAD_FB ? l->filters - f0 : DGRAD_FB; \
+		double		g[DGRAD_FB][DIRECT_MAX_K]; \
+		const float *dyq[DGRAD_FB]; \
+\
+		memset(g, 0, sizeof(g)); \
+		for (int k = 0; k < b; k++) \
+		{ \
+			/* a short block repeats its last filter, not stored */ \
+			for (int q = 0; q < DGRAD_FB; q++) \
+				dyq[q] = a->dy + ((size_t) (f0 + (q < fb ? q : fb - 1)) * b + k) * oplane; \
+			for (int c = 0; c < l->ic; c++) \
+				for (int i = 0; i < l->kh; i++) \
+					for (int j0 = 0; j0 < l->kw; j0 += DGRAD_TAPS) \
+					{ \
+						int			jn = l->kw - j0 < DGRAD_TAPS ? l->kw - j0 : DGRAD_TAPS; \
+						int			tj[DGRAD_TAPS]; \
+						VT			acc[DGRAD_FB][DGRAD_TAPS]; \
+\
+						for (int t = 0; t < DGRAD_TAPS; t++) \
+							tj[t] = j0 + (t < jn ? t : jn - 1); \
+						_Pragma("GCC unroll 8") for (int q = 0; q < DGRAD_FB; q++) \
+							_Pragma("GCC unroll 3") for (int t = 0; t < DGRAD_TAPS; t++) \
+								acc[q][t] = (VT) {0}; \
+						for (int oy = 0; oy < l->oh; oy++) \
+						{ \
+							const float *xr = a->x + (((size_t) c * b + k) * l->ih + oy + i) * l->iw; \
+\
+							for (int v = 0; v < nv; v++) \
+							{ \
+								VI			keep = lane < ow - v * (V); \
+								VT			xv[DGRAD_TAPS]; \
+\
+								_Pragma("GCC unroll 3") for (int t = 0; t < DGRAD_TAPS; t++) \
+									xv[t] = *(const VTU *) (xr + tj[t] + v * (V)); \
+								_Pragma("GCC unroll 8") for (int q = 0; q < DGRAD_FB; q++) \
+								{ \
+									VT			dv = *(const VTU *) (dyq[q] + (size_t) oy * ow + v * (V)); \
+\
+									dv = (VT) ((VI) dv & keep); \
+									_Pragma("GCC unroll 3") for (int t = 0; t < DGRAD_TAPS; t++) \
+										acc[q][t] += dv * xv[t]; \
+								} \
+							} \
+						} \
+						for (int q = 0; q < fb; q++) \
+							for (int t = 0; t < jn; t++) \
+							{ \
+								double		sum = 0; \
+\
+								for (int u = 0; u < (V); u++) \
+									sum += acc[q][t][u]; \
+								g[q][(c * l->kh + i) * l->kw + j0 + t] += sum; \
+							} \
+					} \
+		} \
+		for (int q = 0; q < fb; q++) \
+			for (int t = 0; t < K; t++) \
+				a->gW[(size_t) (f0 + q) * K + t] = (float) g[q][t]; \
+	} \
+}
+
+#if defined(__x86_64__) && defined(__GNUC__)
+DIRECT_GRAD(direct_grad_avx512, __attribute__((target("avx512f,fma"))), v16f, v16i, v16fu, 16)
+DIRECT_GRAD(direct_grad_avx2, __attribute__((target("avx2,fma"))), v8f, v8i, v8fu, 8)
+#endif
+DIRECT_GRAD(direct_grad_generic, , v8f, v8i, v8fu, 8)
+
+static void
+conv_direct_grad(const Layer *l, const float *x, const float *dy, float *gW, int b)
+{
+	DirectGradArgs a = {l, x, dy, gW, b};
+	RangeFn		fn = direct_grad_generic;
+
+#if defined(__x86_64__) && defined(__GNUC__)
+	if (nn_direct != 2 && __builtin_cpu_supports("avx512f") && nn_direct != 3)
+		fn = direct_grad_avx512;
+	else if (nn_direct != 2 && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
+		fn = direct_grad_avx2;
+#endif
+	parallel_for((size_t) (l->filters + DGRAD_FB - 1) / DGRAD_FB, 1, fn, &a);
+}
+
+/*
+ * A conv (im2col + sgemm) followed by a max-pool leaves its bias and ReLU
+ * to the pool, which adds the channel's bias to the window's maximum and
+ * applies ReLU to its 4-9x fewer outputs: max(relu(z + b)) = relu(max(z) + b).
+ * The conv's output then holds z without bias; its backward pass masks
+ * with z > -b.
+ */
+static int
+conv_defers_bias(const IcemlNet *net, int i)
+{
+	const Layer *l = &net->layers[i];
+
+	return l->type == L_CONV && !conv_is_direct(l) && i + 1 < net->nlayers &&
+		net->layers[i + 1].type == L_POOL && (l->act == ACT_RELU || l->act == ACT_NONE);
+}
+
+/*
+ * A max-pool after a conv with ReLU (or none) does the conv's activation
+ * backward while it scatters its gradient to the window maxima (the only
+ * non-zero entries), and sums it per plane for the conv's bias gradient:
+ * the conv then makes no pass of its own over its output gradient.
+ */
+static int
+pool_takes_conv_grad(const IcemlNet *net, int i)
+{
+	const Layer *l = &net->layers[i];
+
+	return l->type == L_POOL && i > 0 && net->layers[i - 1].type == L_CONV &&
+		(net->layers[i - 1].act == ACT_RELU || net->layers[i - 1].act == ACT_NONE);
+}
+
+static void
+conv_direct(const Layer *l, const float *x, const float *w, const float *bias,
+			float *y, int b, Activation act)
+{
+	DirectArgs	a = {l, x, w, bias, y, b, act == ACT_RELU};
+	RangeFn		fn = direct_rows_fn();
+
+#if defined(__x86_64__) && defined(__GNUC__)
+	if (nn_direct == 3 && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
+		fn = direct_rows_avx2;
+#endif
+	if (nn_direct == 2)
+		fn = direct_rows_generic;
+	parallel_for((size_t) b * l->oh, 4, fn, &a);
 }
 
 typedef struct EwArgs
@@ -471,6 +919,54 @@ act_backward(float *dy, const float *y, size_t n, Activation act)
 
 	if (act != ACT_NONE)
 		parallel_for(n, 65536, act_backward_range, &a);
+}
+
+typedef struct BiasGradArgs
+{
+	float	   *dy;
+	const float *y;
+	float	   *gb;
+	const float *bias;			/* y is before bias (deferred to the pool) */
+	size_t		len;
+	Activation	act;
+} BiasGradArgs;
+
+/*
+ * Per filter row: dy *= act'(y) and gb = sum of dy, in one pass.  Eight
+ * partial sums break the add latency chain; their order is fixed, so the
+ * result does not depend on the thread count.
+ */
+static void
+bias_grad_rows(void *p, size_t begin, size_t end)
+{
+	BiasGradArgs *a = p;
+	size_t		len = a->len;
+
+	for (size_t f = begin; f < end; f++)
+	{
+		float	   *d = a->dy + f * len;
+		const float *y = a->y + f * len;
+		double		acc[8] = {0, 0, 0, 0, 0, 0, 0, 0},
+					s = 0;
+		size_t		i = 0;
+
+		float		zero = a->bias ? -a->bias[f] : 0.0f;
+
+		if (a->act == ACT_RELU)
+			for (size_t k = 0; k < len; k++)
+				d[k] = y[k] > zero ? d[k] : 0.0f;
+		else if (a->act == ACT_SIGMOID)
+			for (size_t k = 0; k < len; k++)
+				d[k] *= y[k] * (1.0f - y[k]);
+		for (; i + 8 <= len; i += 8)
+			for (int u = 0; u < 8; u++)
+				acc[u] += d[i + u];
+		for (; i < len; i++)
+			acc[0] += d[i];
+		for (int u = 0; u < 8; u++)
+			s += acc[u];
+		a->gb[f] = (float) s;
+	}
 }
 
 /* batch norm over channel c's values: base + c * cs + k * ks, k < n */
@@ -580,6 +1076,15 @@ typedef struct PoolArgs
 	int32_t    *arg;
 	const float *dy;
 	float	   *dx;
+	/*
+	 * forward: the previous conv's bias (per channel) and ReLU, deferred;
+	 * backward: its output z, ReLU mask z > -bias (or 0), per-plane sums
+	 */
+	const float *bias;
+	int			relu;
+	int			b;
+	const float *z;
+	float	   *psum;
 } PoolArgs;
 
 static void
@@ -589,6 +1094,10 @@ pool_forward_planes(void *p, size_t begin, size_t end)
 	const Layer *l = a->l;
 	size_t		plane = (size_t) l->ih * l->iw;
 	size_t		oplane = (size_t) l->oh * l->ow;
+	int			kh = l->kh,
+				kw = l->kw,
+				iw = l->iw,
+				st = l->stride;
 
 	for (size_t pl = begin; pl < end; pl++)
 	{
@@ -599,26 +1108,132 @@ pool_forward_planes(void *p, size_t begin, size_t end)
 		for (int oy = 0; oy < l->oh; oy++)
 			for (int ox = 0; ox < l->ow; ox++)
 			{
-				int			y0 = oy * l->stride,
-							x0 = ox * l->stride;
-				int			best = y0 * l->iw + x0;
+				int			best = oy * st * iw + ox * st;
 				float		m = src[best];
 
-				/* selects, not branches: which input wins is data-dependent */
-				for (int dy = 0; dy < l->kh; dy++)
-					for (int dx = 0; dx < l->kw; dx++)
+				/* selects, not branches: which element wins is data */
+				for (int dy = 0; dy < kh; dy++)
+				{
+					const float *r = src + (oy * st + dy) * iw + ox * st;
+					int			at0 = (oy * st + dy) * iw + ox * st;
+
+					for (int dx = 0; dx < kw; dx++)
 					{
-						int			at = (y0 + dy) * l->iw + x0 + dx;
-						float		v = src[at];
+						float		v = r[dx];
 						int			gt = v > m;
 
+						best = gt ? at0 + dx : best;
 						m = gt ? v : m;
-						best = gt ? at : best;
 					}
+				}
+				if (a->bias)
+				{
+					m += a->bias[pl / (size_t) a->b];
+					if (a->relu && !(m > 0.0f))
+						m = 0.0f;
+				}
 				dst[oy * l->ow + ox] = m;
 				arg[oy * l->ow + ox] = best;
 			}
 	}
+}
+
+#if defined(__x86_64__) && defined(__GNUC__)
+/*
+ * The same, 16 outputs of a row at a time (strides 1 and 2; a stride-2
+ * window column is two loads and a shuffle of the even lanes).  Ties go to
+ * the first element in window order, as above.
+ */
+static __attribute__((target("avx512f"))) void
+pool_forward_planes_avx512(void *p, size_t begin, size_t end)
+{
+	PoolArgs   *a = p;
+	const Layer *l = a->l;
+	size_t		plane = (size_t) l->ih * l->iw;
+	size_t		oplane = (size_t) l->oh * l->ow;
+	int			kh = l->kh,
+				kw = l->kw,
+				iw = l->iw,
+				ow = l->ow,
+				st = l->stride;
+	const v16i	lane = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15};
+
+	if (st != 1 && st != 2)
+	{
+		pool_forward_planes(p, begin, end);
+		return;
+	}
+	for (size_t pl = begin; pl < end; pl++)
+	{
+		const float *src = a->x + pl * plane;
+		float	   *dst = a->y + pl * oplane;
+		int32_t    *arg = a->arg + pl * oplane;
+		v16f		badd = (v16f) {0} + (a->bias ? a->bias[pl / (size_t) a->b] : 0.0f);
+
+		for (int oy = 0; oy < l->oh; oy++)
+			for (int ox0 = 0; ox0 < ow; ox0 += 16)
+			{
+				v16f		m = {0},
+							out;
+				v16i		best = {0};
+				float		tf[16];
+				int32_t		ti[16];
+
+				for (int dy = 0; dy < kh; dy++)
+					for (int dx = 0; dx < kw; dx++)
+					{
+						int			at0 = (oy * st + dy) * iw + ox0 * st + dx;
+						const float *r = src + at0;
+						v16f		v;
+						v16i		at = lane * st + at0;
+
+						if (st == 1)
+							v = *(const v16fu *) r;
+						else
+							v = __builtin_shufflevector(*(const v16fu *) r, *(const v16fu *) (r + 16),
+																0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+						if (dy == 0 && dx == 0)
+						{
+							m = v;
+							best = at;
+						}
+						else
+						{
+							v16i		gt = v > m;
+
+							m = (v16f) (((v16i) v & gt) | ((v16i) m & ~gt));
+							best = (at & gt) | (best & ~gt);
+						}
+					}
+				out = m + badd;
+				if (a->relu)
+					out = (v16f) ((v16i) out & (out > (v16f) {0}));
+				if (ox0 + 16 <= ow)
+				{
+					*(v16fu *) (dst + oy * ow + ox0) = out;
+					memcpy(arg + oy * ow + ox0, &best, sizeof(best));
+				}
+				else
+				{
+					memcpy(tf, &out, sizeof(tf));
+					memcpy(ti, &best, sizeof(ti));
+					memcpy(dst + oy * ow + ox0, tf, sizeof(float) * (ow - ox0));
+					memcpy(arg + oy * ow + ox0, ti, sizeof(int32_t) * (ow - ox0));
+				}
+			}
+	}
+}
+#endif
+
+static RangeFn
+pool_forward_fn(void)
+{
+#if defined(__x86_64__) && defined(__GNUC__)
+	__builtin_cpu_init();
+	if (__builtin_cpu_supports("avx512f") && nn_direct != 0 && nn_direct != 2)
+		return pool_forward_planes_avx512;
+#endif
+	return pool_forward_planes;
 }
 
 static void
@@ -629,33 +1244,39 @@ pool_backward_planes(void *p, size_t begin, size_t end)
 	size_t		plane = (size_t) l->ih * l->iw;
 	size_t		oplane = (size_t) l->oh * l->ow;
 
-	memset(a->dx + begin * plane, 0, sizeof(float) * (end - begin) * plane);
-	if (a->x)
-		/* the input is a ReLU's output: its derivative at the winner too */
+	/* each plane cleared just before its scatter, while it is in cache */
+	if (a->psum == NULL)
+	{
 		for (size_t pl = begin; pl < end; pl++)
-			for (size_t o = 0; o < oplane; o++)
-			{
-				size_t		at = pl * plane + a->arg[pl * oplane + o];
-
-				a->dx[at] += a->x[at] > 0.0f ? a->dy[pl * oplane + o] : 0.0f;
-			}
-	else
-		for (size_t pl = begin; pl < end; pl++)
+		{
+			memset(a->dx + pl * plane, 0, sizeof(float) * plane);
 			for (size_t o = 0; o < oplane; o++)
 				a->dx[pl * plane + a->arg[pl * oplane + o]] += a->dy[pl * oplane + o];
-}
+		}
+		return;
+	}
+	/* the conv's ReLU backward and its bias gradient, on the way */
+	for (size_t pl = begin; pl < end; pl++)
+	{
+		const float *z = a->z + pl * plane;
+		const float *dy = a->dy + pl * oplane;
+		const int32_t *arg = a->arg + pl * oplane;
+		float	   *dx = a->dx + pl * plane;
+		float		thr = a->bias ? -a->bias[pl / (size_t) a->b] : 0.0f;
+		double		sum = 0;
 
-/*
- * A max-pool right after a ReLU conv applies the ReLU's derivative in its
- * own backward pass (only its winners get a gradient), so the conv need not
- * make another pass over its whole output.
- */
-static int
-relu_folded_into_pool(const IcemlNet *net, int i)
-{
-	return i >= 0 && i + 1 < net->nlayers &&
-		net->layers[i].type == L_CONV && net->layers[i].act == ACT_RELU &&
-		net->layers[i + 1].type == L_POOL;
+		memset(dx, 0, sizeof(float) * plane);
+		for (size_t o = 0; o < oplane; o++)
+		{
+			float		g = dy[o];
+
+			if (a->relu && !(z[arg[o]] > thr))
+				g = 0.0f;
+			dx[arg[o]] += g;
+			sum += g;
+		}
+		a->psum[pl] = (float) sum;
+	}
 }
 
 typedef struct DropArgs
@@ -703,6 +1324,7 @@ nn_forward(IcemlNet *net, Plan *plan, int b, int training, uint64_t dropout_seed
 		float	   *bias = net->params + l->b_off;
 		Activation	act = (i == net->nlayers - 1) ? ACT_NONE : l->act;
 		size_t		osz = out_size(l) * b;
+		double		t0 = nn_profile_acc ? nn_clock() : 0;
 
 		switch (l->type)
 		{
@@ -712,10 +1334,17 @@ nn_forward(IcemlNet *net, Plan *plan, int b, int training, uint64_t dropout_seed
 					int			N = b * P;
 					int			K = (int) col_rows(l);
 
+					if (conv_is_direct(l))
+					{
+						/* the col matrix is made in backward, when needed */
+						conv_direct(l, x, W, bias, y, b, act);
+						break;
+					}
 					im2col(l, x, b, plan->col[i]);
-					cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, l->filters, N, K,
-								1.0f, W, K, plan->col[i], N, 0.0f, y, N);
-					bias_act_rows(y, bias, l->filters, (size_t) N, act);
+					gemm_split(CblasNoTrans, CblasNoTrans, l->filters, N, K,
+							   W, K, plan->col[i], N, 0.0f, y, N, SPLIT_N);
+					if (!conv_defers_bias(net, i))
+						bias_act_rows(y, bias, l->filters, (size_t) N, act);
 					break;
 				}
 			case L_DENSE:
@@ -740,9 +1369,15 @@ nn_forward(IcemlNet *net, Plan *plan, int b, int training, uint64_t dropout_seed
 				}
 			case L_POOL:
 				{
-					PoolArgs	a = {l, x, y, (int32_t *) plan->aux[i], NULL, NULL};
+					PoolArgs	a = {l, x, y, (int32_t *) plan->aux[i], NULL, NULL, NULL, 0, b,
+					NULL, NULL};
 
-					parallel_for((size_t) l->ic * b, 4, pool_forward_planes, &a);
+					if (i > 0 && conv_defers_bias(net, i - 1))
+					{
+						a.bias = net->params + net->layers[i - 1].b_off;
+						a.relu = net->layers[i - 1].act == ACT_RELU;
+					}
+					parallel_for((size_t) l->ic * b, 4, pool_forward_fn(), &a);
 					break;
 				}
 			case L_RELU:
@@ -800,6 +1435,8 @@ nn_forward(IcemlNet *net, Plan *plan, int b, int training, uint64_t dropout_seed
 					break;
 				}
 		}
+		if (nn_profile_acc)
+			nn_profile_acc[2 * i] += nn_clock() - t0;
 		x = y;
 	}
 	return x;
@@ -828,6 +1465,7 @@ nn_backward(IcemlNet *net, Plan *plan, int b, float *grads)
 		Activation	act = (i == net->nlayers - 1) ? ACT_NONE : l->act;
 		size_t		isz = in_size(l) * b;
 		size_t		osz = out_size(l) * b;
+		double		t0 = nn_profile_acc ? nn_clock() : 0;
 
 		switch (l->type)
 		{
@@ -835,25 +1473,34 @@ nn_backward(IcemlNet *net, Plan *plan, int b, float *grads)
 				{
 					int			N = b * l->oh * l->ow;
 					int			K = (int) col_rows(l);
+					BiasGradArgs ga = {dy, y, gb, conv_defers_bias(net, i) ? net->params + l->b_off : NULL,
+					(size_t) N, act};
 
-					if (!relu_folded_into_pool(net, i))
-						act_backward(dy, y, osz, act);
-					cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, l->filters, K, N,
-								1.0f, dy, N, plan->col[i], N, 0.0f, gW, K);
-					for (int f = 0; f < l->filters; f++)
+					if (i + 1 < net->nlayers && pool_takes_conv_grad(net, i + 1))
 					{
-						const float *r = dy + (size_t) f * N;
-						double		s = 0;
+						const float *psum = plan->aux2[i + 1];
 
-						for (int k = 0; k < N; k++)
-							s += r[k];
-						gb[f] = (float) s;
+						for (int f = 0; f < l->filters; f++)
+						{
+							double		sum = 0;
+
+							for (int k = 0; k < b; k++)
+								sum += psum[(size_t) f * b + k];
+							gb[f] = (float) sum;
+						}
 					}
+					else
+						parallel_for((size_t) l->filters, 1, bias_grad_rows, &ga);
+					if (conv_is_direct(l))
+						conv_direct_grad(l, x, dy, gW, b);
+					else
+						gemm_split(CblasNoTrans, CblasTrans, l->filters, K, N,
+								   dy, N, plan->col[i], N, 0.0f, gW, K, SPLIT_M);
 					if (dx)
 					{
 						/* the column matrix is spent: reuse it for d(col) */
-						cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, K, N, l->filters,
-									1.0f, W, K, dy, N, 0.0f, plan->col[i], N);
+						gemm_split(CblasTrans, CblasNoTrans, K, N, l->filters,
+								   W, K, dy, N, 0.0f, plan->col[i], N, SPLIT_N);
 						col2im(l, plan->col[i], b, dx);
 					}
 					break;
@@ -881,8 +1528,17 @@ nn_backward(IcemlNet *net, Plan *plan, int b, float *grads)
 			case L_POOL:
 				if (dx)
 				{
-					PoolArgs	a = {l, relu_folded_into_pool(net, i - 1) ? x : NULL, NULL,
-									 (int32_t *) plan->aux[i], dy, dx};
+					PoolArgs	a = {l, NULL, NULL, (int32_t *) plan->aux[i], dy, dx, NULL, 0, b,
+					NULL, NULL};
+
+					if (pool_takes_conv_grad(net, i))
+					{
+						a.z = plan->out[i - 1];
+						a.psum = plan->aux2[i];
+						a.relu = net->layers[i - 1].act == ACT_RELU;
+						if (conv_defers_bias(net, i - 1))
+							a.bias = net->params + net->layers[i - 1].b_off;
+					}
 
 					parallel_for((size_t) l->ic * b, 4, pool_backward_planes, &a);
 				}
@@ -933,5 +1589,7 @@ nn_backward(IcemlNet *net, Plan *plan, int b, float *grads)
 				}
 				break;
 		}
+		if (nn_profile_acc)
+			nn_profile_acc[2 * i + 1] += nn_clock() - t0;
 	}
 }

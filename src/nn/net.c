@@ -197,7 +197,8 @@ iceml_net_norm_std(const IcemlNet *net)
 void
 iceml_nn_set_threads(int threads)
 {
-	openblas_set_num_threads(threads < 1 ? 1 : threads);
+	/* the engine splits its big sgemms over its own threads (engine.c) */
+	openblas_set_num_threads(1);
 	nn_set_work_threads(threads);
 }
 

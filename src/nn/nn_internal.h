@@ -117,6 +117,14 @@ extern IcemlNet *nn_build(const char *spec_json, char *err, size_t errlen);
 
 /* engine.c */
 extern void nn_set_work_threads(int threads);
+/* acc[2i], acc[2i+1] += layer i's forward, backward seconds; NULL: off */
+extern void nn_set_profile(double *acc);
+/*
+ * Direct convolution for small K and the vector max-pool: 1 on, widest
+ * vectors (default); 0 off (im2col + sgemm, scalar pool); 2 portable direct
+ * convolution and scalar pool, 3 AVX2 direct convolution (tests compare)
+ */
+extern void nn_set_direct_conv(int on);
 extern Plan *nn_plan_create(const IcemlNet *net, int batch, int training);
 extern void nn_plan_free(Plan *plan);
 extern void nn_gather(const IcemlNet *net, Plan *plan, const float *x,

@@ -14,6 +14,7 @@ extern char *openblas_get_config(void);
 
 #include "iceml_nn.h"
 #include "iceml_synth.h"
+#include "nn_internal.h"
 
 static double
 now(void)
@@ -31,6 +32,86 @@ cmp_double(const void *a, const void *b)
 				y = *(const double *) b;
 
 	return (x > y) - (x < y);
+}
+
+/* forward multiply-adds x 2 of layer l for one image (conv, dense; else 0) */
+static double
+layer_flops(const Layer *l)
+{
+	if (l->type == L_CONV)
+		return 2.0 * l->oc * l->oh * l->ow * l->ic * l->kh * l->kw;
+	if (l->type == L_DENSE)
+		return 2.0 * l->units * l->ic;
+	return 0;
+}
+
+/*
+ * ICEML_BENCH_PROFILE=1: time per layer, forward and backward, for training
+ * batches of 32 at 2 threads and single images at 1 thread, on stderr.
+ */
+static void
+profile(IcemlNet *net, const float *x, int reps)
+{
+	int			L = net->nlayers;
+	double	   *acc = calloc((size_t) 2 * L, sizeof(double));
+	float	   *grads = malloc(sizeof(float) * (size_t) iceml_net_param_count(net));
+	double		tot[2] = {0, 0},
+				fl[2] = {0, 0};
+	Plan	   *plan;
+
+	for (int pass = 0; pass < 2; pass++)
+	{
+		int			b = pass == 0 ? 32 : 1;
+		int			n = pass == 0 ? reps : reps * 20;
+
+		iceml_nn_set_threads(pass == 0 ? 2 : 1);
+		plan = nn_plan_create(net, b, pass == 0);
+		memset(acc, 0, sizeof(double) * 2 * L);
+		for (int r = -1; r < n; r++)
+		{
+			size_t		first = (size_t) (r < 0 ? 0 : r) * b % (1283 - 32);
+
+			nn_gather(net, plan, x + first * 3 * 75 * 75, NULL, b, NULL);
+			if (r == 0)
+				memset(acc, 0, sizeof(double) * 2 * L);
+			nn_set_profile(acc);
+			nn_forward(net, plan, b, pass == 0, (uint64_t) r);
+			if (pass == 0)
+			{
+				for (int k = 0; k < b; k++)
+					plan->dout[k] = 0.01f * (k % 2 ? 1 : -1);
+				nn_backward(net, plan, b, grads);
+			}
+			nn_set_profile(NULL);
+		}
+		fprintf(stderr, "profile: %s, batch %d, %d threads (ms per batch; GFLOP/s)\n",
+				pass == 0 ? "training" : "inference", b, pass == 0 ? 2 : 1);
+		fprintf(stderr, "  %-8s %9s %7s %9s %7s\n", "layer", "fwd ms", "GF/s", "bwd ms", "GF/s");
+		tot[0] = tot[1] = fl[0] = fl[1] = 0;
+		for (int i = 0; i < L; i++)
+		{
+			const Layer *l = &net->layers[i];
+			double		f = layer_flops(l) * b,
+						fb = (i == 0 ? 1 : 2) * f,
+						tf = acc[2 * i] / n,
+						tb = acc[2 * i + 1] / n;
+
+			tot[0] += tf;
+			tot[1] += tb;
+			fl[0] += f;
+			fl[1] += fb;
+			if (pass == 1)
+				fprintf(stderr, "  %-8s %9.3f %7.1f\n", l->name, tf * 1e3, f ? f / tf / 1e9 : 0);
+			else
+				fprintf(stderr, "  %-8s %9.3f %7.1f %9.3f %7.1f\n", l->name, tf * 1e3,
+						f ? f / tf / 1e9 : 0, tb * 1e3, f ? fb / tb / 1e9 : 0);
+		}
+		fprintf(stderr, "  %-8s %9.3f %7.1f %9.3f %7.1f\n", "total", tot[0] * 1e3, fl[0] / tot[0] / 1e9,
+				tot[1] * 1e3, pass == 0 ? fl[1] / tot[1] / 1e9 : 0);
+		nn_plan_free(plan);
+	}
+	free(grads);
+	free(acc);
 }
 
 int
@@ -78,6 +159,8 @@ main(int argc, char **argv)
 	iceml_nn_channel_stats(x, N, C, HW, mean, sd);
 	iceml_net_set_normalisation(net, mean, sd);
 	iceml_net_init_params(net, 42);
+	if (getenv("ICEML_BENCH_PROFILE") && atoi(getenv("ICEML_BENCH_PROFILE")) > 0)
+		profile(net, x, 10);
 	iceml_train_config_defaults(&cfg);
 	iceml_nn_set_threads(2);
 	tr = iceml_trainer_create(net, &cfg, err, sizeof(err));
