@@ -544,6 +544,9 @@ conv_input_grad(const Layer *l, const float *W, const float *dy, float *col, int
 	DcolArgs	a = {l, W, dy, col, dx, b, 0};
 
 	a.chunk = 1024 / P < 1 ? 1 : (1024 / P > b ? b : 1024 / P);
+	/* at least one chunk per thread (conv4: 25 columns per image) */
+	if ((b + a.chunk - 1) / a.chunk < nn_threads)
+		a.chunk = (b + nn_threads - 1) / nn_threads;
 	parallel_for((size_t) (b + a.chunk - 1) / a.chunk, 1, dcol_chunks, &a);
 }
 
