@@ -379,7 +379,6 @@ typedef struct ColArgs
 	const Layer *l;
 	const float *x;
 	float	   *col;
-	float	   *dx;
 	int			b;
 } ColArgs;
 
@@ -436,31 +435,30 @@ im2col_rows(void *p, size_t begin, size_t end)
 static void
 im2col(const Layer *l, const float *x, int b, float *col)
 {
-	ColArgs		a = {l, x, col, NULL, b};
+	ColArgs		a = {l, x, col, b};
 
 	parallel_for((size_t) l->ic * l->kh * l->kw, 1, im2col_rows, &a);
 }
 
+/*
+ * d(col) back to d(input) for channels [c0, c1) of images [k0, k0 + kc):
+ * image k0 + k's columns start at row + k * P in rows of rowlen floats.
+ * Each plane is cleared just before it is accumulated, while in cache.
+ */
 static void
-col2im_channels(void *p, size_t begin, size_t end)
+col2im_part(const Layer *l, const float *col, size_t rowlen, int b, int k0, int kc,
+			int c0, int c1, float *dx)
 {
-	ColArgs    *a = p;
-	const Layer *l = a->l;
-	const float *col = a->col;
-	float	   *dx = a->dx;
-	int			b = a->b;
 	int			P = l->oh * l->ow;
-	size_t		N = (size_t) b * P;
 	size_t		plane = (size_t) l->ih * l->iw;
 
-	for (int c = (int) begin; c < (int) end; c++)
+	for (int c = c0; c < c1; c++)
 	{
-		/* cleared per channel, just before it is accumulated */
-		memset(dx + (size_t) c * plane * b, 0, sizeof(float) * plane * b);
+		memset(dx + ((size_t) c * b + k0) * plane, 0, sizeof(float) * plane * kc);
 		for (int i = 0; i < l->kh; i++)
 			for (int j = 0; j < l->kw; j++)
 			{
-				const float *row = col + ((size_t) (c * l->kh + i) * l->kw + j) * N;
+				const float *row = col + ((size_t) (c * l->kh + i) * l->kw + j) * rowlen;
 				int			st = l->stride,
 							off = j - l->pad_left;
 
@@ -470,9 +468,9 @@ col2im_channels(void *p, size_t begin, size_t end)
 
 				if (hi > l->ow)
 					hi = l->ow;
-				for (int k = 0; k < b; k++)
+				for (int k = 0; k < kc; k++)
 				{
-					float	   *dst = dx + ((size_t) c * b + k) * plane;
+					float	   *dst = dx + ((size_t) c * b + k0 + k) * plane;
 					const float *src = row + (size_t) k * P;
 
 					for (int oy = 0; oy < l->oh; oy++)
@@ -498,12 +496,58 @@ col2im_channels(void *p, size_t begin, size_t end)
 	}
 }
 
-static void
-col2im(const Layer *l, float *col, int b, float *dx)
+/*
+ * d(input) of a conv, a few images at a time: d(col) of a chunk of images
+ * (W^T dy, one single-threaded sgemm) goes to a scratch area of about 2 MB
+ * and straight back through col2im while it is still in cache, instead of
+ * writing the whole batch's d(col) (85 MB for conv2 at batch 32) and
+ * reading it back.  The scratch is the spent col matrix: each thread uses
+ * the area of the first chunk of its range.  A chunk's result does not
+ * depend on the thread count.
+ */
+typedef struct DcolArgs
 {
-	ColArgs		a = {l, NULL, col, dx, b};
+	const Layer *l;
+	const float *W;
+	const float *dy;
+	float	   *col;
+	float	   *dx;
+	int			b;
+	int			chunk;
+} DcolArgs;
 
-	parallel_for((size_t) l->ic, 1, col2im_channels, &a);
+static void
+dcol_chunks(void *p, size_t begin, size_t end)
+{
+	DcolArgs   *a = p;
+	const Layer *l = a->l;
+	int			K = (int) col_rows(l),
+				P = l->oh * l->ow,
+				N = a->b * P;
+	float	   *scratch = a->col + begin * (size_t) a->chunk * K * P;
+
+	for (size_t ch = begin; ch < end; ch++)
+	{
+		int			k0 = (int) ch * a->chunk,
+					kc = a->b - k0 < a->chunk ? a->b - k0 : a->chunk;
+
+		cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, K, kc * P, l->filters,
+					1.0f, a->W, K, a->dy + (size_t) k0 * P, N, 0.0f, scratch, kc * P);
+		col2im_part(l, scratch, (size_t) kc * P, a->b, k0, kc, 0, l->ic, a->dx);
+	}
+}
+
+static void
+conv_input_grad(const Layer *l, const float *W, const float *dy, float *col, int b, float *dx)
+{
+	int			P = l->oh * l->ow;
+	DcolArgs	a = {l, W, dy, col, dx, b, 0};
+
+	a.chunk = 1024 / P < 1 ? 1 : (1024 / P > b ? b : 1024 / P);
+	/* at least one chunk per thread (conv4: 25 columns per image) */
+	if ((b + a.chunk - 1) / a.chunk < nn_threads)
+		a.chunk = (b + nn_threads - 1) / nn_threads;
+	parallel_for((size_t) (b + a.chunk - 1) / a.chunk, 1, dcol_chunks, &a);
 }
 
 /* ---- direct convolution for a small K (the first layer) ------------------- */
@@ -1498,10 +1542,8 @@ nn_backward(IcemlNet *net, Plan *plan, int b, float *grads)
 								   dy, N, plan->col[i], N, 0.0f, gW, K, SPLIT_M);
 					if (dx)
 					{
-						/* the column matrix is spent: reuse it for d(col) */
-						gemm_split(CblasTrans, CblasNoTrans, K, N, l->filters,
-								   W, K, dy, N, 0.0f, plan->col[i], N, SPLIT_N);
-						col2im(l, plan->col[i], b, dx);
+						/* the column matrix is spent: room for d(col) */
+						conv_input_grad(l, W, dy, plan->col[i], b, dx);
 					}
 					break;
 				}
