@@ -15,24 +15,7 @@ extern char *openblas_get_config(void);
 #include "iceml_nn.h"
 #include "iceml_synth.h"
 #include "nn_internal.h"
-
-static double
-now(void)
-{
-	struct timespec t;
-
-	clock_gettime(CLOCK_MONOTONIC, &t);
-	return t.tv_sec + t.tv_nsec / 1e9;
-}
-
-static int
-cmp_double(const void *a, const void *b)
-{
-	double		x = *(const double *) a,
-				y = *(const double *) b;
-
-	return (x > y) - (x < y);
-}
+#include "bench_util.h"
 
 /* forward multiply-adds x 2 of layer l for one image (conv, dense; else 0) */
 static double
