@@ -278,6 +278,13 @@ BEGIN
     IF experiment IS NULL OR experiment = '' THEN
         RAISE EXCEPTION 'experiment must be a non-empty name' USING ERRCODE = '22023';
     END IF;
+    -- the experiment name is the deployment name: iceml_predict, the
+    -- inference log and iceml.monitor keep names of up to 63 bytes
+    IF octet_length(experiment) > 63 THEN
+        RAISE EXCEPTION 'experiment name "%" is too long', experiment
+            USING ERRCODE = '22023',
+                  DETAIL = format('It has %s bytes; an experiment (and deployment) name has at most 63.', octet_length(experiment));
+    END IF;
     IF training_dataset IS NULL THEN
         RAISE EXCEPTION 'training_dataset must not be NULL' USING ERRCODE = '22023';
     END IF;

@@ -106,5 +106,17 @@ like(psql("SELECT status FROM iceml.progress WHERE run = $r"), qr/^failed$/, 'a 
 is(psql("SELECT iceml.resume($r)", user => 'iceml_tap_alice'), $r, 'resume after restart');
 is(psql("SELECT iceml.wait($r, '180 s')", user => 'iceml_tap_alice'), 'succeeded', 'and it finishes');
 
+# ---- sessions that call themselves iceml workers take no worker slot ------
+# (any login role may set application_name; iceml.max_workers is 4 here)
+psql("DROP ROLE IF EXISTS iceml_tap_nobody; CREATE ROLE iceml_tap_nobody LOGIN", db => 'postgres');
+for my $i (1 .. 5) {
+	system("PGAPPNAME='iceml train 9999$i' psql -XAtq -U iceml_tap_nobody -d postgres -c 'SELECT pg_sleep(60)' >/dev/null 2>&1 &");
+}
+poll(q{SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE 'iceml train 9999%'}, qr/^5$/, 20);
+my $s = psql(q{SELECT iceml.train('spoofed', 'iceml_td.chips_1', 'tiny_cnn', '{"epochs": 1}')}, user => 'iceml_tap_alice');
+is(psql("SELECT iceml.wait($s, '120 s')", user => 'iceml_tap_alice'), 'succeeded',
+	'five sessions named "iceml train ..." by a role with no iceml role do not stop training');
+psql(q{SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name LIKE 'iceml train 9999%'}, db => 'postgres');
+
 psql("DROP DATABASE $db", db => 'postgres');
 done_testing();
