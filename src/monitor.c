@@ -74,6 +74,8 @@ typedef struct InferenceRecord
 	char		name[NAMEDATALEN];
 } InferenceRecord;
 
+#define MONITOR_FLYING_SLOTS 64
+
 typedef struct MonitorShared
 {
 	LWLock	   *lock;
@@ -82,6 +84,9 @@ typedef struct MonitorShared
 	int64		logged;			/* appended since start */
 	int64		dropped;		/* lost: full array, stale, no table */
 	int64		flushed;		/* written to a table */
+	/* taken out by a flush worker and not yet committed, per database */
+	Oid			flying_db[MONITOR_FLYING_SLOTS];
+	int			flying_n[MONITOR_FLYING_SLOTS];
 	InferenceRecord rec[MONITOR_CAPACITY];
 } MonitorShared;
 
@@ -217,6 +222,10 @@ iceml_inference_log_status(PG_FUNCTION_ARGS)
 		for (int i = 0; i < mon->n; i++)
 			if (mon->rec[i].dbid == MyDatabaseId)
 				pending++;
+		/* records a flush worker holds count until its insert commits */
+		for (int i = 0; i < MONITOR_FLYING_SLOTS; i++)
+			if (mon->flying_db[i] == MyDatabaseId)
+				pending += mon->flying_n[i];
 		v[1] = Int32GetDatum(pending);
 		v[2] = Int64GetDatum(mon->logged);
 		v[3] = Int64GetDatum(mon->flushed);
@@ -336,12 +345,26 @@ iceml_monitor_launcher_main(Datum arg)
 
 /* ---- the flusher ------------------------------------------------------------------- */
 
+static void
+FlushDone(int code, Datum arg)
+{
+	int			slot = DatumGetInt32(arg);
+
+	if (slot < 0 || mon == NULL)
+		return;
+	LWLockAcquire(mon->lock, LW_EXCLUSIVE);
+	mon->flying_db[slot] = InvalidOid;
+	mon->flying_n[slot] = 0;
+	LWLockRelease(mon->lock);
+}
+
 void
 iceml_monitor_flush_main(Datum arg)
 {
 	Oid			dbid = DatumGetObjectId(arg);
 	InferenceRecord *recs;
 	int			n = 0;
+	int			flying_slot = -1;
 	Oid			nsp;
 	Oid			types[12] = {TIMESTAMPTZOID, TEXTOID, INT8OID, INT8OID, NAMEOID, FLOAT4OID,
 	FLOAT4OID, FLOAT4OID, FLOAT4OID, FLOAT4OID, FLOAT4OID, FLOAT4OID};
@@ -374,8 +397,18 @@ iceml_monitor_flush_main(Datum arg)
 			}
 		}
 		mon->n = keep;
+		for (int i = 0; i < MONITOR_FLYING_SLOTS && n > 0; i++)
+			if (mon->flying_db[i] == InvalidOid)
+			{
+				mon->flying_db[i] = dbid;
+				mon->flying_n[i] = n;
+				flying_slot = i;
+				break;
+			}
 	}
 	LWLockRelease(mon->lock);
+	/* done or failed, the records stop counting as pending when we exit */
+	before_shmem_exit(FlushDone, Int32GetDatum(flying_slot));
 
 	nsp = get_namespace_oid("iceml", true);
 	if (!OidIsValid(nsp) || !OidIsValid(get_relname_relid("inference_log", nsp)))
