@@ -48,8 +48,8 @@ BEGIN
     NEW.spec := info.spec;
     NEW.parameters := info.parameters;
     NEW.builtin := false;
-    NEW.owner := current_user;
-    NEW.created_at := now();
+    -- owner and created_at come from their defaults (users may insert name
+    -- and spec only); a row restored by pg_restore keeps its own
     RETURN NEW;
 END
 $$;
