@@ -47,6 +47,7 @@
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
+#include "iceml_catalog.h"
 #include "iceml.h"
 #include "iceml_predict.h"
 
@@ -159,7 +160,7 @@ MonitorRecord(IcemlModel *m, const char *name, const float *band_1,
 	INSTR_TIME_SUBTRACT(now, start);
 	r.ts = GetCurrentTimestamp();
 	r.dbid = MyDatabaseId;
-	r.userid = GetUserId();
+	r.userid = IcemlCaller();
 	r.model_id = m->model_id;
 	r.deployment_id = m->deployment_id;
 	r.latency_ms = (float) INSTR_TIME_GET_MILLISEC(now);

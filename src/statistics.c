@@ -51,6 +51,7 @@
 
 #include "iceml_expectations.h"
 #include "iceml_fs.h"
+#include "iceml_catalog.h"
 
 #define HLL_BITS	10
 #define HLL_M		(1 << HLL_BITS)
@@ -503,15 +504,13 @@ FeatureGroupComputeStatistics(Oid relid)
 	bool		commit_null;
 	MemoryContext rowcxt,
 				old;
-	Oid			save_user;
-	int			save_sec;
+	IcemlOwnerContext own;
 	bool		isnull;
 	TimestampTz now = GetCurrentTimestamp();
 
 	/* a feature group, readable by the caller */
 	SPI_connect();
-	GetUserIdAndSecContext(&save_user, &save_sec);
-	SetUserIdAndSecContext(BOOTSTRAP_SUPERUSERID, save_sec | SECURITY_LOCAL_USERID_CHANGE);
+	BecomeCatalogOwner(&own);
 	{
 		Oid			t[1] = {OIDOID};
 		Datum		a[1] = {ObjectIdGetDatum(relid)};
@@ -524,7 +523,7 @@ FeatureGroupComputeStatistics(Oid relid)
 								  1, t, a, NULL, true, 1) != SPI_OK_SELECT)
 			elog(ERROR, "feature group lookup failed");
 	}
-	SetUserIdAndSecContext(save_user, save_sec);
+	RestoreUser(&own);
 	if (SPI_processed == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
@@ -536,7 +535,7 @@ FeatureGroupComputeStatistics(Oid relid)
 	SPI_finish();
 
 	rel = table_open(relid, AccessShareLock);
-	if (pg_class_aclcheck(relid, GetUserId(), ACL_SELECT) != ACLCHECK_OK)
+	if (pg_class_aclcheck(relid, IcemlCaller(), ACL_SELECT) != ACLCHECK_OK)
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 				 errmsg("permission denied for feature group \"%s\"", RelationGetRelationName(rel)),
@@ -587,8 +586,7 @@ FeatureGroupComputeStatistics(Oid relid)
 	table_endscan(scan);
 
 	SPI_connect();
-	GetUserIdAndSecContext(&save_user, &save_sec);
-	SetUserIdAndSecContext(BOOTSTRAP_SUPERUSERID, save_sec | SECURITY_LOCAL_USERID_CHANGE);
+	BecomeCatalogOwner(&own);
 	for (i = 0; i < nf; i++)
 	{
 		FeatStats  *s = &st[i];
@@ -601,7 +599,7 @@ FeatureGroupComputeStatistics(Oid relid)
 		else
 			InsertRow(fg_id, relid, commit, commit_null, s, "value", &s->value, rows, s->numeric, now);
 	}
-	SetUserIdAndSecContext(save_user, save_sec);
+	RestoreUser(&own);
 	SPI_finish();
 	table_close(rel, AccessShareLock);
 	return rows;

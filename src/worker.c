@@ -43,44 +43,7 @@
 
 PGDLLEXPORT void iceml_worker_main(Datum main_arg);
 
-/* ---- running SQL as the catalog owner ----------------------------------- */
-
-Oid
-CatalogOwner(void)
-{
-	Oid			nsp = get_namespace_oid("iceml", false);
-	Oid			relid = get_relname_relid("runs", nsp);
-	HeapTuple	tup;
-	Oid			owner;
-
-	if (!OidIsValid(relid))
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("iceml catalog table iceml.runs is missing"),
-				 errhint("Reinstall the extension with DROP EXTENSION iceml; CREATE EXTENSION iceml.")));
-	tup = SearchSysCache1(RELOID, ObjectIdGetDatum(relid));
-	if (!HeapTupleIsValid(tup))
-		elog(ERROR, "cache lookup failed for relation %u", relid);
-	owner = ((Form_pg_class) GETSTRUCT(tup))->relowner;
-	ReleaseSysCache(tup);
-	return owner;
-}
-
-void
-BecomeCatalogOwner(IcemlOwnerContext *ctx)
-{
-	Oid			owner = CatalogOwner();
-
-	GetUserIdAndSecContext(&ctx->save_userid, &ctx->save_sec_context);
-	SetUserIdAndSecContext(owner,
-						   ctx->save_sec_context | SECURITY_LOCAL_USERID_CHANGE);
-}
-
-void
-RestoreUser(IcemlOwnerContext *ctx)
-{
-	SetUserIdAndSecContext(ctx->save_userid, ctx->save_sec_context);
-}
+/* ---- SPI helpers ---------------------------------------------------------- */
 
 uint64
 SpiExec(const char *sql, int nargs, Oid *argtypes, Datum *values, const char *nulls)
@@ -115,6 +78,7 @@ typedef struct PendingLaunch
 {
 	int64		id;
 	int			nest_level;		/* subtransaction that asked */
+	IcemlWorkerExtra extra;		/* who the worker connects and acts as */
 } PendingLaunch;
 
 static List *pending_launches = NIL;	/* in TopMemoryContext */
@@ -141,26 +105,16 @@ StartWorker(int64 id, IcemlWorkerExtra *extra)
 }
 
 static void
-CurrentWorkerExtra(IcemlWorkerExtra *extra)
-{
-	extra->database = MyDatabaseId;
-	extra->login_role = GetSessionUserId();
-	extra->role = GetUserId();
-}
-
-static void
 LaunchPending(void)
 {
-	IcemlWorkerExtra extra;
 	ListCell   *lc;
 	int			failed = 0;
 
-	CurrentWorkerExtra(&extra);
 	foreach(lc, pending_launches)
 	{
 		PendingLaunch *p = (PendingLaunch *) lfirst(lc);
 
-		if (!StartWorker(p->id, &extra))
+		if (!StartWorker(p->id, &p->extra))
 			failed++;
 	}
 	list_free_deep(pending_launches);
@@ -225,12 +179,15 @@ WorkerSubXactCallback(SubXactEvent event, SubTransactionId mySubid,
 }
 
 void
-LaunchAtCommit(int64 id)
+LaunchAtCommit(int64 id, Oid role, Oid login)
 {
 	MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
 	PendingLaunch *p = palloc(sizeof(PendingLaunch));
 
 	p->id = id;
+	p->extra.database = MyDatabaseId;
+	p->extra.role = role;
+	p->extra.login_role = login;
 	p->nest_level = GetCurrentTransactionNestLevel();
 	pending_launches = lappend(pending_launches, p);
 	MemoryContextSwitchTo(old);

@@ -89,7 +89,9 @@ my $pid = psql("SELECT worker_pid FROM iceml.runs WHERE id = $k");
 ok(kill('KILL', $pid), "worker $pid killed");
 # the postmaster restarts every backend after a crash; wait for it
 poll('SELECT 1', qr/^1$/, 60);
-like(poll("SELECT status || ': ' || error FROM iceml.progress WHERE run = $k", qr/^failed/, 30),
+# iceml.wait() (like iceml.train()) marks runs whose worker is gone as failed
+poll("SELECT iceml.wait($k, '0 s')", qr/^failed/, 30);
+like(psql("SELECT status || ': ' || error FROM iceml.progress WHERE run = $k"),
 	qr/^failed: the worker \(pid $pid\) ended without finishing the run/, 'a killed worker leaves the run failed with the reason');
 is(psql("SELECT iceml.resume($k)", user => 'iceml_tap_alice'), $k, 'resume queues it again');
 is(psql("SELECT iceml.wait($k, '180 s')", user => 'iceml_tap_alice'), 'succeeded', 'the resumed run finishes');
