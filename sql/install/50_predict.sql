@@ -18,7 +18,8 @@ CREATE TABLE iceml.deployments (
     from_model_id bigint,                   -- the model deployed before, NULL for the first
     strategy      text NOT NULL CHECK (strategy OPERATOR(pg_catalog.=) ANY
                   (ARRAY['best_score', 'most_recent', 'rollback', 'model_id', 'if_better', 'always'])),
-    deployed_by   name NOT NULL DEFAULT CURRENT_USER,
+    -- on whose behalf iceml's code inserts the row; a restored row keeps its own
+    deployed_by   name NOT NULL DEFAULT (iceml._caller())::text,
     deployed_at   timestamptz NOT NULL DEFAULT pg_catalog.now()
 );
 CREATE INDEX deployments_name_id ON iceml.deployments (name, id);
@@ -74,7 +75,6 @@ BEGIN
                   DETAIL = format('Role "%s" may not deploy under it.', caller),
                   HINT = 'Deploy under an experiment name of your own, or have its owner or an iceml_admin call iceml.transfer_deployment().';
     END IF;
-    NEW.deployed_by := caller::text;
     SELECT m.experiment INTO exp FROM iceml.models m WHERE m.id = NEW.model_id;
     IF NOT FOUND THEN
         RAISE EXCEPTION 'model % does not exist', NEW.model_id USING ERRCODE = '42704';
