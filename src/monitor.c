@@ -31,6 +31,7 @@
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "funcapi.h"
+#include "mb/pg_wchar.h"
 #include "miscadmin.h"
 #include "pgstat.h"
 #include "postmaster/bgworker.h"
@@ -170,7 +171,13 @@ MonitorRecord(IcemlModel *m, const char *name, const float *band_1,
 	BandSummary(band_1, n, &r.mean1, &r.max1);
 	BandSummary(band_2, n, &r.mean2, &r.max2);
 	if (name)
-		strlcpy(r.name, name, NAMEDATALEN);
+	{
+		/* deployment names have at most 63 bytes; never split a character */
+		int			len = pg_mbcliplen(name, strlen(name), NAMEDATALEN - 1);
+
+		memcpy(r.name, name, len);
+		r.name[len] = '\0';
+	}
 	else
 		r.name[0] = '\0';
 

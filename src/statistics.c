@@ -42,6 +42,7 @@
 #include "utils/acl.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/rls.h"
 #include "utils/jsonb.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
@@ -540,6 +541,18 @@ FeatureGroupComputeStatistics(Oid relid)
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 				 errmsg("permission denied for feature group \"%s\"", RelationGetRelationName(rel)),
 				 errhint("compute_statistics reads the whole table: SELECT on it is needed.")));
+	/*
+	 * The scan below reads the heap directly: with row-level security in
+	 * force for the caller it would summarise rows the caller cannot see,
+	 * and publish them to every iceml role.
+	 */
+	if (check_enable_rls(relid, IcemlCaller(), false) == RLS_ENABLED)
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("cannot compute statistics of feature group \"%s\": row-level security applies to role \"%s\"",
+						RelationGetRelationName(rel), GetUserNameFromId(IcemlCaller(), false)),
+				 errdetail("Statistics summarise every row and are visible to every iceml role."),
+				 errhint("Have the table's owner (or a role that bypasses row-level security) compute them.")));
 
 	features = FsFeaturesFromTupleDesc(RelationGetDescr(rel), &nf);
 	st = palloc0(sizeof(FeatStats) * Max(nf, 1));

@@ -137,7 +137,7 @@ LoadJob(TrainJob *job)
 
 	BeginTx();
 	BecomeCatalogOwner(&own);
-	if (SpiExec("SELECT r.training_dataset::pg_catalog.text, r.label, r.spec::pg_catalog.text,"
+	if (SpiExec("SELECT r.training_dataset::pg_catalog.oid, r.label, r.spec::pg_catalog.text,"
 				"       r.val_split, r.channels, r.hyperparams, r.epochs,"
 				"       COALESCE(r.study_id, 0), s.metric, s.strategy,"
 				"       (s.hyperparams OPERATOR(pg_catalog.->>) 'asha_min_epochs')::pg_catalog.int4,"
@@ -149,7 +149,26 @@ LoadJob(TrainJob *job)
 	RestoreUser(&own);
 
 	old = MemoryContextSwitchTo(keep);
-	job->dataset = pstrdup(SpiGetText(0, 1));
+	{
+		Datum		d;
+		Oid			relid;
+		char	   *relname;
+
+		/*
+		 * The dataset may have been dropped since the run was queued: its
+		 * regclass would print as a bare number and make no sense in SQL.
+		 */
+		SpiGetDatum(0, 1, &d);
+		relid = DatumGetObjectId(d);
+		relname = get_rel_name(relid);
+		if (relname == NULL)
+			ereport(ERROR,
+					(errcode(ERRCODE_UNDEFINED_TABLE),
+					 errmsg("the training dataset of run %lld (relation %u) no longer exists",
+							(long long) job->id, relid),
+					 errhint("It was dropped after the run was queued; create it again and train a new run.")));
+		job->dataset = quote_qualified_identifier(get_namespace_name(get_rel_namespace(relid)), relname);
+	}
 	job->label = pstrdup(SpiGetText(0, 2));
 	job->spec = pstrdup(SpiGetText(0, 3));
 	s = SpiGetText(0, 4);
@@ -197,6 +216,25 @@ LoadJob(TrainJob *job)
 	job->threads = (int) JsonbFieldNumber(hp, "threads", iceml_train_threads);
 	MemoryContextSwitchTo(old);
 	EndTx();
+}
+
+/*
+ * What a failed run records: the message, then its SQLSTATE, detail and
+ * hint, so that iceml.runs.error says what the client would have been told.
+ */
+static char *
+ErrorText(ErrorData *edata)
+{
+	StringInfoData buf;
+
+	initStringInfo(&buf);
+	appendStringInfo(&buf, "%s (SQLSTATE %s)", edata->message ? edata->message : "unknown error",
+					 unpack_sql_state(edata->sqlerrcode));
+	if (edata->detail)
+		appendStringInfo(&buf, " DETAIL: %s", edata->detail);
+	if (edata->hint)
+		appendStringInfo(&buf, " HINT: %s", edata->hint);
+	return buf.data;
 }
 
 /* ---- reading the training dataset ---------------------------------------- */
@@ -917,15 +955,14 @@ TrainRunInWorker(int64 run_id, Oid role)
 		ErrorData  *edata;
 
 		MemoryContextSwitchTo(ctx);
+		/* the server log gets the whole error, SQLSTATE and context included */
+		EmitErrorReport();
 		edata = CopyErrorData();
 		FlushErrorState();
-		/* the server log gets the error as usual */
-		ereport(LOG,
-				(errmsg("iceml run %lld failed: %s", (long long) run_id, edata->message)));
 		AbortOutOfAnyTransaction();
 		/* record the failure even when a shutdown is pending */
 		HOLD_INTERRUPTS();
-		FinishRun(&job, "failed", edata->message, NULL, NULL, 0, NULL, 0);
+		FinishRun(&job, "failed", ErrorText(edata), NULL, NULL, 0, NULL, 0);
 		RESUME_INTERRUPTS();
 	}
 	PG_END_TRY();

@@ -40,6 +40,7 @@
 #include "iceml_worker.h"
 
 #define ICEML_APPNAME_PREFIX "iceml train "
+#define ICEML_WORKER_TYPE "iceml train"
 
 PGDLLEXPORT void iceml_worker_main(Datum main_arg);
 
@@ -96,7 +97,7 @@ StartWorker(int64 id, IcemlWorkerExtra *extra)
 	snprintf(worker.bgw_library_name, BGW_MAXLEN, "iceml");
 	snprintf(worker.bgw_function_name, BGW_MAXLEN, "iceml_worker_main");
 	snprintf(worker.bgw_name, BGW_MAXLEN, "iceml train %lld", (long long) id);
-	snprintf(worker.bgw_type, BGW_MAXLEN, "iceml train");
+	snprintf(worker.bgw_type, BGW_MAXLEN, ICEML_WORKER_TYPE);
 	worker.bgw_main_arg = Int64GetDatum(id);
 	memcpy(worker.bgw_extra, extra, sizeof(*extra));
 	worker.bgw_notify_pid = 0;
@@ -203,8 +204,9 @@ WorkerInit(void)
 /* ---- claiming a run ------------------------------------------------------ */
 
 /*
- * Workers that hold a run anywhere in the cluster: those that advertise
- * themselves with the 'iceml train <id>' application name.
+ * Workers that hold a run anywhere in the cluster: background workers of
+ * type "iceml train" (the type is set at registration; a client session
+ * can name itself anything, but is never a background worker).
  */
 static int
 ClaimedWorkers(void)
@@ -223,13 +225,17 @@ ClaimedWorkers(void)
 	{
 		LocalPgBackendStatus *local = pgstat_fetch_stat_local_beentry(i);
 		PgBackendStatus *be;
+		const char *type;
 
 		if (local == NULL)
 			continue;
 		be = &local->backendStatus;
-		if (be->st_procpid != MyProcPid && be->st_appname != NULL &&
-			strncmp(be->st_appname, ICEML_APPNAME_PREFIX,
-					strlen(ICEML_APPNAME_PREFIX)) == 0)
+		if (be->st_procpid == MyProcPid || be->st_backendType != B_BG_WORKER)
+			continue;
+		type = GetBackgroundWorkerTypeByPid(be->st_procpid);
+		if (type != NULL && strcmp(type, ICEML_WORKER_TYPE) == 0 &&
+			be->st_appname != NULL &&
+			strncmp(be->st_appname, ICEML_APPNAME_PREFIX, strlen(ICEML_APPNAME_PREFIX)) == 0)
 			claimed++;
 	}
 	return claimed;

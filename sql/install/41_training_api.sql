@@ -244,6 +244,14 @@ BEGIN
         RAISE EXCEPTION 'hyperparameter "channels" must be a non-empty array of column names, not %', hp->'channels'
             USING ERRCODE = '22023';
     END IF;
+    IF EXISTS (SELECT FROM jsonb_array_elements(hp->'channels') e WHERE jsonb_typeof(e) <> 'string') THEN
+        RAISE EXCEPTION 'hyperparameter "channels" must name columns as strings, not %', hp->'channels'
+            USING ERRCODE = '22023', HINT = 'For example ["band_1", "band_2", "band_avg"].';
+    END IF;
+    IF (SELECT count(DISTINCT e) <> count(*) FROM jsonb_array_elements_text(hp->'channels') e) THEN
+        RAISE EXCEPTION 'hyperparameter "channels" names a column twice: %', hp->'channels'
+            USING ERRCODE = '22023';
+    END IF;
     SELECT array_agg(a.attname::text) INTO cols
       FROM pg_attribute a
      WHERE a.attrelid = training_dataset AND a.attnum > 0 AND NOT a.attisdropped
@@ -295,6 +303,13 @@ DECLARE
 BEGIN
     IF experiment IS NULL OR experiment = '' THEN
         RAISE EXCEPTION 'experiment must be a non-empty name' USING ERRCODE = '22023';
+    END IF;
+    -- the experiment name is the deployment name: iceml_predict, the
+    -- inference log and iceml.monitor keep names of up to 63 bytes
+    IF octet_length(experiment) > 63 THEN
+        RAISE EXCEPTION 'experiment name "%" is too long', experiment
+            USING ERRCODE = '22023',
+                  DETAIL = format('It has %s bytes; an experiment (and deployment) name has at most 63.', octet_length(experiment));
     END IF;
     IF training_dataset IS NULL THEN
         RAISE EXCEPTION 'training_dataset must not be NULL' USING ERRCODE = '22023';
