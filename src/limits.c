@@ -108,9 +108,12 @@ IcemlCheckSpecLimits(const char *name, const char *spec_json, int batch_size, in
 				(errcode(ERRCODE_OUT_OF_MEMORY),
 				 errmsg("training %s with batch_size %d needs about %.0f MB, more than iceml.train_memory_mb allows (%d MB)",
 						name, batch_size, ceil((m.train_bytes + data) / MB), iceml_train_memory_mb),
+				 images > 0 ?
 				 errdetail("The model takes %.0f MB; its gradients, optimiser state, activations of a batch and checkpoint copies %.0f MB; the %lld images of the training dataset %.0f MB.",
 						   ceil(m.model_bytes / MB), ceil((m.train_bytes - m.model_bytes) / MB),
-						   (long long) Max(images, 0), ceil(data / MB)),
+						   (long long) images, ceil(data / MB)) :
+				 errdetail("The model takes %.0f MB; its gradients, optimiser state, activations of a batch and checkpoint copies %.0f MB.",
+						   ceil(m.model_bytes / MB), ceil((m.train_bytes - m.model_bytes) / MB)),
 				 errhint("Lower batch_size, use a smaller architecture, or ask a superuser to raise iceml.train_memory_mb.")));
 }
 

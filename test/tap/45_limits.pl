@@ -29,7 +29,7 @@ my ($rc, $run) = psql(q{SET iceml.train_memory_mb = 4096;
 is($rc, 0, 'the caller\'s limit lets the run be queued') or diag($run);
 is(psql("SELECT iceml.wait($run, '120 s')"), 'failed', 'the worker refuses it');
 like(psql("SELECT error FROM iceml.runs WHERE id = $run"),
-	qr/^training the architecture of run $run with batch_size 32 needs about \d+ MB, more than iceml\.train_memory_mb allows \(256 MB\)$/,
+	qr/^training the architecture of run $run with batch_size 32 needs about \d+ MB, more than iceml\.train_memory_mb allows \(256 MB\) \(SQLSTATE 53200\) DETAIL: The model takes \d+ MB; .* HINT: Lower batch_size/,
 	'with the figure and the limit (a killed worker would say it ended without finishing)');
 is(psql("SELECT count(*) FROM iceml.run_metrics WHERE run_id = $run"), '0', 'before any epoch');
 

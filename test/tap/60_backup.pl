@@ -89,6 +89,10 @@ for my $t (@tables) {
 	is(scalar psql("SELECT count(*) > 0 FROM $t $where"), 't', "$t has rows to dump");
 }
 
+# A dump taken while a run trains: its row says running, with a worker of
+# the source database (which the restored database never has).
+psql("UPDATE iceml.runs SET status = 'running', worker_pid = 2147483647, worker_start = now(), finished_at = NULL WHERE id = $run2");
+
 # A digest of every catalog's rows.  runs.database is the oid of the
 # database a run was queued in: it names the source database, not the copy.
 sub digest {
@@ -125,6 +129,10 @@ for my $s (@seqs) {
 }
 is(psql($predict), $pred_before, 'the restored deployment predicts the same values');
 is(psql($by_model), $models_before, 'every restored model predicts the same values');
+
+# the run that was training: its worker is not there, so it ends failed
+is(psql("SELECT iceml.wait($run2, '60 s')", user => $alice), 'failed', 'a run caught training by the dump ends failed');
+like(psql("SELECT error FROM iceml.runs WHERE id = $run2"), qr/ended without finishing the run/, 'with the reason');
 
 # expectations still enforce
 ($rc, $out) = psql(q{\set VERBOSITY verbose
