@@ -29,6 +29,7 @@ OBJS = \
 	src/predict.o \
 	src/monitor.o \
 	src/analysis.o \
+	src/limits.o \
 	$(NN_OBJS)
 
 # The install script is assembled from one file per topic, in name order.

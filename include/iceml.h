@@ -14,6 +14,14 @@ extern int	iceml_train_threads;
 extern int	iceml_max_workers;
 extern int	iceml_predict_threads;
 extern double iceml_log_inferences;
+extern int	iceml_max_model_mb;
+extern int	iceml_train_memory_mb;
+
+/* resource limits and the engine's interrupt check (src/limits.c) */
+extern void LimitsInit(void);
+extern void IcemlCheckSpecLimits(const char *name, const char *spec_json,
+								 int batch_size, int64 images);
+extern void IcemlEngineInterrupted(const char *what) pg_attribute_noreturn();
 
 /* subsystem initialisation, from _PG_init */
 extern void IngestInit(void);

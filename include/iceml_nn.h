@@ -169,4 +169,39 @@ extern void iceml_metrics_compute(const float *prob, const float *y, int64_t n,
 extern int	iceml_net_save(const IcemlNet *net, void **blob, size_t *len);
 extern IcemlNet *iceml_net_load(const void *blob, size_t len, char *err, size_t errlen);
 
+/* ---- resources: what a net costs, stopping a long pass --------------- */
+
+/*
+ * A net described from its spec without allocating its parameters: the
+ * same checks and messages as iceml_net_create, whatever the size.  Only
+ * iceml_net_param_count, iceml_net_input_shape, iceml_net_spec_json,
+ * iceml_net_forward_flops, iceml_net_memory and iceml_net_free apply.
+ */
+extern IcemlNet *iceml_net_describe(const char *spec_json, char *err, size_t errlen);
+
+typedef struct IcemlNetMemory
+{
+	int64_t		parameters;		/* trainable and state, as iceml_net_param_count */
+	double		model_bytes;	/* a loaded model: parameters, state, normalisation */
+	double		predict_bytes;	/* the model with iceml_net_predict's workspace */
+	double		train_bytes;	/* a trainer for the batch size, with its model,
+								 * gradients, optimiser moments, plans and the
+								 * checkpoint and best-model copies of an epoch */
+} IcemlNetMemory;
+
+/* What the net (created or described) takes, for a training batch size. */
+extern void iceml_net_memory(const IcemlNet *net, int batch_size, IcemlNetMemory *out);
+
+/*
+ * A check the engine calls on the calling thread between the layers of a
+ * forward or backward pass (never from its worker threads); non-zero stops
+ * the pass, and iceml_net_predict and iceml_trainer_epoch return
+ * ICEML_NN_INTERRUPTED (the interrupted batch takes no optimiser step).
+ * Process-wide like the thread count; NULL: none.
+ */
+typedef int (*IcemlInterruptCheck) (void);
+extern void iceml_nn_set_interrupt_check(IcemlInterruptCheck check);
+
+#define ICEML_NN_INTERRUPTED (-2)
+
 #endif							/* ICEML_NN_H */

@@ -136,13 +136,18 @@ SELECT iceml_predict(424242, band_1, band_2) FROM iceml_fs.pr_chips_1 WHERE id =
 -- a model that needs a channel iceml_predict cannot build
 SELECT pr_model('lee', 8, 0.3, '{band_1,band_2,band_1_lee}') AS m_lee \gset
 SELECT iceml_predict(:m_lee, band_1, band_2) FROM iceml_fs.pr_chips_1 WHERE id = 1;
--- a deleted model: a clear error, never a stale answer from the cache
+-- a model that a deployment names cannot be deleted (a foreign key: the
+-- deployment history refers to it, and pg_dump restores models first)
 SELECT iceml.deploy('other', :m_other) = :m_other AS deployed_other;
 SELECT round(iceml_predict('other', band_1, band_2)::numeric, 4) > 0 AS cached FROM iceml_fs.pr_chips_1 WHERE id = 1;
 DELETE FROM iceml.models WHERE id = :m_other;
-SELECT iceml_predict('other', band_1, band_2) FROM iceml_fs.pr_chips_1 WHERE id = 1;
-SELECT iceml_predict(:m_other, band_1, band_2) FROM iceml_fs.pr_chips_1 WHERE id = 1;
+SELECT round(iceml_predict('other', band_1, band_2)::numeric, 4) > 0 AS still_served FROM iceml_fs.pr_chips_1 WHERE id = 1;
 SELECT name, model_missing FROM iceml.deployed_models ORDER BY name;
+-- a deleted model: a clear error, never a stale answer from the cache
+SELECT pr_model('gone', 9, 0.3) AS m_gone \gset
+SELECT round(iceml_predict(:m_gone, band_1, band_2)::numeric, 4) > 0 AS cached FROM iceml_fs.pr_chips_1 WHERE id = 1;
+DELETE FROM iceml.models WHERE id = :m_gone;
+SELECT iceml_predict(:m_gone, band_1, band_2) FROM iceml_fs.pr_chips_1 WHERE id = 1;
 
 -- deploy errors
 SELECT iceml.deploy('iceberg', 'best');

@@ -30,12 +30,17 @@ void		_PG_init(void);
 void
 _PG_init(void)
 {
+	/*
+	 * Settings that spend the machine's threads or memory, or decide what
+	 * is logged about other roles' calls, are a superuser's (PGC_SUSET):
+	 * set them in postgresql.conf or with ALTER ROLE/DATABASE ... SET.
+	 */
 	DefineCustomIntVariable("iceml.train_threads",
 							"Threads a training worker gives OpenBLAS.",
 							"Used when a run's hyperparameters do not set \"threads\".",
 							&iceml_train_threads,
 							2, 1, 64,
-							PGC_USERSET, 0,
+							PGC_SUSET, 0,
 							NULL, NULL, NULL);
 
 	DefineCustomIntVariable("iceml.max_workers",
@@ -51,7 +56,7 @@ _PG_init(void)
 							NULL,
 							&iceml_predict_threads,
 							1, 1, 64,
-							PGC_USERSET, 0,
+							PGC_SUSET, 0,
 							NULL, NULL, NULL);
 
 	DefineCustomRealVariable("iceml.log_inferences",
@@ -59,8 +64,10 @@ _PG_init(void)
 							 "0 logs nothing, 1 logs every call.",
 							 &iceml_log_inferences,
 							 0.0, 0.0, 1.0,
-							 PGC_USERSET, 0,
+							 PGC_SUSET, 0,
 							 NULL, NULL, NULL);
+
+	LimitsInit();
 
 	MarkGUCPrefixReserved("iceml");
 

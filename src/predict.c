@@ -494,13 +494,17 @@ PredictRun(IcemlModel *m, const float *x)
 {
 	char		err[ICEML_NN_ERRLEN];
 	float		p;
+	int			rc;
 
 	if (threads_set != iceml_predict_threads)
 	{
 		iceml_nn_set_threads(iceml_predict_threads);
 		threads_set = iceml_predict_threads;
 	}
-	if (iceml_net_predict(m->net, x, 1, &p, err, sizeof(err)) != 0)
+	rc = iceml_net_predict(m->net, x, 1, &p, err, sizeof(err));
+	if (rc == ICEML_NN_INTERRUPTED)
+		IcemlEngineInterrupted("iceml_predict");
+	if (rc != 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_OUT_OF_MEMORY),
 				 errmsg("iceml_predict with model %lld failed: %s", (long long) m->model_id, err)));
@@ -676,7 +680,7 @@ PredictInit(void)
 							"Least recently used models are freed beyond it; one model is always kept.",
 							&predict_cache_mb,
 							256, 1, 65536,
-							PGC_USERSET, GUC_UNIT_MB,
+							PGC_SUSET, GUC_UNIT_MB,
 							NULL, NULL, NULL);
 	CacheRegisterRelcacheCallback(PredictRelcacheCallback, (Datum) 0);
 }

@@ -46,7 +46,8 @@ iceml_spec_info(PG_FUNCTION_ARGS)
 	Jsonb	   *spec = PG_GETARG_JSONB_P(0);
 	char	   *text = JsonbToCString(NULL, &spec->root, VARSIZE(spec));
 	char		err[ICEML_NN_ERRLEN];
-	IcemlNet   *net = iceml_net_create(text, err, sizeof(err));
+	/* described, not allocated: a huge spec costs nothing here */
+	IcemlNet   *net = iceml_net_describe(text, err, sizeof(err));
 	TupleDesc	desc;
 	Datum		values[4];
 	bool		nulls[4] = {false, false, false, false};

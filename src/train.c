@@ -675,6 +675,26 @@ FinishRun(TrainJob *job, const char *status, const char *error,
 
 /* ---- the run ------------------------------------------------------------- */
 
+/* an engine message for a failed allocation: 53200, else the given code */
+#define ENGINE_ERRCODE(err, other) \
+	errcode(strncmp((err), "out of memory", 13) == 0 ? ERRCODE_OUT_OF_MEMORY : (other))
+
+/*
+ * An engine pass stopped by an interrupt (src/limits.c): a terminate
+ * request ends the run 'failed' as one seen between batches does (returns
+ * true); a cancel or timeout raises its error.
+ */
+static bool
+EngineStopped(TrainJob *job)
+{
+	if (ProcDiePending)
+	{
+		job->terminated = true;
+		return true;
+	}
+	IcemlEngineInterrupted("the training run");
+}
+
 static void
 Train(TrainJob *job)
 {
@@ -693,10 +713,13 @@ Train(TrainJob *job)
 	int64		n_acc;
 	const char *end_status = "succeeded";
 
+	/* the limits again, before allocating: they may have changed since */
+	IcemlCheckSpecLimits(psprintf("the architecture of run %lld", (long long) job->id),
+						 job->spec, job->cfg.batch_size, 0);
 	net = iceml_net_create(job->spec, err, sizeof(err));
 	if (net == NULL)
 		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				(ENGINE_ERRCODE(err, ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("invalid architecture for run %lld: %s", (long long) job->id, err)));
 	iceml_net_input_shape(net, &job->c, &job->h, &job->w);
 	if (job->c != list_length(job->channels))
@@ -707,6 +730,8 @@ Train(TrainJob *job)
 
 	pgstat_report_activity(STATE_RUNNING, "reading the training dataset");
 	ReadDataset(job);
+	IcemlCheckSpecLimits(psprintf("the architecture of run %lld", (long long) job->id),
+						 job->spec, job->cfg.batch_size, job->n_train + job->n_val);
 
 	/* standardisation from the training split only */
 	mean = palloc(sizeof(float) * job->c);
@@ -719,7 +744,7 @@ Train(TrainJob *job)
 	tr = iceml_trainer_create(net, &job->cfg, err, sizeof(err));
 	if (tr == NULL)
 		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				(ENGINE_ERRCODE(err, ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("cannot train run %lld: %s", (long long) job->id, err)));
 
 	memset(&best_metrics, 0, sizeof(best_metrics));
@@ -793,9 +818,11 @@ Train(TrainJob *job)
 							   psprintf("epoch %d of %d", epoch, job->epochs));
 		rc = iceml_trainer_epoch(tr, job->x_train, job->y_train, job->n_train, epoch,
 								 BatchCallback, job, &train_loss, err, sizeof(err));
+		if (rc == ICEML_NN_INTERRUPTED && EngineStopped(job))
+			rc = 1;
 		if (rc < 0)
 			ereport(ERROR,
-					(errcode(ERRCODE_INTERNAL_ERROR),
+					(ENGINE_ERRCODE(err, ERRCODE_INTERNAL_ERROR),
 					 errmsg("training run %lld failed in epoch %d: %s", (long long) job->id, epoch, err)));
 		if (rc > 0)
 		{
@@ -803,14 +830,30 @@ Train(TrainJob *job)
 			break;
 		}
 
-		if (iceml_net_predict(net, job->x_train, n_acc, prob, err, sizeof(err)) < 0)
-			elog(ERROR, "prediction failed: %s", err);
+		rc = iceml_net_predict(net, job->x_train, n_acc, prob, err, sizeof(err));
+		if (rc == ICEML_NN_INTERRUPTED && EngineStopped(job))
+		{
+			end_status = "failed";
+			break;
+		}
+		if (rc < 0)
+			ereport(ERROR,
+					(ENGINE_ERRCODE(err, ERRCODE_INTERNAL_ERROR),
+					 errmsg("prediction failed: %s", err)));
 		iceml_metrics_compute(prob, job->y_train, n_acc, 0.5, &train_m);
 
 		if (job->n_val > 0)
 		{
-			if (iceml_net_predict(net, job->x_val, job->n_val, prob, err, sizeof(err)) < 0)
-				elog(ERROR, "prediction failed: %s", err);
+			rc = iceml_net_predict(net, job->x_val, job->n_val, prob, err, sizeof(err));
+			if (rc == ICEML_NN_INTERRUPTED && EngineStopped(job))
+			{
+				end_status = "failed";
+				break;
+			}
+			if (rc < 0)
+				ereport(ERROR,
+						(ENGINE_ERRCODE(err, ERRCODE_INTERNAL_ERROR),
+						 errmsg("prediction failed: %s", err)));
 			iceml_metrics_compute(prob, job->y_val, job->n_val, 0.5, &val_m);
 			improved = val_m.log_loss < best_loss;
 		}
@@ -828,7 +871,10 @@ Train(TrainJob *job)
 			bad_epochs = 0;
 			free(best_blob);
 			if (iceml_net_save(net, &best_blob, &best_len) < 0)
-				elog(ERROR, "could not serialise the model of epoch %d", epoch);
+				ereport(ERROR,
+						(errcode(ERRCODE_OUT_OF_MEMORY),
+						 errmsg("out of memory serialising the model of epoch %d of run %lld",
+								epoch, (long long) job->id)));
 		}
 		else
 			bad_epochs++;
@@ -836,7 +882,10 @@ Train(TrainJob *job)
 		if (job->checkpoint_every > 0 &&
 			(epoch % job->checkpoint_every == 0 || epoch == job->epochs))
 			if (iceml_trainer_save(tr, &ckpt, &ckpt_len) < 0)
-				elog(ERROR, "could not checkpoint epoch %d", epoch);
+				ereport(ERROR,
+						(errcode(ERRCODE_OUT_OF_MEMORY),
+						 errmsg("out of memory checkpointing epoch %d of run %lld",
+								epoch, (long long) job->id)));
 
 		TimestampDifference(start, GetCurrentTimestamp(), &secs, &usecs);
 		RecordEpoch(job, epoch, train_loss, train_m.accuracy,

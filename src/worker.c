@@ -259,8 +259,8 @@ LaunchQueuedRuns(void)
 	int			room;
 	int			started = 0;
 	uint64		n;
-	Datum		args[2];
-	Oid			types[2] = {INT4OID, OIDOID};
+	Datum		args[1];
+	Oid			types[1] = {INT4OID};
 
 	if (iceml_max_workers <= 0)
 		return 0;
@@ -271,8 +271,12 @@ LaunchQueuedRuns(void)
 	SPI_connect();
 	BecomeCatalogOwner(&own);
 	args[0] = Int32GetDatum(room);
-	args[1] = ObjectIdGetDatum(MyDatabaseId);
-	/* the oldest queued runs, no more of a study than its free parallel slots */
+	/*
+	 * the oldest queued runs, no more of a study than its free parallel
+	 * slots; every row of this database's catalog is a run of this database
+	 * (runs.database names the one it was queued in, which a restored or
+	 * copied database does not share)
+	 */
 	n = SpiExec("SELECT q.id, q.role, q.login FROM ("
 				"  SELECT r.id, r.role, r.login, r.study_id, s.parallel,"
 				"         pg_catalog.row_number() OVER (PARTITION BY r.study_id ORDER BY r.id) AS k,"
@@ -280,11 +284,10 @@ LaunchQueuedRuns(void)
 				"           WHERE x.study_id OPERATOR(pg_catalog.=) r.study_id"
 				"             AND x.status OPERATOR(pg_catalog.=) 'running') AS busy"
 				"    FROM iceml.runs r LEFT JOIN iceml.studies s ON s.id OPERATOR(pg_catalog.=) r.study_id"
-				"   WHERE r.status OPERATOR(pg_catalog.=) 'queued'"
-				"     AND r.database OPERATOR(pg_catalog.=) $2) q"
+				"   WHERE r.status OPERATOR(pg_catalog.=) 'queued') q"
 				" WHERE q.study_id IS NULL OR q.k OPERATOR(pg_catalog.+) q.busy OPERATOR(pg_catalog.<=) q.parallel"
 				" ORDER BY q.id LIMIT $1",
-				2, types, args, NULL);
+				1, types, args, NULL);
 	RestoreUser(&own);
 
 	extra.database = MyDatabaseId;
@@ -403,8 +406,6 @@ ReapOrphanedRuns(void)
 				" it was killed, crashed or the server restarted; iceml.resume(%s) continues"
 				" from the last checkpoint', r.worker_pid, r.id)"
 				" WHERE r.status OPERATOR(pg_catalog.=) 'running'"
-				"   AND r.database OPERATOR(pg_catalog.=) (SELECT oid FROM pg_catalog.pg_database"
-				"                   WHERE datname OPERATOR(pg_catalog.=) pg_catalog.current_database())"
 				"   AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_stat_activity a"
 				"                    WHERE a.pid OPERATOR(pg_catalog.=) r.worker_pid"
 				"                      AND a.backend_start OPERATOR(pg_catalog.=) r.worker_start)",

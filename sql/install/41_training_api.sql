@@ -11,6 +11,22 @@ CREATE FUNCTION iceml._spec_info(spec jsonb, OUT spec jsonb, OUT parameters bigi
 COMMENT ON FUNCTION iceml._spec_info(jsonb) IS
     'the engine''s canonical form of an architecture spec, its parameter count, input channels and floating-point operations per image forward; refuses an invalid spec';
 
+-- Resource limits (src/limits.c): iceml.max_model_mb for the model of a
+-- spec and, with a batch size, iceml.train_memory_mb for training it on so
+-- many images; from the engine's memory plan, before anything is allocated.
+CREATE FUNCTION iceml._check_limits(name text, spec jsonb, batch_size integer, images bigint)
+    RETURNS void
+    AS 'MODULE_PATHNAME', 'iceml_check_limits'
+    LANGUAGE C STABLE PARALLEL SAFE;
+COMMENT ON FUNCTION iceml._check_limits(text, jsonb, integer, bigint) IS
+    'refuses a spec whose model exceeds iceml.max_model_mb (54000) or whose training with batch_size on images images exceeds iceml.train_memory_mb (53200)';
+
+CREATE FUNCTION iceml._max_train_threads() RETURNS integer
+    AS 'MODULE_PATHNAME', 'iceml_max_train_threads'
+    LANGUAGE C STABLE PARALLEL SAFE;
+COMMENT ON FUNCTION iceml._max_train_threads() IS
+    'the most threads a run may ask for: the server''s processors (at most 64), or iceml.train_threads if higher';
+
 CREATE FUNCTION iceml._builtin_spec(name text) RETURNS jsonb
     AS 'MODULE_PATHNAME', 'iceml_builtin_spec'
     LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
@@ -35,8 +51,8 @@ SELECT 'tiny_cnn', i.spec, i.parameters, true
 
 SELECT pg_catalog.pg_extension_config_dump('iceml.architectures', 'WHERE NOT builtin');
 
--- users add architectures by INSERT through iceml.create_architecture();
--- the trigger has the engine check the spec and fills in what users may not choose
+-- users add architectures through iceml.create_architecture(); the trigger
+-- has the engine check the spec
 CREATE FUNCTION iceml._architecture_check() RETURNS trigger
     LANGUAGE plpgsql
     SET search_path = pg_catalog, pg_temp
@@ -48,8 +64,8 @@ BEGIN
     NEW.spec := info.spec;
     NEW.parameters := info.parameters;
     NEW.builtin := false;
-    NEW.owner := iceml._caller()::text;
-    NEW.created_at := now();
+    -- owner and created_at are as inserted: iceml._create_architecture
+    -- names the caller, and a row restored by pg_restore keeps its own
     RETURN NEW;
 END
 $$;
@@ -73,9 +89,11 @@ BEGIN
     IF EXISTS (SELECT FROM iceml.architectures a WHERE a.name = _create_architecture.name) THEN
         RAISE EXCEPTION 'architecture "%" already exists', name USING ERRCODE = '42710';
     END IF;
-    INSERT INTO iceml.architectures AS a (name, spec)
-    VALUES (_create_architecture.name, _create_architecture.spec)
+    INSERT INTO iceml.architectures AS a (name, spec, owner)
+    VALUES (_create_architecture.name, _create_architecture.spec, iceml._caller()::text)
     RETURNING a.parameters INTO info;
+    -- checked here, not by the trigger, so that a restore keeps what it has
+    PERFORM iceml._check_limits(_create_architecture.name, _create_architecture.spec, NULL, NULL);
     RETURN info.parameters;
 END
 $$;
@@ -192,7 +210,7 @@ BEGIN
     PERFORM iceml._check_integer(hp, 'epochs', 1, 100000);
     PERFORM iceml._check_integer(hp, 'batch_size', 1, 65536);
     PERFORM iceml._check_integer(hp, 'seed', 0, 2147483647);
-    PERFORM iceml._check_integer(hp, 'threads', 1, 64);
+    PERFORM iceml._check_integer(hp, 'threads', 1, iceml._max_train_threads());
     PERFORM iceml._check_integer(hp, 'early_stopping_patience', 0, 100000);
     PERFORM iceml._check_integer(hp, 'checkpoint_every', 0, 100000);
     IF jsonb_typeof(hp->'learning_rate') <> 'number' OR (hp->>'learning_rate')::float8 <= 0
@@ -299,6 +317,11 @@ BEGIN
     SELECT * INTO ds FROM iceml._dataset_info(training_dataset);
     hp := iceml._resolve_hyperparams(hyperparams, training_dataset);
     SELECT * INTO info FROM iceml._spec_info(spec);
+    -- the model and the worker's memory for this batch size and dataset
+    PERFORM iceml._check_limits(architecture, info.spec, (hp->>'batch_size')::int,
+                                (SELECT sum(e.value::bigint) FROM iceml.training_datasets t,
+                                        jsonb_each_text(t.row_counts) e
+                                  WHERE t."table" = _queue_run.training_dataset)::bigint);
     channels := ARRAY(SELECT jsonb_array_elements_text(hp->'channels'));
     IF info.channels <> cardinality(channels) THEN
         RAISE EXCEPTION 'architecture "%" takes % input channels but "channels" names %',

@@ -139,6 +139,36 @@ $$;
 COMMENT ON FUNCTION iceml._sample_parameter(jsonb, double precision) IS
     'one value of a search space parameter for a uniform number u';
 
+-- How many grid points one parameter has, by arithmetic (an INTEGER range
+-- of a trillion values is counted, not enumerated); the same count as
+-- iceml._grid_values gives.
+CREATE FUNCTION iceml._grid_size(name text, param jsonb) RETURNS numeric
+    LANGUAGE plpgsql IMMUTABLE STRICT
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    width numeric;
+BEGIN
+    CASE param->>'type'
+    WHEN 'INTEGER' THEN
+        width := (param->'range'->>1)::numeric - (param->'range'->>0)::numeric + 1;
+        -- "points" spread over the range: distinct after rounding, so no
+        -- more than the range holds
+        RETURN CASE WHEN param ? 'points' THEN least((param->>'points')::numeric, width) ELSE width END;
+    WHEN 'DOUBLE' THEN
+        IF NOT param ? 'points' THEN
+            RAISE EXCEPTION 'grid search cannot enumerate DOUBLE parameter "%"', name
+                USING ERRCODE = '22023',
+                      HINT = 'Give it "points": n (n values spread over its range), or make it DISCRETE.';
+        END IF;
+        RETURN (param->>'points')::numeric;
+    ELSE
+        RETURN jsonb_array_length(param->'values');
+    END CASE;
+END
+$$;
+COMMENT ON FUNCTION iceml._grid_size(text, jsonb) IS 'the number of grid points of one search space parameter, computed without enumerating them';
+
 -- The grid points of one parameter.
 CREATE FUNCTION iceml._grid_values(name text, param jsonb) RETURNS SETOF jsonb
     LANGUAGE plpgsql IMMUTABLE STRICT
@@ -158,7 +188,8 @@ BEGIN
             RETURN QUERY SELECT DISTINCT to_jsonb(round(lo + (hi - lo) * i / (k - 1))::bigint)
                            FROM generate_series(0, k - 1) i;
         ELSE
-            RETURN QUERY SELECT to_jsonb(i) FROM generate_series(lo::bigint, hi::bigint) i;
+            RETURN QUERY SELECT to_jsonb(i) FROM generate_series((param->'range'->>0)::numeric,
+                                                                 (param->'range'->>1)::numeric) i;
         END IF;
     WHEN 'DOUBLE' THEN
         IF NOT param ? 'points' THEN
@@ -193,6 +224,8 @@ AS $$
 DECLARE
     max_grid constant integer := 256;
     points numeric := 1;
+    sizes text[] := '{}';
+    n numeric;
     p record;
     configs jsonb[] := ARRAY['{}'::jsonb];
     next jsonb[];
@@ -200,12 +233,20 @@ DECLARE
     v jsonb;
 BEGIN
     IF strategy = 'grid' THEN
+        -- the size first, by arithmetic: nothing is enumerated before it is
+        -- known to fit (a product above 10^30 is not carried further, so
+        -- numeric cannot overflow whatever the ranges)
         FOR p IN SELECT e.key, e.value FROM jsonb_each(search_space) e ORDER BY e.key LOOP
-            points := points * (SELECT count(*) FROM iceml._grid_values(p.key, p.value));
+            n := iceml._grid_size(p.key, p.value);
+            sizes := sizes || format('%s %s', p.key,
+                                     CASE WHEN n >= 1e15 THEN pg_catalog.btrim(pg_catalog.to_char(n, '9.99EEEE')) ELSE n::text END);
+            points := least(points * least(n, 1e31), 1e31);
         END LOOP;
         IF points > max_grid THEN
-            RAISE EXCEPTION 'the grid has % points, more than the % a study may have', points, max_grid
-                USING ERRCODE = '22023',
+            RAISE EXCEPTION 'the grid has % points, more than the % a study may have',
+                            CASE WHEN points > 1e30 THEN 'more than 10^30' ELSE points::text END, max_grid
+                USING ERRCODE = '54000',
+                      DETAIL = format('Grid points per parameter: %s.', array_to_string(sizes, ', ')),
                       HINT = 'Use fewer values or "points", or strategy => ''random'' or ''asha'' with a number of trials.';
         END IF;
         FOR p IN SELECT e.key, e.value FROM jsonb_each(search_space) e ORDER BY e.key LOOP

@@ -10,11 +10,16 @@
 CREATE TABLE iceml.deployments (
     id            bigserial PRIMARY KEY,
     name          text NOT NULL CHECK (name OPERATOR(pg_catalog.<>) ''),
-    model_id      bigint NOT NULL,          -- no foreign key: a deleted model makes predict say so
+    -- A real foreign key: a model that a deployment names (now or in the
+    -- history) cannot be deleted, and pg_dump, which loads extension
+    -- configuration tables in foreign-key order, restores iceml.models
+    -- before iceml.deployments (whose trigger checks the model).
+    model_id      bigint NOT NULL REFERENCES iceml.models (id),
     from_model_id bigint,                   -- the model deployed before, NULL for the first
     strategy      text NOT NULL CHECK (strategy OPERATOR(pg_catalog.=) ANY
                   (ARRAY['best_score', 'most_recent', 'rollback', 'model_id', 'if_better', 'always'])),
-    deployed_by   name NOT NULL DEFAULT CURRENT_USER,
+    -- on whose behalf iceml's code inserts the row; a restored row keeps its own
+    deployed_by   name NOT NULL DEFAULT (iceml._caller())::text,
     deployed_at   timestamptz NOT NULL DEFAULT pg_catalog.now()
 );
 CREATE INDEX deployments_name_id ON iceml.deployments (name, id);
@@ -70,7 +75,6 @@ BEGIN
                   DETAIL = format('Role "%s" may not deploy under it.', caller),
                   HINT = 'Deploy under an experiment name of your own, or have its owner or an iceml_admin call iceml.transfer_deployment().';
     END IF;
-    NEW.deployed_by := caller::text;
     SELECT m.experiment INTO exp FROM iceml.models m WHERE m.id = NEW.model_id;
     IF NOT FOUND THEN
         RAISE EXCEPTION 'model % does not exist', NEW.model_id USING ERRCODE = '42704';
@@ -80,8 +84,10 @@ BEGIN
             USING ERRCODE = '22023',
                   HINT = 'A deployment name is an experiment name: deploy a model under its own experiment.';
     END IF;
+    -- the row before this one by id, so that a restore (rows in the dump's
+    -- physical order) records the same chain
     SELECT d.model_id INTO NEW.from_model_id FROM iceml.deployments d
-     WHERE d.name = NEW.name ORDER BY d.id DESC LIMIT 1;
+     WHERE d.name = NEW.name AND d.id < NEW.id ORDER BY d.id DESC LIMIT 1;
     RETURN NEW;
 END
 $$;

@@ -24,6 +24,24 @@ static int	nn_threads = 1;
 /* per layer [forward, backward] seconds accumulated when set (benchmarks) */
 static double *nn_profile_acc;
 
+/*
+ * The caller's interrupt check (iceml_nn_set_interrupt_check), asked between
+ * the layers of a pass; never from the engine's worker threads.
+ */
+static IcemlInterruptCheck nn_interrupt_check;
+
+void
+iceml_nn_set_interrupt_check(IcemlInterruptCheck check)
+{
+	nn_interrupt_check = check;
+}
+
+int
+nn_interrupted(void)
+{
+	return nn_interrupt_check != NULL && nn_interrupt_check() != 0;
+}
+
 void
 nn_set_profile(double *acc)
 {
@@ -202,34 +220,18 @@ static int	pool_takes_conv_grad(const IcemlNet *net, int i);
 
 /* ---- plans ----------------------------------------------------------------- */
 
-Plan *
-nn_plan_create(const IcemlNet *net, int batch, int training)
+/*
+ * The sizes, in floats, of a plan's pieces ([i*5 + 0] out, 1 grad, 2 col,
+ * 3 aux, 4 aux2 per layer, then input, dout, the shared col matrix) into
+ * sz (n * 5 + 3 of them), and their total with alignment slack.
+ */
+static size_t
+plan_sizes(const IcemlNet *net, int batch, int training, size_t *sz, size_t *max_col_out)
 {
 	int			n = net->nlayers;
-	Plan	   *p = calloc(1, sizeof(Plan));
 	size_t		total = 0,
 				max_col = 0;
-	size_t	   *sz;
-	float	   *cursor;
 
-	if (p == NULL)
-		return NULL;
-	p->batch = batch;
-	p->training = training;
-	p->out = calloc((size_t) n, sizeof(float *));
-	p->grad = calloc((size_t) n, sizeof(float *));
-	p->col = calloc((size_t) n, sizeof(float *));
-	p->aux = calloc((size_t) n, sizeof(float *));
-	p->aux2 = calloc((size_t) n, sizeof(float *));
-	sz = calloc((size_t) n * 5 + 3, sizeof(size_t));
-	if (!p->out || !p->grad || !p->col || !p->aux || !p->aux2 || !sz)
-	{
-		free(sz);
-		nn_plan_free(p);
-		return NULL;
-	}
-
-	/* sizes, in floats: [i*5 + 0] out, 1 grad, 2 col, 3 aux, 4 aux2 */
 	for (int i = 0; i < n; i++)
 	{
 		const Layer *l = &net->layers[i];
@@ -260,6 +262,54 @@ nn_plan_create(const IcemlNet *net, int batch, int training)
 	sz[n * 5 + 2] = max_col;	/* the col matrix inference layers share */
 	for (int i = 0; i < n * 5 + 3; i++)
 		total += (sz[i] + 64 + 15) & ~(size_t) 15;	/* 64-byte aligned pieces */
+
+	*max_col_out = max_col;
+	return total;
+}
+
+/* The floats a plan for this batch takes (iceml_net_memory). */
+size_t
+nn_plan_floats(const IcemlNet *net, int batch, int training)
+{
+	size_t	   *sz = calloc((size_t) net->nlayers * 5 + 3, sizeof(size_t));
+	size_t		max_col,
+				total;
+
+	if (sz == NULL)
+		return SIZE_MAX;		/* cannot even plan: as good as too big */
+	total = plan_sizes(net, batch, training, sz, &max_col);
+	free(sz);
+	return total;
+}
+
+Plan *
+nn_plan_create(const IcemlNet *net, int batch, int training)
+{
+	int			n = net->nlayers;
+	Plan	   *p = calloc(1, sizeof(Plan));
+	size_t		total = 0,
+				max_col = 0;
+	size_t	   *sz;
+	float	   *cursor;
+
+	if (p == NULL)
+		return NULL;
+	p->batch = batch;
+	p->training = training;
+	p->out = calloc((size_t) n, sizeof(float *));
+	p->grad = calloc((size_t) n, sizeof(float *));
+	p->col = calloc((size_t) n, sizeof(float *));
+	p->aux = calloc((size_t) n, sizeof(float *));
+	p->aux2 = calloc((size_t) n, sizeof(float *));
+	sz = calloc((size_t) n * 5 + 3, sizeof(size_t));
+	if (!p->out || !p->grad || !p->col || !p->aux || !p->aux2 || !sz)
+	{
+		free(sz);
+		nn_plan_free(p);
+		return NULL;
+	}
+
+	total = plan_sizes(net, batch, training, sz, &max_col);
 
 	p->block_floats = total;
 	if (posix_memalign((void **) &p->block, 64, total * sizeof(float)) != 0)
@@ -1352,7 +1402,8 @@ dropout_range(void *p, size_t begin, size_t end)
 /* ---- forward ---------------------------------------------------------------- */
 
 /*
- * Run the net on the b images in plan->input.  Returns the b logits.
+ * Run the net on the b images in plan->input.  Returns the b logits, or
+ * NULL when the interrupt check stopped it.
  * training: batch statistics, dropout masks from dropout_seed.
  */
 const float *
@@ -1482,6 +1533,9 @@ nn_forward(IcemlNet *net, Plan *plan, int b, int training, uint64_t dropout_seed
 		if (nn_profile_acc)
 			nn_profile_acc[2 * i] += nn_clock() - t0;
 		x = y;
+		/* between layers: a long pass stops when the caller asks */
+		if (i + 1 < net->nlayers && nn_interrupted())
+			return NULL;
 	}
 	return x;
 }
@@ -1491,9 +1545,10 @@ nn_forward(IcemlNet *net, Plan *plan, int b, int training, uint64_t dropout_seed
 /*
  * Gradients of the loss for the batch just run forward (training) w.r.t.
  * every parameter, written to grads (same layout as net->params).  The
- * gradient w.r.t. the logits must be in plan->dout.
+ * gradient w.r.t. the logits must be in plan->dout.  Returns 0, or -1 when
+ * the interrupt check stopped it (grads then incomplete).
  */
-void
+int
 nn_backward(IcemlNet *net, Plan *plan, int b, float *grads)
 {
 	for (int i = net->nlayers - 1; i >= 0; i--)
@@ -1633,5 +1688,8 @@ nn_backward(IcemlNet *net, Plan *plan, int b, float *grads)
 		}
 		if (nn_profile_acc)
 			nn_profile_acc[2 * i + 1] += nn_clock() - t0;
+		if (i > 0 && nn_interrupted())
+			return -1;
 	}
+	return 0;
 }

@@ -240,6 +240,11 @@ iceml_net_predict(IcemlNet *net, const float *x, int64_t n, float *prob, char *e
 
 		nn_gather(net, net->infer, x + (size_t) at * img, NULL, b, NULL);
 		z = nn_forward(net, net->infer, b, 0, 0);
+		if (z == NULL)
+		{
+			snprintf(err, errlen, "interrupted");
+			return ICEML_NN_INTERRUPTED;
+		}
 		for (int k = 0; k < b; k++)
 			prob[at + k] = sigmoidf(z[k]);
 	}

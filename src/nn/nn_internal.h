@@ -114,6 +114,8 @@ struct IcemlNet
 
 /* spec.c */
 extern IcemlNet *nn_build(const char *spec_json, char *err, size_t errlen);
+/* the same without parameters (iceml_net_describe) */
+extern IcemlNet *nn_build_shapes(const char *spec_json, char *err, size_t errlen);
 
 /* engine.c */
 extern void nn_set_work_threads(int threads);
@@ -131,7 +133,11 @@ extern void nn_gather(const IcemlNet *net, Plan *plan, const float *x,
 					  const int64_t *index, int b, const uint8_t *aug);
 extern const float *nn_forward(IcemlNet *net, Plan *plan, int b, int training,
 							   uint64_t dropout_seed);
-extern void nn_backward(IcemlNet *net, Plan *plan, int b, float *grads);
+extern int	nn_backward(IcemlNet *net, Plan *plan, int b, float *grads);
+/* the floats nn_plan_create(net, batch, training) allocates in its block */
+extern size_t nn_plan_floats(const IcemlNet *net, int batch, int training);
+/* whether the caller's interrupt check asks to stop (between layers) */
+extern int	nn_interrupted(void);
 
 /* rng.c-style helpers (static inline) */
 static inline uint64_t

@@ -4,4 +4,5 @@ NN_OBJS = \
 	src/nn/spec.o \
 	src/nn/engine.o \
 	src/nn/net.o \
-	src/nn/trainer.o
+	src/nn/trainer.o \
+	src/nn/memory.o

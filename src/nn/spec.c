@@ -622,8 +622,12 @@ canonical(const IcemlNet *net)
 	return out;
 }
 
-IcemlNet *
-nn_build(const char *spec_json, char *err, size_t errlen)
+/*
+ * Parse, check and infer shapes; with_params allocates the parameters too
+ * (without, the net only describes itself: counts, shapes, canonical spec).
+ */
+static IcemlNet *
+build(const char *spec_json, int with_params, char *err, size_t errlen)
 {
 	SpecError	e = {err, errlen};
 	json_object *root = NULL,
@@ -682,7 +686,8 @@ nn_build(const char *spec_json, char *err, size_t errlen)
 	}
 
 	net = calloc(1, sizeof(IcemlNet));
-	net->layers = calloc((size_t) n, sizeof(Layer));
+	if (net != NULL)
+		net->layers = calloc((size_t) n, sizeof(Layer));
 	if (net == NULL || net->layers == NULL)
 	{
 		fail(&e, "out of memory");
@@ -698,6 +703,17 @@ nn_build(const char *spec_json, char *err, size_t errlen)
 			goto bad;
 	if (infer_shapes(net, &e) < 0)
 		goto bad;
+	if (!with_params)
+	{
+		net->spec = canonical(net);
+		if (net->spec == NULL)
+		{
+			fail(&e, "out of memory");
+			goto bad;
+		}
+		json_object_put(root);
+		return net;
+	}
 
 	net->params = calloc(net->nparams ? net->nparams : 1, sizeof(float));
 	net->state = calloc(net->nstate ? net->nstate : 1, sizeof(float));
@@ -730,4 +746,16 @@ bad:
 	json_object_put(root);
 	iceml_net_free(net);
 	return NULL;
+}
+
+IcemlNet *
+nn_build(const char *spec_json, char *err, size_t errlen)
+{
+	return build(spec_json, 1, err, errlen);
+}
+
+IcemlNet *
+nn_build_shapes(const char *spec_json, char *err, size_t errlen)
+{
+	return build(spec_json, 0, err, errlen);
 }

@@ -215,6 +215,11 @@ iceml_trainer_epoch(IcemlTrainer *tr, const float *x, const float *y, int64_t n,
 			}
 		nn_gather(net, tr->plan, x, tr->order + at, b, tr->cfg.augment ? tr->aug : NULL);
 		z = nn_forward(net, tr->plan, b, 1, nn_splitmix64(&bs));
+		if (z == NULL)
+		{
+			snprintf(err, errlen, "interrupted");
+			return ICEML_NN_INTERRUPTED;
+		}
 		for (int k = 0; k < b; k++)
 		{
 			float		yk = y[tr->order[at + k]];
@@ -231,7 +236,11 @@ iceml_trainer_epoch(IcemlTrainer *tr, const float *x, const float *y, int64_t n,
 					 (long long) at, epoch);
 			return -1;
 		}
-		nn_backward(net, tr->plan, b, tr->grads);
+		if (nn_backward(net, tr->plan, b, tr->grads) != 0)
+		{
+			snprintf(err, errlen, "interrupted");
+			return ICEML_NN_INTERRUPTED;
+		}
 		optimizer_step(tr);
 		total += loss;
 		if (cb && cb(cb_arg, at + b, n, loss / b) != 0)

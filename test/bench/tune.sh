@@ -136,6 +136,7 @@ echo "BENCH asha_study_s $(wall "$asha") s"
 
 psql -c "SET client_min_messages = warning" \
      -c "DELETE FROM iceml.studies WHERE experiment LIKE 'bench\_%'" \
+     -c "DELETE FROM iceml.deployments WHERE name LIKE 'bench\_%'" \
      -c "DELETE FROM iceml.models WHERE experiment LIKE 'bench\_%'" \
      -c "DELETE FROM iceml.architectures WHERE name = 'bench_small_cnn'" \
      -c "SELECT iceml.drop_feature_group('iceml_fs.bench_tune_1', cascade => true)" >/dev/null

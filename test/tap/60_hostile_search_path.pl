@@ -166,7 +166,6 @@ drive('deploy', q{SELECT iceml.deploy('hexp'); SELECT iceml.deploy('hexp', (SELE
 psql('GRANT SELECT ON iceml_td.hchips_1 TO iceml_tap_h_reader', %u);
 for my $who ('iceml_tap_h_user', 'iceml_tap_h_reader') {
 	drive("predict, evaluate, what_if as $who", q{
-		SET iceml.log_inferences = 0;
 		SELECT count(iceml_predict('hexp', band_1, band_2, inc_angle)) FROM iceml_td.hchips_1;
 		SELECT iceml_predict((SELECT model_id FROM iceml.deployed_models WHERE name = 'hexp'),
 		                     array_fill(0::real, ARRAY[5625]), array_fill(0::real, ARRAY[5625]));

@@ -862,6 +862,146 @@ TEST(direct_convolution_and_vector_pool_match_the_plain_path)
 	}
 }
 
+/* ---- resources: describing a net, its memory, stopping a pass ------------- */
+
+static int	interrupt_after;	/* calls of the check left before it says stop */
+static int	interrupt_calls;
+
+static int
+count_down(void)
+{
+	interrupt_calls++;
+	return interrupt_after-- <= 0;
+}
+
+TEST(describe_and_memory_without_allocating)
+{
+	/* 1.07e9 parameters: described, never allocated (ASan would see it) */
+	const char *huge = "{\"input\":[1,128,128],\"layers\":[{\"type\":\"flatten\"},"
+		"{\"type\":\"dense\",\"units\":65536},{\"type\":\"dense\",\"units\":1}]}";
+	IcemlNet   *d = iceml_net_describe(huge, NULL, 0);
+	IcemlNet   *ref = make_net(iceml_nn_builtin_spec("statoil_cnn"));
+	IcemlNet   *desc;
+	IcemlNetMemory m;
+	ERR;
+
+	CHECK(d != NULL, "huge spec described");
+	if (d)
+	{
+		CHECK(iceml_net_param_count(d) == 16384LL * 65536 + 65536 + 65536 + 1,
+			  "%lld", (long long) iceml_net_param_count(d));
+		CHECK(d->params == NULL, "no parameters allocated");
+		iceml_net_memory(d, 32, &m);
+		CHECK(m.parameters == iceml_net_param_count(d), "parameters");
+		CHECK(m.model_bytes > 4.29e9 && m.model_bytes < 4.3e9, "model %g bytes", m.model_bytes);
+		CHECK(m.train_bytes > 7 * m.model_bytes, "training takes weights, gradients, moments and copies: %g",
+			  m.train_bytes);
+		iceml_net_free(d);
+	}
+	/* a description refuses what create refuses, with the same message */
+	CHECK(iceml_net_describe("{\"input\":[3,75,75],\"layers\":[{\"type\":\"gap\"},{\"type\":\"dense\",\"units\":2}]}",
+							 err, sizeof(err)) == NULL && strstr(err, "last layer") != NULL, "%s", err);
+
+	/* the figures are the plans' own sizes */
+	if (!ref)
+		return;
+	desc = iceml_net_describe(iceml_nn_builtin_spec("statoil_cnn"), err, sizeof(err));
+	CHECK(desc && strcmp(desc->spec, ref->spec) == 0 && iceml_net_param_count(desc) == 560193,
+		  "described like created");
+	for (int b = 1; b <= 64; b *= 4)
+	{
+		Plan	   *tp = nn_plan_create(ref, b, 1);
+		Plan	   *ip = nn_plan_create(ref, 32, 0);
+		IcemlNetMemory mm;
+		double		f = sizeof(float);
+		double		p = (double) ref->nparams,
+					s = (double) ref->nstate;
+
+		iceml_net_memory(desc ? desc : ref, b, &mm);
+		CHECK(tp && nn_plan_floats(ref, b, 1) == tp->block_floats, "training plan of %d", b);
+		CHECK(ip && nn_plan_floats(ref, 32, 0) == ip->block_floats, "inference plan");
+		CHECK(tp && ip && fabs(mm.train_bytes - ((p + s + 2 * ref->c) * f + 3 * p * f + tp->block_floats * f +
+												 ip->block_floats * f + (3 * p + s) * f + (p + s) * f)) < 1,
+			  "train bytes %g", mm.train_bytes);
+		CHECK(ip && fabs(mm.predict_bytes - ((p + s + 2 * ref->c) * f + ip->block_floats * f)) < 1,
+			  "predict bytes %g", mm.predict_bytes);
+		nn_plan_free(tp);
+		nn_plan_free(ip);
+	}
+	iceml_net_free(desc);
+	iceml_net_free(ref);
+}
+
+TEST(interrupt_check_stops_forward_backward_predict_and_epoch)
+{
+	IcemlNet   *net = make_net(iceml_nn_builtin_spec("statoil_cnn"));
+	IcemlTrainConfig cfg;
+	IcemlTrainer *tr;
+	float	   *x,
+			   *y,
+				prob[4];
+	double		loss;
+	uint64_t	s = 7;
+	size_t		img = 3 * 75 * 75;
+	Plan	   *plan;
+	ERR;
+
+	if (!net)
+		return;
+	iceml_net_init_params(net, 1);
+	x = malloc(sizeof(float) * img * 4);
+	y = malloc(sizeof(float) * 4);
+	for (size_t i = 0; i < img * 4; i++)
+		x[i] = frand(&s);
+	for (int i = 0; i < 4; i++)
+		y[i] = (float) (i % 2);
+
+	/* stopped after the second layer: NULL, and the check was asked then */
+	iceml_nn_set_interrupt_check(count_down);
+	interrupt_after = 1;
+	interrupt_calls = 0;
+	plan = nn_plan_create(net, 2, 1);
+	nn_gather(net, plan, x, NULL, 2, NULL);
+	CHECK(nn_forward(net, plan, 2, 1, 1) == NULL && interrupt_calls == 2, "forward stopped, %d calls",
+		  interrupt_calls);
+	interrupt_after = 1000000;
+	CHECK(nn_forward(net, plan, 2, 1, 1) != NULL, "forward runs when not asked to stop");
+	{
+		float	   *g = calloc(net->nparams, sizeof(float));
+
+		interrupt_after = 2;
+		CHECK(nn_backward(net, plan, 2, g) == -1, "backward stopped");
+		free(g);
+	}
+	nn_plan_free(plan);
+
+	interrupt_after = 0;
+	CHECK(iceml_net_predict(net, x, 4, prob, err, sizeof(err)) == ICEML_NN_INTERRUPTED, "predict: %s", err);
+	interrupt_after = 1000000;
+	CHECK(iceml_net_predict(net, x, 4, prob, err, sizeof(err)) == 0, "predict after: %s", err);
+
+	iceml_train_config_defaults(&cfg);
+	cfg.batch_size = 2;
+	tr = iceml_trainer_create(net, &cfg, err, sizeof(err));
+	CHECK(tr != NULL, "%s", err);
+	if (tr)
+	{
+		float	   *before = malloc(sizeof(float) * net->nparams);
+
+		memcpy(before, net->params, sizeof(float) * net->nparams);
+		interrupt_after = 3;	/* inside the first batch */
+		CHECK(iceml_trainer_epoch(tr, x, y, 4, 1, NULL, NULL, &loss, err, sizeof(err)) == ICEML_NN_INTERRUPTED,
+			  "epoch: %s", err);
+		CHECK(memcmp(before, net->params, sizeof(float) * net->nparams) == 0, "no step with the stopped batch");
+		free(before);
+		iceml_trainer_free(tr);
+	}
+	iceml_nn_set_interrupt_check(NULL);
+	free(x);
+	free(y);
+	iceml_net_free(net);
+}
+
 int
 main(void)
 {
@@ -883,5 +1023,7 @@ main(void)
 	RUN(callback_stops_an_epoch_and_bad_configs_are_refused);
 	RUN(one_and_two_threads_agree_and_each_is_reproducible);
 	RUN(direct_convolution_and_vector_pool_match_the_plain_path);
+	RUN(describe_and_memory_without_allocating);
+	RUN(interrupt_check_stops_forward_backward_predict_and_epoch);
 	return UNIT_SUMMARY();
 }

@@ -1,0 +1,159 @@
+# Backups restore: pg_dump -Fc of a database with iceml data (feature
+# groups with expectations, validations, statistics, quarantine, training
+# datasets, architectures, runs, metrics, checkpoints, models, deployments,
+# a study, the inference log) and pg_restore into a fresh database give the
+# same catalogs, deployments that predict the same values, expectation
+# triggers that still enforce, and sequences that continue.
+#
+# pg_restore loads extension configuration tables in foreign-key order
+# (else in name order), with the extension's triggers already in place:
+# iceml.deployments comes after iceml.models only because of its foreign
+# key, and its trigger, which checks the model, must accept restored rows.
+use strict;
+use warnings;
+use File::Temp qw(tempdir);
+use Test::More;
+use FindBin;
+use lib "$FindBin::Bin/lib";
+use IcemlTap;
+
+my $src = $IcemlTap::db = 'iceml_backup_src';
+my $dst = 'iceml_backup_dst';
+my $alice = 'iceml_tap_bk_alice';
+
+for my $d ($src, $dst) {
+	psql("DROP DATABASE IF EXISTS $d", db => 'postgres');
+	psql("CREATE DATABASE $d", db => 'postgres');
+}
+psql(qq{
+	CREATE EXTENSION iceml;
+	DROP ROLE IF EXISTS $alice;
+	CREATE ROLE $alice LOGIN IN ROLE iceml_user;
+});
+
+# ---- the data: everything a user of iceml writes --------------------------
+my ($rc, $out) = psql(q{
+	SELECT iceml.create_feature_group('chips',
+	    '[{"name":"id","type":"text"},{"name":"band_1","type":"real[]"},{"name":"band_2","type":"real[]"},
+	      {"name":"inc_angle","type":"real"},{"name":"is_iceberg","type":"smallint"}]',
+	    ARRAY['id'],
+	    expectations => '[{"name":"label_is_binary","features":["is_iceberg"],
+	                       "rules":[{"name":"HAS_MIN","level":"ERROR","min":0},{"name":"HAS_MAX","level":"ERROR","max":1}]},
+	                      {"name":"steep","features":["inc_angle"],"rules":[{"name":"HAS_MAX","level":"WARNING","max":40}]}]',
+	    validation => 'WARNING');
+	INSERT INTO iceml_fs.chips_1 SELECT id, band_1, band_2, inc_angle, is_iceberg FROM iceml.synthesize_statoil(120, 7);
+	SELECT * FROM iceml.ingest_statoil('iceml_fs.chips_1',
+	    document => '[{"id":"bad","band_1":[1,2],"band_2":[1,2],"inc_angle":30,"is_iceberg":0}]', on_error => 'quarantine');
+	SELECT iceml.compute_statistics('iceml_fs.chips_1');
+	SELECT iceml.create_training_dataset('chips', 'iceml_fs.chips_1', 'is_iceberg',
+	    splits => '{"train":0.7,"validation":0.15,"test":0.15}', seed => 5);
+	SELECT iceml.create_architecture('bk_cnn', (SELECT spec FROM iceml.architectures WHERE name = 'tiny_cnn'));
+}, user => $alice);
+is($rc, 0, 'feature group, ingest, statistics, training dataset, architecture') or diag($out);
+
+my $run = psql(q{SELECT iceml.train('bk', 'iceml_td.chips_1', 'bk_cnn', '{"epochs": 1, "batch_size": 16}')}, user => $alice);
+is(psql("SELECT iceml.wait($run, '180 s')", user => $alice), 'succeeded', 'a run trained');
+my $study = psql(q{SELECT iceml.tune('bk_study', 'iceml_td.chips_1', 'tiny_cnn',
+	'{"learning_rate":{"type":"DISCRETE","values":[0.001,0.003]}}', 'grid', 2, 2,
+	hyperparams => '{"epochs": 1, "batch_size": 16}')}, user => $alice);
+is(psql("SELECT iceml.wait($study, '300 s')", user => $alice), 'succeeded', 'a study of two trials');
+# a second model of experiment bk, deployed by id: a deployment chain
+my $run2 = psql(q{SELECT iceml.train('bk', 'iceml_td.chips_1', 'tiny_cnn', '{"epochs": 1, "batch_size": 16, "seed": 3, "deploy": "never"}')},
+	user => $alice);
+is(psql("SELECT iceml.wait($run2, '180 s')", user => $alice), 'succeeded', 'a second run');
+psql("SELECT iceml.deploy('bk', (SELECT model_id FROM iceml.runs WHERE id = $run2))", user => $alice);
+is(psql(q{SELECT count(*) FROM iceml.deployments WHERE name = 'bk'}), '2', 'two deployments of bk');
+
+# inference log rows, written by the monitor worker
+psql(q{SET iceml.log_inferences = 1;
+	SELECT count(iceml_predict('bk', band_1, band_2, inc_angle)) FROM iceml_fs.chips_1 WHERE id <> 'bad';});
+is(poll('SELECT count(*) FROM iceml.inference_log', qr/^120$/, 30), '120', 'inference log rows flushed');
+
+# every catalog the extension dumps must be non-empty, so the round trip
+# tests each of them
+my @tables = split /\n/, psql(q{
+	SELECT c::regclass FROM pg_extension e, unnest(e.extconfig) c
+	 WHERE e.extname = 'iceml' AND (SELECT relkind FROM pg_class WHERE oid = c) = 'r' ORDER BY 1::text});
+my @seqs = split /\n/, psql(q{
+	SELECT c::regclass FROM pg_extension e, unnest(e.extconfig) c
+	 WHERE e.extname = 'iceml' AND (SELECT relkind FROM pg_class WHERE oid = c) = 'S' ORDER BY 1::text});
+ok(@tables >= 14, scalar(@tables) . ' catalog tables');
+# every table with a serial id has its sequence dumped too
+is(psql(q{
+	SELECT string_agg(s.oid::regclass::text, ', ') FROM pg_depend d JOIN pg_class s ON s.oid = d.objid AND s.relkind = 'S'
+	 WHERE d.deptype = 'a' AND d.refobjid IN (SELECT unnest(extconfig) FROM pg_extension WHERE extname = 'iceml')
+	   AND NOT s.oid = ANY ((SELECT extconfig FROM pg_extension WHERE extname = 'iceml')::oid[])}), '',
+	'every owned sequence of a catalog is dumped');
+for my $t (@tables) {
+	my $where = $t eq 'iceml.architectures' ? 'WHERE NOT builtin' : '';
+	is(scalar psql("SELECT count(*) > 0 FROM $t $where"), 't', "$t has rows to dump");
+}
+
+# A dump taken while a run trains: its row says running, with a worker of
+# the source database (which the restored database never has).
+psql("UPDATE iceml.runs SET status = 'running', worker_pid = 2147483647, worker_start = now(), finished_at = NULL WHERE id = $run2");
+
+# A digest of every catalog's rows.  runs.database is the oid of the
+# database a run was queued in: it names the source database, not the copy.
+sub digest {
+	my ($db, $t) = @_;
+	my $where = $t eq 'iceml.architectures' ? 'WHERE NOT builtin' : '';
+	return scalar psql("SELECT count(*) || ' ' || coalesce(md5(string_agg((to_jsonb(x) - 'database')::text, '|' ORDER BY (to_jsonb(x) - 'database')::text)), '-')
+	               FROM $t x $where", db => $db);
+}
+my %before = map { $_ => digest($src, $_) } @tables;
+my %seq_before = map { $_ => scalar psql("SELECT last_value || ' ' || is_called FROM $_") } @seqs;
+my $predict = q{SELECT string_agg(id || ':' || iceml_predict('bk', band_1, band_2, inc_angle), ',' ORDER BY id)
+                  FROM iceml_fs.chips_1 WHERE id <> 'bad'};
+my $by_model = q{SELECT string_agg(m.id || ':' || (SELECT sum(iceml_predict(m.id, c.band_1, c.band_2, c.inc_angle))
+                                                   FROM iceml_fs.chips_1 c WHERE c.id <> 'bad'), ',' ORDER BY m.id)
+                   FROM iceml.models m};
+my $pred_before = psql($predict);
+my $models_before = psql($by_model);
+
+# ---- dump and restore -------------------------------------------------------
+my $dir = tempdir(CLEANUP => 1);
+chmod 0777, $dir;
+my $dump = "$dir/iceml.dump";
+$out = `pg_dump -Fc -U postgres -d $src -f $dump 2>&1`;
+is($?, 0, 'pg_dump -Fc') or diag($out);
+$out = `pg_restore -U postgres -d $dst --exit-on-error $dump 2>&1`;
+is($?, 0, 'pg_restore into a fresh database') or diag($out);
+
+$IcemlTap::db = $dst;
+for my $t (@tables) {
+	is(digest($dst, $t), $before{$t}, "$t: same rows after restore");
+}
+for my $s (@seqs) {
+	is(psql("SELECT last_value || ' ' || is_called FROM $s"), $seq_before{$s}, "$s: same position after restore");
+}
+is(psql($predict), $pred_before, 'the restored deployment predicts the same values');
+is(psql($by_model), $models_before, 'every restored model predicts the same values');
+
+# the run that was training: its worker is not there, so it ends failed
+is(psql("SELECT iceml.wait($run2, '60 s')", user => $alice), 'failed', 'a run caught training by the dump ends failed');
+like(psql("SELECT error FROM iceml.runs WHERE id = $run2"), qr/ended without finishing the run/, 'with the reason');
+
+# expectations still enforce
+($rc, $out) = psql(q{\set VERBOSITY verbose
+	INSERT INTO iceml_fs.chips_1 SELECT 'bk_x', band_1, band_2, inc_angle, 5 FROM iceml_fs.chips_1 LIMIT 1;}, user => $alice);
+like($out, qr/ERROR:  23514: .*label_is_binary/, 'an expectation refuses a bad row (23514)');
+($rc, $out) = psql(q{SET client_min_messages = error;
+	INSERT INTO iceml_fs.chips_1 SELECT 'bk_y', band_1, band_2, 45, 1 FROM iceml_fs.chips_1 LIMIT 1;
+	SELECT count(*) FROM iceml.validations WHERE 'bk_y' = ANY (failing_keys);}, user => $alice);
+is($out, '1', 'a WARNING rule still records its finding');
+
+# sequences continue: a new run, a new deployment
+my $max = psql('SELECT greatest((SELECT max(id) FROM iceml.runs), (SELECT max(id) FROM iceml.studies))');
+my $run3 = psql(q{SELECT iceml.train('bk', 'iceml_td.chips_1', 'bk_cnn', '{"epochs": 1, "batch_size": 16, "deploy": "always"}')},
+	user => $alice);
+ok($run3 > $max, "the next run id ($run3) follows the restored ones (up to $max)");
+is(psql("SELECT iceml.wait($run3, '180 s')", user => $alice), 'succeeded', 'and trains in the restored database');
+is(psql(q{SELECT count(*) FROM iceml.deployments WHERE name = 'bk'}), '3', 'deployed after the restored ones');
+is(psql(q{SELECT iceml.deploy('bk', 'rollback') = (SELECT model_id FROM iceml.runs WHERE id = } . $run2 . ')', user => $alice),
+	't', 'rollback follows the restored deployment chain');
+
+$IcemlTap::db = 'postgres';
+psql("DROP DATABASE $_") for ($src, $dst);
+psql("DROP ROLE $alice");
+done_testing();
