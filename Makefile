@@ -15,7 +15,7 @@ OBJS = \
 	src/train.o \
 	src/runs.o \
 	src/ingest.o \
-	src/statoil_json.o \
+	src/eo/statoil_json.o \
 	src/expectations.o \
 	src/featurestore.o \
 	src/statistics.o \
