@@ -148,6 +148,7 @@ typedef struct IngestState
 	Oid			eqproc;
 	Oid			collation;
 	SnapshotData dirty;			/* of the index probes */
+	MemoryContext scancxt;		/* where the probe scan lives */
 
 	/* results */
 	int64		nread;
@@ -194,14 +195,26 @@ CheckDuplicate(IngestState *st)
 		 * and rows of transactions still in progress: wait for those, as
 		 * the unique index itself would, then look again.
 		 */
+		Datum		keydatum = CStringGetTextDatum(key);
+
 		for (;;)
 		{
 			TransactionId xwait;
+			MemoryContext oldcxt;
 
+			/*
+			 * In the scan's own context: btree keeps what it allocates
+			 * during a scan (the dead entries it will mark, for instance)
+			 * across calls, and this runs in COPY's per-tuple context,
+			 * which is reset every row (a use after free that crashed the
+			 * load once a killed earlier load had left dead entries).
+			 */
 			ScanKeyEntryInitialize(&skey, 0, 1, BTEqualStrategyNumber, InvalidOid,
-								   st->collation, st->eqproc, CStringGetTextDatum(key));
+								   st->collation, st->eqproc, keydatum);
+			oldcxt = MemoryContextSwitchTo(st->scancxt);
 			index_rescan(st->scan, &skey, 1, NULL, 0);
 			found = index_getnext_slot(st->scan, ForwardScanDirection, st->slot);
+			MemoryContextSwitchTo(oldcxt);
 			xwait = TransactionIdIsValid(st->dirty.xmin) ? st->dirty.xmin : st->dirty.xmax;
 			if (found && TransactionIdIsValid(xwait))
 			{
@@ -852,6 +865,7 @@ SetupDuplicateCheck(IngestState *st)
 		(void) LockAcquire(&tag, ExclusiveLock, false, false);
 	}
 	InitDirtySnapshot(st->dirty);
+	st->scancxt = CurrentMemoryContext;
 	st->slot = table_slot_create(st->rel, NULL);
 	st->scan = index_beginscan(st->rel, st->idxrel, &st->dirty, 1, 0);
 }
