@@ -1,6 +1,6 @@
 /*
  * iceml_statoil.h - the streaming reader of the Kaggle Statoil/C-CORE JSON
- * layout (src/statoil_json.c), in plain C: no PostgreSQL headers, so that it
+ * layout (src/eo/statoil_json.c), in plain C: no PostgreSQL headers, so that it
  * can run in a thread of its own beside the backend's COPY (see
  * src/ingest.c) and be tested as plain C.
  *

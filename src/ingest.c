@@ -4,7 +4,7 @@
  *
  * The input (a server file, or a document passed as text) is either a JSON
  * array of records or JSON lines (one object per line).  The reader of
- * src/statoil_json.c reads it in 64 KiB chunks, feeds json-c's incremental
+ * src/eo/statoil_json.c reads it in 64 KiB chunks, feeds json-c's incremental
  * tokener one record at a time and hands out each record checked and
  * converted; it runs in a parse thread of its own (iceml.ingest_parse_thread)
  * a few records ahead of this backend, so only a few records are ever in
