@@ -473,9 +473,13 @@ static void
 id_from_raw(StatoilRecord *rec)
 {
 	const char *p = rec->raw;
-	const char *end = p + rec->raw_len;
+	const char *end;
 
-	while (p && p < end)
+	/* nothing kept yet (a record bad from its first byte): no id */
+	if (p == NULL)
+		return;
+	end = p + rec->raw_len;
+	while (p < end)
 	{
 		const char *k = memchr(p, '"', end - p);
 		const char *q;
