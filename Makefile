@@ -16,7 +16,7 @@ OBJS = \
 	src/train.o \
 	src/runs.o \
 	src/ingest.o \
-	src/statoil_json.o \
+	src/eo/statoil_json.o \
 	src/expectations.o \
 	src/featurestore.o \
 	src/statistics.o \
@@ -70,13 +70,18 @@ endif
 iceml--$(EXTVERSION).sql: $(sort $(wildcard sql/install/*.sql))
 	cat $^ > $@
 
-.PHONY: demo test unit bench psql stop
+.PHONY: demo test unit bench psql stop fuzz
 demo:
 	@test/harness/demo.sh
 test:
 	@test/harness/run.sh
 unit:
 	$(MAKE) -C test/unit check
+# libFuzzer targets under ASan + UBSan, FUZZ_SECONDS (60) each: test/fuzz/Makefile
+FUZZ_SECONDS ?= 60
+fuzz:
+	@test/harness/deps.sh clang
+	$(MAKE) -s -C test/fuzz fuzz FUZZ_SECONDS=$(FUZZ_SECONDS)
 bench:
 	@test/harness/bench.sh
 psql:

@@ -1,10 +1,10 @@
 /*
  * iceml_statoil.h - the streaming reader of the Kaggle Statoil/C-CORE JSON
- * layout (src/statoil_json.c), in plain C: no PostgreSQL headers, so that it
+ * layout (src/eo/statoil_json.c), in plain C: no PostgreSQL headers, so that it
  * can run in a thread of its own beside the backend's COPY (see
  * src/ingest.c) and be tested as plain C.
  *
- * The input, a FILE or a memory buffer, is a JSON array of records or JSON
+ * The input, a file descriptor or a memory buffer, is a JSON array of records or JSON
  * lines (the first non-blank byte decides: '[' is an array).  It is read in
  * 64 KiB chunks and fed to json-c's incremental tokener one record at a time;
  * each record comes out checked and converted (bands as float, the "na"
@@ -22,6 +22,14 @@
 
 #define STATOIL_BAND_LEN	ICEML_CHIP_PIXELS	/* 5625 */
 #define STATOIL_CHUNK_SIZE	(64 * 1024)
+
+/*
+ * The most bytes one record may take, skipping a malformed one included: an
+ * input with no end of record in sight (a device, an enormous string, a
+ * line that never ends) is refused after this many, not read forever.  A
+ * Statoil record is about 200 kB.
+ */
+#define STATOIL_RECORD_MAX	(16 * 1024 * 1024)
 
 /*
  * The raw text kept of a record (for the quarantine, and for the id of a
@@ -42,7 +50,8 @@ typedef enum StatoilFatal
 	STATOIL_FATAL_STRUCTURE,	/* the array's or lines' structure is broken */
 	STATOIL_FATAL_TOO_BIG,		/* a malformed record too big to skip */
 	STATOIL_FATAL_IO,			/* reading failed: fatal_errno */
-	STATOIL_FATAL_NOMEM			/* out of memory */
+	STATOIL_FATAL_NOMEM,		/* out of memory */
+	STATOIL_FATAL_STOPPED		/* the stop function asked to stop */
 } StatoilFatal;
 
 typedef struct StatoilRecord
@@ -83,11 +92,22 @@ typedef struct StatoilRecord
 
 typedef struct StatoilReader StatoilReader;
 
-/* A reader of an open FILE (not closed by the reader) or of a buffer that
- * stays valid while the reader is used; NULL when out of memory. */
-extern StatoilReader *statoil_reader_file(FILE *file);
+/* A reader of an open file descriptor (the reader owns it and closes it,
+ * even when it returns NULL) or of a buffer that stays valid while the
+ * reader is used; NULL when out of memory. */
+extern StatoilReader *statoil_reader_fd(int fd);
 extern StatoilReader *statoil_reader_buffer(const char *data, size_t len);
 extern void statoil_reader_free(StatoilReader *reader);
+
+/*
+ * The reader calls fn(arg) before it reads each chunk (64 KiB), whatever it
+ * is doing, even skipping a malformed record; when fn returns true, the
+ * reader stops: statoil_next() returns STATOIL_FATAL_STOPPED.  fn may also
+ * leave by longjmp (the backend's CHECK_FOR_INTERRUPTS when it parses in its
+ * own thread): the reader and record may then only be freed.
+ */
+typedef bool (*StatoilStopFn) (void *arg);
+extern void statoil_reader_set_stop(StatoilReader *reader, StatoilStopFn fn, void *arg);
 
 /* The next record into *rec (whose buffers are reused); returns its status. */
 extern StatoilStatus statoil_next(StatoilReader *reader, StatoilRecord *rec);
@@ -99,7 +119,8 @@ extern void statoil_record_free(StatoilRecord *rec);
  * A pipeline: a parse thread runs statoil_next() ahead of the consumer into
  * a small ring of records (or, with threaded = false, the consumer parses
  * on demand, with the same results).  The thread blocks all signals and
- * calls nothing but libc and json-c.
+ * calls nothing but libc and json-c.  The pipeline owns the reader (also
+ * when start fails) and, threaded, sets its stop function.
  */
 typedef struct StatoilPipeline StatoilPipeline;
 
@@ -109,8 +130,14 @@ extern StatoilPipeline *statoil_pipeline_start(StatoilReader *reader, bool threa
  * caller can look at its interrupts and ask again). */
 extern StatoilRecord *statoil_pipeline_next(StatoilPipeline *pipe, int timeout_ms);
 extern void statoil_pipeline_release(StatoilPipeline *pipe, StatoilRecord *rec);
-/* Stops the thread (whatever it is doing) and frees everything but the reader. */
-extern void statoil_pipeline_stop(StatoilPipeline *pipe);
+/*
+ * Stops the thread, whatever it is doing (it notices within a chunk), and
+ * frees everything, the reader included.  Waits at most timeout_ms for the
+ * thread: if it has not ended by then, it is detached and frees everything
+ * itself when it ends (false is returned), so the caller never waits
+ * unboundedly.
+ */
+extern bool statoil_pipeline_stop(StatoilPipeline *pipe, int timeout_ms);
 
 /* The text of a fatal error, for messages. */
 extern const char *statoil_fatal_text(const StatoilRecord *rec);

@@ -174,6 +174,44 @@ SELECT * FROM iceml.ingest_statoil('ingest_copy', document => '[{"id":"x"}', on_
 SELECT * FROM iceml.ingest_statoil('ingest_copy', document => '[{"id":"x"}] junk', on_error => 'quarantine');
 SELECT * FROM iceml.ingest_statoil('ingest_copy', document => '[{"id":"x"} {"id":"y"}]', on_error => 'quarantine');
 SELECT * FROM iceml.ingest_statoil('ingest_copy', document => '[{"id":"x"},]', on_error => 'quarantine');
+-- a record that never ends (one enormous string, or a line or value of
+-- bytes that are not JSON) is refused after 16 MB, in both layouts and
+-- both modes, instead of being read or skipped forever
+SELECT * FROM iceml.ingest_statoil('ingest_copy',
+    document => '{"id":"' || repeat('x', 17 * 1024 * 1024) || '"}');
+SELECT * FROM iceml.ingest_statoil('ingest_copy',
+    document => '[{"id":"' || repeat('x', 17 * 1024 * 1024) || '"}]', on_error => 'quarantine');
+SELECT * FROM iceml.ingest_statoil('ingest_copy',
+    document => '{"id":' || repeat('1', 17 * 1024 * 1024), on_error => 'quarantine');
+SELECT * FROM iceml.ingest_statoil('ingest_copy',
+    document => '[{' || repeat(' "a" : 1, ', 2 * 1024 * 1024), on_error => 'quarantine');
+SET iceml.ingest_parse_thread = off;
+SELECT * FROM iceml.ingest_statoil('ingest_copy',
+    document => '{"id":"' || repeat('x', 17 * 1024 * 1024) || '"}', on_error => 'quarantine');
+RESET iceml.ingest_parse_thread;
+
+-- 6b. A JSON-lines document "null" is a bad record (a JSON null), not a
+--     truncated one
+DELETE FROM iceml.quarantine WHERE feature_group = 'ingest_copy'::regclass;
+SELECT * FROM iceml.ingest_statoil('ingest_copy', document => 'null');
+SELECT * FROM iceml.ingest_statoil('ingest_copy', document => E'null\n[]\n1', on_error => 'quarantine');
+SELECT record_number, reason, sqlstate FROM iceml.quarantine
+ WHERE feature_group = 'ingest_copy'::regclass ORDER BY record_number;
+DELETE FROM iceml.quarantine WHERE feature_group = 'ingest_copy'::regclass;
+
+-- 6c. Lone UTF-16 surrogates: json-c would turn both \ud800 and \udc00
+--     into U+FFFD, so that two different ids collide; they are refused
+--     (a pair is a character like any other, and an escaped backslash
+--     followed by "ud800" is no escape: those two records fail only for their
+--     missing bands)
+SELECT * FROM iceml.ingest_statoil('ingest_copy', document => '{"id":"a\ud800"}');
+SELECT * FROM iceml.ingest_statoil('ingest_copy', document => '[{"id":"a\udc00b"}]');
+SELECT * FROM iceml.ingest_statoil('ingest_copy', document => '{"id":"\ud800\ud800\udc00"}');
+SELECT * FROM iceml.ingest_statoil('ingest_copy',
+    document => E'{"id":"s\\ud800"}\n{"id":"s\\udc00"}\n{"id":"s\\\\ud800"}\n{"id":"s\\ud83d\\ude00"}',
+    on_error => 'quarantine');
+SELECT record_number, reason, sqlstate FROM iceml.quarantine
+ WHERE feature_group = 'ingest_copy'::regclass ORDER BY record_number;
 
 -- 7. Bad arguments and targets
 SELECT * FROM iceml.ingest_statoil('ingest_copy', document => '[]', on_error => 'skip');
@@ -182,6 +220,9 @@ SELECT * FROM iceml.ingest_statoil('ingest_copy', path => '/nonexistent/train.js
 SELECT * FROM iceml.ingest_statoil(NULL, document => '[]');
 SELECT * FROM iceml.ingest_statoil('ingest_copy', '/nonexistent/train.json');
 SELECT * FROM iceml.ingest_statoil('ingest_copy', '/');
+-- devices (and FIFOs, sockets: test/tap/45_ingest_stop.pl) never end: refused
+SELECT * FROM iceml.ingest_statoil('ingest_copy', '/dev/zero');
+SELECT * FROM iceml.ingest_statoil('ingest_copy', '/dev/null', on_error => 'quarantine');
 CREATE TABLE ingest_no_band_2 (id text, band_1 real[]);
 SELECT * FROM iceml.ingest_statoil('ingest_no_band_2', document => '[]');
 CREATE TABLE ingest_float8 (id text, band_1 real[], band_2 double precision[]);

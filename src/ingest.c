@@ -4,7 +4,7 @@
  *
  * The input (a server file, or a document passed as text) is either a JSON
  * array of records or JSON lines (one object per line).  The reader of
- * src/statoil_json.c reads it in 64 KiB chunks, feeds json-c's incremental
+ * src/eo/statoil_json.c reads it in 64 KiB chunks, feeds json-c's incremental
  * tokener one record at a time and hands out each record checked and
  * converted; it runs in a parse thread of its own (iceml.ingest_parse_thread)
  * a few records ahead of this backend, so only a few records are ever in
@@ -23,8 +23,10 @@
  */
 #include "postgres.h"
 
+#include <fcntl.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "access/genam.h"
 #include "access/sysattr.h"
@@ -48,6 +50,8 @@
 #include "parser/parse_relation.h"
 #include "port/pg_bswap.h"
 #include "storage/fd.h"
+#include "storage/lmgr.h"
+#include "storage/lock.h"
 #include "tcop/utility.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
@@ -70,6 +74,8 @@
 #define INGEST_BAND_LEN		STATOIL_BAND_LEN	/* 5625 values per band */
 #define INGEST_RING			16	/* records remembered for COPY-time errors */
 #define INGEST_ID_MAX		200 /* bytes of an id quoted in messages */
+#define INGEST_WAIT_MS		100 /* the longest wait for the parse thread between interrupt checks */
+#define INGEST_STOP_WAIT_MS	5000	/* the longest wait for the thread to stop */
 
 typedef enum RecordResult
 {
@@ -108,12 +114,11 @@ typedef struct IngestState
 	int16		nfields;
 
 	/* input: the reader, run by the pipeline (in a thread of its own) */
-	FILE	   *file;
+	int			fd;				/* the server file (transient), else -1 */
 	const char *path;
 	const char *doc;
 	size_t		doc_len;
-	StatoilReader *reader;
-	StatoilPipeline *pipe;
+	StatoilPipeline *pipe;		/* owns the reader */
 	StatoilRecord *rec;			/* the record being processed */
 	MemoryContext recordcxt;
 
@@ -143,6 +148,8 @@ typedef struct IngestState
 	TupleTableSlot *slot;
 	Oid			eqproc;
 	Oid			collation;
+	SnapshotData dirty;			/* of the index probes */
+	MemoryContext scancxt;		/* where the probe scan lives */
 
 	/* results */
 	int64		nread;
@@ -184,11 +191,43 @@ CheckDuplicate(IngestState *st)
 
 	if (st->scan)
 	{
-		ScanKeyEntryInitialize(&skey, 0, 1, BTEqualStrategyNumber, InvalidOid,
-							   st->collation, st->eqproc, CStringGetTextDatum(key));
-		index_rescan(st->scan, &skey, 1, NULL, 0);
-		found = index_getnext_slot(st->scan, ForwardScanDirection, st->slot);
-		ExecClearTuple(st->slot);
+		/*
+		 * A dirty snapshot sees rows committed after this statement began
+		 * and rows of transactions still in progress: wait for those, as
+		 * the unique index itself would, then look again.
+		 */
+		Datum		keydatum = CStringGetTextDatum(key);
+
+		for (;;)
+		{
+			TransactionId xwait;
+			MemoryContext oldcxt;
+
+			/*
+			 * In the scan's own context: btree keeps what it allocates
+			 * during a scan (the dead entries it will mark, for instance)
+			 * across calls, and this runs in COPY's per-tuple context,
+			 * which is reset every row (a use after free that crashed the
+			 * load once a killed earlier load had left dead entries).
+			 */
+			ScanKeyEntryInitialize(&skey, 0, 1, BTEqualStrategyNumber, InvalidOid,
+								   st->collation, st->eqproc, keydatum);
+			oldcxt = MemoryContextSwitchTo(st->scancxt);
+			index_rescan(st->scan, &skey, 1, NULL, 0);
+			found = index_getnext_slot(st->scan, ForwardScanDirection, st->slot);
+			MemoryContextSwitchTo(oldcxt);
+			xwait = TransactionIdIsValid(st->dirty.xmin) ? st->dirty.xmin : st->dirty.xmax;
+			if (found && TransactionIdIsValid(xwait))
+			{
+				ItemPointerData tid = st->slot->tts_tid;
+
+				ExecClearTuple(st->slot);
+				XactLockTableWait(xwait, st->rel, &tid, XLTW_InsertIndex);
+				continue;
+			}
+			ExecClearTuple(st->slot);
+			break;
+		}
 		if (found)
 			return psprintf("a row with id \"%.*s\" already exists in %s",
 							INGEST_ID_MAX, key, st->relname);
@@ -198,6 +237,20 @@ CheckDuplicate(IngestState *st)
 	e->id = MemoryContextStrdup(st->idcxt, key);
 	e->recno = st->recno;
 	return NULL;
+}
+
+/*
+ * The reader's stop function when it runs in this backend's thread
+ * (iceml.ingest_parse_thread = off): called once per chunk of input, even
+ * inside a record, so that cancel and timeouts end an endless input.  It
+ * leaves by longjmp; the pipeline is then only freed (RunCopy).
+ */
+static bool
+IngestStopCheck(void *arg)
+{
+	(void) arg;
+	CHECK_FOR_INTERRUPTS();
+	return false;
 }
 
 /* The input's structure is broken, or it cannot be read: the load ends */
@@ -218,6 +271,11 @@ InputFatal(IngestState *st, StatoilRecord *rec)
 					 errmsg("out of memory while parsing Statoil record %lld",
 							(long long) rec->recno)));
 			break;
+		case STATOIL_FATAL_STOPPED:
+			/* only this backend stops the reader, and only on interrupts */
+			CHECK_FOR_INTERRUPTS();
+			elog(ERROR, "iceml ingest: the reader stopped without an interrupt");
+			break;
 		case STATOIL_FATAL_TOO_BIG:
 		case STATOIL_FATAL_STRUCTURE:
 			break;
@@ -226,6 +284,9 @@ InputFatal(IngestState *st, StatoilRecord *rec)
 			(errcode(ERRCODE_INVALID_TEXT_REPRESENTATION),
 			 errmsg("malformed Statoil input at byte %llu: %s",
 					(unsigned long long) rec->fatal_offset, statoil_fatal_text(rec)),
+			 rec->fatal == STATOIL_FATAL_TOO_BIG ?
+			 errdetail("A Statoil record takes about 200 kB; ingest_statoil reads at most %d MB of one record, skipping included.",
+					   STATOIL_RECORD_MAX / (1024 * 1024)) :
 			 errdetail("The input must be a JSON array of records or JSON lines (one object per line).")));
 	pg_unreachable();
 }
@@ -249,8 +310,11 @@ NextRecord(IngestState *st)
 	st->reason = NULL;
 	st->sqlstate = "22P02";
 
-	/* a slow input must not make the backend deaf to cancels */
-	while ((rec = statoil_pipeline_next(st->pipe, 100)) == NULL)
+	/*
+	 * A slow input must not make the backend deaf to cancels, timeouts,
+	 * terminate and barriers (DROP DATABASE elsewhere waits for them).
+	 */
+	while ((rec = statoil_pipeline_next(st->pipe, INGEST_WAIT_MS)) == NULL)
 		CHECK_FOR_INTERRUPTS();
 	if (rec->status == STATOIL_EOF)
 		return REC_EOF;
@@ -278,6 +342,23 @@ NextRecord(IngestState *st)
 		return REC_BAD;
 	}
 	return REC_GOOD;
+}
+
+/* What a file that is not a regular file is, for messages */
+static const char *
+FileKindText(mode_t mode)
+{
+	if (S_ISDIR(mode))
+		return "a directory";
+	if (S_ISCHR(mode))
+		return "a character device";
+	if (S_ISBLK(mode))
+		return "a block device";
+	if (S_ISFIFO(mode))
+		return "a FIFO";
+	if (S_ISSOCK(mode))
+		return "a socket";
+	return "of another kind";
 }
 
 /* "record 3 (id "abc")" */
@@ -769,8 +850,25 @@ SetupDuplicateCheck(IngestState *st)
 	ctl.hcxt = st->idcxt;
 	st->ids = hash_create("ingest ids", 1024, &ctl,
 						  HASH_ELEM | HASH_FUNCTION | HASH_COMPARE | HASH_CONTEXT);
+	/*
+	 * Quarantine loads into one table take turns, so that two of them with
+	 * the same ids quarantine the later copies instead of dying of a unique
+	 * violation: each sees the other's rows once it has committed (the
+	 * probes use a dirty snapshot).  The lock is iceml's own (an advisory
+	 * tag of a kind SQL's advisory locks do not use) and lasts until the end
+	 * of the transaction; 'abort' loads do not take it.
+	 */
+	if (st->quarantine)
+	{
+		LOCKTAG		tag;
+
+		SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, st->relid, 0x1CE, 3);
+		(void) LockAcquire(&tag, ExclusiveLock, false, false);
+	}
+	InitDirtySnapshot(st->dirty);
+	st->scancxt = CurrentMemoryContext;
 	st->slot = table_slot_create(st->rel, NULL);
-	st->scan = index_beginscan(st->rel, st->idxrel, GetActiveSnapshot(), 1, 0);
+	st->scan = index_beginscan(st->rel, st->idxrel, &st->dirty, 1, 0);
 }
 
 static void
@@ -845,6 +943,7 @@ static pg_noinline uint64
 RunCopy(IngestState *st, ParseState *pstate, List *cols)
 {
 	volatile uint64 inserted = 0;
+	volatile bool external_fd = false;
 
 	current_ingest = st;
 	st->outer_stack = error_context_stack;
@@ -857,15 +956,40 @@ RunCopy(IngestState *st, ParseState *pstate, List *cols)
 	PG_TRY();
 	{
 		CopyFromState cstate;
+		StatoilReader *reader;
 
 		/*
-		 * The parse thread lives inside this block only: it reads the FILE
-		 * that the end of the transaction would close.
+		 * The parse thread lives inside this block only.  It reads a file
+		 * descriptor of its own (a dup, counted as an external FD), so
+		 * that a thread left to finish alone (see below) never reads one
+		 * the backend has closed or reused.
 		 */
-		st->reader = st->file ? statoil_reader_file(st->file)
-			: statoil_reader_buffer(st->doc, st->doc_len);
-		if (st->reader)
-			st->pipe = statoil_pipeline_start(st->reader, ingest_parse_thread);
+		if (st->fd >= 0)
+		{
+			int			rfd;
+
+			if (!AcquireExternalFD())
+				ereport(ERROR,
+						(errcode(ERRCODE_INSUFFICIENT_RESOURCES),
+						 errmsg("could not read file \"%s\": too many open files", st->path),
+						 errhint("Close other sessions or raise max_files_per_process.")));
+			external_fd = true;
+			rfd = dup(st->fd);
+			if (rfd < 0)
+				ereport(ERROR,
+						(errcode_for_file_access(),
+						 errmsg("could not read file \"%s\": %m", st->path)));
+			reader = statoil_reader_fd(rfd);
+		}
+		else
+			reader = statoil_reader_buffer(st->doc, st->doc_len);
+		if (reader)
+		{
+			/* parsing in this thread: the reader looks at interrupts itself */
+			if (!ingest_parse_thread)
+				statoil_reader_set_stop(reader, IngestStopCheck, NULL);
+			st->pipe = statoil_pipeline_start(reader, ingest_parse_thread);
+		}
 		if (st->pipe == NULL)
 			ereport(ERROR,
 					(errcode(ERRCODE_OUT_OF_MEMORY),
@@ -884,10 +1008,21 @@ RunCopy(IngestState *st, ParseState *pstate, List *cols)
 	{
 		FeatureGroupSetRejectHook(NULL, NULL);
 		current_ingest = NULL;
-		statoil_pipeline_stop(st->pipe);
-		statoil_reader_free(st->reader);
+
+		/*
+		 * The thread notices a stop within one chunk of input; a thread
+		 * stuck beyond that (a hung file system) is left to finish alone
+		 * rather than holding this backend, so that cancel, terminate and
+		 * other sessions' barriers are never blocked by it.
+		 */
+		if (!statoil_pipeline_stop(st->pipe, INGEST_STOP_WAIT_MS))
+			ereport(WARNING,
+					(errmsg("the parse thread of ingest_statoil did not stop within %d ms",
+							INGEST_STOP_WAIT_MS),
+					 errdetail("It was left to end by itself; it frees what it holds when its read returns.")));
+		if (external_fd)
+			ReleaseExternalFD();
 		st->pipe = NULL;
-		st->reader = NULL;
 		st->rec = NULL;
 	}
 	PG_END_TRY();
@@ -953,6 +1088,7 @@ iceml_ingest_statoil(PG_FUNCTION_ARGS)
 								ALLOCSET_DEFAULT_SIZES);
 	oldcxt = MemoryContextSwitchTo(cxt);
 	st = palloc0(sizeof(IngestState));
+	st->fd = -1;
 	st->relid = PG_GETARG_OID(0);
 	st->quarantine = (strcmp(on_error, "quarantine") == 0);
 
@@ -970,15 +1106,31 @@ iceml_ingest_statoil(PG_FUNCTION_ARGS)
 					 errmsg("permission denied to ingest server file \"%s\"", st->path),
 					 errdetail("Only superusers and members of pg_read_server_files may read server files."),
 					 errhint("Send the file from the client instead: iceml.ingest_statoil(fg, document => ...), see README.md.")));
-		st->file = AllocateFile(st->path, PG_BINARY_R);
-		if (st->file == NULL)
+		/*
+		 * O_NONBLOCK: opening a FIFO must not wait for a writer; only a
+		 * regular file is read (a device or FIFO may never end).
+		 */
+		st->fd = OpenTransientFile(st->path, O_RDONLY | O_NONBLOCK | PG_BINARY);
+		if (st->fd < 0)
 			ereport(ERROR,
 					(errcode_for_file_access(),
 					 errmsg("could not open file \"%s\" for reading: %m", st->path)));
-		if (fstat(fileno(st->file), &stt) == 0 && S_ISDIR(stt.st_mode))
+		if (fstat(st->fd, &stt) != 0)
+			ereport(ERROR,
+					(errcode_for_file_access(),
+					 errmsg("could not stat file \"%s\": %m", st->path)));
+		if (!S_ISREG(stt.st_mode))
 			ereport(ERROR,
 					(errcode(ERRCODE_WRONG_OBJECT_TYPE),
-					 errmsg("\"%s\" is a directory", st->path)));
+					 errmsg("\"%s\" is not a regular file", st->path),
+					 errdetail("It is %s; ingest_statoil reads regular files only, since a device, FIFO or socket may never end.",
+							   FileKindText(stt.st_mode)),
+					 errhint("Copy the data into a file first, or send it from the client with iceml.ingest_statoil(fg, document => ...).")));
+		/* reads of a regular file do not block anyway; keep them plain */
+		if (fcntl(st->fd, F_SETFL, fcntl(st->fd, F_GETFL) & ~O_NONBLOCK) != 0)
+			ereport(ERROR,
+					(errcode_for_file_access(),
+					 errmsg("could not read file \"%s\": %m", st->path)));
 	}
 	else
 	{
@@ -1041,9 +1193,9 @@ iceml_ingest_statoil(PG_FUNCTION_ARGS)
 	inserted = RunCopy(st, pstate, cols);
 
 	CloseDuplicateCheck(st);
-	if (st->file)
-		FreeFile(st->file);
-	st->file = NULL;
+	if (st->fd >= 0)
+		CloseTransientFile(st->fd);
+	st->fd = -1;
 	table_close(st->rel, NoLock);
 
 	if (SPI_connect() != SPI_OK_CONNECT)

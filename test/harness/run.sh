@@ -6,6 +6,7 @@
 #   3. pgTAP with pg_prove                                 (test/pgtap/*.sql)
 #   4. TAP tests with prove (restarts, killed workers)     (test/tap/*.pl)
 #   4b. load tests, short form (8 s each)                  (test/load/*.sh)
+#   4c. libFuzzer targets, short run (10 s each)           (test/fuzz)
 #   5. engine learning checks, optimised build             (test/unit learn)
 # Each prints its own closing line; the last line sums them up.  Exit status
 # is non-zero when anything failed.
@@ -81,6 +82,17 @@ if compgen -G "test/load/*.sh" >/dev/null; then
 		[ $rc -eq 0 ] || [ "$f" -gt 0 ] || f=1
 		tally "$p" "$f"
 	done
+fi
+
+if [ -f test/fuzz/Makefile ]; then
+	echo "== fuzzing, short run (libFuzzer, ASan + UBSan, ${ICEML_FUZZ_SECONDS:-10} s per target)"
+	out=$(make -s -C test/fuzz fuzz FUZZ_SECONDS="${ICEML_FUZZ_SECONDS:-10}" 2>&1); rc=$?
+	echo "$out" | tail -20
+	line=$(echo "$out" | grep -E '^fuzz: [0-9]+ passed, [0-9]+ failed' | tail -1)
+	p=$(echo "$line" | sed -E 's/fuzz: ([0-9]+) passed.*/\1/'); f=$(echo "$line" | sed -E 's/.*passed, ([0-9]+) failed.*/\1/')
+	[ -n "$line" ] || { p=0; f=1; }
+	[ $rc -eq 0 ] || [ "$f" -gt 0 ] || f=1
+	tally "$p" "$f"
 fi
 
 if [ -f test/unit/Makefile ] && grep -q '^learn:' test/unit/Makefile; then

@@ -6,6 +6,11 @@
  * Plain C on json-c and libc only: no PostgreSQL call may happen here, since
  * the reader runs in a thread beside the backend.  Errors are returned, never
  * raised; memory comes from malloc.
+ *
+ * Whatever the input, a call of statoil_next() ends: it reads at most
+ * STATOIL_RECORD_MAX bytes of one record (skipping included) and asks the
+ * stop function before every chunk it reads, so that an endless or
+ * malicious input can always be stopped.
  */
 #include <errno.h>
 #include <math.h>
@@ -15,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <json-c/json.h>
 
@@ -32,9 +38,29 @@ typedef enum TopState
 	TOP_DONE					/* the input is exhausted */
 } TopState;
 
+/* lone UTF-16 surrogates in \u escapes: the scan of a record's bytes */
+typedef enum EscState
+{
+	ESC_PLAIN,					/* not after a backslash */
+	ESC_BACKSLASH,				/* after a backslash */
+	ESC_HEX,					/* in the 4 hex digits of \u */
+	ESC_NEED_BACKSLASH,			/* after a high surrogate: "\" must follow */
+	ESC_NEED_U					/* ... then "u" */
+} EscState;
+
+typedef struct EscScan
+{
+	EscState	state;
+	int			nhex;
+	unsigned	code;
+	unsigned	high;			/* a high surrogate waiting for its low half */
+	bool		bad;
+	unsigned	bad_code;		/* the lone surrogate */
+} EscScan;
+
 struct StatoilReader
 {
-	FILE	   *file;
+	int			fd;				/* -1 when reading a buffer */
 	const char *doc;
 	size_t		doc_len;
 	size_t		doc_pos;
@@ -44,6 +70,10 @@ struct StatoilReader
 	size_t		pos;
 	bool		eof;
 	int			read_errno;
+	bool		stopped;		/* the stop function said so */
+	StatoilStopFn stop_fn;
+	void	   *stop_arg;
+	EscScan		esc;
 	uint64_t	offset;			/* input bytes before buf */
 	TopState	top;
 	bool		lines;
@@ -63,6 +93,7 @@ reader_new(void)
 
 	if (r == NULL)
 		return NULL;
+	r->fd = -1;
 	r->tok = json_tokener_new();
 	if (r->tok == NULL)
 	{
@@ -74,20 +105,30 @@ reader_new(void)
 }
 
 StatoilReader *
-statoil_reader_file(FILE *file)
+statoil_reader_fd(int fd)
 {
 	StatoilReader *r = reader_new();
 
 	if (r == NULL)
+	{
+		close(fd);
 		return NULL;
+	}
+	r->fd = fd;
 	r->chunk = malloc(STATOIL_CHUNK_SIZE);
 	if (r->chunk == NULL)
 	{
 		statoil_reader_free(r);
 		return NULL;
 	}
-	r->file = file;
 	return r;
+}
+
+void
+statoil_reader_set_stop(StatoilReader *r, StatoilStopFn fn, void *arg)
+{
+	r->stop_fn = fn;
+	r->stop_arg = arg;
 }
 
 StatoilReader *
@@ -111,6 +152,8 @@ statoil_reader_free(StatoilReader *r)
 		json_object_put(r->obj);
 	if (r->tok)
 		json_tokener_free(r->tok);
+	if (r->fd >= 0)
+		close(r->fd);
 	free(r->chunk);
 	free(r);
 }
@@ -125,7 +168,7 @@ statoil_record_free(StatoilRecord *rec)
 }
 
 /* Make sure buf[pos] is valid; false at the end of the input (or on a read
- * error, then read_errno is set). */
+ * error, then read_errno is set, or when stopped, then stopped is set). */
 static bool
 input_fill(StatoilReader *r)
 {
@@ -133,16 +176,29 @@ input_fill(StatoilReader *r)
 		return true;
 	if (r->eof)
 		return false;
+	/* every loop of the reader comes here once per chunk */
+	if (r->stop_fn && r->stop_fn(r->stop_arg))
+	{
+		r->stopped = true;
+		r->eof = true;
+		return false;
+	}
 	r->offset += r->len;
 	r->pos = 0;
-	if (r->file)
+	if (r->fd >= 0)
 	{
-		size_t		n = fread(r->chunk, 1, STATOIL_CHUNK_SIZE, r->file);
+		ssize_t		n;
 
-		if (n == 0 && ferror(r->file))
+		do
+			n = read(r->fd, r->chunk, STATOIL_CHUNK_SIZE);
+		while (n < 0 && errno == EINTR);
+		if (n < 0)
+		{
 			r->read_errno = errno ? errno : EIO;
+			n = 0;
+		}
 		r->buf = r->chunk;
-		r->len = n;
+		r->len = (size_t) n;
 	}
 	else
 	{
@@ -196,7 +252,13 @@ set_reason(StatoilRecord *rec, const char *fmt,...)
 static StatoilStatus
 fatal(StatoilReader *r, StatoilRecord *rec, StatoilFatal kind, const char *what)
 {
-	if (r->read_errno)
+	if (r->stopped)
+	{
+		/* what looked like the end of the input was a stop request */
+		kind = STATOIL_FATAL_STOPPED;
+		what = "stopped";
+	}
+	else if (r->read_errno)
 	{
 		/* what looked like the end of the input was a failed read */
 		kind = STATOIL_FATAL_IO;
@@ -269,8 +331,17 @@ set_id(StatoilRecord *rec, const char *id, size_t len)
 	return true;
 }
 
+/* How a skip of a malformed record ended */
+typedef enum SkipResult
+{
+	SKIP_DONE,					/* at its end (or at the end of the input) */
+	SKIP_NOMEM,
+	SKIP_TOO_BIG,				/* no end within STATOIL_RECORD_MAX bytes */
+	SKIP_UNSCANNABLE			/* its text was longer than the raw text keeps */
+} SkipResult;
+
 /* Lines mode: the rest of the current line belongs to a bad record */
-static bool
+static SkipResult
 skip_rest_of_line(StatoilReader *r, StatoilRecord *rec)
 {
 	while (input_fill(r))
@@ -280,12 +351,14 @@ skip_rest_of_line(StatoilReader *r, StatoilRecord *rec)
 		size_t		n = nl ? (size_t) (nl - start) : r->len - r->pos;
 
 		if (!raw_append(rec, start, n))
-			return false;
+			return SKIP_NOMEM;
 		r->pos += n;
 		if (nl)
 			break;
+		if (rec->raw_bytes > STATOIL_RECORD_MAX)
+			return SKIP_TOO_BIG;
 	}
-	return true;
+	return SKIP_DONE;
 }
 
 /*
@@ -365,24 +438,30 @@ value_scan(ValueScan *vs, const char *p, size_t n)
 	return i;
 }
 
-/* false: the record is too big to find its end (rec->raw is capped) */
-static bool
+/*
+ * The end of a malformed value of the array.  Too big when its text was more
+ * than the raw text keeps (the scan needs it all) or when no end comes
+ * within STATOIL_RECORD_MAX bytes.
+ */
+static SkipResult
 skip_malformed_value(StatoilReader *r, StatoilRecord *rec)
 {
 	ValueScan	vs = {0};
 
 	if (rec->raw_capped)
-		return false;
+		return SKIP_UNSCANNABLE;
 	(void) value_scan(&vs, rec->raw, rec->raw_len);
 	while (!vs.done && input_fill(r))
 	{
 		size_t		n = value_scan(&vs, r->buf + r->pos, r->len - r->pos);
 
 		if (!raw_append(rec, r->buf + r->pos, n))
-			return false;
+			return SKIP_NOMEM;
 		r->pos += n;
+		if (!vs.done && rec->raw_bytes > STATOIL_RECORD_MAX)
+			return SKIP_TOO_BIG;
 	}
-	return true;
+	return SKIP_DONE;
 }
 
 /* ----------------------------------------------------------------
@@ -394,9 +473,13 @@ static void
 id_from_raw(StatoilRecord *rec)
 {
 	const char *p = rec->raw;
-	const char *end = p + rec->raw_len;
+	const char *end;
 
-	while (p && p < end)
+	/* nothing kept yet (a record bad from its first byte): no id */
+	if (p == NULL)
+		return;
+	end = p + rec->raw_len;
+	while (p < end)
 	{
 		const char *k = memchr(p, '"', end - p);
 		const char *q;
@@ -626,9 +709,135 @@ check_record(StatoilRecord *rec, json_object *obj)
 	return true;
 }
 
+/*
+ * json-c turns a lone UTF-16 surrogate escape (\ud800 not followed by a low
+ * half, or \udc00 alone) into U+FFFD, so that different ids would become
+ * the same one.  The bytes of each record go through this scan as they go to
+ * the tokener; a lone surrogate makes the record bad.  A backslash outside
+ * strings is a syntax error the tokener reports itself.
+ */
+static void
+esc_reset(EscScan *es)
+{
+	memset(es, 0, sizeof(*es));
+}
+
+static void
+esc_lone(EscScan *es, unsigned code)
+{
+	if (!es->bad)
+	{
+		es->bad = true;
+		es->bad_code = code;
+	}
+	es->high = 0;
+	es->state = ESC_PLAIN;
+}
+
+static void
+esc_scan(EscScan *es, const char *p, size_t n)
+{
+	const char *end = p + n;
+
+	while (p < end)
+	{
+		char		c;
+
+		if (es->state == ESC_PLAIN)
+		{
+			p = memchr(p, '\\', end - p);
+			if (p == NULL)
+				return;
+			es->state = ESC_BACKSLASH;
+			p++;
+			continue;
+		}
+		c = *p++;
+		switch (es->state)
+		{
+			case ESC_PLAIN:
+				break;
+			case ESC_BACKSLASH:
+				if (c == 'u')
+				{
+					es->state = ESC_HEX;
+					es->nhex = 0;
+					es->code = 0;
+				}
+				else
+					es->state = ESC_PLAIN;
+				break;
+			case ESC_NEED_BACKSLASH:
+				if (c == '\\')
+					es->state = ESC_NEED_U;
+				else
+					esc_lone(es, es->high);
+				break;
+			case ESC_NEED_U:
+				if (c == 'u')
+				{
+					es->state = ESC_HEX;
+					es->nhex = 0;
+					es->code = 0;
+				}
+				else
+					esc_lone(es, es->high);
+				break;
+			case ESC_HEX:
+				{
+					int			v;
+
+					if (c >= '0' && c <= '9')
+						v = c - '0';
+					else if (c >= 'a' && c <= 'f')
+						v = c - 'a' + 10;
+					else if (c >= 'A' && c <= 'F')
+						v = c - 'A' + 10;
+					else
+					{
+						/* not an escape: the tokener refuses it */
+						es->state = ESC_PLAIN;
+						es->high = 0;
+						break;
+					}
+					es->code = es->code * 16 + (unsigned) v;
+					if (++es->nhex < 4)
+						break;
+					es->state = ESC_PLAIN;
+					if (es->high)
+					{
+						if (es->code >= 0xDC00 && es->code <= 0xDFFF)
+							es->high = 0;	/* a pair */
+						else
+							esc_lone(es, es->high);
+					}
+					else if (es->code >= 0xD800 && es->code <= 0xDBFF)
+					{
+						es->high = es->code;
+						es->state = ESC_NEED_BACKSLASH;
+					}
+					else if (es->code >= 0xDC00 && es->code <= 0xDFFF)
+						esc_lone(es, es->code);
+				}
+				break;
+		}
+	}
+}
+
 /* ----------------------------------------------------------------
  * The next record
  * ---------------------------------------------------------------- */
+
+/* A record with no end in sight: the input cannot be read further */
+static StatoilStatus
+too_big(StatoilReader *r, StatoilRecord *rec)
+{
+	char		what[128];
+
+	snprintf(what, sizeof(what), "record %lld is larger than %d bytes",
+			 (long long) rec->recno, STATOIL_RECORD_MAX);
+	return fatal(r, rec, STATOIL_FATAL_TOO_BIG, what);
+}
 
 static StatoilStatus
 bad(StatoilReader *r, StatoilRecord *rec)
@@ -649,10 +858,11 @@ after_record(StatoilReader *r)
 		r->top = TOP_ARRAY_AFTER;
 }
 
-StatoilStatus
-statoil_next(StatoilReader *r, StatoilRecord *rec)
+static StatoilStatus
+next_record(StatoilReader *r, StatoilRecord *rec)
 {
 	int			c;
+	SkipResult	skip;
 
 	if (r->obj)
 	{
@@ -746,7 +956,7 @@ statoil_next(StatoilReader *r, StatoilRecord *rec)
 		}
 		break;
 	}
-	if (r->read_errno)
+	if (r->read_errno || r->stopped)
 		return fatal(r, rec, STATOIL_FATAL_IO, "could not read the input");
 	if (r->top == TOP_DONE)
 	{
@@ -757,6 +967,7 @@ statoil_next(StatoilReader *r, StatoilRecord *rec)
 	/* one value, fed to the tokener chunk by chunk */
 	rec->recno = r->nread++;
 	json_tokener_reset(r->tok);
+	esc_reset(&r->esc);
 	for (;;)
 	{
 		const char *p = r->buf + r->pos;
@@ -774,22 +985,25 @@ statoil_next(StatoilReader *r, StatoilRecord *rec)
 		used = json_tokener_get_parse_end(r->tok);
 		if (!raw_append(rec, p, used))
 			return fatal(r, rec, STATOIL_FATAL_NOMEM, "out of memory");
+		esc_scan(&r->esc, p, used);
 		r->pos += used;
 
 		if (err == json_tokener_success)
 			break;
+		if (rec->raw_bytes > STATOIL_RECORD_MAX)
+			return too_big(r, rec);
 		if (err != json_tokener_continue)
 		{
 			set_reason(rec, "invalid JSON at byte %lld of the record: %s",
 					   (long long) rec->raw_bytes, json_tokener_error_desc(err));
-			if (r->lines)
+			skip = r->lines ? skip_rest_of_line(r, rec) : skip_malformed_value(r, rec);
+			if (skip == SKIP_NOMEM)
+				return fatal(r, rec, STATOIL_FATAL_NOMEM, "out of memory");
+			if (skip == SKIP_TOO_BIG)
+				return too_big(r, rec);
+			if (skip == SKIP_UNSCANNABLE)
 			{
-				if (!skip_rest_of_line(r, rec))
-					return fatal(r, rec, STATOIL_FATAL_NOMEM, "out of memory");
-			}
-			else if (!skip_malformed_value(r, rec))
-			{
-				char		what[96];
+				char		what[128];
 
 				snprintf(what, sizeof(what),
 						 "cannot find the end of malformed record %lld, larger than %d bytes",
@@ -802,11 +1016,11 @@ statoil_next(StatoilReader *r, StatoilRecord *rec)
 		/* the tokener wants more */
 		if (nl || (r->pos >= r->len && !input_fill(r)))
 		{
-			if (r->read_errno)
+			if (r->read_errno || r->stopped)
 				return fatal(r, rec, STATOIL_FATAL_IO, "could not read the input");
-			/* end of the line or of the input: a number may end here */
+			/* end of the line or of the input: a number or null may end here */
 			r->obj = json_tokener_parse_ex(r->tok, "", 1);
-			if (r->obj)
+			if (json_tokener_get_error(r->tok) == json_tokener_success)
 				break;
 			set_reason(rec, "%s", nl ? "the line ends inside the record"
 					   : "the input ends inside the record (truncated)");
@@ -820,10 +1034,27 @@ statoil_next(StatoilReader *r, StatoilRecord *rec)
 	}
 
 	after_record(r);
+	if (r->esc.bad)
+	{
+		set_reason(rec, "a string has \\u%04x, half of a UTF-16 surrogate pair without its other half",
+				   r->esc.bad_code);
+		return bad(r, rec);
+	}
 	if (!check_record(rec, r->obj))
 		return bad(r, rec);
 	rec->status = STATOIL_GOOD;
 	return STATOIL_GOOD;
+}
+
+StatoilStatus
+statoil_next(StatoilReader *r, StatoilRecord *rec)
+{
+	StatoilStatus st = next_record(r, rec);
+
+	/* a stop ends the input whatever the reader made of its last bytes */
+	if (r->stopped && st != STATOIL_FATAL)
+		st = fatal(r, rec, STATOIL_FATAL_STOPPED, "stopped");
+	return st;
 }
 
 /* ----------------------------------------------------------------
@@ -832,24 +1063,48 @@ statoil_next(StatoilReader *r, StatoilRecord *rec)
 
 struct StatoilPipeline
 {
-	StatoilReader *reader;
+	StatoilReader *reader;		/* owned: freed with the pipeline */
 	bool		threaded;
 	pthread_t	thread;
 	pthread_mutex_t lock;
-	pthread_cond_t filled;		/* a slot was filled */
-	pthread_cond_t freed;		/* a slot was released */
-	bool		stop;
+	pthread_cond_t filled;		/* a slot was filled, or the thread ended */
+	pthread_cond_t freed;		/* a slot was released, or stop */
+	bool		stop;			/* under lock; also read by pipeline_stopping() */
 	bool		done;			/* the producer has returned EOF or FATAL */
+	bool		exited;			/* the thread is about to return */
+	bool		orphaned;		/* nobody waits: the thread frees everything */
 	StatoilRecord slots[PIPELINE_SLOTS];
 	int64_t		produced;		/* slots filled so far */
 	int64_t		consumed;		/* slots handed to the consumer */
 	int64_t		released;		/* slots given back */
 };
 
+static void
+pipeline_free(StatoilPipeline *pipe)
+{
+	for (int i = 0; i < PIPELINE_SLOTS; i++)
+		statoil_record_free(&pipe->slots[i]);
+	statoil_reader_free(pipe->reader);
+	pthread_mutex_destroy(&pipe->lock);
+	pthread_cond_destroy(&pipe->filled);
+	pthread_cond_destroy(&pipe->freed);
+	free(pipe);
+}
+
+/* The reader's stop function in the parse thread, asked once per chunk */
+static bool
+pipeline_stopping(void *arg)
+{
+	StatoilPipeline *pipe = arg;
+
+	return __atomic_load_n(&pipe->stop, __ATOMIC_ACQUIRE);
+}
+
 static void *
 pipeline_main(void *arg)
 {
 	StatoilPipeline *pipe = arg;
+	bool		orphaned;
 
 	for (;;)
 	{
@@ -878,6 +1133,14 @@ pipeline_main(void *arg)
 		if (st == STATOIL_EOF || st == STATOIL_FATAL)
 			break;
 	}
+
+	pthread_mutex_lock(&pipe->lock);
+	pipe->exited = true;
+	orphaned = pipe->orphaned;
+	pthread_cond_broadcast(&pipe->filled);
+	pthread_mutex_unlock(&pipe->lock);
+	if (orphaned)
+		pipeline_free(pipe);
 	return NULL;
 }
 
@@ -887,7 +1150,10 @@ statoil_pipeline_start(StatoilReader *reader, bool threaded)
 	StatoilPipeline *pipe = calloc(1, sizeof(StatoilPipeline));
 
 	if (pipe == NULL)
+	{
+		statoil_reader_free(reader);
 		return NULL;
+	}
 	pipe->reader = reader;
 	pipe->threaded = threaded;
 	pthread_mutex_init(&pipe->lock, NULL);
@@ -899,15 +1165,37 @@ statoil_pipeline_start(StatoilReader *reader, bool threaded)
 		sigset_t	old;
 		int			rc;
 
+		statoil_reader_set_stop(reader, pipeline_stopping, pipe);
 		/* the backend's signals must reach the backend's thread only */
 		sigfillset(&all);
 		pthread_sigmask(SIG_SETMASK, &all, &old);
 		rc = pthread_create(&pipe->thread, NULL, pipeline_main, pipe);
 		pthread_sigmask(SIG_SETMASK, &old, NULL);
 		if (rc != 0)
-			pipe->threaded = false; /* parse on demand instead */
+		{
+			/* parse on demand instead */
+			pipe->threaded = false;
+			statoil_reader_set_stop(reader, NULL, NULL);
+		}
 	}
 	return pipe;
+}
+
+/* An absolute CLOCK_REALTIME time ms milliseconds from now */
+static struct timespec
+deadline_in(int ms)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_REALTIME, &t);
+	t.tv_sec += ms / 1000;
+	t.tv_nsec += (long) (ms % 1000) * 1000000L;
+	if (t.tv_nsec >= 1000000000L)
+	{
+		t.tv_sec++;
+		t.tv_nsec -= 1000000000L;
+	}
+	return t;
 }
 
 StatoilRecord *
@@ -927,14 +1215,7 @@ statoil_pipeline_next(StatoilPipeline *pipe, int timeout_ms)
 			pipe->done = true;
 		return rec;
 	}
-	clock_gettime(CLOCK_REALTIME, &deadline);
-	deadline.tv_sec += timeout_ms / 1000;
-	deadline.tv_nsec += (long) (timeout_ms % 1000) * 1000000L;
-	if (deadline.tv_nsec >= 1000000000L)
-	{
-		deadline.tv_sec++;
-		deadline.tv_nsec -= 1000000000L;
-	}
+	deadline = deadline_in(timeout_ms);
 	pthread_mutex_lock(&pipe->lock);
 	while (pipe->consumed >= pipe->produced)
 	{
@@ -966,23 +1247,37 @@ statoil_pipeline_release(StatoilPipeline *pipe, StatoilRecord *rec)
 	pthread_mutex_unlock(&pipe->lock);
 }
 
-void
-statoil_pipeline_stop(StatoilPipeline *pipe)
+bool
+statoil_pipeline_stop(StatoilPipeline *pipe, int timeout_ms)
 {
+	struct timespec deadline;
+	bool		exited;
+
 	if (pipe == NULL)
-		return;
-	if (pipe->threaded)
+		return true;
+	if (!pipe->threaded)
 	{
-		pthread_mutex_lock(&pipe->lock);
-		pipe->stop = true;
-		pthread_cond_broadcast(&pipe->freed);
-		pthread_mutex_unlock(&pipe->lock);
-		pthread_join(pipe->thread, NULL);
+		pipeline_free(pipe);
+		return true;
 	}
-	for (int i = 0; i < PIPELINE_SLOTS; i++)
-		statoil_record_free(&pipe->slots[i]);
-	pthread_mutex_destroy(&pipe->lock);
-	pthread_cond_destroy(&pipe->filled);
-	pthread_cond_destroy(&pipe->freed);
-	free(pipe);
+	deadline = deadline_in(timeout_ms);
+	pthread_mutex_lock(&pipe->lock);
+	__atomic_store_n(&pipe->stop, true, __ATOMIC_RELEASE);
+	pthread_cond_broadcast(&pipe->freed);
+	while (!pipe->exited)
+		if (pthread_cond_timedwait(&pipe->filled, &pipe->lock, &deadline) == ETIMEDOUT)
+			break;
+	exited = pipe->exited;
+	if (!exited)
+		pipe->orphaned = true;
+	pthread_mutex_unlock(&pipe->lock);
+	if (!exited)
+	{
+		/* the thread frees the pipeline and the reader when it returns */
+		pthread_detach(pipe->thread);
+		return false;
+	}
+	pthread_join(pipe->thread, NULL);
+	pipeline_free(pipe);
+	return true;
 }
