@@ -28,6 +28,7 @@ OBJS = \
 	src/predict.o \
 	src/monitor.o \
 	src/analysis.o \
+	src/pipeline.o \
 	$(NN_OBJS)
 
 # The install script is assembled from one file per topic, in name order.

@@ -19,6 +19,8 @@ typedef struct IcemlWorkerExtra
 
 /* Start a worker for run `id` when the current transaction commits. */
 extern void LaunchAtCommit(int64 id);
+/* Likewise for pipeline run `id` (src/pipeline.c). */
+extern void LaunchPipelineAtCommit(int64 id);
 
 /*
  * Start workers for the oldest queued runs of this database, within

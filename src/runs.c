@@ -282,6 +282,12 @@ VisibleJob(int64 id, char **status)
 		*status = SpiGetText(0, 1);
 		return 's';
 	}
+	if (SpiExec("SELECT status FROM iceml.pipeline_runs WHERE id OPERATOR(pg_catalog.=) $1",
+				1, &type, &arg, NULL) == 1)
+	{
+		*status = SpiGetText(0, 1);
+		return 'p';
+	}
 	return 0;
 }
 
@@ -320,6 +326,26 @@ iceml_cancel_job(PG_FUNCTION_ARGS)
 				 errmsg("permission denied to cancel iceml run %lld", (long long) id)));
 
 	BecomeCatalogOwner(&own);
+	if (kind == 'p')
+	{
+		/* a queued pipeline ends at once; a running one stops before its next step */
+		n += SpiExec("WITH r AS (UPDATE iceml.pipeline_runs SET status = 'cancelled', finished = pg_catalog.now()"
+					 "            WHERE id OPERATOR(pg_catalog.=) $1 AND status OPERATOR(pg_catalog.=) 'queued' RETURNING id),"
+					 "     s AS (UPDATE iceml.pipeline_steps SET status = 'cancelled'"
+					 "            WHERE run_id OPERATOR(pg_catalog.=) ANY (ARRAY(SELECT id FROM r)))"
+					 " SELECT 1 FROM r",
+					 1, &type, &arg, NULL);
+		n += SpiExec("UPDATE iceml.pipeline_runs SET cancel_requested = true"
+					 " WHERE id OPERATOR(pg_catalog.=) $1 AND status OPERATOR(pg_catalog.=) 'running'"
+					 "   AND NOT cancel_requested",
+					 1, &type, &arg, NULL);
+		RestoreUser(&own);
+		SPI_finish();
+		if (n == 0)
+			ereport(NOTICE,
+					(errmsg("iceml pipeline run %lld has already ended (%s)", (long long) id, status)));
+		PG_RETURN_BOOL(n > 0);
+	}
 	n += SpiExec(kind == 'r' ?
 				 "UPDATE iceml.runs SET status = 'cancelled', finished_at = pg_catalog.now()"
 				 " WHERE id OPERATOR(pg_catalog.=) $1 AND status OPERATOR(pg_catalog.=) 'queued'" :
@@ -366,7 +392,7 @@ iceml_resume_run(PG_FUNCTION_ARGS)
 	SPI_connect();
 	ReapOrphanedRuns();
 	if (VisibleJob(id, &status) != 'r')
-		NoSuchJob(id);
+		NoSuchJob(id);	/* studies and pipelines are not resumed */
 	if (strcmp(status, "failed") != 0 && strcmp(status, "cancelled") != 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),

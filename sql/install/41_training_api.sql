@@ -365,7 +365,21 @@ BEGIN
       FROM iceml.runs r
       LEFT JOIN LATERAL (SELECT x.train_loss, x.val_loss, x.val_acc FROM iceml.run_metrics x
                           WHERE x.run_id = r.id ORDER BY x.epoch DESC LIMIT 1) m ON true
-     ORDER BY r.id;
+    UNION ALL
+    -- pipeline runs: the step under way as "trial", steps done of all as epochs
+    SELECT p.id, p.name, NULL::bigint, cur.step, p.status, done.n::int, done.total::int,
+           round(100.0 * done.n / greatest(done.total, 1), 1),
+           CASE WHEN p.started IS NOT NULL THEN coalesce(p.finished, now()) - p.started END,
+           NULL::interval, NULL::float8, NULL::float8, NULL::float8,
+           CASE WHEN p.status = 'running' THEN p.worker_pid END,
+           (SELECT (s.detail->>'model_id')::bigint FROM iceml.pipeline_steps s
+             WHERE s.run_id = p.id AND s.step IN ('train', 'tune')), p.error
+      FROM iceml.pipeline_runs p
+      LEFT JOIN LATERAL (SELECT count(*) FILTER (WHERE s.status NOT IN ('pending', 'running')) AS n, count(*) AS total
+                           FROM iceml.pipeline_steps s WHERE s.run_id = p.id) done ON true
+      LEFT JOIN LATERAL (SELECT s.step FROM iceml.pipeline_steps s
+                          WHERE s.run_id = p.id AND s.status = 'running' ORDER BY s.ordinal LIMIT 1) cur ON true
+     ORDER BY 1;
 END
 $$;
 COMMENT ON FUNCTION iceml._progress() IS 'the rows of iceml.progress';
@@ -408,6 +422,35 @@ BEGIN
                 RAISE NOTICE 'run %: epoch %: train_loss %, val_loss %, val_acc %', run_id, m.epoch,
                     round(m.train_loss::numeric, 4), round(m.val_loss::numeric, 4), round(m.val_acc::numeric, 4);
                 reported := m.epoch;
+            END LOOP;
+        ELSIF EXISTS (SELECT FROM iceml.pipeline_runs p WHERE p.id = run_id) THEN
+            -- a pipeline run: a NOTICE as each step ends, and the epochs of its training run
+            SELECT p.status, iceml._xmin_is_current(p.xmin) INTO st, own FROM iceml.pipeline_runs p WHERE p.id = run_id;
+            IF own AND st = 'queued' THEN
+                RAISE EXCEPTION 'iceml pipeline run % was queued in this transaction and starts only when it commits', run_id
+                    USING ERRCODE = '55000', HINT = 'COMMIT, then call iceml.wait().';
+            END IF;
+            FOR t IN SELECT s.ordinal, s.step, s.status, s."rows", s.error, s.detail->>'reason' AS reason,
+                            (s.detail->>'run')::bigint AS train_run
+                       FROM iceml.pipeline_steps s
+                      WHERE s.run_id = wait.run_id AND s.status NOT IN ('pending')
+                        AND NOT -s.ordinal = ANY (finished) ORDER BY s.ordinal LOOP
+                IF t.train_run IS NOT NULL THEN
+                    FOR m IN SELECT x.* FROM iceml.run_metrics x
+                              WHERE x.run_id = t.train_run AND x.epoch > reported ORDER BY x.epoch LOOP
+                        RAISE NOTICE 'pipeline %: train: run %: epoch %/%: train_loss %, val_loss %, val_acc %, eta %', run_id, t.train_run,
+                            m.epoch, (SELECT r.epochs FROM iceml.runs r WHERE r.id = t.train_run),
+                            round(m.train_loss::numeric, 4), round(m.val_loss::numeric, 4), round(m.val_acc::numeric, 4),
+                            (SELECT date_trunc('second', (now() - r.started_at) / m.epoch * (r.epochs - m.epoch))
+                               FROM iceml.runs r WHERE r.id = t.train_run);
+                        reported := m.epoch;
+                    END LOOP;
+                END IF;
+                CONTINUE WHEN t.status IN ('running', 'pending');
+                RAISE NOTICE 'pipeline %: step % %', run_id, t.step, t.status
+                    || coalesce(format(' (%s rows)', t."rows"), '')
+                    || coalesce(': ' || t.error, ': ' || t.reason, '');
+                finished := finished || -t.ordinal::bigint;
             END LOOP;
         ELSE
             SELECT s.status, iceml._xmin_is_current(s.xmin) INTO st, own FROM iceml.studies s WHERE s.id = run_id;
