@@ -59,6 +59,9 @@ SELECT count(*) AS runs_queued FROM iceml.runs;
 -- unknown ids, and runs that cannot be resumed
 SELECT iceml.wait(424242);
 \echo :LAST_ERROR_SQLSTATE
+-- an experiment name is a deployment name: at most 63 bytes
+SELECT iceml.train(repeat('e', 62) || 'é', 'iceml_td.tr_1', 'tiny_cnn', '{"epochs": 1}');
+\echo :LAST_ERROR_SQLSTATE
 SELECT iceml.cancel(424242);
 \echo :LAST_ERROR_SQLSTATE
 SELECT iceml.resume(424242);

@@ -46,6 +46,7 @@
 
 #include "iceml.h"
 #include "iceml_worker.h"
+#include "iceml_catalog.h"
 
 PG_FUNCTION_INFO_V1(iceml_run_pipeline);
 PG_FUNCTION_INFO_V1(iceml_run_scheduled_pipeline);
@@ -100,7 +101,7 @@ EnqueuePipeline(text *name, Jsonb *config, int64 cron_job)
 	SpiGetDatum(0, 1, &d);
 	id = DatumGetInt64(d);
 	RestoreUser(&own);
-	LaunchPipelineAtCommit(id);
+	LaunchPipelineAtCommit(id, GetUserId(), GetSessionUserId());
 	return id;
 }
 

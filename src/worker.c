@@ -40,47 +40,11 @@
 #include "iceml_worker.h"
 
 #define ICEML_APPNAME_PREFIX "iceml train "
+#define ICEML_WORKER_TYPE "iceml train"
 
 PGDLLEXPORT void iceml_worker_main(Datum main_arg);
 
-/* ---- running SQL as the catalog owner ----------------------------------- */
-
-Oid
-CatalogOwner(void)
-{
-	Oid			nsp = get_namespace_oid("iceml", false);
-	Oid			relid = get_relname_relid("runs", nsp);
-	HeapTuple	tup;
-	Oid			owner;
-
-	if (!OidIsValid(relid))
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("iceml catalog table iceml.runs is missing"),
-				 errhint("Reinstall the extension with DROP EXTENSION iceml; CREATE EXTENSION iceml.")));
-	tup = SearchSysCache1(RELOID, ObjectIdGetDatum(relid));
-	if (!HeapTupleIsValid(tup))
-		elog(ERROR, "cache lookup failed for relation %u", relid);
-	owner = ((Form_pg_class) GETSTRUCT(tup))->relowner;
-	ReleaseSysCache(tup);
-	return owner;
-}
-
-void
-BecomeCatalogOwner(IcemlOwnerContext *ctx)
-{
-	Oid			owner = CatalogOwner();
-
-	GetUserIdAndSecContext(&ctx->save_userid, &ctx->save_sec_context);
-	SetUserIdAndSecContext(owner,
-						   ctx->save_sec_context | SECURITY_LOCAL_USERID_CHANGE);
-}
-
-void
-RestoreUser(IcemlOwnerContext *ctx)
-{
-	SetUserIdAndSecContext(ctx->save_userid, ctx->save_sec_context);
-}
+/* ---- SPI helpers ---------------------------------------------------------- */
 
 uint64
 SpiExec(const char *sql, int nargs, Oid *argtypes, Datum *values, const char *nulls)
@@ -115,6 +79,7 @@ typedef struct PendingLaunch
 {
 	int64		id;
 	int			nest_level;		/* subtransaction that asked */
+	IcemlWorkerExtra extra;		/* who the worker connects and acts as */
 	bool		pipeline;		/* a pipeline run (src/pipeline.c), else a training run */
 } PendingLaunch;
 
@@ -135,7 +100,8 @@ StartWorker(int64 id, IcemlWorkerExtra *extra, bool pipeline)
 			 pipeline ? "iceml_pipeline_main" : "iceml_worker_main");
 	snprintf(worker.bgw_name, BGW_MAXLEN, "iceml %s %lld",
 			 pipeline ? "pipeline" : "train", (long long) id);
-	snprintf(worker.bgw_type, BGW_MAXLEN, pipeline ? "iceml pipeline" : "iceml train");
+	/* pipeline workers mostly wait: they are not counted as trainers */
+	snprintf(worker.bgw_type, BGW_MAXLEN, pipeline ? "iceml pipeline" : ICEML_WORKER_TYPE);
 	worker.bgw_main_arg = Int64GetDatum(id);
 	memcpy(worker.bgw_extra, extra, sizeof(*extra));
 	worker.bgw_notify_pid = 0;
@@ -144,26 +110,16 @@ StartWorker(int64 id, IcemlWorkerExtra *extra, bool pipeline)
 }
 
 static void
-CurrentWorkerExtra(IcemlWorkerExtra *extra)
-{
-	extra->database = MyDatabaseId;
-	extra->login_role = GetSessionUserId();
-	extra->role = GetUserId();
-}
-
-static void
 LaunchPending(void)
 {
-	IcemlWorkerExtra extra;
 	ListCell   *lc;
 	int			failed = 0;
 
-	CurrentWorkerExtra(&extra);
 	foreach(lc, pending_launches)
 	{
 		PendingLaunch *p = (PendingLaunch *) lfirst(lc);
 
-		if (!StartWorker(p->id, &extra, p->pipeline))
+		if (!StartWorker(p->id, &p->extra, p->pipeline))
 			failed++;
 	}
 	list_free_deep(pending_launches);
@@ -228,12 +184,15 @@ WorkerSubXactCallback(SubXactEvent event, SubTransactionId mySubid,
 }
 
 static void
-AddPendingLaunch(int64 id, bool pipeline)
+AddPendingLaunch(int64 id, Oid role, Oid login, bool pipeline)
 {
 	MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
 	PendingLaunch *p = palloc(sizeof(PendingLaunch));
 
 	p->id = id;
+	p->extra.database = MyDatabaseId;
+	p->extra.role = role;
+	p->extra.login_role = login;
 	p->nest_level = GetCurrentTransactionNestLevel();
 	p->pipeline = pipeline;
 	pending_launches = lappend(pending_launches, p);
@@ -241,15 +200,15 @@ AddPendingLaunch(int64 id, bool pipeline)
 }
 
 void
-LaunchAtCommit(int64 id)
+LaunchAtCommit(int64 id, Oid role, Oid login)
 {
-	AddPendingLaunch(id, false);
+	AddPendingLaunch(id, role, login, false);
 }
 
 void
-LaunchPipelineAtCommit(int64 id)
+LaunchPipelineAtCommit(int64 id, Oid role, Oid login)
 {
-	AddPendingLaunch(id, true);
+	AddPendingLaunch(id, role, login, true);
 }
 
 /*
@@ -303,8 +262,9 @@ WorkerInit(void)
 /* ---- claiming a run ------------------------------------------------------ */
 
 /*
- * Workers that hold a run anywhere in the cluster: those that advertise
- * themselves with the 'iceml train <id>' application name.
+ * Workers that hold a run anywhere in the cluster: background workers of
+ * type "iceml train" (the type is set at registration; a client session
+ * can name itself anything, but is never a background worker).
  */
 static int
 ClaimedWorkers(void)
@@ -323,13 +283,17 @@ ClaimedWorkers(void)
 	{
 		LocalPgBackendStatus *local = pgstat_fetch_stat_local_beentry(i);
 		PgBackendStatus *be;
+		const char *type;
 
 		if (local == NULL)
 			continue;
 		be = &local->backendStatus;
-		if (be->st_procpid != MyProcPid && be->st_appname != NULL &&
-			strncmp(be->st_appname, ICEML_APPNAME_PREFIX,
-					strlen(ICEML_APPNAME_PREFIX)) == 0)
+		if (be->st_procpid == MyProcPid || be->st_backendType != B_BG_WORKER)
+			continue;
+		type = GetBackgroundWorkerTypeByPid(be->st_procpid);
+		if (type != NULL && strcmp(type, ICEML_WORKER_TYPE) == 0 &&
+			be->st_appname != NULL &&
+			strncmp(be->st_appname, ICEML_APPNAME_PREFIX, strlen(ICEML_APPNAME_PREFIX)) == 0)
 			claimed++;
 	}
 	return claimed;
@@ -507,21 +471,22 @@ ReapOrphanedRuns(void)
 				"                    WHERE a.pid OPERATOR(pg_catalog.=) r.worker_pid"
 				"                      AND a.backend_start OPERATOR(pg_catalog.=) r.worker_start)",
 				0, NULL, NULL, NULL);
-	/* pipeline runs likewise: their steps are marked with the reason */
-	n += SpiExec("WITH p AS (UPDATE iceml.pipeline_runs r SET status = 'failed', finished = pg_catalog.now(),"
-				 "       error = pg_catalog.format('the pipeline worker (pid %s) ended without finishing the run:"
-				 " it was killed, crashed or the server restarted', r.worker_pid)"
-				 " WHERE r.status OPERATOR(pg_catalog.=) 'running'"
-				 "   AND r.database OPERATOR(pg_catalog.=) (SELECT oid FROM pg_catalog.pg_database"
-				 "                   WHERE datname OPERATOR(pg_catalog.=) pg_catalog.current_database())"
-				 "   AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_stat_activity a"
-				 "                    WHERE a.pid OPERATOR(pg_catalog.=) r.worker_pid"
-				 "                      AND a.backend_start OPERATOR(pg_catalog.=) r.worker_start)"
-				 " RETURNING r.id)"
-				 " UPDATE iceml.pipeline_steps s SET status = 'failed', finished = pg_catalog.now(),"
-				 "        sqlstate = '57P01', error = 'the pipeline worker ended during this step'"
-				 "   FROM p WHERE s.run_id OPERATOR(pg_catalog.=) p.id AND s.status OPERATOR(pg_catalog.=) 'running'",
-				 0, NULL, NULL, NULL);
+	/* pipeline runs likewise: the step under way is marked with the reason */
+	SpiExec("WITH p AS (UPDATE iceml.pipeline_runs r SET status = 'failed', finished = pg_catalog.now(),"
+			"       error = pg_catalog.format('the pipeline worker (pid %s) ended without finishing the run:"
+			" it was killed, crashed or the server restarted', r.worker_pid)"
+			" WHERE r.status OPERATOR(pg_catalog.=) 'running'"
+			"   AND r.database OPERATOR(pg_catalog.=) (SELECT oid FROM pg_catalog.pg_database"
+			"                   WHERE datname OPERATOR(pg_catalog.=) pg_catalog.current_database())"
+			"   AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_stat_activity a"
+			"                    WHERE a.pid OPERATOR(pg_catalog.=) r.worker_pid"
+			"                      AND a.backend_start OPERATOR(pg_catalog.=) r.worker_start)"
+			" RETURNING r.id)"
+			" UPDATE iceml.pipeline_steps s SET status = 'failed', finished = pg_catalog.now(),"
+			"        sqlstate = '57P01', error = 'the pipeline worker ended during this step'"
+			"   FROM p WHERE s.run_id OPERATOR(pg_catalog.=) p.id"
+			"    AND s.status OPERATOR(pg_catalog.=) ANY (ARRAY['pending', 'running'])",
+			0, NULL, NULL, NULL);
 	/* studies whose last trials were among them, or were cancelled */
 	FinishStudies(0);
 	RestoreUser(&own);

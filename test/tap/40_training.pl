@@ -89,7 +89,9 @@ my $pid = psql("SELECT worker_pid FROM iceml.runs WHERE id = $k");
 ok(kill('KILL', $pid), "worker $pid killed");
 # the postmaster restarts every backend after a crash; wait for it
 poll('SELECT 1', qr/^1$/, 60);
-like(poll("SELECT status || ': ' || error FROM iceml.progress WHERE run = $k", qr/^failed/, 30),
+# iceml.wait() (like iceml.train()) marks runs whose worker is gone as failed
+poll("SELECT iceml.wait($k, '0 s')", qr/^failed/, 30);
+like(psql("SELECT status || ': ' || error FROM iceml.progress WHERE run = $k"),
 	qr/^failed: the worker \(pid $pid\) ended without finishing the run/, 'a killed worker leaves the run failed with the reason');
 is(psql("SELECT iceml.resume($k)", user => 'iceml_tap_alice'), $k, 'resume queues it again');
 is(psql("SELECT iceml.wait($k, '180 s')", user => 'iceml_tap_alice'), 'succeeded', 'the resumed run finishes');
@@ -103,6 +105,18 @@ restart();
 like(psql("SELECT status FROM iceml.progress WHERE run = $r"), qr/^failed$/, 'a server restart leaves the run failed');
 is(psql("SELECT iceml.resume($r)", user => 'iceml_tap_alice'), $r, 'resume after restart');
 is(psql("SELECT iceml.wait($r, '180 s')", user => 'iceml_tap_alice'), 'succeeded', 'and it finishes');
+
+# ---- sessions that call themselves iceml workers take no worker slot ------
+# (any login role may set application_name; iceml.max_workers is 4 here)
+psql("DROP ROLE IF EXISTS iceml_tap_nobody; CREATE ROLE iceml_tap_nobody LOGIN", db => 'postgres');
+for my $i (1 .. 5) {
+	system("PGAPPNAME='iceml train 9999$i' psql -XAtq -U iceml_tap_nobody -d postgres -c 'SELECT pg_sleep(60)' >/dev/null 2>&1 &");
+}
+poll(q{SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE 'iceml train 9999%'}, qr/^5$/, 20);
+my $s = psql(q{SELECT iceml.train('spoofed', 'iceml_td.chips_1', 'tiny_cnn', '{"epochs": 1}')}, user => 'iceml_tap_alice');
+is(psql("SELECT iceml.wait($s, '120 s')", user => 'iceml_tap_alice'), 'succeeded',
+	'five sessions named "iceml train ..." by a role with no iceml role do not stop training');
+psql(q{SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name LIKE 'iceml train 9999%'}, db => 'postgres');
 
 psql("DROP DATABASE $db", db => 'postgres');
 done_testing();
