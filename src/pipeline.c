@@ -58,11 +58,11 @@ PGDLLEXPORT void iceml_pipeline_main(Datum main_arg);
 static void
 RequirePipelineUser(void)
 {
-	if (!has_privs_of_role(GetUserId(), get_role_oid("iceml_user", false)))
+	if (!has_privs_of_role(IcemlCaller(), get_role_oid("iceml_user", false)))
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 				 errmsg("permission denied to run a pipeline: role \"%s\" is not a member of iceml_user",
-						GetUserNameFromId(GetUserId(), false))));
+						GetUserNameFromId(IcemlCaller(), false))));
 }
 
 /*
@@ -81,8 +81,8 @@ EnqueuePipeline(text *name, Jsonb *config, int64 cron_job)
 
 	values[0] = PointerGetDatum(name);
 	values[1] = JsonbPGetDatum(config);
-	values[2] = DirectFunctionCall1(namein, CStringGetDatum(GetUserNameFromId(GetUserId(), false)));
-	values[3] = ObjectIdGetDatum(GetUserId());
+	values[2] = DirectFunctionCall1(namein, CStringGetDatum(GetUserNameFromId(IcemlCaller(), false)));
+	values[3] = ObjectIdGetDatum(IcemlCaller());
 	values[4] = ObjectIdGetDatum(GetSessionUserId());
 	values[5] = ObjectIdGetDatum(MyDatabaseId);
 	values[6] = Int64GetDatum(cron_job);
@@ -101,7 +101,7 @@ EnqueuePipeline(text *name, Jsonb *config, int64 cron_job)
 	SpiGetDatum(0, 1, &d);
 	id = DatumGetInt64(d);
 	RestoreUser(&own);
-	LaunchPipelineAtCommit(id, GetUserId(), GetSessionUserId());
+	LaunchPipelineAtCommit(id, IcemlCaller(), GetSessionUserId());
 	return id;
 }
 
@@ -141,7 +141,7 @@ iceml_run_scheduled_pipeline(PG_FUNCTION_ARGS)
 	RequirePipelineUser();
 	SPI_connect();
 	args[0] = PointerGetDatum(name);
-	args[1] = DirectFunctionCall1(namein, CStringGetDatum(GetUserNameFromId(GetUserId(), false)));
+	args[1] = DirectFunctionCall1(namein, CStringGetDatum(GetUserNameFromId(IcemlCaller(), false)));
 	/* row-level security shows each role its own schedules only */
 	if (SpiExec("SELECT config, cron_job FROM iceml.schedules"
 				" WHERE name OPERATOR(pg_catalog.=) $1 AND owner OPERATOR(pg_catalog.=) $2"
@@ -151,7 +151,7 @@ iceml_run_scheduled_pipeline(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
 				 errmsg("role \"%s\" has no scheduled pipeline \"%s\" in this database",
-						GetUserNameFromId(GetUserId(), false), text_to_cstring(name)),
+						GetUserNameFromId(IcemlCaller(), false), text_to_cstring(name)),
 				 errhint("iceml.pipeline_schedules lists your schedules.")));
 	SpiGetDatum(0, 1, &d);
 	config = DatumGetJsonbPCopy(d);

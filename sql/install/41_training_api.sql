@@ -398,6 +398,7 @@ DECLARE
     deadline timestamptz := clock_timestamp() + timeout;
     reported integer := 0;
     finished bigint[] := '{}';
+    steps_done integer[] := '{}';
     st text;
     own boolean;
     m record;
@@ -435,12 +436,13 @@ BEGIN
                     USING ERRCODE = '55000', HINT = 'COMMIT, then call iceml.wait().';
             END IF;
             FOR t IN SELECT s.ordinal, s.step, s.status, s."rows", s.error, s.detail->>'reason' AS reason,
-                            (s.detail->>'run')::bigint AS train_run
+                            CASE WHEN NOT coalesce((s.detail->>'reused')::boolean, false)
+                                 THEN (s.detail->>'run')::bigint END AS train_run
                        FROM iceml.pipeline_steps s
                       WHERE s.run_id = _wait.run_id AND s.status <> 'pending'
-                        AND NOT -s.ordinal = ANY (finished) ORDER BY s.ordinal LOOP
+                        AND NOT s.ordinal = ANY (steps_done) ORDER BY s.ordinal LOOP
                 IF t.train_run IS NOT NULL THEN
-                    FOR m IN SELECT x.*, r.epochs, date_trunc('second', (now() - r.started_at) / x.epoch * (r.epochs - x.epoch)) AS eta
+                    FOR m IN SELECT x.*, r.epochs, date_trunc('second', (x.recorded_at - r.started_at) / x.epoch * (r.epochs - x.epoch)) AS eta
                                FROM iceml.run_metrics x JOIN iceml.runs r ON r.id = x.run_id
                               WHERE x.run_id = t.train_run AND x.epoch > reported ORDER BY x.epoch LOOP
                         RAISE NOTICE 'pipeline %: train (run %): epoch %/%: train_loss %, val_loss %, val_acc %, eta %',
@@ -451,9 +453,9 @@ BEGIN
                 END IF;
                 CONTINUE WHEN t.status = 'running';
                 RAISE NOTICE 'pipeline %: step % %', run_id, t.step, t.status
-                    || coalesce(format(' (%s rows)', t."rows"), '')
+                    || CASE WHEN t."rows" IS NOT NULL THEN format(' (%s rows)', t."rows") ELSE '' END
                     || coalesce(': ' || t.error, ': ' || t.reason, '');
-                finished := finished || -t.ordinal::bigint;
+                steps_done := steps_done || t.ordinal;
             END LOOP;
         ELSE
             SELECT s.status, iceml._xmin_is_current(s.xmin) INTO st, own FROM iceml.studies s

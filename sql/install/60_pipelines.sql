@@ -106,10 +106,14 @@ BEGIN
         ARRAY['epochs', 'batch_size', 'learning_rate', 'optimizer', 'momentum', 'weight_decay', 'seed',
               'threads', 'augment', 'early_stopping_patience', 'checkpoint_every', 'channels']
         || CASE WHEN tune THEN ARRAY['asha_min_epochs'] ELSE '{}'::text[] END);
-    FOREACH k IN ARRAY ARRAY['epochs', 'batch_size', 'seed', 'threads', 'early_stopping_patience',
-                             'checkpoint_every', 'asha_min_epochs'] LOOP
+    FOREACH k IN ARRAY ARRAY['epochs', 'batch_size', 'threads', 'checkpoint_every', 'asha_min_epochs'] LOOP
         IF hp ? k THEN
-            PERFORM iceml._pipeline_type(hp->k, path || '.' || k, 'integer', 0, 1000000);
+            PERFORM iceml._pipeline_type(hp->k, path || '.' || k, 'integer', 1, 1000000);
+        END IF;
+    END LOOP;
+    FOREACH k IN ARRAY ARRAY['seed', 'early_stopping_patience'] LOOP
+        IF hp ? k THEN
+            PERFORM iceml._pipeline_type(hp->k, path || '.' || k, 'integer', 0, 2147483647);
         END IF;
     END LOOP;
     FOREACH k IN ARRAY ARRAY['learning_rate', 'momentum', 'weight_decay'] LOOP
@@ -419,7 +423,7 @@ BEGIN
             ELSE
                 rel := iceml.create_feature_group(fgc->>'name',
                     coalesce(fgc->'features', '[{"name":"id","type":"text"},{"name":"band_1","type":"real[]"},{"name":"band_2","type":"real[]"},{"name":"inc_angle","type":"real"},{"name":"is_iceberg","type":"smallint"}]'),
-                    coalesce(ARRAY(SELECT jsonb_array_elements_text(fgc->'primary_key')), ARRAY['id']),
+                    CASE WHEN fgc ? 'primary_key' THEN ARRAY(SELECT jsonb_array_elements_text(fgc->'primary_key')) ELSE ARRAY['id'] END,
                     description => fgc->>'description',
                     expectations => coalesce(fgc->'expectations', '[]'),
                     validation => coalesce(fgc->>'validation', 'STRICT'),
@@ -492,7 +496,10 @@ BEGIN
              WHERE s.step OPERATOR(pg_catalog.=) 'ingest' AND s.status OPERATOR(pg_catalog.=) 'succeeded'
                AND s.detail->>'fingerprint' OPERATOR(pg_catalog.=) fp
                AND s.detail->>'feature_group' OPERATOR(pg_catalog.=) rel::text
-               AND (s.detail->>'commit_after')::bigint IS NOT DISTINCT FROM commit_before
+               AND NOT EXISTS (SELECT 1 FROM iceml.feature_group_commits c
+                                WHERE c.feature_group_id OPERATOR(pg_catalog.=) fgrow.id
+                                  AND c.commit_id OPERATOR(pg_catalog.>) coalesce((s.detail->>'commit_after')::bigint, 0)
+                                  AND c.rows_inserted + c.rows_updated + c.rows_deleted OPERATOR(pg_catalog.>) 0)
              ORDER BY s.run_id DESC LIMIT 1;
             IF FOUND THEN
                 st := st || jsonb_build_object('read', 0, 'inserted', 0, 'quarantined', 0);
@@ -544,11 +551,14 @@ BEGIN
                 CASE WHEN st->'feature_group' IS NULL THEN 'the config names a training dataset' ELSE '"statistics": false' END), 'state', st);
         END IF;
         rel := (st->>'feature_group')::regclass;
-        SELECT max(c.commit_id) AS last_commit,
-               (SELECT max(s.commit_id) FROM iceml.feature_statistics s WHERE s.feature_group OPERATOR(pg_catalog.=) rel) AS stats_commit
-          INTO prev FROM iceml.feature_group_commits c WHERE c.feature_group OPERATOR(pg_catalog.=) rel;
-        IF prev.stats_commit IS NOT NULL AND prev.stats_commit IS NOT DISTINCT FROM prev.last_commit THEN
-            RETURN jsonb_build_object('status', 'skipped', 'detail', jsonb_build_object('reason', format('the statistics are current (commit %s)', prev.last_commit),
+        -- current when no statement changed a row since they were computed
+        SELECT (SELECT max(s.commit_id) FROM iceml.feature_statistics s WHERE s.feature_group OPERATOR(pg_catalog.=) rel) AS stats_commit
+          INTO prev;
+        IF prev.stats_commit IS NOT NULL AND NOT EXISTS (
+               SELECT 1 FROM iceml.feature_group_commits c
+                WHERE c.feature_group OPERATOR(pg_catalog.=) rel AND c.commit_id OPERATOR(pg_catalog.>) prev.stats_commit
+                  AND c.rows_inserted + c.rows_updated + c.rows_deleted OPERATOR(pg_catalog.>) 0) THEN
+            RETURN jsonb_build_object('status', 'skipped', 'detail', jsonb_build_object('reason', format('the statistics are current: no row changed since commit %s', prev.stats_commit),
                                       'feature_group', rel::text), 'state', st);
         END IF;
         n := iceml.compute_statistics(rel);
@@ -580,20 +590,24 @@ BEGIN
         -- the latest version is reused when it was made from the group as it is now
         SELECT t.* INTO tdrow FROM iceml.training_datasets t WHERE t.name OPERATOR(pg_catalog.=) tdname
          ORDER BY t.version DESC LIMIT 1;
-        SELECT max(c.commit_id) INTO commit_after FROM iceml.feature_group_commits c WHERE c.feature_group OPERATOR(pg_catalog.=) rel;
-        IF FOUND AND tdrow.id IS NOT NULL AND tdrow.feature_group OPERATOR(pg_catalog.=) rel
-           AND tdrow.commit_id IS NOT DISTINCT FROM commit_after AND tdrow.seed OPERATOR(pg_catalog.=) seed
+        IF tdrow.id IS NOT NULL AND tdrow.feature_group OPERATOR(pg_catalog.=) rel
+           AND NOT EXISTS (SELECT 1 FROM iceml.feature_group_commits c
+                            WHERE c.feature_group OPERATOR(pg_catalog.=) rel
+                              AND c.commit_id OPERATOR(pg_catalog.>) coalesce(tdrow.commit_id, 0)
+                              AND c.rows_inserted + c.rows_updated + c.rows_deleted OPERATOR(pg_catalog.>) 0)
+           AND tdrow.seed OPERATOR(pg_catalog.=) seed
            AND tdrow.label OPERATOR(pg_catalog.=) label AND tdrow.splits OPERATOR(pg_catalog.=) splits
            AND (feats IS NULL OR tdrow.features OPERATOR(pg_catalog.=) feats) THEN
             RETURN jsonb_build_object('status', 'succeeded', 'rows', (SELECT sum(x::bigint) FROM jsonb_each_text(tdrow.row_counts) e(k, x)),
                 'detail', jsonb_build_object('training_dataset', tdrow."table"::text, 'reused', true,
-                                             'reason', format('version %s was made from the feature group as it is now (commit %s)', tdrow.version, commit_after),
+                                             'reason', format('version %s was made from the feature group as it is now: no row changed since', tdrow.version),
                                              'row_counts', tdrow.row_counts),
                 'state', st || jsonb_build_object('training_dataset', tdrow."table"::text));
         END IF;
+        EXECUTE format('SELECT pg_catalog.count(*) FROM %s', rel) INTO n;
         td := iceml.create_training_dataset(tdname, rel, label, feats, splits, seed);
         SELECT t.* INTO tdrow FROM iceml.training_datasets t WHERE t."table" OPERATOR(pg_catalog.=) td;
-        RETURN jsonb_build_object('status', 'succeeded', 'rows_in', (SELECT count(*) FROM iceml.feature_group_commits WHERE false),
+        RETURN jsonb_build_object('status', 'succeeded', 'rows_in', n,
             'rows', (SELECT sum(x::bigint) FROM jsonb_each_text(tdrow.row_counts) e(k, x)),
             'detail', jsonb_build_object('training_dataset', td::text, 'reused', false, 'row_counts', tdrow.row_counts,
                                          'label_counts', tdrow.label_counts, 'created', jsonb_build_array(td::text)),
@@ -611,7 +625,7 @@ BEGIN
         hp := coalesce(v->'hyperparams', '{}') || '{"deploy": "never"}';
         IF step OPERATOR(pg_catalog.=) 'train' THEN
             -- the same training on the same dataset: its model is reused
-            SELECT s.run_id AS run, (s.detail->>'model_id')::bigint AS model_id, s.detail->>'run' AS trained_by INTO prev
+            SELECT s.run_id AS run, (s.detail->>'model_id')::bigint AS model_id, (s.detail->>'run')::bigint AS trained_by INTO prev
               FROM iceml.pipeline_steps s JOIN iceml.pipeline_runs r ON r.id OPERATOR(pg_catalog.=) s.run_id
              WHERE r.name OPERATOR(pg_catalog.=) _pipeline_step.name AND s.step OPERATOR(pg_catalog.=) 'train'
                AND s.status OPERATOR(pg_catalog.=) 'succeeded'
