@@ -449,7 +449,7 @@ RunStep(PipelineJob *job, int i)
  * there is none.
  */
 static int64
-WaitForTraining(PipelineJob *job, int i, int64 wait_id, bool study, Jsonb *result)
+WaitForTraining(PipelineJob *job, int i, int64 wait_id, bool study, Jsonb *detail)
 {
 	Datum		arg = Int64GetDatum(wait_id);
 	Oid			type = INT8OID;
@@ -493,14 +493,14 @@ WaitForTraining(PipelineJob *job, int i, int64 wait_id, bool study, Jsonb *resul
 
 		if (status == NULL)
 		{
-			FailStep(job, i, "XX000", psprintf("%s %lld vanished", study ? "study" : "run", (long long) wait_id), result);
+			FailStep(job, i, "XX000", psprintf("%s %lld vanished", study ? "study" : "run", (long long) wait_id), detail);
 			return 0;
 		}
 		if (strcmp(status, "succeeded") == 0)
 		{
 			if (model == 0)
 			{
-				FailStep(job, i, "38000", psprintf("%s %lld kept no model", study ? "study" : "run", (long long) wait_id), result);
+				FailStep(job, i, "38000", psprintf("%s %lld kept no model", study ? "study" : "run", (long long) wait_id), detail);
 				return 0;
 			}
 			return model;
@@ -509,14 +509,19 @@ WaitForTraining(PipelineJob *job, int i, int64 wait_id, bool study, Jsonb *resul
 		{
 			if (strcmp(status, "cancelled") == 0 && cancel_sent)
 			{
-				FinishStep(job, i, result, "cancelled");
+				Datum		args[2] = {Int64GetDatum(job->id), Int32GetDatum(job->ordinals[i])};
+				Oid			types[2] = {INT8OID, INT4OID};
+
+				OwnerExec("UPDATE iceml.pipeline_steps SET status = 'cancelled', finished = pg_catalog.now()"
+						  " WHERE run_id OPERATOR(pg_catalog.=) $1 AND ordinal OPERATOR(pg_catalog.=) $2",
+						  2, types, args, NULL);
 				EndRun(job, "cancelled", NULL);
 			}
 			else
 				FailStep(job, i, strcmp(status, "cancelled") == 0 ? "57014" : "38000",
 						 psprintf("%s %lld %s%s%s", study ? "study" : "training run", (long long) wait_id,
 								  status, error ? ": " : "", error ? error : ""),
-						 result);
+						 detail);
 			return 0;
 		}
 		if (!cancel_sent && CancelRequested(job))
