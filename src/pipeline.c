@@ -25,7 +25,11 @@
 #include "postgres.h"
 
 #include "access/xact.h"
+#include "catalog/dependency.h"
 #include "catalog/namespace.h"
+#include "catalog/pg_proc.h"
+#include "commands/dbcommands.h"
+#include "commands/extension.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "fmgr.h"
@@ -38,6 +42,7 @@
 #include "tcop/tcopprot.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
+#include "utils/guc.h"
 #include "utils/jsonb.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
@@ -50,6 +55,8 @@
 
 PG_FUNCTION_INFO_V1(iceml_run_pipeline);
 PG_FUNCTION_INFO_V1(iceml_run_scheduled_pipeline);
+PG_FUNCTION_INFO_V1(iceml_schedule_pipeline);
+PG_FUNCTION_INFO_V1(iceml_unschedule_pipeline);
 
 PGDLLEXPORT void iceml_pipeline_main(Datum main_arg);
 
@@ -70,10 +77,10 @@ RequirePipelineUser(void)
  * the worker starts when the caller's transaction commits.  SPI connected.
  */
 static int64
-EnqueuePipeline(text *name, Jsonb *config, int64 cron_job)
+EnqueuePipeline(text *name, Jsonb *config, int64 cron_job, int repeat_seconds)
 {
 	IcemlOwnerContext own;
-	Oid			types[8] = {TEXTOID, JSONBOID, NAMEOID, OIDOID, OIDOID, OIDOID, INT8OID, INT8OID};
+	Oid			types[8] = {TEXTOID, JSONBOID, NAMEOID, OIDOID, OIDOID, OIDOID, INT8OID, INT4OID};
 	Datum		values[8];
 	char		nulls[9] = "        ";
 	Datum		d;
@@ -87,17 +94,18 @@ EnqueuePipeline(text *name, Jsonb *config, int64 cron_job)
 	values[5] = ObjectIdGetDatum(MyDatabaseId);
 	values[6] = Int64GetDatum(cron_job);
 	nulls[6] = cron_job > 0 ? ' ' : 'n';
-	values[7] = Int64GetDatum(0);
+	values[7] = Int32GetDatum(repeat_seconds);
+	nulls[7] = repeat_seconds > 0 ? ' ' : 'n';
 
 	BecomeCatalogOwner(&own);
 	SpiExec("WITH c AS (SELECT iceml._pipeline_check($1, $2) AS config),"
-			"     r AS (INSERT INTO iceml.pipeline_runs (name, config, owner, role, login, database, cron_job)"
-			"           SELECT $1, c.config, $3, $4, $5, $6, $7 FROM c RETURNING id, config),"
+			"     r AS (INSERT INTO iceml.pipeline_runs (name, config, owner, role, login, database, cron_job, repeat_seconds)"
+			"           SELECT $1, c.config, $3, $4, $5, $6, $7, $8 FROM c RETURNING id, config),"
 			"     s AS (INSERT INTO iceml.pipeline_steps (run_id, ordinal, step)"
 			"           SELECT r.id, p.ordinality, p.step FROM r,"
 			"                  pg_catalog.unnest(iceml._pipeline_plan(r.config)) WITH ORDINALITY AS p(step, ordinality))"
 			" SELECT id FROM r",
-			7, types, values, nulls);
+			8, types, values, nulls);
 	SpiGetDatum(0, 1, &d);
 	id = DatumGetInt64(d);
 	RestoreUser(&own);
@@ -117,7 +125,7 @@ iceml_run_pipeline(PG_FUNCTION_ARGS)
 				 errmsg("pipeline name and config must not be NULL")));
 	RequirePipelineUser();
 	SPI_connect();
-	id = EnqueuePipeline(PG_GETARG_TEXT_PP(0), PG_GETARG_JSONB_P(1), 0);
+	id = EnqueuePipeline(PG_GETARG_TEXT_PP(0), PG_GETARG_JSONB_P(1), 0, 0);
 	SPI_finish();
 	PG_RETURN_INT64(id);
 }
@@ -136,6 +144,7 @@ iceml_run_scheduled_pipeline(PG_FUNCTION_ARGS)
 	Datum		d;
 	Jsonb	   *config;
 	int64		job;
+	int			repeat;
 	int64		id;
 
 	RequirePipelineUser();
@@ -143,7 +152,7 @@ iceml_run_scheduled_pipeline(PG_FUNCTION_ARGS)
 	args[0] = PointerGetDatum(name);
 	args[1] = DirectFunctionCall1(namein, CStringGetDatum(GetUserNameFromId(IcemlCaller(), false)));
 	/* row-level security shows each role its own schedules only */
-	if (SpiExec("SELECT config, cron_job FROM iceml.schedules"
+	if (SpiExec("SELECT config, cron_job, repeat_seconds FROM iceml.schedules"
 				" WHERE name OPERATOR(pg_catalog.=) $1 AND owner OPERATOR(pg_catalog.=) $2"
 				"   AND database OPERATOR(pg_catalog.=) (SELECT oid FROM pg_catalog.pg_database"
 				"        WHERE datname OPERATOR(pg_catalog.=) pg_catalog.current_database())",
@@ -157,9 +166,250 @@ iceml_run_scheduled_pipeline(PG_FUNCTION_ARGS)
 	config = DatumGetJsonbPCopy(d);
 	SpiGetDatum(0, 2, &d);
 	job = DatumGetInt64(d);
-	id = EnqueuePipeline(name, config, job);
+	repeat = SpiGetDatum(0, 3, &d) ? DatumGetInt32(d) : 0;
+	id = EnqueuePipeline(name, config, job, repeat);
 	SPI_finish();
 	PG_RETURN_INT64(id);
+}
+
+
+/* ---- schedules on pg_cron ------------------------------------------------ */
+
+/*
+ * pg_cron, checked: loaded, installed in this database; returns the oid of
+ * its extension and whether it schedules in seconds (1.5 and later).
+ */
+static Oid
+CronExtension(bool *seconds)
+{
+	const char *cron_db = GetConfigOption("cron.database_name", true, false);
+	char	   *here = get_database_name(MyDatabaseId);
+	Oid			ext;
+
+	if (cron_db == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("pg_cron is not loaded, so iceml cannot schedule pipelines"),
+				 errhint("Add pg_cron to shared_preload_libraries, restart the server and CREATE EXTENSION pg_cron in database \"%s\"; or run iceml.run_pipeline() from your own scheduler.",
+						 here)));
+	ext = get_extension_oid("pg_cron", true);
+	if (!OidIsValid(ext))
+	{
+		if (strcmp(cron_db, here) != 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+					 errmsg("pg_cron keeps its jobs in database \"%s\", not in \"%s\"", cron_db, here),
+					 errhint("Schedule pipelines in database \"%s\", or set cron.database_name = '%s' and restart the server.",
+							 cron_db, here)));
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("extension pg_cron is not installed in database \"%s\"", here),
+				 errhint("CREATE EXTENSION pg_cron; (as a superuser)")));
+	}
+	{
+		char	   *v = NULL;
+		int			major = 0,
+					minor = 0;
+
+		SPI_connect();
+		if (SPI_execute("SELECT extversion FROM pg_catalog.pg_extension"
+						" WHERE extname OPERATOR(pg_catalog.=) 'pg_cron'", true, 1) == SPI_OK_SELECT &&
+			SPI_processed == 1)
+			v = SpiGetText(0, 1);
+		if (v)
+			(void) sscanf(v, "%d.%d", &major, &minor);
+		SPI_finish();
+		*seconds = major > 1 || (major == 1 && minor >= 5);
+	}
+	return ext;
+}
+
+/*
+ * A function of pg_cron by exact qualified name and argument types, and
+ * only if it is a member of the pg_cron extension: iceml calls it as the
+ * catalog owner, so nothing a user created may stand in for it.
+ */
+static Oid
+CronFunction(Oid ext, const char *name, int nargs, Oid *argtypes)
+{
+	List	   *fname = list_make2(makeString("cron"), makeString((char *) name));
+	IcemlOwnerContext own;
+	Oid			fn;
+
+	/* looked up as the owner: callers need no USAGE on schema cron */
+	BecomeCatalogOwner(&own);
+	fn = LookupFuncName(fname, nargs, argtypes, true);
+	RestoreUser(&own);
+
+	if (!OidIsValid(fn) || getExtensionOfObject(ProcedureRelationId, fn) != ext)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("the installed pg_cron has no function cron.%s of the expected arguments", name),
+				 errhint("iceml needs pg_cron 1.4 or later.")));
+	return fn;
+}
+
+/* 'N seconds' (1 to 59) or 0 for anything else */
+static int
+ParseSeconds(const char *schedule)
+{
+	int			n = 0;
+	int			used = 0;
+	char		unit[16];
+
+	if (sscanf(schedule, " %d %15s %n", &n, unit, &used) != 2 || schedule[used] != '\0')
+		return 0;
+	if (strcmp(unit, "seconds") != 0 && strcmp(unit, "second") != 0)
+		return 0;
+	if (n < 1 || n > 59)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid pipeline schedule \"%s\": seconds must be between 1 and 59", schedule),
+				 errhint("Use cron syntax for longer periods, e.g. '*/5 * * * *' for every five minutes.")));
+	return n;
+}
+
+/*
+ * iceml.schedule_pipeline(name, schedule, config) -> pg_cron job id.
+ * The job runs in this database as the caller (pg_cron's username), and
+ * runs only iceml.run_scheduled_pipeline(name), which finds the caller's
+ * own schedule of that name.
+ */
+Datum
+iceml_schedule_pipeline(PG_FUNCTION_ARGS)
+{
+	IcemlOwnerContext own;
+	text	   *name;
+	char	   *schedule;
+	Jsonb	   *config;
+	bool		seconds;
+	Oid			ext;
+	Oid			fn;
+	Oid			argtypes[6] = {TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, BOOLOID};
+	int			repeat;
+	char	   *cname;
+	char	   *user;
+	char	   *db = get_database_name(MyDatabaseId);
+	char	   *jobname;
+	char	   *command;
+	int64		job;
+
+	if (PG_ARGISNULL(0) || PG_ARGISNULL(1) || PG_ARGISNULL(2))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("pipeline name, schedule and config must not be NULL")));
+	RequirePipelineUser();
+	name = PG_GETARG_TEXT_PP(0);
+	schedule = text_to_cstring(PG_GETARG_TEXT_PP(1));
+	config = PG_GETARG_JSONB_P(2);
+	cname = text_to_cstring(name);
+	user = GetUserNameFromId(IcemlCaller(), false);
+
+	/* the config first: a bad one is refused whether or not pg_cron is there */
+	SPI_connect();
+	{
+		Datum		args[2] = {PointerGetDatum(name), JsonbPGetDatum(config)};
+		Oid			types[2] = {TEXTOID, JSONBOID};
+		Datum		d;
+
+		BecomeCatalogOwner(&own);
+		SpiExec("SELECT iceml._pipeline_check($1, $2)", 2, types, args, NULL);
+		SpiGetDatum(0, 1, &d);
+		config = DatumGetJsonbPCopy(d);	/* in SPI's context: kept until SPI_finish */
+		RestoreUser(&own);
+	}
+
+	repeat = ParseSeconds(schedule);
+	ext = CronExtension(&seconds);
+	fn = CronFunction(ext, "schedule_in_database", 6, argtypes);
+	jobname = psprintf("iceml pipeline %s in %s", cname, db);
+	command = psprintf("SELECT iceml.run_scheduled_pipeline(%s)", quote_literal_cstr(cname));
+
+	BecomeCatalogOwner(&own);
+	job = DatumGetInt64(OidFunctionCall6(fn,
+										 CStringGetTextDatum(jobname),
+										 CStringGetTextDatum(repeat > 0 && !seconds ? "* * * * *" : schedule),
+										 CStringGetTextDatum(command),
+										 CStringGetTextDatum(db),
+										 CStringGetTextDatum(user),
+										 BoolGetDatum(true)));
+	{
+		Datum		args[8];
+		Oid			types[8] = {TEXTOID, NAMEOID, OIDOID, OIDOID, TEXTOID, JSONBOID, INT8OID, INT4OID};
+		char		nulls[9] = "        ";
+
+		args[0] = PointerGetDatum(name);
+		args[1] = DirectFunctionCall1(namein, CStringGetDatum(user));
+		args[2] = ObjectIdGetDatum(IcemlCaller());
+		args[3] = ObjectIdGetDatum(MyDatabaseId);
+		args[4] = CStringGetTextDatum(schedule);
+		args[5] = JsonbPGetDatum(config);
+		args[6] = Int64GetDatum(job);
+		args[7] = Int32GetDatum(repeat);
+		nulls[7] = repeat > 0 && !seconds ? ' ' : 'n';
+		SpiExec("INSERT INTO iceml.schedules (name, owner, role, database, schedule, config, cron_job, repeat_seconds)"
+				" VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
+				" ON CONFLICT (database, owner, name) DO UPDATE SET role = EXCLUDED.role,"
+				"     schedule = EXCLUDED.schedule, config = EXCLUDED.config, cron_job = EXCLUDED.cron_job,"
+				"     repeat_seconds = EXCLUDED.repeat_seconds, created = pg_catalog.now()",
+				8, types, args, nulls);
+	}
+	SPI_finish();
+	RestoreUser(&own);
+	PG_RETURN_INT64(job);
+}
+
+/* iceml.unschedule_pipeline(name) -> whether a schedule was removed */
+Datum
+iceml_unschedule_pipeline(PG_FUNCTION_ARGS)
+{
+	IcemlOwnerContext own;
+	Datum		args[3];
+	Oid			types[3] = {TEXTOID, NAMEOID, OIDOID};
+	bool		seconds;
+	Oid			ext;
+	Oid			fn;
+	Oid			argtype = INT8OID;
+	int64		job;
+	Datum		d;
+	bool		present;
+
+	if (PG_ARGISNULL(0))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("pipeline name must not be NULL")));
+	RequirePipelineUser();
+	ext = CronExtension(&seconds);
+	fn = CronFunction(ext, "unschedule", 1, &argtype);
+	args[0] = PG_GETARG_DATUM(0);
+	args[1] = DirectFunctionCall1(namein, CStringGetDatum(GetUserNameFromId(IcemlCaller(), false)));
+	args[2] = ObjectIdGetDatum(MyDatabaseId);
+
+	SPI_connect();
+	BecomeCatalogOwner(&own);
+	/* the caller's own schedule only, whatever row-level security shows */
+	if (SpiExec("DELETE FROM iceml.schedules WHERE name OPERATOR(pg_catalog.=) $1"
+				"   AND owner OPERATOR(pg_catalog.=) $2 AND database OPERATOR(pg_catalog.=) $3"
+				" RETURNING cron_job",
+				3, types, args, NULL) != 1)
+	{
+		RestoreUser(&own);
+		SPI_finish();
+		ereport(NOTICE,
+				(errmsg("role \"%s\" has no scheduled pipeline \"%s\" in this database",
+						GetUserNameFromId(IcemlCaller(), false), TextDatumGetCString(args[0]))));
+		PG_RETURN_BOOL(false);
+	}
+	SpiGetDatum(0, 1, &d);
+	job = DatumGetInt64(d);
+	/* the job may already be gone (cron.unschedule by hand) */
+	present = SpiExec("SELECT 1 FROM cron.job WHERE jobid OPERATOR(pg_catalog.=) $1",
+					  1, &argtype, &d, NULL) == 1;
+	if (present)
+		(void) OidFunctionCall1(fn, Int64GetDatum(job));
+	RestoreUser(&own);
+	SPI_finish();
+	PG_RETURN_BOOL(true);
 }
 
 /* ---- the worker ---------------------------------------------------------- */
@@ -167,6 +417,8 @@ iceml_run_scheduled_pipeline(PG_FUNCTION_ARGS)
 typedef struct PipelineJob
 {
 	int64		id;
+	int			repeat_seconds; /* see iceml.schedules */
+	TimestampTz created;
 	Oid			role;
 	char	   *name;
 	Jsonb	   *config;
@@ -225,7 +477,7 @@ ClaimPipeline(PipelineJob *job)
 	ok = SpiExec("UPDATE iceml.pipeline_runs SET status = 'running', started = pg_catalog.now(),"
 				 "       worker_pid = $2, worker_start = $3"
 				 " WHERE id OPERATOR(pg_catalog.=) $1 AND status OPERATOR(pg_catalog.=) 'queued'"
-				 " RETURNING name, config, role",
+				 " RETURNING name, config, role, COALESCE(repeat_seconds, 0), created",
 				 3, types, args, NULL) == 1;
 	if (ok)
 	{
@@ -238,6 +490,10 @@ ClaimPipeline(PipelineJob *job)
 		job->config = DatumGetJsonbPCopy(d);
 		SpiGetDatum(0, 3, &d);
 		job->role = DatumGetObjectId(d);
+		SpiGetDatum(0, 4, &d);
+		job->repeat_seconds = DatumGetInt32(d);
+		SpiGetDatum(0, 5, &d);
+		job->created = DatumGetTimestampTz(d);
 		MemoryContextSwitchTo(old);
 
 		n = SpiExec("SELECT step, ordinal FROM iceml.pipeline_steps"
@@ -620,6 +876,75 @@ RunPipeline(PipelineJob *job)
 	EndRun(job, "succeeded", NULL);
 }
 
+/*
+ * An 'N seconds' schedule on a pg_cron that schedules by the minute: after
+ * the run of a cron tick, run again every N seconds until the minute is
+ * over, one run at a time (a late run skips the offsets it overran), while
+ * the schedule still exists.  Each run is a pipeline run of its own.
+ */
+static bool
+NextRepeat(PipelineJob *job, int repeat, int64 *k, TimestampTz tick)
+{
+	TimestampTz next;
+	Datum		arg;
+	Oid			type = INT8OID;
+	Datum		d;
+
+	if (repeat <= 0)
+		return false;
+	for (;;)
+	{
+		CHECK_FOR_INTERRUPTS();
+		next = tick + (*k) * repeat * USECS_PER_SEC;
+		if (next >= tick + 60 * USECS_PER_SEC)
+			return false;
+		if (next >= GetCurrentTimestamp())
+			break;
+		(*k)++;
+	}
+	while (GetCurrentTimestamp() < next)
+	{
+		long		ms = (long) ((next - GetCurrentTimestamp()) / 1000) + 1;
+
+		CHECK_FOR_INTERRUPTS();
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 Min(ms, 1000L), PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+	}
+	(*k)++;
+
+	/* a copy of the run, queued, with its planned steps; then claimed here */
+	arg = Int64GetDatum(job->id);
+	BeginTx();
+	{
+		IcemlOwnerContext own;
+		bool		found;
+
+		BecomeCatalogOwner(&own);
+		found = SpiExec("WITH o AS (SELECT p.* FROM iceml.pipeline_runs p"
+						"            WHERE p.id OPERATOR(pg_catalog.=) $1"
+						"              AND EXISTS (SELECT 1 FROM iceml.schedules s"
+						"                           WHERE s.cron_job OPERATOR(pg_catalog.=) p.cron_job"
+						"                             AND s.owner OPERATOR(pg_catalog.=) p.owner)),"
+						"     r AS (INSERT INTO iceml.pipeline_runs (name, config, owner, role, login, database, cron_job)"
+						"           SELECT o.name, o.config, o.owner, o.role, o.login, o.database, o.cron_job FROM o"
+						"           RETURNING id, config),"
+						"     s AS (INSERT INTO iceml.pipeline_steps (run_id, ordinal, step)"
+						"           SELECT r.id, p.ordinality, p.step FROM r,"
+						"                  pg_catalog.unnest(iceml._pipeline_plan(r.config)) WITH ORDINALITY AS p(step, ordinality))"
+						" SELECT id FROM r",
+						1, &type, &arg, NULL) == 1;
+		if (found)
+			SpiGetDatum(0, 1, &d);
+		RestoreUser(&own);
+		EndTx();
+		if (!found)
+			return false;		/* unscheduled meanwhile */
+	}
+	job->id = DatumGetInt64(d);
+	return true;
+}
+
 void
 iceml_pipeline_main(Datum main_arg)
 {
@@ -639,7 +964,17 @@ iceml_pipeline_main(Datum main_arg)
 
 	PG_TRY();
 	{
+		TimestampTz tick = job.created;
+		int			repeat = job.repeat_seconds;
+		int64		k = 1;
+
 		RunPipeline(&job);
+		while (repeat > 0 && NextRepeat(&job, repeat, &k, tick))
+		{
+			if (!ClaimPipeline(&job))
+				break;
+			RunPipeline(&job);
+		}
 	}
 	PG_CATCH();
 	{

@@ -20,9 +20,11 @@ CREATE TABLE iceml.pipeline_runs (
     worker_pid       integer,
     worker_start     timestamptz,
     cancel_requested boolean NOT NULL DEFAULT false,
-    error            text
+    error            text,
+    repeat_seconds   integer                    -- see iceml.schedules
 );
 CREATE INDEX ON iceml.pipeline_runs (name, id);
+CREATE INDEX ON iceml.pipeline_runs (cron_job) WHERE cron_job IS NOT NULL;
 CREATE INDEX ON iceml.pipeline_runs (status) WHERE status OPERATOR(pg_catalog.=) ANY (ARRAY['queued', 'running']);
 COMMENT ON TABLE iceml.pipeline_runs IS
     'pipeline runs: one per iceml.run_pipeline() call or scheduled run; ids shared with runs and studies';

@@ -710,3 +710,72 @@ COMMENT ON FUNCTION iceml.run_pipeline(text, jsonb) IS
     'checks a pipeline config whole and queues a pipeline run; a background worker runs its steps, as the calling role, after the transaction commits; returns the run id at once';
 
 GRANT EXECUTE ON FUNCTION iceml.run_pipeline(text, jsonb) TO iceml_user;
+
+-- ---- schedules on pg_cron ---------------------------------------------------------
+
+-- One row per scheduled pipeline: the pg_cron job (in this database, as its
+-- owner) runs SELECT iceml.run_scheduled_pipeline(name), which queues a run
+-- of this config.  pg_cron before 1.5 schedules by the minute only: an
+-- 'N seconds' schedule is then a per-minute job whose run repeats every N
+-- seconds within its minute (repeat_seconds).
+CREATE TABLE iceml.schedules (
+    id             bigserial PRIMARY KEY,
+    name           text NOT NULL,
+    owner          name NOT NULL,
+    role           oid NOT NULL,
+    database       oid NOT NULL,
+    schedule       text NOT NULL,
+    config         jsonb NOT NULL,
+    cron_job       bigint NOT NULL,
+    repeat_seconds integer,
+    created        timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    UNIQUE (database, owner, name)
+);
+COMMENT ON TABLE iceml.schedules IS
+    'pipelines scheduled with iceml.schedule_pipeline(): name, schedule, config and the pg_cron job that runs them';
+SELECT pg_catalog.pg_extension_config_dump('iceml.schedules', '');
+SELECT pg_catalog.pg_extension_config_dump('iceml.schedules_id_seq', '');
+ALTER TABLE iceml.schedules ENABLE ROW LEVEL SECURITY;
+CREATE POLICY own_schedules ON iceml.schedules FOR SELECT
+    USING (owner OPERATOR(pg_catalog.=) CURRENT_USER
+           OR pg_catalog.pg_has_role('iceml_admin', 'MEMBER'));
+GRANT SELECT ON iceml.schedules TO iceml_reader;
+
+CREATE VIEW iceml.pipeline_schedules WITH (security_invoker = true) AS
+SELECT s.name, s.schedule, s.cron_job, s.owner, s.config, s.created,
+       last.id AS last_run, last.status AS last_status, last.started AS last_started,
+       last.finished AS last_finished, coalesce(n.runs, 0) AS runs
+  FROM iceml.schedules s
+  LEFT JOIN LATERAL (SELECT p.id, p.status, p.started, p.finished FROM iceml.pipeline_runs p
+                      WHERE p.cron_job OPERATOR(pg_catalog.=) s.cron_job
+                        AND p.owner OPERATOR(pg_catalog.=) s.owner
+                      ORDER BY p.id DESC LIMIT 1) last ON true
+  LEFT JOIN LATERAL (SELECT pg_catalog.count(*) AS runs FROM iceml.pipeline_runs p
+                      WHERE p.cron_job OPERATOR(pg_catalog.=) s.cron_job
+                        AND p.owner OPERATOR(pg_catalog.=) s.owner) n ON true
+ WHERE s.database OPERATOR(pg_catalog.=) (SELECT d.oid FROM pg_catalog.pg_database d
+                                           WHERE d.datname OPERATOR(pg_catalog.=) pg_catalog.current_database());
+COMMENT ON VIEW iceml.pipeline_schedules IS
+    'your scheduled pipelines in this database with their pg_cron job, last run and its status';
+GRANT SELECT ON iceml.pipeline_schedules TO iceml_reader;
+
+CREATE FUNCTION iceml.schedule_pipeline(name text, schedule text, config jsonb) RETURNS bigint
+    AS 'MODULE_PATHNAME', 'iceml_schedule_pipeline'
+    LANGUAGE C VOLATILE;
+COMMENT ON FUNCTION iceml.schedule_pipeline(text, text, jsonb) IS
+    'checks a pipeline config and schedules it with pg_cron (cron syntax or ''N seconds''), in this database as the calling role; a schedule of the same name is replaced; returns the pg_cron job id';
+
+CREATE FUNCTION iceml.unschedule_pipeline(name text) RETURNS boolean
+    AS 'MODULE_PATHNAME', 'iceml_unschedule_pipeline'
+    LANGUAGE C VOLATILE;
+COMMENT ON FUNCTION iceml.unschedule_pipeline(text) IS
+    'removes your schedule of that name and its pg_cron job; false when there was none';
+
+CREATE FUNCTION iceml.run_scheduled_pipeline(name text) RETURNS bigint
+    AS 'MODULE_PATHNAME', 'iceml_run_scheduled_pipeline'
+    LANGUAGE C VOLATILE;
+COMMENT ON FUNCTION iceml.run_scheduled_pipeline(text) IS
+    'what the pg_cron job of a schedule runs: queues a run of your scheduled pipeline of that name, recorded with its cron job id';
+
+GRANT EXECUTE ON FUNCTION iceml.schedule_pipeline(text, text, jsonb), iceml.unschedule_pipeline(text),
+    iceml.run_scheduled_pipeline(text) TO iceml_user;

@@ -46,6 +46,9 @@ INSERT INTO expected_fn VALUES
     ('iceml.transfer_deployment(text,regrole)', 'iceml_user'),
     ('iceml.monitor(text,interval,double precision,integer)', 'iceml_user'),
     ('iceml.run_pipeline(text,jsonb)', 'iceml_user'),
+    ('iceml.schedule_pipeline(text,text,jsonb)', 'iceml_user'),
+    ('iceml.unschedule_pipeline(text)', 'iceml_user'),
+    ('iceml.run_scheduled_pipeline(text)', 'iceml_user'),
     ('iceml.inference_log_status()', 'iceml_user'),
     -- read-only helpers of the analysis functions, which run as the caller:
     -- pure computations or reads of catalogs the caller may read anyway
