@@ -126,5 +126,21 @@ like(psql("SELECT (detail->>'decision') || ': ' || (detail->>'reason') FROM icem
 is(psql("SELECT string_agg(step || ' ' || status, ', ' ORDER BY ordinal) FROM iceml.pipeline_steps WHERE run_id = $out AND step IN ('train', 'evaluate', 'deploy')"),
 	'train skipped, evaluate skipped, deploy skipped', 'so nothing was trained or deployed');
 
+# ---- ... and drift on enough calls: it retrains ----------------------------
+# brighter band_1 (+6 dB) on every chip of the dataset: 200 logged calls
+psql(q{
+	SET iceml.log_inferences = 1;
+	SELECT count(iceml_predict('pp', ARRAY(SELECT x + 6 FROM unnest(band_1) x)::real[], band_2)) FROM iceml_td.pp_1;
+}, user => 'iceml_tap_pia');
+is(poll("SELECT count(*) FROM iceml.inference_log WHERE name = 'pp'", qr/^200$/, 30), '200', 'the monitor worker logged the calls');
+$out = psql(q{SELECT iceml.run_pipeline('pp', '{"training_dataset": {"table": "iceml_td.pp_1"},
+	"train": {"architecture": "tiny_cnn", "hyperparams": {"epochs": 3}},
+	"retrain_on_drift": {"model": "pp", "psi_threshold": 0.2, "min_samples": 100}}')}, user => 'iceml_tap_pia');
+is(psql("SELECT iceml.wait($out, '120 s')", user => 'iceml_tap_pia'), 'succeeded', 'the drift-conditional pipeline succeeded again');
+like(psql("SELECT (detail->>'decision') || ' ' || (detail->>'calls') || ' ' || ((detail->'psi'->>'band_1_mean')::float8 > 0.2) FROM iceml.pipeline_steps WHERE run_id = $out AND step = 'drift_check'"),
+	qr/^train 200 true$/, 'drift_check saw the drift on 200 calls, with the PSI figures, and decided to train');
+is(psql("SELECT string_agg(step || ' ' || status, ', ' ORDER BY ordinal) FROM iceml.pipeline_steps WHERE run_id = $out AND step IN ('train', 'evaluate')"),
+	'train succeeded, evaluate succeeded', 'so it trained and evaluated a new model');
+
 psql("DROP DATABASE $db", db => "postgres") unless $ENV{ICEML_KEEP};
 done_testing();
