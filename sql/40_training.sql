@@ -48,6 +48,10 @@ SELECT iceml.train('e', 'iceml_td.tr_1', 'tiny_cnn', '{"channels": ["band_1", "b
 \echo :LAST_ERROR_SQLSTATE
 SELECT iceml.train('e', 'iceml_td.tr_1', 'tiny_cnn', '{"channels": ["band_1", "band_2"]}');
 \echo :LAST_ERROR_SQLSTATE
+SELECT iceml.train('e', 'iceml_td.tr_1', 'tiny_cnn', '{"channels": [null, "band_1", "band_2"]}');
+\echo :LAST_ERROR_SQLSTATE
+SELECT iceml.train('e', 'iceml_td.tr_1', 'tiny_cnn', '{"channels": ["band_1", "band_1", "band_2"]}');
+\echo :LAST_ERROR_SQLSTATE
 SELECT iceml.train('e', 'iceml_td.tr_1', 'tiny_cnn', '{"epoch": 3}');
 \echo :LAST_ERROR_SQLSTATE
 SELECT iceml.train('e', 'iceml_td.tr_1', 'tiny_cnn', '{"augment": "yes"}');

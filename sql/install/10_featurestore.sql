@@ -284,8 +284,13 @@ BEGIN
     -- one creator at a time per name: versions are taken in order
     PERFORM pg_advisory_xact_lock(hashtextextended('iceml feature group ' || v_name, 0));
     IF v_version IS NULL THEN
-        SELECT coalesce(max(g.version), 0) + 1 INTO v_version
+        SELECT coalesce(max(g.version), 0) INTO v_version
           FROM iceml.feature_groups g WHERE g.name = v_name;
+        IF v_version = 2147483647 THEN
+            RAISE EXCEPTION 'feature group "%" has no next version: version % is the largest', v_name, v_version
+                USING ERRCODE = '22003', HINT = 'Give an unused version explicitly.';
+        END IF;
+        v_version := v_version + 1;
     ELSIF EXISTS (SELECT FROM iceml.feature_groups g
                    WHERE g.name = v_name AND g.version = v_version) THEN
         RAISE EXCEPTION 'feature group "%" version % already exists', v_name, v_version

@@ -178,8 +178,13 @@ BEGIN
 
     PERFORM pg_advisory_xact_lock(hashtextextended('iceml training dataset ' || v_name, 0));
     IF v_version IS NULL THEN
-        SELECT coalesce(max(t.version), 0) + 1 INTO v_version
+        SELECT coalesce(max(t.version), 0) INTO v_version
           FROM iceml.training_datasets t WHERE t.name = v_name;
+        IF v_version = 2147483647 THEN
+            RAISE EXCEPTION 'training dataset "%" has no next version: version % is the largest', v_name, v_version
+                USING ERRCODE = '22003', HINT = 'Give an unused version explicitly.';
+        END IF;
+        v_version := v_version + 1;
     ELSIF EXISTS (SELECT FROM iceml.training_datasets t
                    WHERE t.name = v_name AND t.version = v_version) THEN
         RAISE EXCEPTION 'training dataset "%" version % already exists', v_name, v_version

@@ -226,6 +226,14 @@ BEGIN
         RAISE EXCEPTION 'hyperparameter "channels" must be a non-empty array of column names, not %', hp->'channels'
             USING ERRCODE = '22023';
     END IF;
+    IF EXISTS (SELECT FROM jsonb_array_elements(hp->'channels') e WHERE jsonb_typeof(e) <> 'string') THEN
+        RAISE EXCEPTION 'hyperparameter "channels" must name columns as strings, not %', hp->'channels'
+            USING ERRCODE = '22023', HINT = 'For example ["band_1", "band_2", "band_avg"].';
+    END IF;
+    IF (SELECT count(DISTINCT e) <> count(*) FROM jsonb_array_elements_text(hp->'channels') e) THEN
+        RAISE EXCEPTION 'hyperparameter "channels" names a column twice: %', hp->'channels'
+            USING ERRCODE = '22023';
+    END IF;
     SELECT array_agg(a.attname::text) INTO cols
       FROM pg_attribute a
      WHERE a.attrelid = training_dataset AND a.attnum > 0 AND NOT a.attisdropped

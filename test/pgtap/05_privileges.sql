@@ -1,7 +1,8 @@
 -- The privilege matrix: every function of the extension and every catalog
 -- table, for each of iceml's roles and for a login role with none of them.
 -- A function is executable by the lowest role named below and the roles
--- above it, by nobody when it is internal (its name starts with "_"); users
+-- above it, by nobody when it is internal (its name starts with "_": no
+-- exception); users
 -- never write catalog tables (iceml writes them as their owner), except
 -- clearing their own quarantined records.
 BEGIN;
@@ -50,14 +51,12 @@ INSERT INTO expected_fn VALUES
     ('iceml.unschedule_pipeline(text)', 'iceml_user'),
     ('iceml.run_scheduled_pipeline(text)', 'iceml_user'),
     ('iceml.inference_log_status()', 'iceml_user'),
-    -- read-only helpers of the analysis functions, which run as the caller:
-    -- pure computations or reads of catalogs the caller may read anyway
-    ('iceml._metrics(real[],real[],double precision)', 'iceml_reader'),
-    ('iceml._analysis_dataset(regclass,text)', 'iceml_reader'),
-    ('iceml._deployed_model(text)', 'iceml_reader'),
-    ('iceml._what_if_edit(real[],jsonb,real)', 'iceml_reader'),
-    ('iceml._psi(double precision[],double precision[],double precision[])', 'iceml_user'),
-    ('iceml._drift_reference(regclass,text)', 'iceml_user');
+    ('iceml.binary_metrics(real[],real[],double precision)', 'iceml_reader'),
+    ('iceml.dataset_columns(regclass,text)', 'iceml_reader'),
+    ('iceml.deployed_model(text)', 'iceml_reader'),
+    ('iceml.edit_chip(real[],jsonb,real)', 'iceml_reader'),
+    ('iceml.psi(double precision[],double precision[],double precision[])', 'iceml_user'),
+    ('iceml.drift_reference(regclass,text)', 'iceml_user');
 
 CREATE TEMP TABLE fns AS
 SELECT p.oid, p.oid::regprocedure::text AS fn, p.proname::text AS name

@@ -126,7 +126,7 @@ SELECT is((SELECT count(*)::int FROM iceml_td.tap_pr_1 t
                      AND abs(l.band_2_mean - (SELECT avg(x) FROM unnest(t.band_2) x)) < 1e-4
                      AND l.band_1_max = (SELECT max(x) FROM unnest(t.band_1) x) AND l.band_2_max = (SELECT max(x) FROM unnest(t.band_2) x)
                      AND l.inc_angle = t.inc_angle AND l.latency_ms > 0 AND l.role = 'postgres'
-                     AND l.model_id = iceml._deployed_model('tap_ice')
+                     AND l.model_id = iceml.deployed_model('tap_ice')
                      AND l.prediction = iceml_predict('tap_ice', t.band_1, t.band_2))), 48,
           'each row: model, latency, prediction and the input summaries');
 SELECT is((iceml.monitor('tap_ice', min_samples => 40)->>'drift')::boolean, false, 'the training data itself does not drift');

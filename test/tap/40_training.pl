@@ -102,7 +102,7 @@ my $r = psql(q{SELECT iceml.train('restarted', 'iceml_td.chips_1', 'tiny_cnn', '
 	user => 'iceml_tap_alice');
 poll("SELECT epoch >= 2 FROM iceml.runs WHERE id = $r", qr/^t$/, 60);
 restart();
-like(psql("SELECT status FROM iceml.progress WHERE run = $r"), qr/^failed$/, 'a server restart leaves the run failed');
+like(poll("SELECT iceml.wait($r, '0 s')", qr/^failed$/, 30), qr/^failed$/, 'a server restart leaves the run failed (marked by the next iceml.wait or iceml.train)');
 is(psql("SELECT iceml.resume($r)", user => 'iceml_tap_alice'), $r, 'resume after restart');
 is(psql("SELECT iceml.wait($r, '180 s')", user => 'iceml_tap_alice'), 'succeeded', 'and it finishes');
 
@@ -117,6 +117,17 @@ my $s = psql(q{SELECT iceml.train('spoofed', 'iceml_td.chips_1', 'tiny_cnn', '{"
 is(psql("SELECT iceml.wait($s, '120 s')", user => 'iceml_tap_alice'), 'succeeded',
 	'five sessions named "iceml train ..." by a role with no iceml role do not stop training');
 psql(q{SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name LIKE 'iceml train 9999%'}, db => 'postgres');
+
+# ---- a dataset dropped before the worker starts: a clear error in the run --
+# (one transaction: the worker starts at commit, when the table is gone)
+my $d = psql(q{SELECT iceml.create_training_dataset('gone', 'iceml_fs.chips_1', 'is_iceberg');
+	BEGIN; SELECT iceml.train('gone', 'iceml_td.gone_1', 'tiny_cnn', '{"epochs": 1}'); DROP TABLE iceml_td.gone_1; COMMIT;},
+	user => 'iceml_tap_alice');
+($d) = $d =~ /(\d+)\s*$/;
+is(psql("SELECT iceml.wait($d, '60 s')", user => 'iceml_tap_alice'), 'failed', 'a run whose dataset was dropped fails');
+like(psql("SELECT error FROM iceml.runs WHERE id = $d"),
+	qr/^the training dataset of run $d \(relation \d+\) no longer exists \(SQLSTATE 42P01\) HINT: /,
+	'with the reason, its SQLSTATE and a hint');
 
 psql("DROP DATABASE $db", db => 'postgres');
 done_testing();
