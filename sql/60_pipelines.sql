@@ -176,3 +176,33 @@ SELECT iceml.run_pipeline('p', '{"feature_group": {"name": "x"}, "train": {}}');
 \echo :LAST_ERROR_SQLSTATE
 RESET ROLE;
 DROP ROLE reg_pipe_user;
+
+-- schedules: a bad config or schedule is refused first; then pg_cron must
+-- be usable here (it keeps its jobs in cron.database_name, 'iceml' on the
+-- embedded cluster: schedules are exercised by test/tap/61_schedules.pl)
+SELECT iceml.schedule_pipeline('p', '* * * * *', '{"train": {}}');
+\echo :LAST_ERROR_SQLSTATE
+SELECT iceml.schedule_pipeline('p', '0 seconds', '{"feature_group": {"name": "x"}, "train": {}}');
+\echo :LAST_ERROR_SQLSTATE
+SELECT iceml.schedule_pipeline('p', '60 seconds', '{"feature_group": {"name": "x"}, "train": {}}');
+\echo :LAST_ERROR_SQLSTATE
+SELECT iceml.schedule_pipeline('p', NULL, '{"feature_group": {"name": "x"}, "train": {}}');
+\echo :LAST_ERROR_SQLSTATE
+-- (the regression database's name varies: shown as <db>)
+CREATE FUNCTION pg_temp.error_of(stmt text) RETURNS text LANGUAGE plpgsql AS $$
+DECLARE
+    h text;
+BEGIN
+    EXECUTE stmt;
+    RETURN 'no error';
+EXCEPTION WHEN OTHERS THEN
+    GET STACKED DIAGNOSTICS h = PG_EXCEPTION_HINT;
+    RETURN replace(SQLSTATE || ': ' || SQLERRM || E'\nHINT: ' || h, current_database(), '<db>');
+END
+$$;
+SELECT pg_temp.error_of($$SELECT iceml.schedule_pipeline('p', '30 seconds', '{"feature_group": {"name": "x"}, "train": {}}')$$);
+SELECT pg_temp.error_of($$SELECT iceml.unschedule_pipeline('p')$$);
+\set VERBOSITY default
+SELECT iceml.run_scheduled_pipeline('p');
+\echo :LAST_ERROR_SQLSTATE
+SELECT count(*) AS schedules FROM iceml.pipeline_schedules;
