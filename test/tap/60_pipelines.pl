@@ -142,5 +142,46 @@ like(psql("SELECT (detail->>'decision') || ' ' || (detail->>'calls') || ' ' || (
 is(psql("SELECT string_agg(step || ' ' || status, ', ' ORDER BY ordinal) FROM iceml.pipeline_steps WHERE run_id = $out AND step IN ('train', 'evaluate')"),
 	'train succeeded, evaluate succeeded', 'so it trained and evaluated a new model');
 
+# ---- the pictures, checked as a person would ------------------------------
+# each is well-formed XML, and headless Chromium draws it at its own size
+# with something on it; one of each is kept under .iceml/pictures/
+use IcemlPicture;
+use Cwd qw(abs_path);
+my $pictures = abs_path("$FindBin::Bin/../..") . '/.iceml/pictures';
+mkdir abs_path("$FindBin::Bin/../..") . '/.iceml';
+mkdir $pictures;
+my $study = psql("SELECT (detail->>'study') FROM iceml.pipeline_steps s JOIN iceml.pipeline_runs r ON r.id = s.run_id WHERE r.name = 'pp_tune' AND s.step = 'tune'");
+my %pictures = (
+	learning_curve => "SELECT iceml.plot_learning_curve((SELECT min(id) FROM iceml.runs WHERE experiment = 'pp'))",
+	roc => "SELECT iceml.plot_roc('pp', 'iceml_td.pp_1', 'test')",
+	study => "SELECT iceml.plot_study($study)",
+	pipeline => "SELECT iceml.plot_pipeline($id)",
+	chip => "SELECT iceml.plot_chip(band_1) FROM iceml_td.pp_1 ORDER BY id LIMIT 1",
+);
+for my $name (sort keys %pictures) {
+	my $sql = $pictures{$name};
+	is(psql("SELECT xml_is_well_formed_document(($sql))", user => 'iceml_tap_pia'), 't', "$name: well-formed XML");
+	my $svg = psql($sql, user => 'iceml_tap_pia');
+	like($svg, qr/^<svg xmlns="http:\/\/www.w3.org\/2000\/svg"/, "$name: an SVG document");
+	if ($name ne 'chip') {
+		like($svg, qr/<title>[^<]+<\/title>/, "$name: has a title");
+		like($svg, qr/<text[^>]*>[^<]*\d/, "$name: has tick labels or figures");
+	}
+	open my $fh, '>', "$pictures/$name.svg" or die;
+	print $fh $svg;
+	close $fh;
+	my ($w, $h) = svg_size($svg);
+	ok($w && $h, "$name: drawn at ${w} x ${h}");
+	is(screenshot("$pictures/$name.svg", "$pictures/$name.png", $w, $h), 0, "$name: Chromium took a screenshot");
+	my $png = png_summary("$pictures/$name.png");
+	is($png && "$png->{width} x $png->{height}", "$w x $h", "$name: the screenshot has the picture's size");
+	ok($png && $png->{nonwhite} > 0.01 && $png->{colours} >= 8,
+		sprintf("$name: the screenshot is not blank (%.1f%% drawn, %d colours)",
+			100 * ($png ? $png->{nonwhite} : 0), $png ? $png->{colours} : 0));
+}
+# the pictures read as the caller: pete sees none of pia's runs
+($rc, $out) = psql("SELECT iceml.plot_pipeline($id)", user => 'iceml_tap_pete');
+like($out, qr/pipeline run $id does not exist/, 'pete cannot draw pia\'s pipeline run');
+
 psql("DROP DATABASE $db", db => "postgres") unless $ENV{ICEML_KEEP};
 done_testing();
