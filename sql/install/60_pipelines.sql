@@ -632,7 +632,9 @@ BEGIN
                AND s.detail->>'training_dataset' OPERATOR(pg_catalog.=) td::text
                AND s.detail->>'architecture' OPERATOR(pg_catalog.=) arch
                AND s.detail->'hyperparams' OPERATOR(pg_catalog.=) hp
-               AND EXISTS (SELECT 1 FROM iceml.models m WHERE m.id OPERATOR(pg_catalog.=) (s.detail->>'model_id')::bigint)
+               -- the same dataset, not one re-created under its name
+               AND EXISTS (SELECT 1 FROM iceml.models m WHERE m.id OPERATOR(pg_catalog.=) (s.detail->>'model_id')::bigint
+                              AND m.training_dataset OPERATOR(pg_catalog.=) td)
              ORDER BY s.run_id DESC LIMIT 1;
             IF FOUND THEN
                 RETURN jsonb_build_object('status', 'succeeded',

@@ -28,11 +28,12 @@ CREATE FUNCTION iceml.plot_xy(title text, x_label text, y_label text, series jso
 AS $$
 DECLARE
     w constant int := 760;
-    h constant int := 440;
     ml constant int := 72;      -- left margin: y tick labels and axis title
     mr constant int := 200;     -- right: the legend
     mt constant int := 64;      -- top: title and note
-    mb constant int := 60;      -- bottom: x tick labels and axis title
+    -- bottom: x tick labels and axis title; slanted category labels need more
+    mb constant int := CASE WHEN options ? 'x_labels' THEN 130 ELSE 60 END;
+    h constant int := 380 + mb;
     pw constant int := w - ml - mr;
     ph constant int := h - mt - mb;
     palette constant text[] := ARRAY['#1f77b4', '#ff7f0e', '#2ca02c', '#d62728', '#9467bd', '#8c564b', '#e377c2', '#17becf'];
@@ -340,6 +341,7 @@ DECLARE
     best record;
     panels text := '';
     npanel int := 0;
+    y_off int := 0;
     svg text;
     n_ok int;
     n_all int;
@@ -406,7 +408,8 @@ BEGIN
                  ELSE format('Study %s (%s): %s against %s', st.id, st.experiment, mname, prm) END,
             CASE WHEN prm = 'trial' THEN 'trial (the component left out)' ELSE prm END, mname,
             jsonb_build_array(jsonb_build_object('name', format('%s of %s trials', n_ok, n_all), 'points', coalesce(pts, '[]'), 'style', 'points')),
-            jsonb_build_object('note', format('%s search, %s, %s', coalesce(st.strategy, st.kind), st.architecture, st.status))
+            jsonb_build_object('note', format('%s, %s, %s', CASE WHEN st.kind = 'tune' THEN st.strategy || ' search' ELSE 'each trial leaves one part out' END,
+                                              st.architecture, st.status))
             || CASE WHEN labels IS NOT NULL
                     THEN jsonb_build_object('x_labels', labels, 'x_range', jsonb_build_array(-0.5, jsonb_array_length(labels) - 0.5))
                     ELSE '{}' END
@@ -416,12 +419,13 @@ BEGIN
                               ELSE (SELECT (l->>1)::float8 FROM jsonb_array_elements(labels) l WHERE l->>0 = best.params->>prm) END,
                     'y', best.value, 'label', format('best: run %s', best.run))) ELSE '{}' END);
         -- panels stacked: each is a nested <svg> placed below the previous one
-        panels := panels || regexp_replace(svg, '^<svg ', format('<svg x="0" y="%s" ', (npanel - 1) * 440));
+        panels := panels || regexp_replace(svg, '^<svg ', format('<svg x="0" y="%s" ', y_off));
+        y_off := y_off + (substring(svg FROM '^<svg [^>]*height="(\d+)"'))::int;
     END LOOP;
     IF npanel = 1 THEN
         RETURN svg;
     END IF;
-    RETURN format('<svg xmlns="http://www.w3.org/2000/svg" width="760" height="%s" viewBox="0 0 760 %s">', npanel * 440, npanel * 440)
+    RETURN format('<svg xmlns="http://www.w3.org/2000/svg" width="760" height="%s" viewBox="0 0 760 %s">', y_off, y_off)
         || format('<title>Study %s</title>', st.id) || panels || '</svg>';
 END
 $$;

@@ -48,7 +48,7 @@ if [ "$have" = f ]; then
 fi
 
 start=$(date +%s)
-psql -X -v ON_ERROR_STOP=1 -d iceml -v ingest="$ingest" -v source="$source" -v pictures="$pictures" -f "$h/demo.sql"
+psql -X -v ON_ERROR_STOP=1 -d iceml -v ingest="$ingest" -v source="$source" -v pictures="$pictures" <"$h/demo.sql"
 echo
 echo "iceml demo done in $(( $(date +%s) - start )) s. The pictures are in $pictures."
 echo "The demo cluster is still running: 'make psql' opens psql on it, 'make stop' stops it."

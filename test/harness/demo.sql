@@ -35,7 +35,8 @@ SELECT jsonb_build_object(
     'on_error', 'quarantine',
     'training_dataset', '{"splits": {"train": 0.7, "validation": 0.15, "test": 0.15}, "seed": 1}'::jsonb,
     'train', '{"architecture": "tiny_cnn", "hyperparams": {"epochs": 12, "batch_size": 32, "learning_rate": 0.003, "augment": true}}'::jsonb,
-    'deploy', 'if_better') AS config \gset
+    -- this run's model answers under 'demo' (the tune below shows if_better)
+    'deploy', 'always') AS config \gset
 SELECT iceml.run_pipeline('demo', :'config') AS run \gset
 \echo 'pipeline run' :run 'queued; the worker reports as it goes (iceml.wait):'
 SELECT iceml.wait(:run) AS "pipeline status";
@@ -53,7 +54,7 @@ SELECT (status = 'succeeded') AS ok, (SELECT detail->>'training_dataset' FROM ic
 SELECT detail->>'read' AS "records read", detail->>'inserted' AS "rows inserted",
        detail->>'quarantined' AS quarantined, detail->>'feature_group' AS "feature group"
   FROM iceml.pipeline_steps WHERE run_id = :run AND step = 'ingest';
-SELECT q->>'record_id' AS record, q->>'sqlstate' AS sqlstate, left(q->>'reason', 110) AS "why it was quarantined"
+SELECT q->>'record_id' AS record, q->>'sqlstate' AS sqlstate, left(regexp_replace(q->>'reason', '^feature group "[^"]*" rejected a row: ', ''), 120) AS "why it was quarantined"
   FROM iceml.pipeline_steps s, jsonb_array_elements(s.detail->'quarantine_reasons') q
  WHERE s.run_id = :run AND s.step = 'validate';
 \if :ok
@@ -158,7 +159,7 @@ SELECT iceml.plot_pipeline(:run);
 
 \echo
 \echo '== 7. a schedule on pg_cron: every night at 03:00, retraining only when the monitor sees drift'
-SELECT iceml.schedule_pipeline('demo_nightly', '0 3 * * *', :'config'::jsonb || '{"retrain_on_drift": {"model": "demo", "psi_threshold": 0.2, "min_samples": 500}}') AS "pg_cron job" \gset
+SELECT iceml.schedule_pipeline('demo_nightly', '0 3 * * *', :'config'::jsonb || '{"retrain_on_drift": {"model": "demo", "psi_threshold": 0.2, "min_samples": 500}}') AS cron_job \gset
 SELECT name, schedule, cron_job AS "pg_cron job", owner, coalesce(last_status, 'not run yet') AS "last run"
   FROM iceml.pipeline_schedules;
-SELECT jobid AS "pg_cron job", schedule, database, username, command FROM cron.job WHERE jobid = :'pg_cron job';
+SELECT jobid AS "pg_cron job", schedule, database, username, command FROM cron.job WHERE jobid = :cron_job;
