@@ -495,17 +495,17 @@ BEGIN
               FROM iceml.pipeline_steps s JOIN iceml.pipeline_runs r ON r.id OPERATOR(pg_catalog.=) s.run_id
              WHERE s.step OPERATOR(pg_catalog.=) 'ingest' AND s.status OPERATOR(pg_catalog.=) 'succeeded'
                AND s.detail->>'fingerprint' OPERATOR(pg_catalog.=) fp
-               AND s.detail->>'feature_group' OPERATOR(pg_catalog.=) rel::text
+               AND (s.detail->>'feature_group_id')::bigint OPERATOR(pg_catalog.=) fgrow.id
                AND NOT EXISTS (SELECT 1 FROM iceml.feature_group_commits c
                                 WHERE c.feature_group_id OPERATOR(pg_catalog.=) fgrow.id
                                   AND c.commit_id OPERATOR(pg_catalog.>) coalesce((s.detail->>'commit_after')::bigint, 0)
                                   AND c.rows_inserted + c.rows_updated + c.rows_deleted OPERATOR(pg_catalog.>) 0)
              ORDER BY s.run_id DESC LIMIT 1;
             IF FOUND THEN
-                st := st || jsonb_build_object('read', 0, 'inserted', 0, 'quarantined', 0);
                 RETURN jsonb_build_object('status', 'skipped', 'rows_in', 0, 'rows', 0,
                     'detail', jsonb_build_object('reason', format('pipeline run %s loaded the same source and the feature group has not changed since', prev.run),
-                                                 'feature_group', rel::text, 'fingerprint', fp, 'commit_after', commit_before),
+                                                 'feature_group', rel::text, 'fingerprint', fp, 'commit_after', commit_before,
+                                                 'feature_group_id', fgrow.id),
                     'state', st);
             END IF;
         END IF;
@@ -521,7 +521,7 @@ BEGIN
             'detail', jsonb_build_object('source', CASE WHEN v ? 'path' THEN v ELSE jsonb_build_object('document', format('%s bytes', octet_length(v->>'document'))) END,
                                          'feature_group', rel::text, 'created', created, 'read', res.read,
                                          'inserted', res.inserted, 'quarantined', res.quarantined,
-                                         'fingerprint', fp, 'commit_after', commit_after),
+                                         'fingerprint', fp, 'commit_after', commit_after, 'feature_group_id', fgrow.id),
             'state', st);
     END IF;
 

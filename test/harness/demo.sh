@@ -11,14 +11,18 @@ set -euo pipefail
 repo=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$repo"
 h=test/harness
+# DATA is also PGXS's list of files to install: take it, and keep `make
+# demo DATA=...` from handing it to the build's own make
+data_file=${DATA:-}
+unset DATA MAKEFLAGS MAKEOVERRIDES MFLAGS
 "$h/deps.sh"
 "$h/cluster.sh" install
 "$h/cluster.sh" start demo
 eval "$("$h/cluster.sh" env demo)"
 
-if [ -n "${DATA:-}" ]; then
-	[ -r "$DATA" ] || { echo "iceml demo: cannot read DATA=$DATA" >&2; exit 1; }
-	path=$(realpath "$DATA")
+if [ -n "$data_file" ]; then
+	[ -r "$data_file" ] || { echo "iceml demo: cannot read DATA=$data_file" >&2; exit 1; }
+	path=$(realpath "$data_file")
 	# the server reads the file itself: it must be able to
 	if [ "$(id -u)" -eq 0 ] && ! runuser -u postgres -- test -r "$path"; then
 		echo "iceml demo: the server (user postgres) cannot read $path; copy it somewhere readable" >&2

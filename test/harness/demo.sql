@@ -103,7 +103,7 @@ SELECT jsonb_pretty(iceml.what_if('demo', band_1, band_2, inc_angle,
   FROM :td WHERE split = 'test' ORDER BY id LIMIT 1;
 
 \echo
-\echo '== 5. monitoring: every call logged, then the monitor''s verdict'
+\echo '== 5. monitoring: every call logged, then the monitor''s verdict on the calls since the pipeline began'
 SET iceml.log_inferences = 1;
 SELECT count(iceml_predict('demo', band_1, band_2, inc_angle)) AS "calls logged" FROM :td WHERE split <> 'train';
 SET iceml.log_inferences = 0;
@@ -115,7 +115,7 @@ DO $$ BEGIN
 END $$;
 SELECT m->>'calls' AS calls, coalesce(m->>'drift', 'no verdict') AS drift, coalesce(m->>'drift_reason', '') AS reason,
        (SELECT string_agg(k || ' ' || (v->>'psi'), ', ' ORDER BY k) FROM jsonb_each(m->'inputs') e(k, v)) AS "PSI per input"
-  FROM iceml.monitor('demo', since => '1 hour') m;
+  FROM iceml.monitor('demo', since => clock_timestamp() - (SELECT created FROM iceml.pipeline_runs WHERE id = :run)) m;
 
 \echo
 \echo '== 6. pictures (SVG), written to' :pictures
@@ -124,9 +124,14 @@ SELECT m->>'calls' AS calls, coalesce(m->>'drift', 'no verdict') AS drift, coale
 \set file :pictures '/learning_curve.svg'
 \o :file
 SELECT iceml.plot_learning_curve((SELECT (detail->>'run')::bigint FROM iceml.pipeline_steps WHERE run_id = :run AND step = 'train'));
+SELECT count(DISTINCT is_iceberg) = 2 AS both_classes FROM :td WHERE split = 'test' \gset
+\if :both_classes
 \set file :pictures '/roc.svg'
 \o :file
 SELECT iceml.plot_roc('demo', :'td', 'test');
+\else
+\echo '(no ROC curve: the test split holds chips of one class only)'
+\endif
 \set file :pictures '/study.svg'
 \o :file
 SELECT iceml.plot_study(:study);

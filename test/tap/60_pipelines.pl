@@ -12,6 +12,7 @@ use Test::More;
 use FindBin;
 use lib "$FindBin::Bin/lib";
 use IcemlTap;
+use Cwd qw(abs_path);
 
 my $db = $IcemlTap::db = 'iceml_pipe';
 
@@ -72,6 +73,19 @@ is(psql("SELECT string_agg(step || ' ' || status, ', ' ORDER BY ordinal) FROM ic
 is(psql("SELECT (detail->>'reused') || ' ' || (detail->>'model_id') FROM iceml.pipeline_steps WHERE run_id = $out AND step = 'train'"),
 	"true $model", 'the train step reused the first model');
 is(psql("SELECT count(*) FROM iceml.runs WHERE experiment = 'pp'"), '1', 'one training run in all');
+
+# ---- a server file: loaded once, skipped while the group is unchanged -----
+my $file = abs_path("$FindBin::Bin/../data/statoil_small.json");
+my $fcfg = qq{'{"feature_group": {"name": "pfile"}, "ingest": {"path": "$file"}, "training_dataset": {"splits": {"train": 0.5, "test": 0.5}},
+	"train": {"architecture": "tiny_cnn", "hyperparams": {"epochs": 1}}, "deploy": "never"}'};
+my $f1 = psql("SELECT iceml.run_pipeline('pfile', $fcfg)");
+psql("SELECT iceml.wait($f1, '60 s')");
+my $rows = psql("SELECT count(*) FROM iceml_fs.pfile_1");
+my $f2 = psql("SELECT iceml.run_pipeline('pfile', $fcfg)");
+psql("SELECT iceml.wait($f2, '60 s')");
+like(psql("SELECT status || ': ' || (detail->>'reason') FROM iceml.pipeline_steps WHERE run_id = $f2 AND step = 'ingest'"),
+	qr/^skipped: pipeline run $f1 loaded the same source/, 'the same file into the unchanged group is not loaded again');
+is(psql("SELECT count(*) FROM iceml_fs.pfile_1"), $rows, 'no row duplicated or quarantined as a duplicate');
 
 # ---- a failing step: recorded with its SQLSTATE, the rest skipped --------
 $out = psql(q{SELECT iceml.run_pipeline('pbad', '{"feature_group": {"name": "pbad"},
@@ -146,7 +160,6 @@ is(psql("SELECT string_agg(step || ' ' || status, ', ' ORDER BY ordinal) FROM ic
 # each is well-formed XML, and headless Chromium draws it at its own size
 # with something on it; one of each is kept under .iceml/pictures/
 use IcemlPicture;
-use Cwd qw(abs_path);
 my $pictures = abs_path("$FindBin::Bin/../..") . '/.iceml/pictures';
 mkdir abs_path("$FindBin::Bin/../..") . '/.iceml';
 mkdir $pictures;
