@@ -16,7 +16,7 @@ SELECT has_function('iceml', 'deploy', ARRAY['text', 'bigint']);
 SELECT has_function('iceml', 'evaluate', ARRAY['text', 'regclass', 'text']);
 SELECT has_function('iceml', 'evaluate_slices', ARRAY['text', 'regclass', 'text', 'integer', 'text']);
 SELECT has_function('iceml', 'what_if', ARRAY['text', 'real[]', 'real[]', 'real', 'jsonb']);
-SELECT has_function('iceml', 'monitor', ARRAY['text', 'interval', 'double precision']);
+SELECT has_function('iceml', 'monitor', ARRAY['text', 'interval', 'double precision', 'integer']);
 SELECT has_table('iceml', 'deployments', 'deployment history');
 SELECT has_table('iceml', 'inference_log', 'inference log');
 SELECT ok((SELECT bool_and(x::regclass::text = ANY (ARRAY['iceml.deployments', 'iceml.deployments_id_seq',
