@@ -30,6 +30,7 @@ OBJS = \
 	src/monitor.o \
 	src/analysis.o \
 	src/limits.o \
+	src/pipeline.o \
 	$(NN_OBJS)
 
 # The install script is assembled from one file per topic, in name order.

@@ -24,6 +24,8 @@ typedef struct IcemlWorkerExtra
  * connects as `login` and reads data as `role` (the run's).
  */
 extern void LaunchAtCommit(int64 id, Oid role, Oid login);
+/* Likewise for pipeline run `id` (src/pipeline.c). */
+extern void LaunchPipelineAtCommit(int64 id, Oid role, Oid login);
 
 /*
  * Start workers for the oldest queued runs of this database, within

@@ -313,6 +313,15 @@ VisibleJob(int64 id, char **status)
 			kind = 's';
 		}
 	}
+	else if (SpiExec("SELECT status, role FROM iceml.pipeline_runs WHERE id OPERATOR(pg_catalog.=) $1",
+					 1, &type, &arg, NULL) == 1)
+	{
+		if (SpiGetDatum(0, 2, &d) && CallerMaySee(DatumGetObjectId(d)))
+		{
+			*status = SpiGetText(0, 1);
+			kind = 'p';
+		}
+	}
 	RestoreUser(&own);
 	return kind;
 }
@@ -352,6 +361,26 @@ iceml_cancel_job(PG_FUNCTION_ARGS)
 				 errmsg("permission denied to cancel iceml run %lld", (long long) id)));
 
 	BecomeCatalogOwner(&own);
+	if (kind == 'p')
+	{
+		/* a queued pipeline ends at once; a running one stops before its next step */
+		n += SpiExec("WITH r AS (UPDATE iceml.pipeline_runs SET status = 'cancelled', finished = pg_catalog.now()"
+					 "            WHERE id OPERATOR(pg_catalog.=) $1 AND status OPERATOR(pg_catalog.=) 'queued' RETURNING id),"
+					 "     s AS (UPDATE iceml.pipeline_steps SET status = 'cancelled'"
+					 "            WHERE run_id OPERATOR(pg_catalog.=) ANY (ARRAY(SELECT id FROM r)))"
+					 " SELECT 1 FROM r",
+					 1, &type, &arg, NULL);
+		n += SpiExec("UPDATE iceml.pipeline_runs SET cancel_requested = true"
+					 " WHERE id OPERATOR(pg_catalog.=) $1 AND status OPERATOR(pg_catalog.=) 'running'"
+					 "   AND NOT cancel_requested",
+					 1, &type, &arg, NULL);
+		RestoreUser(&own);
+		SPI_finish();
+		if (n == 0)
+			ereport(NOTICE,
+					(errmsg("iceml pipeline run %lld has already ended (%s)", (long long) id, status)));
+		PG_RETURN_BOOL(n > 0);
+	}
 	n += SpiExec(kind == 'r' ?
 				 "UPDATE iceml.runs SET status = 'cancelled', finished_at = pg_catalog.now()"
 				 " WHERE id OPERATOR(pg_catalog.=) $1 AND status OPERATOR(pg_catalog.=) 'queued'" :

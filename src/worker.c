@@ -80,12 +80,13 @@ typedef struct PendingLaunch
 	int64		id;
 	int			nest_level;		/* subtransaction that asked */
 	IcemlWorkerExtra extra;		/* who the worker connects and acts as */
+	bool		pipeline;		/* a pipeline run (src/pipeline.c), else a training run */
 } PendingLaunch;
 
 static List *pending_launches = NIL;	/* in TopMemoryContext */
 
 static bool
-StartWorker(int64 id, IcemlWorkerExtra *extra)
+StartWorker(int64 id, IcemlWorkerExtra *extra, bool pipeline)
 {
 	BackgroundWorker worker;
 	BackgroundWorkerHandle *handle;
@@ -95,9 +96,12 @@ StartWorker(int64 id, IcemlWorkerExtra *extra)
 	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
 	worker.bgw_restart_time = BGW_NEVER_RESTART;
 	snprintf(worker.bgw_library_name, BGW_MAXLEN, "iceml");
-	snprintf(worker.bgw_function_name, BGW_MAXLEN, "iceml_worker_main");
-	snprintf(worker.bgw_name, BGW_MAXLEN, "iceml train %lld", (long long) id);
-	snprintf(worker.bgw_type, BGW_MAXLEN, ICEML_WORKER_TYPE);
+	snprintf(worker.bgw_function_name, BGW_MAXLEN,
+			 pipeline ? "iceml_pipeline_main" : "iceml_worker_main");
+	snprintf(worker.bgw_name, BGW_MAXLEN, "iceml %s %lld",
+			 pipeline ? "pipeline" : "train", (long long) id);
+	/* pipeline workers mostly wait: they are not counted as trainers */
+	snprintf(worker.bgw_type, BGW_MAXLEN, pipeline ? "iceml pipeline" : ICEML_WORKER_TYPE);
 	worker.bgw_main_arg = Int64GetDatum(id);
 	memcpy(worker.bgw_extra, extra, sizeof(*extra));
 	worker.bgw_notify_pid = 0;
@@ -115,7 +119,7 @@ LaunchPending(void)
 	{
 		PendingLaunch *p = (PendingLaunch *) lfirst(lc);
 
-		if (!StartWorker(p->id, &p->extra))
+		if (!StartWorker(p->id, &p->extra, p->pipeline))
 			failed++;
 	}
 	list_free_deep(pending_launches);
@@ -179,8 +183,8 @@ WorkerSubXactCallback(SubXactEvent event, SubTransactionId mySubid,
 	}
 }
 
-void
-LaunchAtCommit(int64 id, Oid role, Oid login)
+static void
+AddPendingLaunch(int64 id, Oid role, Oid login, bool pipeline)
 {
 	MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
 	PendingLaunch *p = palloc(sizeof(PendingLaunch));
@@ -190,8 +194,62 @@ LaunchAtCommit(int64 id, Oid role, Oid login)
 	p->extra.role = role;
 	p->extra.login_role = login;
 	p->nest_level = GetCurrentTransactionNestLevel();
+	p->pipeline = pipeline;
 	pending_launches = lappend(pending_launches, p);
 	MemoryContextSwitchTo(old);
+}
+
+void
+LaunchAtCommit(int64 id, Oid role, Oid login)
+{
+	AddPendingLaunch(id, role, login, false);
+}
+
+void
+LaunchPipelineAtCommit(int64 id, Oid role, Oid login)
+{
+	AddPendingLaunch(id, role, login, true);
+}
+
+/*
+ * Queued pipeline runs of this database whose worker found no slot: they
+ * do not count against iceml.max_workers (they mostly wait for their own
+ * training run, which does).  SPI connected.
+ */
+static int
+LaunchQueuedPipelines(void)
+{
+	IcemlOwnerContext own;
+	IcemlWorkerExtra extra;
+	Datum		arg = ObjectIdGetDatum(MyDatabaseId);
+	Oid			type = OIDOID;
+	uint64		n;
+	int			started = 0;
+
+	BecomeCatalogOwner(&own);
+	n = SpiExec("SELECT p.id, p.role, p.login FROM iceml.pipeline_runs p"
+				" WHERE p.status OPERATOR(pg_catalog.=) 'queued' AND p.database OPERATOR(pg_catalog.=) $1"
+				"   AND NOT p.cancel_requested"
+				" ORDER BY p.id LIMIT 8",
+				1, &type, &arg, NULL);
+	RestoreUser(&own);
+	extra.database = MyDatabaseId;
+	for (uint64 i = 0; i < n; i++)
+	{
+		Datum		d;
+		int64		id;
+
+		SpiGetDatum(i, 1, &d);
+		id = DatumGetInt64(d);
+		SpiGetDatum(i, 2, &d);
+		extra.role = DatumGetObjectId(d);
+		SpiGetDatum(i, 3, &d);
+		extra.login_role = DatumGetObjectId(d);
+		if (!StartWorker(id, &extra, true))
+			break;
+		started++;
+	}
+	return started;
 }
 
 void
@@ -262,11 +320,15 @@ LaunchQueuedRuns(void)
 	Datum		args[1];
 	Oid			types[1] = {INT4OID};
 
+	SPI_connect();
+	started += LaunchQueuedPipelines();
+	SPI_finish();
+
 	if (iceml_max_workers <= 0)
-		return 0;
+		return started;
 	room = iceml_max_workers - ClaimedWorkers();
 	if (room <= 0)
-		return 0;
+		return started;
 
 	SPI_connect();
 	BecomeCatalogOwner(&own);
@@ -302,7 +364,7 @@ LaunchQueuedRuns(void)
 		extra.role = DatumGetObjectId(d);
 		SpiGetDatum(i, 3, &d);
 		extra.login_role = DatumGetObjectId(d);
-		if (!StartWorker(id, &extra))
+		if (!StartWorker(id, &extra, false))
 			break;
 		started++;
 	}
@@ -410,6 +472,22 @@ ReapOrphanedRuns(void)
 				"                    WHERE a.pid OPERATOR(pg_catalog.=) r.worker_pid"
 				"                      AND a.backend_start OPERATOR(pg_catalog.=) r.worker_start)",
 				0, NULL, NULL, NULL);
+	/* pipeline runs likewise: the step under way is marked with the reason */
+	SpiExec("WITH p AS (UPDATE iceml.pipeline_runs r SET status = 'failed', finished = pg_catalog.now(),"
+			"       error = pg_catalog.format('the pipeline worker (pid %s) ended without finishing the run:"
+			" it was killed, crashed or the server restarted', r.worker_pid)"
+			" WHERE r.status OPERATOR(pg_catalog.=) 'running'"
+			"   AND r.database OPERATOR(pg_catalog.=) (SELECT oid FROM pg_catalog.pg_database"
+			"                   WHERE datname OPERATOR(pg_catalog.=) pg_catalog.current_database())"
+			"   AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_stat_activity a"
+			"                    WHERE a.pid OPERATOR(pg_catalog.=) r.worker_pid"
+			"                      AND a.backend_start OPERATOR(pg_catalog.=) r.worker_start)"
+			" RETURNING r.id)"
+			" UPDATE iceml.pipeline_steps s SET status = 'failed', finished = pg_catalog.now(),"
+			"        sqlstate = '57P01', error = 'the pipeline worker ended during this step'"
+			"   FROM p WHERE s.run_id OPERATOR(pg_catalog.=) p.id"
+			"    AND s.status OPERATOR(pg_catalog.=) ANY (ARRAY['pending', 'running'])",
+			0, NULL, NULL, NULL);
 	/* studies whose last trials were among them, or were cancelled */
 	FinishStudies(0);
 	RestoreUser(&own);

@@ -403,9 +403,23 @@ CREATE VIEW iceml.progress WITH (security_invoker = true) AS
       FROM iceml.runs r
       LEFT JOIN LATERAL (SELECT x.train_loss, x.val_loss, x.val_acc FROM iceml.run_metrics x
                           WHERE x.run_id = r.id ORDER BY x.epoch DESC LIMIT 1) m ON true
-     ORDER BY r.id;
+    UNION ALL
+    -- pipeline runs: the step under way as the trial, steps ended of all as epochs
+    SELECT p.id, p.name, NULL::bigint, cur.step, p.status, done.n::int, done.total::int,
+           round(100.0 * done.n / greatest(done.total, 1), 1),
+           CASE WHEN p.started IS NOT NULL THEN coalesce(p.finished, now()) - p.started END,
+           NULL::interval, NULL::float8, NULL::float8, NULL::float8,
+           CASE WHEN p.status = 'running' THEN p.worker_pid END,
+           (SELECT (s.detail->>'model_id')::bigint FROM iceml.pipeline_steps s
+             WHERE s.run_id = p.id AND s.step IN ('train', 'tune')), p.error
+      FROM iceml.pipeline_runs p
+      LEFT JOIN LATERAL (SELECT count(*) FILTER (WHERE s.status NOT IN ('pending', 'running')) AS n, count(*) AS total
+                           FROM iceml.pipeline_steps s WHERE s.run_id = p.id) done ON true
+      LEFT JOIN LATERAL (SELECT s.step FROM iceml.pipeline_steps s
+                          WHERE s.run_id = p.id AND s.status = 'running' ORDER BY s.ordinal LIMIT 1) cur ON true
+     ORDER BY 1;
 COMMENT ON VIEW iceml.progress IS
-    'runs you can see, with epoch, percent done, elapsed time, estimated time left, the last losses and the worker''s pid';
+    'runs and pipeline runs you can see (for a pipeline: its current step as trial, steps ended as epoch), with epoch, percent done, elapsed time, estimated time left, the last losses and the worker''s pid';
 
 CREATE FUNCTION iceml._wait(run_id bigint, timeout interval DEFAULT NULL) RETURNS text
     LANGUAGE plpgsql VOLATILE
@@ -415,6 +429,7 @@ DECLARE
     deadline timestamptz := clock_timestamp() + timeout;
     reported integer := 0;
     finished bigint[] := '{}';
+    steps_done integer[] := '{}';
     st text;
     own boolean;
     m record;
@@ -443,6 +458,35 @@ BEGIN
                 RAISE NOTICE 'run %: epoch %: train_loss %, val_loss %, val_acc %', run_id, m.epoch,
                     round(m.train_loss::numeric, 4), round(m.val_loss::numeric, 4), round(m.val_acc::numeric, 4);
                 reported := m.epoch;
+            END LOOP;
+        ELSIF EXISTS (SELECT FROM iceml.pipeline_runs p WHERE p.id = run_id AND iceml._caller_may_see(p.role)) THEN
+            -- a pipeline run: a NOTICE as each step ends, and the epochs of its training run
+            SELECT p.status, iceml._xmin_is_current(p.xmin) INTO st, own FROM iceml.pipeline_runs p WHERE p.id = run_id;
+            IF own AND st = 'queued' THEN
+                RAISE EXCEPTION 'iceml pipeline run % was queued in this transaction and starts only when it commits', run_id
+                    USING ERRCODE = '55000', HINT = 'COMMIT, then call iceml.wait().';
+            END IF;
+            FOR t IN SELECT s.ordinal, s.step, s.status, s."rows", s.error, s.detail->>'reason' AS reason,
+                            CASE WHEN NOT coalesce((s.detail->>'reused')::boolean, false)
+                                 THEN (s.detail->>'run')::bigint END AS train_run
+                       FROM iceml.pipeline_steps s
+                      WHERE s.run_id = _wait.run_id AND s.status <> 'pending'
+                        AND NOT s.ordinal = ANY (steps_done) ORDER BY s.ordinal LOOP
+                IF t.train_run IS NOT NULL THEN
+                    FOR m IN SELECT x.*, r.epochs, date_trunc('second', (x.recorded_at - r.started_at) / x.epoch * (r.epochs - x.epoch)) AS eta
+                               FROM iceml.run_metrics x JOIN iceml.runs r ON r.id = x.run_id
+                              WHERE x.run_id = t.train_run AND x.epoch > reported ORDER BY x.epoch LOOP
+                        RAISE NOTICE 'pipeline %: train (run %): epoch %/%: train_loss %, val_loss %, val_acc %, eta %',
+                            run_id, t.train_run, m.epoch, m.epochs, round(m.train_loss::numeric, 4),
+                            round(m.val_loss::numeric, 4), round(m.val_acc::numeric, 4), m.eta;
+                        reported := m.epoch;
+                    END LOOP;
+                END IF;
+                CONTINUE WHEN t.status = 'running';
+                RAISE NOTICE 'pipeline %: step % %', run_id, t.step, t.status
+                    || CASE WHEN t."rows" IS NOT NULL THEN format(' (%s rows)', t."rows") ELSE '' END
+                    || coalesce(': ' || t.error, ': ' || t.reason, '');
+                steps_done := steps_done || t.ordinal;
             END LOOP;
         ELSE
             SELECT s.status, iceml._xmin_is_current(s.xmin) INTO st, own FROM iceml.studies s

@@ -122,7 +122,8 @@ $$;
 COMMENT ON FUNCTION iceml.drift_reference(regclass, text) IS
     'reference bins of an input summary for drift: iceml.feature_statistics histograms, else the training split';
 
-CREATE FUNCTION iceml.monitor(name text, since interval DEFAULT '1 day', psi_threshold float8 DEFAULT 0.2)
+CREATE FUNCTION iceml.monitor(name text, since interval DEFAULT '1 day', psi_threshold float8 DEFAULT 0.2,
+                              min_samples integer DEFAULT 100)
     RETURNS jsonb
     LANGUAGE plpgsql STABLE
     SET search_path = pg_catalog, pg_temp
@@ -142,6 +143,10 @@ BEGIN
     IF monitor.name IS NULL OR since IS NULL OR psi_threshold IS NULL OR psi_threshold <= 0 THEN
         RAISE EXCEPTION 'monitor: name, since and a positive psi_threshold are required' USING ERRCODE = '22023';
     END IF;
+    IF min_samples IS NULL OR min_samples < 1 THEN
+        RAISE EXCEPTION 'monitor: min_samples must be a positive number of calls, not %', coalesce(min_samples::text, 'NULL')
+            USING ERRCODE = '22023';
+    END IF;
     SELECT d.model_id INTO deployed FROM iceml.deployments d WHERE d.name = monitor.name ORDER BY d.id DESC LIMIT 1;
     -- the calls under the name, and calls by id of that experiment's models
     SELECT count(*) AS calls, min(l.logged_at) AS first, max(l.logged_at) AS last,
@@ -159,9 +164,16 @@ BEGIN
        AND (l.name = monitor.name
             OR (l.name IS NULL AND l.model_id IN (SELECT m.id FROM iceml.models m WHERE m.experiment = monitor.name)));
     result := jsonb_build_object('name', monitor.name, 'since', since::text, 'calls', s.calls,
-                                 'deployed_model_id', deployed, 'psi_threshold', psi_threshold);
+                                 'deployed_model_id', deployed, 'psi_threshold', psi_threshold,
+                                 'min_samples', min_samples);
+    -- ten bins of a handful of calls make a PSI of noise: below min_samples
+    -- calls the monitor gives no verdict (the figures are still shown)
+    IF s.calls < min_samples THEN
+        result := result || jsonb_build_object('drift_reason',
+            format('%s logged calls since %s ago, fewer than min_samples %s: too few for a drift verdict', s.calls, since, min_samples));
+    END IF;
     IF s.calls = 0 THEN
-        RETURN result || jsonb_build_object('drift', false, 'inputs', '{}'::jsonb);
+        RETURN result || jsonb_build_object('drift', NULL, 'inputs', '{}'::jsonb);
     END IF;
     result := result || jsonb_build_object(
         'first_call', s.first, 'last_call', s.last,
@@ -189,16 +201,17 @@ BEGIN
             drift := drift OR psi > psi_threshold;
             inputs := inputs || jsonb_build_object(summary, jsonb_build_object(
                 'psi', round(psi::numeric, 4), 'mean', (SELECT avg(v) FROM unnest(vals) v),
-                'reference_mean', ref.mean, 'reference', ref.source, 'drift', psi > psi_threshold));
+                'reference_mean', ref.mean, 'reference', ref.source,
+                'drift', CASE WHEN s.calls >= min_samples THEN psi > psi_threshold END));
         END LOOP;
         result := result || jsonb_build_object('training_dataset', td::text);
     END IF;
-    RETURN result || jsonb_build_object('drift', drift, 'inputs', inputs);
+    RETURN result || jsonb_build_object('drift', CASE WHEN s.calls >= min_samples THEN drift END, 'inputs', inputs);
 END
 $$;
-COMMENT ON FUNCTION iceml.monitor(text, interval, float8) IS
-    'logged calls of a deployment since an interval ago: counts, latency percentiles, prediction rate, and the population stability index of each input summary against the training data, with drift = any PSI above psi_threshold (0.2)';
+COMMENT ON FUNCTION iceml.monitor(text, interval, float8, integer) IS
+    'logged calls of a deployment since an interval ago: counts, latency percentiles, prediction rate, and the population stability index of each input summary against the training data, with drift = any PSI above psi_threshold (0.2), or null with drift_reason below min_samples (100) calls';
 
 GRANT SELECT ON iceml.inference_log TO iceml_user;
 GRANT EXECUTE ON FUNCTION iceml.inference_log_status(), iceml.psi(float8[], float8[], float8[]),
-    iceml.drift_reference(regclass, text), iceml.monitor(text, interval, float8) TO iceml_user;
+    iceml.drift_reference(regclass, text), iceml.monitor(text, interval, float8, integer) TO iceml_user;

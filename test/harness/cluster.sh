@@ -112,6 +112,8 @@ unix_socket_directories = '$sock'
 port = $port
 shared_preload_libraries = 'pg_cron,iceml'
 cron.database_name = 'iceml'
+# pg_cron connects to run a job: the server listens on the socket only
+cron.host = '$sock'
 max_worker_processes = 24
 max_parallel_workers = 8
 shared_buffers = 512MB
@@ -122,6 +124,9 @@ log_line_prefix = '%m [%p] %q%u@%d '
 lc_messages = 'C'
 CONF
 	fi
+	# clusters made before pg_cron was pointed at the socket
+	grep -q "^cron.host" "$data/postgresql.conf" \
+		|| printf "cron.host = '%s'\n" "$sock" >>"$data/postgresql.conf"
 	[ "$(id -u)" -eq 0 ] && chown postgres "$sock"
 	openblas_env
 	as_server "$pgbin/pg_ctl" -D "$data" -l "$base/postgres.log" -w -t 60 start >/dev/null \

@@ -4,7 +4,7 @@
 set -euo pipefail
 
 pkgs=(make gcc clang postgresql-15 postgresql-server-dev-15 libopenblas-dev libjson-c-dev
-      postgresql-15-pgtap libtap-parser-sourcehandler-pgtap-perl postgresql-15-cron "$@")
+      postgresql-15-pgtap libtap-parser-sourcehandler-pgtap-perl postgresql-15-cron chromium "$@")
 
 missing=()
 for p in "${pkgs[@]}"; do

@@ -2,7 +2,7 @@
 -- each role may do (42501 otherwise), and inference logging through the
 -- monitor worker (its rows are committed by the worker and seen here).
 BEGIN;
-SELECT plan(52);
+SELECT plan(55);
 SET client_min_messages = error;
 
 -- ---- the objects ---------------------------------------------------------------
@@ -16,7 +16,7 @@ SELECT has_function('iceml', 'deploy', ARRAY['text', 'bigint']);
 SELECT has_function('iceml', 'evaluate', ARRAY['text', 'regclass', 'text']);
 SELECT has_function('iceml', 'evaluate_slices', ARRAY['text', 'regclass', 'text', 'integer', 'text']);
 SELECT has_function('iceml', 'what_if', ARRAY['text', 'real[]', 'real[]', 'real', 'jsonb']);
-SELECT has_function('iceml', 'monitor', ARRAY['text', 'interval', 'double precision']);
+SELECT has_function('iceml', 'monitor', ARRAY['text', 'interval', 'double precision', 'integer']);
 SELECT has_table('iceml', 'deployments', 'deployment history');
 SELECT has_table('iceml', 'inference_log', 'inference log');
 SELECT ok((SELECT bool_and(x::regclass::text = ANY (ARRAY['iceml.deployments', 'iceml.deployments_id_seq',
@@ -129,7 +129,10 @@ SELECT is((SELECT count(*)::int FROM iceml_td.tap_pr_1 t
                      AND l.model_id = iceml.deployed_model('tap_ice')
                      AND l.prediction = iceml_predict('tap_ice', t.band_1, t.band_2))), 48,
           'each row: model, latency, prediction and the input summaries');
-SELECT is((iceml.monitor('tap_ice')->>'drift')::boolean, false, 'the training data itself does not drift');
+SELECT is((iceml.monitor('tap_ice', min_samples => 40)->>'drift')::boolean, false, 'the training data itself does not drift');
+SELECT is(jsonb_typeof(iceml.monitor('tap_ice')->'drift'), 'null', 'below min_samples (100) calls: no drift verdict');
+SELECT matches(iceml.monitor('tap_ice')->>'drift_reason', '^48 logged calls .* fewer than min_samples 100', 'and the reason says why');
+SELECT throws_ok($$SELECT iceml.monitor('tap_ice', min_samples => 0)$$, '22023', NULL, 'min_samples must be positive');
 SET iceml.log_inferences = 1;
 -- parallel workers log too (they never write: the worker does)
 SET LOCAL parallel_setup_cost = 0;
