@@ -11,6 +11,7 @@ MODULE_big  = iceml
 -include src/nn/objs.mk
 OBJS = \
 	src/iceml.o \
+	src/catalog.o \
 	src/worker.o \
 	src/train.o \
 	src/runs.o \
@@ -55,6 +56,9 @@ include $(PGXS)
 # The engine's loops (bias, activations, pooling, im2col) are written to be
 # vectorised: -O3 makes a one-image forward pass 1.5x faster than -O2.
 $(NN_OBJS) src/eo/sar.o: CFLAGS += -O3
+# PGXS tracks no header dependencies: rebuild everything when a header changes
+# (a struct that grew in a header must never meet an object built before).
+$(OBJS): $(wildcard include/*.h src/nn/*.h)
 else
 .DEFAULT_GOAL := all
 all install installcheck:

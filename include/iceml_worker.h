@@ -9,6 +9,8 @@
 
 #include "executor/spi.h"
 
+#include "iceml_catalog.h"
+
 /* What a launched worker needs besides its job id (in bgw_extra). */
 typedef struct IcemlWorkerExtra
 {
@@ -17,8 +19,11 @@ typedef struct IcemlWorkerExtra
 	Oid			role;			/* the caller's current role: reads data */
 } IcemlWorkerExtra;
 
-/* Start a worker for run `id` when the current transaction commits. */
-extern void LaunchAtCommit(int64 id);
+/*
+ * Start a worker for run `id` when the current transaction commits; it
+ * connects as `login` and reads data as `role` (the run's).
+ */
+extern void LaunchAtCommit(int64 id, Oid role, Oid login);
 
 /*
  * Start workers for the oldest queued runs of this database, within
@@ -39,20 +44,7 @@ extern int	ReapOrphanedRuns(void);
  */
 extern void FinishStudies(int64 study_id);
 
-/*
- * Catalog writes happen as the owner of iceml's catalog tables: users only
- * read the catalog (through row-level security).  Bracket SPI calls that
- * write with these; RestoreUser also runs on error via the caller's cleanup.
- */
-typedef struct IcemlOwnerContext
-{
-	Oid			save_userid;
-	int			save_sec_context;
-} IcemlOwnerContext;
-
-extern Oid	CatalogOwner(void);
-extern void BecomeCatalogOwner(IcemlOwnerContext *ctx);
-extern void RestoreUser(IcemlOwnerContext *ctx);
+/* Switching to the catalog owner: see iceml_catalog.h. */
 
 /*
  * SPI helpers: run one statement (SPI must be connected), error out with

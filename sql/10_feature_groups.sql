@@ -165,6 +165,10 @@ SELECT iceml.create_feature_group('chips', '[{"name":"id","type":"text"}]', ARRA
 SELECT iceml.create_feature_group('chips', '[{"name":"id","type":"text"},{"name":"b","type":"real[]"}]', ARRAY['b']);
 SELECT iceml.create_feature_group('chips', '[{"name":"id","type":"text"}]', ARRAY['id'], version => 0);
 SELECT iceml.create_feature_group('statoil', '[{"name":"id","type":"text"}]', ARRAY['id'], version => 1);
+-- the largest version: the next create without a version says so clearly
+SELECT iceml.create_feature_group('maxver', '[{"name":"id","type":"text"}]', ARRAY['id'], version => 2147483647);
+SELECT iceml.create_feature_group('maxver', '[{"name":"id","type":"text"}]', ARRAY['id']);
+SELECT iceml.drop_feature_group('iceml_fs.maxver_2147483647');
 SELECT iceml.create_feature_group('chips', '[{"name":"id","type":"text"}]', ARRAY['id'], validation => 'LOOSE');
 SELECT iceml.create_feature_group('chips', '[{"name":"id","type":"text"}]', ARRAY['id'], validation => NULL);
 SELECT iceml.create_feature_group('chips', '[{"name":"id","type":"text"}]', ARRAY['id'], statistics => NULL);

@@ -83,5 +83,16 @@ CREATE ROLE iceml_regress_stranger IN ROLE iceml_user;
 SET ROLE iceml_regress_stranger;
 SELECT iceml.compute_statistics('iceml_fs.stats_1');
 RESET ROLE;
+-- a table with row-level security in force for the caller: its statistics
+-- would publish rows the caller cannot see
+GRANT SELECT ON iceml_fs.stats_1 TO iceml_regress_stranger;
+ALTER TABLE iceml_fs.stats_1 ENABLE ROW LEVEL SECURITY;
+CREATE POLICY one_row ON iceml_fs.stats_1 FOR SELECT USING (false);
+SET ROLE iceml_regress_stranger;
+SELECT iceml.compute_statistics('iceml_fs.stats_1');
+RESET ROLE;
+DROP POLICY one_row ON iceml_fs.stats_1;
+ALTER TABLE iceml_fs.stats_1 DISABLE ROW LEVEL SECURITY;
+REVOKE SELECT ON iceml_fs.stats_1 FROM iceml_regress_stranger;
 DROP ROLE iceml_regress_stranger;
 SELECT iceml.drop_feature_group('iceml_fs.empty_1');

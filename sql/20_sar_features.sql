@@ -14,6 +14,8 @@ SELECT array_agg((-25 + 5 * sin(i / 40.0) + (i % 7) * 0.5)::real ORDER BY i) AS 
 
 -- band_avg: known values, then element by element against (a + b) / 2
 SELECT iceml.band_avg('{1,2,3}', '{3,4,-5}') AS avg_small;
+-- halves are added, so values near the float maximum do not overflow
+SELECT iceml.band_avg('{3e38,-3e38,3e38}', '{3e38,3e38,-3e38}') AS avg_near_max;
 SELECT array_length(iceml.band_avg(b1, b2), 1) AS len,
        bool_and(abs(avg_c - (x1 + x2) / 2) < 1e-5) AS same_as_sql
   FROM chip,

@@ -48,6 +48,10 @@ SELECT iceml.train('e', 'iceml_td.tr_1', 'tiny_cnn', '{"channels": ["band_1", "b
 \echo :LAST_ERROR_SQLSTATE
 SELECT iceml.train('e', 'iceml_td.tr_1', 'tiny_cnn', '{"channels": ["band_1", "band_2"]}');
 \echo :LAST_ERROR_SQLSTATE
+SELECT iceml.train('e', 'iceml_td.tr_1', 'tiny_cnn', '{"channels": [null, "band_1", "band_2"]}');
+\echo :LAST_ERROR_SQLSTATE
+SELECT iceml.train('e', 'iceml_td.tr_1', 'tiny_cnn', '{"channels": ["band_1", "band_1", "band_2"]}');
+\echo :LAST_ERROR_SQLSTATE
 SELECT iceml.train('e', 'iceml_td.tr_1', 'tiny_cnn', '{"epoch": 3}');
 \echo :LAST_ERROR_SQLSTATE
 SELECT iceml.train('e', 'iceml_td.tr_1', 'tiny_cnn', '{"augment": "yes"}');
@@ -68,6 +72,9 @@ SELECT count(*) AS runs_queued FROM iceml.runs;
 
 -- unknown ids, and runs that cannot be resumed
 SELECT iceml.wait(424242);
+\echo :LAST_ERROR_SQLSTATE
+-- an experiment name is a deployment name: at most 63 bytes
+SELECT iceml.train(repeat('e', 62) || 'é', 'iceml_td.tr_1', 'tiny_cnn', '{"epochs": 1}');
 \echo :LAST_ERROR_SQLSTATE
 SELECT iceml.cancel(424242);
 \echo :LAST_ERROR_SQLSTATE

@@ -76,13 +76,13 @@ SELECT (r->>'before')::real = (r->>'after')::real AS unchanged
   FROM iceml.what_if('iceberg', :'b1', :'b2', :'a', '[{"op":"flip","axis":"horizontal"},{"op":"flip","axis":"horizontal"},
         {"op":"rotate","degrees":90},{"op":"rotate","degrees":90},{"op":"rotate","degrees":180},{"op":"gain","db":0}]') r;
 -- on a 2x2 image [[1,2],[3,4]]: a quarter turn clockwise gives [[3,1],[4,2]]
-SELECT (iceml._what_if_edit(ARRAY[1,2,3,4]::real[], '{"op":"rotate","degrees":90}', NULL)) AS rot90,
-       (iceml._what_if_edit(ARRAY[1,2,3,4]::real[], '{"op":"flip","axis":"horizontal"}', NULL)) AS fliph,
-       (iceml._what_if_edit(ARRAY[1,2,3,4]::real[], '{"op":"flip","axis":"vertical"}', NULL)) AS flipv;
+SELECT (iceml.edit_chip(ARRAY[1,2,3,4]::real[], '{"op":"rotate","degrees":90}', NULL)) AS rot90,
+       (iceml.edit_chip(ARRAY[1,2,3,4]::real[], '{"op":"flip","axis":"horizontal"}', NULL)) AS fliph,
+       (iceml.edit_chip(ARRAY[1,2,3,4]::real[], '{"op":"flip","axis":"vertical"}', NULL)) AS flipv;
 -- another angle darkens (larger angle) the clutter by 0.55 dB per degree; bright pixels stay
-SELECT round((SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY v) FROM unnest(iceml._what_if_edit(:'b1', '{"op":"inc_angle","to":41}', 31)) v)::numeric
+SELECT round((SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY v) FROM unnest(iceml.edit_chip(:'b1', '{"op":"inc_angle","to":41}', 31)) v)::numeric
            - (SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY v) FROM unnest(:'b1'::real[]) v)::numeric, 1) AS median_shift_db,
-       round(((iceml._what_if_edit(:'b1', '{"op":"inc_angle","to":41}', 31))[37 * 75 + 38] - (:'b1'::real[])[37 * 75 + 38])::numeric, 1) AS centre_shift_db;
+       round(((iceml.edit_chip(:'b1', '{"op":"inc_angle","to":41}', 31))[37 * 75 + 38] - (:'b1'::real[])[37 * 75 + 38])::numeric, 1) AS centre_shift_db;
 
 -- ---- malformed input -------------------------------------------------------------
 SELECT iceml.evaluate('nobody', 'iceml_td.pr_1');
@@ -101,3 +101,11 @@ SELECT iceml.what_if('iceberg', :'b1', :'b2', :'a', '{"op": "inc_angle", "to": 1
 SELECT iceml.what_if('iceberg', :'b1', :'b2', NULL, '{"op": "inc_angle", "to": 40}');
 SELECT iceml.what_if('iceberg', '{1,2}', :'b2', :'a', '{"op": "gain", "db": 1}');
 SELECT iceml.what_if('nobody', :'b1', :'b2', :'a', '{"op": "gain", "db": 1}');
+-- the utilities behind them, callable on their own
+SELECT iceml.binary_metrics('{0.9,0.2,0.7,0.4}', '{1,0,1,1}')->>'accuracy' AS accuracy;
+SELECT iceml.binary_metrics('{0.9,0.2}', '{1}');
+SELECT iceml.edit_chip('{1,2,3,4}', '{"op":"gain","db":3}', NULL) AS gained;
+SELECT iceml.edit_chip('{1,2,3,4}', '{"op":"rotate","degrees":45}', NULL);
+SELECT iceml.edit_chip('{1,2,3,4}', '{"op":"inc_angle","to":40}', NULL);
+SELECT iceml.edit_chip(NULL, '{"op":"flip","axis":"vertical"}', NULL);
+SELECT iceml.deployed_model('nobody');

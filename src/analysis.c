@@ -23,7 +23,7 @@ MetricsArray(ArrayType *a, const char *argname, int *n)
 		(ARR_HASNULL(a) && array_contains_nulls(a)))
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("iceml._metrics: %s must be a one-dimensional real[] without NULLs", argname)));
+				 errmsg("iceml.binary_metrics: %s must be a one-dimensional real[] without NULLs", argname)));
 	*n = ARR_NDIM(a) == 0 ? 0 : ARR_DIMS(a)[0];
 	return (const float *) ARR_DATA_PTR(a);
 }
@@ -38,7 +38,7 @@ AppendNumber(StringInfo s, const char *key, double v)
 }
 
 /*
- * iceml._metrics(prob real[], label real[], threshold float8) RETURNS jsonb:
+ * iceml.binary_metrics(prob real[], label real[], threshold float8) RETURNS jsonb:
  * n, log_loss, accuracy, precision, recall, f1, roc_auc, confusion, with the
  * keys iceml.models.metrics uses.
  */
@@ -57,12 +57,12 @@ iceml_metrics(PG_FUNCTION_ARGS)
 	if (n != ny)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("iceml._metrics: %d probabilities but %d labels", n, ny)));
+				 errmsg("iceml.binary_metrics: %d probabilities but %d labels", n, ny)));
 	for (int i = 0; i < n; i++)
 		if (!(p[i] >= 0 && p[i] <= 1) || (y[i] != 0 && y[i] != 1))
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-					 errmsg("iceml._metrics: element %d is (%g, %g); probabilities must be in [0, 1] and labels 0 or 1",
+					 errmsg("iceml.binary_metrics: element %d is (%g, %g); probabilities must be in [0, 1] and labels 0 or 1",
 							i + 1, p[i], y[i])));
 	iceml_metrics_compute(p, y, n, threshold, &m);
 	initStringInfo(&s);

@@ -50,6 +50,7 @@
 
 #include "iceml_expectations.h"
 #include "iceml_fs.h"
+#include "iceml_catalog.h"
 
 typedef enum FsMode
 {
@@ -237,15 +238,6 @@ FeatureStoreInit(void)
  * catalog access
  * ---------------------------------------------------------------- */
 
-/* run as the catalog's owner; the caller's identity is restored at abort */
-static void
-BecomeCatalogOwner(Oid *saved_user, int *saved_sec)
-{
-	GetUserIdAndSecContext(saved_user, saved_sec);
-	SetUserIdAndSecContext(BOOTSTRAP_SUPERUSERID,
-						   *saved_sec | SECURITY_LOCAL_USERID_CHANGE);
-}
-
 static SPIPlanPtr
 KeepPlan(SPIPlanPtr *slot, const char *sql, int nargs, Oid *types)
 {
@@ -272,10 +264,10 @@ LookupFeatureGroup(Oid relid)
 {
 	Oid			types[1] = {OIDOID};
 	Datum		args[1];
-	Oid			save_user;
-	int			save_sec;
+	IcemlOwnerContext own;
 	int			rc;
 
+	BecomeCatalogOwner(&own);
 	KeepPlan(&fs_lookup_plan,
 			 "SELECT fg.xmin, fg.ctid, fg.id, fg.validation, fg.expectations,"
 			 " fg.primary_key, fg.\"table\"::pg_catalog.oid"
@@ -283,9 +275,8 @@ LookupFeatureGroup(Oid relid)
 			 " WHERE fg.\"table\"::pg_catalog.oid OPERATOR(pg_catalog.=) $1",
 			 1, types);
 	args[0] = ObjectIdGetDatum(relid);
-	BecomeCatalogOwner(&save_user, &save_sec);
 	rc = SPI_execute_plan(fs_lookup_plan, args, NULL, true, 1);
-	SetUserIdAndSecContext(save_user, save_sec);
+	RestoreUser(&own);
 	if (rc != SPI_OK_SELECT)
 		elog(ERROR, "feature group lookup failed: %s", SPI_result_code_string(rc));
 	return SPI_processed > 0;
@@ -296,17 +287,16 @@ FeatureGroupWantsStatistics(Oid relid)
 {
 	Oid			types[1] = {OIDOID};
 	Datum		args[1] = {ObjectIdGetDatum(relid)};
-	Oid			save_user;
-	int			save_sec;
+	IcemlOwnerContext own;
 	bool		wants = false;
 
 	SPI_connect();
-	BecomeCatalogOwner(&save_user, &save_sec);
+	BecomeCatalogOwner(&own);
 	if (SPI_execute_with_args("SELECT fg.statistics FROM iceml.feature_groups fg"
 							  " WHERE fg.\"table\"::pg_catalog.oid OPERATOR(pg_catalog.=) $1",
 							  1, types, args, NULL, true, 1) != SPI_OK_SELECT)
 		elog(ERROR, "feature group lookup failed");
-	SetUserIdAndSecContext(save_user, save_sec);
+	RestoreUser(&own);
 	if (SPI_processed > 0)
 	{
 		bool		isnull;
@@ -342,6 +332,18 @@ ParseMode(const char *s)
 			 errmsg("unknown validation mode \"%s\"", s),
 			 errhint("Use STRICT, WARNING, ALL or NONE.")));
 	return FS_MODE_STRICT;		/* keep compiler quiet */
+}
+
+/* A catalog row iceml cannot use: XX001, naming the row. */
+pg_attribute_noreturn()
+static void
+CorruptCatalogRow(FsCacheEntry *e, const char *what)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_DATA_CORRUPTED),
+			 errmsg("catalog row of feature group \"%s\" (iceml.feature_groups id %lld) is corrupt: %s",
+					e->fgname, (long long) e->fg_id, what),
+			 errhint("Recreate the feature group with iceml.create_feature_group().")));
 }
 
 static void
@@ -381,8 +383,13 @@ BuildEntry(FsCacheEntry *e, Relation rel)
 
 	e->fgname = pstrdup(RelationGetRelationName(rel));
 	e->fg_id = DatumGetInt64(SPI_getbinval(row, rd, 3, &isnull));
-	e->mode = ParseMode(TextDatumGetCString(SPI_getbinval(row, rd, 4, &isnull)));
+	d = SPI_getbinval(row, rd, 4, &isnull);
+	if (isnull)
+		CorruptCatalogRow(e, "validation is NULL");
+	e->mode = ParseMode(TextDatumGetCString(d));
 	d = SPI_getbinval(row, rd, 5, &isnull);
+	if (isnull)
+		CorruptCatalogRow(e, "expectations is NULL");
 	{
 		FsFeature  *features;
 		int			nf;
@@ -397,22 +404,39 @@ BuildEntry(FsCacheEntry *e, Relation rel)
 		error_context_stack = ctx.previous;
 	}
 
+	/*
+	 * The catalog is written only by iceml, but a corrupt row must give an
+	 * error naming it, never a crash.
+	 */
 	d = SPI_getbinval(row, rd, 6, &isnull);
+	if (isnull)
+		CorruptCatalogRow(e, "primary_key is NULL");
 	pk = DatumGetArrayTypePCopy(d);
+	if (ARR_NDIM(pk) != 1 || ARR_ELEMTYPE(pk) != TEXTOID)
+		CorruptCatalogRow(e, "primary_key is not a one-dimensional text array");
 	deconstruct_array(pk, TEXTOID, -1, false, TYPALIGN_INT, &pkd, &pkn, &npk);
+	if (npk < 1)
+		CorruptCatalogRow(e, "primary_key is empty");
 	e->npk = npk;
 	e->pkatts = palloc(sizeof(AttrNumber) * Max(npk, 1));
 	e->pknames = palloc(sizeof(char *) * Max(npk, 1));
 	e->pkout = palloc(sizeof(Oid) * Max(npk, 1));
 	for (i = 0; i < npk; i++)
 	{
-		char	   *name = TextDatumGetCString(pkd[i]);
-		int			k = FsFindFeature(e->ex->features, e->ex->nfeatures, name);
+		char	   *name;
+		int			k;
 		bool		varlena;
 
+		if (pkn[i])
+			CorruptCatalogRow(e, psprintf("primary_key[%d] is NULL", i + 1));
+		name = TextDatumGetCString(pkd[i]);
+		k = FsFindFeature(e->ex->features, e->ex->nfeatures, name);
 		if (k < 0)
-			elog(ERROR, "primary key column \"%s\" of feature group \"%s\" is missing",
-				 name, e->fgname);
+			ereport(ERROR,
+					(errcode(ERRCODE_DATA_CORRUPTED),
+					 errmsg("primary key column \"%s\" of feature group \"%s\" is missing",
+							name, e->fgname),
+					 errhint("The table was altered outside iceml; restore the column or create a new version of the feature group.")));
 		e->pknames[i] = name;
 		e->pkatts[i] = e->ex->features[k].attno;
 		getTypeOutputInfo(e->ex->features[k].typid, &e->pkout[i], &varlena);
@@ -840,8 +864,7 @@ iceml_fs_statement_trigger(PG_FUNCTION_ARGS)
 	const char *op;
 	int64		commit_id;
 	int			i;
-	Oid			save_user;
-	int			save_sec;
+	IcemlOwnerContext own;
 	char	   *who;
 
 	if (!CALLED_AS_TRIGGER(fcinfo) || !TRIGGER_FIRED_AFTER(td->tg_event) ||
@@ -875,7 +898,7 @@ iceml_fs_statement_trigger(PG_FUNCTION_ARGS)
 	if (inserted + updated + deleted == 0 && e->nfindings == 0)
 		return PointerGetDatum(NULL);
 
-	who = GetUserNameFromId(GetUserId(), false);
+	who = GetUserNameFromId(IcemlCaller(), false);
 	SPI_connect();
 
 	if (e->mode != FS_MODE_NONE && inserted + updated > 0 &&
@@ -887,7 +910,7 @@ iceml_fs_statement_trigger(PG_FUNCTION_ARGS)
 			CheckBatchRule(e, &e->ex->rules[i], rel, inserted + updated);
 	}
 
-	BecomeCatalogOwner(&save_user, &save_sec);
+	BecomeCatalogOwner(&own);
 	{
 		Oid			types[7] = {INT8OID, OIDOID, TEXTOID, INT8OID, INT8OID, INT8OID, TEXTOID};
 		Datum		args[7];
@@ -950,7 +973,7 @@ iceml_fs_statement_trigger(PG_FUNCTION_ARGS)
 		if (SPI_execute_plan(fs_validation_plan, args, nulls, false, 1) != SPI_OK_INSERT)
 			elog(ERROR, "could not record a validation of feature group \"%s\"", e->fgname);
 	}
-	SetUserIdAndSecContext(save_user, save_sec);
+	RestoreUser(&own);
 	SPI_finish();
 
 	if (e->nfindings > 0)

@@ -10,6 +10,7 @@
 #include <json-c/json_c_version.h>
 
 #include "iceml.h"
+#include "iceml_catalog.h"
 #include "iceml_worker.h"
 #include "iceml_fs.h"
 #include "iceml_predict.h"
@@ -63,6 +64,7 @@ _PG_init(void)
 
 	MarkGUCPrefixReserved("iceml");
 
+	CatalogInit();
 	WorkerInit();
 	FeatureStoreInit();
 	IngestInit();

@@ -62,6 +62,7 @@
 
 #include "iceml.h"
 #include "iceml_fs.h"
+#include "iceml_catalog.h"
 #include "iceml_sar.h"
 #include "iceml_statoil.h"
 
@@ -786,31 +787,41 @@ CloseDuplicateCheck(IngestState *st)
 	st->idxrel = NULL;
 }
 
-/* Write the quarantined records, in input order, as the calling role */
+/*
+ * Write the quarantined records, in input order: as the catalog owner (users
+ * only read iceml's catalogs), recorded as the calling role's.
+ */
 static void
 WriteQuarantine(IngestState *st)
 {
 	TupleTableSlot *slot;
 	SPIPlanPtr	plan;
-	Oid			types[8] = {OIDOID, INT8OID, TEXTOID, TEXTOID, BOOLOID, INT8OID,
-	TEXTOID, TEXTOID};
+	Oid			types[9] = {OIDOID, INT8OID, TEXTOID, TEXTOID, BOOLOID, INT8OID,
+	TEXTOID, TEXTOID, OIDOID};
+
+	IcemlOwnerContext own;
+	Oid			caller = IcemlCaller();
 
 	if (st->nquarantined == 0)
 		return;
+	BecomeCatalogOwner(&own);
 	plan = SPI_prepare("INSERT INTO iceml.quarantine (feature_group, record_number, record_id,"
-					   " raw, raw_truncated, raw_bytes, reason, sqlstate)"
-					   " VALUES ($1::pg_catalog.regclass, $2, $3, $4, $5, $6, $7, $8)",
-					   8, types);
+					   " raw, raw_truncated, raw_bytes, reason, sqlstate, role)"
+					   " VALUES ($1::pg_catalog.regclass, $2, $3, $4, $5, $6, $7, $8,"
+					   " $9::pg_catalog.regrole)",
+					   9, types);
 	if (plan == NULL)
 		elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
 	slot = MakeSingleTupleTableSlot(st->qdesc, &TTSOpsMinimalTuple);
 	while (tuplestore_gettupleslot(st->qstore, true, false, slot))
 	{
-		Datum		values[8];
-		char		nulls[8];
+		Datum		values[9];
+		char		nulls[9];
 
 		values[0] = ObjectIdGetDatum(st->relid);
 		nulls[0] = ' ';
+		values[8] = ObjectIdGetDatum(caller);
+		nulls[8] = ' ';
 		for (int i = 0; i < 7; i++)
 		{
 			bool		isnull;
@@ -822,6 +833,7 @@ WriteQuarantine(IngestState *st)
 			elog(ERROR, "could not write to iceml.quarantine");
 	}
 	ExecDropSingleTupleTableSlot(slot);
+	RestoreUser(&own);
 }
 
 /*
@@ -952,7 +964,7 @@ iceml_ingest_statoil(PG_FUNCTION_ARGS)
 		struct stat stt;
 
 		st->path = text_to_cstring(PG_GETARG_TEXT_PP(1));
-		if (!has_privs_of_role(GetUserId(), ROLE_PG_READ_SERVER_FILES))
+		if (!has_privs_of_role(IcemlCaller(), ROLE_PG_READ_SERVER_FILES))
 			ereport(ERROR,
 					(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 					 errmsg("permission denied to ingest server file \"%s\"", st->path),
@@ -1042,7 +1054,7 @@ iceml_ingest_statoil(PG_FUNCTION_ARGS)
 	/* a feature group that asks for statistics gets them after each load */
 	if (inserted > 0 && FeatureGroupWantsStatistics(st->relid))
 	{
-		if (pg_class_aclcheck(st->relid, GetUserId(), ACL_SELECT) != ACLCHECK_OK)
+		if (pg_class_aclcheck(st->relid, IcemlCaller(), ACL_SELECT) != ACLCHECK_OK)
 			ereport(NOTICE,
 					(errmsg("statistics of %s were not computed", st->relname),
 					 errdetail("Computing them reads the whole table, and this role may not SELECT from it."),

@@ -31,6 +31,7 @@
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "funcapi.h"
+#include "mb/pg_wchar.h"
 #include "miscadmin.h"
 #include "pgstat.h"
 #include "postmaster/bgworker.h"
@@ -47,6 +48,7 @@
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
+#include "iceml_catalog.h"
 #include "iceml.h"
 #include "iceml_predict.h"
 
@@ -159,7 +161,7 @@ MonitorRecord(IcemlModel *m, const char *name, const float *band_1,
 	INSTR_TIME_SUBTRACT(now, start);
 	r.ts = GetCurrentTimestamp();
 	r.dbid = MyDatabaseId;
-	r.userid = GetUserId();
+	r.userid = IcemlCaller();
 	r.model_id = m->model_id;
 	r.deployment_id = m->deployment_id;
 	r.latency_ms = (float) INSTR_TIME_GET_MILLISEC(now);
@@ -169,7 +171,13 @@ MonitorRecord(IcemlModel *m, const char *name, const float *band_1,
 	BandSummary(band_1, n, &r.mean1, &r.max1);
 	BandSummary(band_2, n, &r.mean2, &r.max2);
 	if (name)
-		strlcpy(r.name, name, NAMEDATALEN);
+	{
+		/* deployment names have at most 63 bytes; never split a character */
+		int			len = pg_mbcliplen(name, strlen(name), NAMEDATALEN - 1);
+
+		memcpy(r.name, name, len);
+		r.name[len] = '\0';
+	}
 	else
 		r.name[0] = '\0';
 
@@ -379,6 +387,14 @@ iceml_monitor_flush_main(Datum arg)
 	}
 	if (n > 0)
 	{
+		IcemlOwnerContext own;
+
+		/*
+		 * As the catalog owner, under the pinned search_path: this worker
+		 * connects as the bootstrap superuser, with the database's default
+		 * search_path, which its owner may have pointed anywhere.
+		 */
+		BecomeCatalogOwner(&own);
 		plan = SPI_prepare("INSERT INTO iceml.inference_log (logged_at, name, model_id, deployment_id, role,"
 						   " latency_ms, prediction, inc_angle, band_1_mean, band_1_max, band_2_mean, band_2_max)"
 						   " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)", 12, types);
@@ -413,6 +429,7 @@ iceml_monitor_flush_main(Datum arg)
 			if (SPI_execute_plan(plan, v, nulls, false, 0) != SPI_OK_INSERT)
 				elog(ERROR, "iceml: inference log insert failed");
 		}
+		RestoreUser(&own);
 	}
 	PopActiveSnapshot();
 	SPI_finish();

@@ -131,6 +131,8 @@ DeploymentsRelid(bool missing_ok)
  * The statement (or, with a transaction snapshot, the transaction) whose
  * snapshot a check uses.  Parallel workers get the leader's timestamps.
  */
+static TimestampTz accepted_basis = 0;	/* last basis invalidations were taken in */
+
 static TimestampTz
 CheckBasis(void)
 {
@@ -422,6 +424,17 @@ PredictGetModel(const char *name, int64 model_id)
 	else
 		snprintf(key, sizeof(key), "#%lld", (long long) model_id);
 
+	/*
+	 * Once per statement, take in the invalidations other backends have
+	 * committed since: a statement that opens no relation (predict over
+	 * constants in a transaction block) would otherwise not see them, and
+	 * keep serving the model deployed before.
+	 */
+	if (CheckBasis() != accepted_basis)
+	{
+		AcceptInvalidationMessages();
+		accepted_basis = CheckBasis();
+	}
 	e = FindEntry(key);
 	/* trusted: checked by a statement that began after the last change */
 	if (e == NULL || !(e->checked_basis > last_inval || e->checked_basis == CheckBasis()))

@@ -20,6 +20,7 @@
 #include "utils/jsonb.h"
 #include "utils/lsyscache.h"
 
+#include "iceml_catalog.h"
 #include "iceml.h"
 #include "iceml_nn.h"
 #include "iceml_worker.h"
@@ -91,11 +92,31 @@ RequireTrainer(void)
 {
 	Oid			user_role = get_role_oid("iceml_user", false);
 
-	if (!has_privs_of_role(GetUserId(), user_role))
+	if (!has_privs_of_role(IcemlCaller(), user_role))
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 				 errmsg("permission denied to train: role \"%s\" is not a member of iceml_user",
-						GetUserNameFromId(GetUserId(), false))));
+						GetUserNameFromId(IcemlCaller(), false))));
+}
+
+/*
+ * A study the caller owns and that is still running, or an error.  Needs
+ * SPI, as the catalog owner.
+ */
+static void
+RequireOwnRunningStudy(int64 study_id)
+{
+	Oid			t[2] = {INT8OID, OIDOID};
+	Datum		v[2] = {Int64GetDatum(study_id), ObjectIdGetDatum(IcemlCaller())};
+
+	if (SpiExec("SELECT 1 FROM iceml.studies WHERE id OPERATOR(pg_catalog.=) $1"
+				"   AND owner OPERATOR(pg_catalog.=) pg_catalog.pg_get_userbyid($2)"
+				"   AND status OPERATOR(pg_catalog.=) 'running'",
+				2, t, v, NULL) != 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("iceml study %lld is not a running study of role \"%s\"",
+						(long long) study_id, GetUserNameFromId(IcemlCaller(), false))));
 }
 
 /*
@@ -119,7 +140,7 @@ iceml_enqueue_run(PG_FUNCTION_ARGS)
 	for (int i = 0; i < 12; i++)
 		if (PG_ARGISNULL(i) && i != 7 && i != 10 && i != 11)
 			elog(ERROR, "iceml._enqueue_run: argument %d is NULL", i + 1);
-	if (pg_class_aclcheck(dataset, GetUserId(), ACL_SELECT) != ACLCHECK_OK)
+	if (pg_class_aclcheck(dataset, IcemlCaller(), ACL_SELECT) != ACLCHECK_OK)
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 				 errmsg("permission denied for training dataset %s",
@@ -140,9 +161,9 @@ iceml_enqueue_run(PG_FUNCTION_ARGS)
 		}
 	}
 	types[12] = NAMEOID;
-	values[12] = DirectFunctionCall1(namein, CStringGetDatum(GetUserNameFromId(GetUserId(), false)));
+	values[12] = DirectFunctionCall1(namein, CStringGetDatum(GetUserNameFromId(IcemlCaller(), false)));
 	types[13] = OIDOID;
-	values[13] = ObjectIdGetDatum(GetUserId());
+	values[13] = ObjectIdGetDatum(IcemlCaller());
 	types[14] = OIDOID;
 	values[14] = ObjectIdGetDatum(GetSessionUserId());
 	types[15] = OIDOID;
@@ -150,6 +171,9 @@ iceml_enqueue_run(PG_FUNCTION_ARGS)
 
 	SPI_connect();
 	BecomeCatalogOwner(&own);
+	/* a trial joins only a running study of the caller's own */
+	if (!PG_ARGISNULL(10))
+		RequireOwnRunningStudy(PG_GETARG_INT64(10));
 	SpiExec("INSERT INTO iceml.runs (experiment, training_dataset, architecture, spec, hyperparams, epochs,"
 			"                        label, val_split, channels, lineage, study_id, trial,"
 			"                        owner, role, login, database)"
@@ -162,7 +186,7 @@ iceml_enqueue_run(PG_FUNCTION_ARGS)
 	SPI_finish();
 
 	if (launch)
-		LaunchAtCommit(id);
+		LaunchAtCommit(id, IcemlCaller(), GetSessionUserId());
 	PG_RETURN_INT64(id);
 }
 
@@ -193,7 +217,7 @@ iceml_insert_study(PG_FUNCTION_ARGS)
 		nulls[i] = PG_ARGISNULL(i) ? 'n' : ' ';
 	}
 	types[11] = NAMEOID;
-	values[11] = DirectFunctionCall1(namein, CStringGetDatum(GetUserNameFromId(GetUserId(), false)));
+	values[11] = DirectFunctionCall1(namein, CStringGetDatum(GetUserNameFromId(IcemlCaller(), false)));
 
 	SPI_connect();
 	BecomeCatalogOwner(&own);
@@ -228,20 +252,13 @@ iceml_record_invalid_trial(PG_FUNCTION_ARGS)
 	RequireTrainer();
 	for (int i = 0; i < 5; i++)
 		values[i] = PG_GETARG_DATUM(i);
-	values[5] = ObjectIdGetDatum(GetUserId());
+	values[5] = ObjectIdGetDatum(IcemlCaller());
 	values[6] = ObjectIdGetDatum(GetSessionUserId());
 	values[7] = ObjectIdGetDatum(MyDatabaseId);
 
 	SPI_connect();
-	/* the caller's own study, still going: row-level security shows only those */
-	if (SpiExec("SELECT 1 FROM iceml.studies WHERE id OPERATOR(pg_catalog.=) $1"
-				"   AND owner OPERATOR(pg_catalog.=) CURRENT_USER AND status OPERATOR(pg_catalog.=) 'running'",
-				1, types, values, NULL) != 1)
-		ereport(ERROR,
-				(errcode(ERRCODE_UNDEFINED_OBJECT),
-				 errmsg("iceml study %lld is not a running study of role \"%s\"",
-						(long long) PG_GETARG_INT64(0), GetUserNameFromId(GetUserId(), false))));
 	BecomeCatalogOwner(&own);
+	RequireOwnRunningStudy(PG_GETARG_INT64(0));
 	SpiExec("INSERT INTO iceml.runs (experiment, study_id, trial, training_dataset, architecture, spec,"
 			"                        hyperparams, status, label, val_split, channels, lineage, owner, role,"
 			"                        login, database, epochs, error, finished_at)"
@@ -261,28 +278,42 @@ iceml_record_invalid_trial(PG_FUNCTION_ARGS)
 }
 
 /*
- * Is job `id` a run or a study the caller may see?  Row-level security
- * decides: each role sees its own, iceml_admin all.  Returns 'r', 's' or 0.
+ * Is job `id` a run or a study the caller may see (its owner, a member of
+ * it, iceml_admin)?  Read as the catalog owner, so that the answer is the
+ * same whoever runs this (a gate's implementation included).  Returns 'r',
+ * 's' or 0.
  */
 static char
 VisibleJob(int64 id, char **status)
 {
 	Datum		arg = Int64GetDatum(id);
 	Oid			type = INT8OID;
+	IcemlOwnerContext own;
+	char		kind = 0;
+	Datum		d;
 
-	if (SpiExec("SELECT status FROM iceml.runs WHERE id OPERATOR(pg_catalog.=) $1",
+	BecomeCatalogOwner(&own);
+	if (SpiExec("SELECT status, role FROM iceml.runs WHERE id OPERATOR(pg_catalog.=) $1",
 				1, &type, &arg, NULL) == 1)
 	{
-		*status = SpiGetText(0, 1);
-		return 'r';
+		if (SpiGetDatum(0, 2, &d) && CallerMaySee(DatumGetObjectId(d)))
+		{
+			*status = SpiGetText(0, 1);
+			kind = 'r';
+		}
 	}
-	if (SpiExec("SELECT status FROM iceml.studies WHERE id OPERATOR(pg_catalog.=) $1",
-				1, &type, &arg, NULL) == 1)
+	else if (SpiExec("SELECT status, pg_catalog.to_regrole(owner::pg_catalog.text)::pg_catalog.oid"
+					 " FROM iceml.studies WHERE id OPERATOR(pg_catalog.=) $1",
+					 1, &type, &arg, NULL) == 1)
 	{
-		*status = SpiGetText(0, 1);
-		return 's';
+		if (SpiGetDatum(0, 2, &d) && CallerMaySee(DatumGetObjectId(d)))
+		{
+			*status = SpiGetText(0, 1);
+			kind = 's';
+		}
 	}
-	return 0;
+	RestoreUser(&own);
+	return kind;
 }
 
 static void
@@ -314,7 +345,7 @@ iceml_cancel_job(PG_FUNCTION_ARGS)
 	kind = VisibleJob(id, &status);
 	if (kind == 0)
 		NoSuchJob(id);
-	if (!has_privs_of_role(GetUserId(), get_role_oid("iceml_user", false)))
+	if (!has_privs_of_role(IcemlCaller(), get_role_oid("iceml_user", false)))
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 				 errmsg("permission denied to cancel iceml run %lld", (long long) id)));
@@ -361,6 +392,8 @@ iceml_resume_run(PG_FUNCTION_ARGS)
 	char	   *status;
 	Datum		arg = Int64GetDatum(id);
 	Oid			type = INT8OID;
+	Datum		role,
+				login;
 
 	RequireTrainer();
 	SPI_connect();
@@ -383,12 +416,15 @@ iceml_resume_run(PG_FUNCTION_ARGS)
 	BecomeCatalogOwner(&own);
 	SpiExec("UPDATE iceml.runs SET status = 'queued', error = NULL, finished_at = NULL,"
 			"       cancel_requested = false, worker_pid = NULL, worker_start = NULL"
-			" WHERE id OPERATOR(pg_catalog.=) $1",
+			" WHERE id OPERATOR(pg_catalog.=) $1 RETURNING role, login",
 			1, &type, &arg, NULL);
+	/* the worker acts as the run's role, whoever resumes it */
+	SpiGetDatum(0, 1, &role);
+	SpiGetDatum(0, 2, &login);
 	RestoreUser(&own);
 	SPI_finish();
 
-	LaunchAtCommit(id);
+	LaunchAtCommit(id, DatumGetObjectId(role), DatumGetObjectId(login));
 	PG_RETURN_INT64(id);
 }
 

@@ -42,6 +42,7 @@
 #include "utils/acl.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/rls.h"
 #include "utils/jsonb.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
@@ -51,6 +52,7 @@
 
 #include "iceml_expectations.h"
 #include "iceml_fs.h"
+#include "iceml_catalog.h"
 
 #define HLL_BITS	10
 #define HLL_M		(1 << HLL_BITS)
@@ -503,15 +505,13 @@ FeatureGroupComputeStatistics(Oid relid)
 	bool		commit_null;
 	MemoryContext rowcxt,
 				old;
-	Oid			save_user;
-	int			save_sec;
+	IcemlOwnerContext own;
 	bool		isnull;
 	TimestampTz now = GetCurrentTimestamp();
 
 	/* a feature group, readable by the caller */
 	SPI_connect();
-	GetUserIdAndSecContext(&save_user, &save_sec);
-	SetUserIdAndSecContext(BOOTSTRAP_SUPERUSERID, save_sec | SECURITY_LOCAL_USERID_CHANGE);
+	BecomeCatalogOwner(&own);
 	{
 		Oid			t[1] = {OIDOID};
 		Datum		a[1] = {ObjectIdGetDatum(relid)};
@@ -524,7 +524,7 @@ FeatureGroupComputeStatistics(Oid relid)
 								  1, t, a, NULL, true, 1) != SPI_OK_SELECT)
 			elog(ERROR, "feature group lookup failed");
 	}
-	SetUserIdAndSecContext(save_user, save_sec);
+	RestoreUser(&own);
 	if (SPI_processed == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
@@ -536,11 +536,23 @@ FeatureGroupComputeStatistics(Oid relid)
 	SPI_finish();
 
 	rel = table_open(relid, AccessShareLock);
-	if (pg_class_aclcheck(relid, GetUserId(), ACL_SELECT) != ACLCHECK_OK)
+	if (pg_class_aclcheck(relid, IcemlCaller(), ACL_SELECT) != ACLCHECK_OK)
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 				 errmsg("permission denied for feature group \"%s\"", RelationGetRelationName(rel)),
 				 errhint("compute_statistics reads the whole table: SELECT on it is needed.")));
+	/*
+	 * The scan below reads the heap directly: with row-level security in
+	 * force for the caller it would summarise rows the caller cannot see,
+	 * and publish them to every iceml role.
+	 */
+	if (check_enable_rls(relid, IcemlCaller(), false) == RLS_ENABLED)
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("cannot compute statistics of feature group \"%s\": row-level security applies to role \"%s\"",
+						RelationGetRelationName(rel), GetUserNameFromId(IcemlCaller(), false)),
+				 errdetail("Statistics summarise every row and are visible to every iceml role."),
+				 errhint("Have the table's owner (or a role that bypasses row-level security) compute them.")));
 
 	features = FsFeaturesFromTupleDesc(RelationGetDescr(rel), &nf);
 	st = palloc0(sizeof(FeatStats) * Max(nf, 1));
@@ -587,8 +599,7 @@ FeatureGroupComputeStatistics(Oid relid)
 	table_endscan(scan);
 
 	SPI_connect();
-	GetUserIdAndSecContext(&save_user, &save_sec);
-	SetUserIdAndSecContext(BOOTSTRAP_SUPERUSERID, save_sec | SECURITY_LOCAL_USERID_CHANGE);
+	BecomeCatalogOwner(&own);
 	for (i = 0; i < nf; i++)
 	{
 		FeatStats  *s = &st[i];
@@ -601,7 +612,7 @@ FeatureGroupComputeStatistics(Oid relid)
 		else
 			InsertRow(fg_id, relid, commit, commit_null, s, "value", &s->value, rows, s->numeric, now);
 	}
-	SetUserIdAndSecContext(save_user, save_sec);
+	RestoreUser(&own);
 	SPI_finish();
 	table_close(rel, AccessShareLock);
 	return rows;

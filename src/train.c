@@ -41,6 +41,7 @@ typedef struct TrainJob
 	int64		id;
 	Oid			role;
 	char	   *dataset;		/* regclass text, quoted and qualified */
+	Oid			dataset_relid;
 	char	   *label;
 	char	   *spec;
 	char	   *val_split;		/* NULL when the dataset has none */
@@ -138,7 +139,7 @@ LoadJob(TrainJob *job)
 
 	BeginTx();
 	BecomeCatalogOwner(&own);
-	if (SpiExec("SELECT r.training_dataset::pg_catalog.text, r.label, r.spec::pg_catalog.text,"
+	if (SpiExec("SELECT r.training_dataset::pg_catalog.oid, r.label, r.spec::pg_catalog.text,"
 				"       r.val_split, r.channels, r.hyperparams, r.epochs,"
 				"       COALESCE(r.study_id, 0), s.metric, s.strategy,"
 				"       (s.hyperparams OPERATOR(pg_catalog.->>) 'asha_min_epochs')::pg_catalog.int4,"
@@ -150,7 +151,27 @@ LoadJob(TrainJob *job)
 	RestoreUser(&own);
 
 	old = MemoryContextSwitchTo(keep);
-	job->dataset = pstrdup(SpiGetText(0, 1));
+	{
+		Datum		d;
+		Oid			relid;
+		char	   *relname;
+
+		/*
+		 * The dataset may have been dropped since the run was queued: its
+		 * regclass would print as a bare number and make no sense in SQL.
+		 */
+		SpiGetDatum(0, 1, &d);
+		relid = DatumGetObjectId(d);
+		relname = get_rel_name(relid);
+		if (relname == NULL)
+			ereport(ERROR,
+					(errcode(ERRCODE_UNDEFINED_TABLE),
+					 errmsg("the training dataset of run %lld (relation %u) no longer exists",
+							(long long) job->id, relid),
+					 errhint("It was dropped after the run was queued; create it again and train a new run.")));
+		job->dataset = quote_qualified_identifier(get_namespace_name(get_rel_namespace(relid)), relname);
+		job->dataset_relid = relid;
+	}
 	job->label = pstrdup(SpiGetText(0, 2));
 	job->spec = pstrdup(SpiGetText(0, 3));
 	s = SpiGetText(0, 4);
@@ -210,6 +231,25 @@ LoadJob(TrainJob *job)
 	job->threads = (int) JsonbFieldNumber(hp, "threads", iceml_train_threads);
 	MemoryContextSwitchTo(old);
 	EndTx();
+}
+
+/*
+ * What a failed run records: the message, then its SQLSTATE, detail and
+ * hint, so that iceml.runs.error says what the client would have been told.
+ */
+static char *
+ErrorText(ErrorData *edata)
+{
+	StringInfoData buf;
+
+	initStringInfo(&buf);
+	appendStringInfo(&buf, "%s (SQLSTATE %s)", edata->message ? edata->message : "unknown error",
+					 unpack_sql_state(edata->sqlerrcode));
+	if (edata->detail)
+		appendStringInfo(&buf, " DETAIL: %s", edata->detail);
+	if (edata->hint)
+		appendStringInfo(&buf, " HINT: %s", edata->hint);
+	return buf.data;
 }
 
 /* ---- reading the training dataset ---------------------------------------- */
@@ -302,8 +342,7 @@ ReadDataset(TrainJob *job)
 		const char *ch = lfirst(lc);
 
 		if (strcmp(ch, "band_avg") == 0 &&
-			get_attnum(DatumGetObjectId(DirectFunctionCall1(regclassin, CStringGetDatum(job->dataset))),
-					   "band_avg") == InvalidAttrNumber)
+			get_attnum(job->dataset_relid, "band_avg") == InvalidAttrNumber)
 		{
 			avg_ch = foreach_current_index(lc);
 			appendStringInfoString(&sql, "band_1, band_2, ");
@@ -312,7 +351,8 @@ ReadDataset(TrainJob *job)
 			appendStringInfo(&sql, "%s, ", quote_identifier(ch));
 	}
 	ncols = nch + (avg_ch >= 0 ? 1 : 0);
-	appendStringInfo(&sql, "%s::pg_catalog.float4, split FROM %s WHERE split OPERATOR(pg_catalog.=) 'train'",
+	appendStringInfo(&sql, "%s::pg_catalog.float4, split OPERATOR(pg_catalog.=) 'train'"
+					 " FROM %s WHERE split OPERATOR(pg_catalog.=) 'train'",
 					 quote_identifier(job->label), job->dataset);
 	if (job->val_split)
 		appendStringInfo(&sql, " OR split OPERATOR(pg_catalog.=) %s", quote_literal_cstr(job->val_split));
@@ -328,8 +368,7 @@ ReadDataset(TrainJob *job)
 			HeapTuple	tup = SPI_tuptable->vals[r];
 			TupleDesc	desc = SPI_tuptable->tupdesc;
 			bool		isnull;
-			char	   *split = SPI_getvalue(tup, desc, ncols + 2);
-			bool		is_train = strcmp(split, "train") == 0;
+			bool		is_train = DatumGetBool(SPI_getbinval(tup, desc, ncols + 2, &isnull));
 			float	  **xp = is_train ? &job->x_train : &job->x_val;
 			float	  **yp = is_train ? &job->y_train : &job->y_val;
 			int64	   *np = is_train ? &job->n_train : &job->n_val;
@@ -882,15 +921,14 @@ TrainRunInWorker(int64 run_id, Oid role)
 		ErrorData  *edata;
 
 		MemoryContextSwitchTo(ctx);
+		/* the server log gets the whole error, SQLSTATE and context included */
+		EmitErrorReport();
 		edata = CopyErrorData();
 		FlushErrorState();
-		/* the server log gets the error as usual */
-		ereport(LOG,
-				(errmsg("iceml run %lld failed: %s", (long long) run_id, edata->message)));
 		AbortOutOfAnyTransaction();
 		/* record the failure even when a shutdown is pending */
 		HOLD_INTERRUPTS();
-		FinishRun(&job, "failed", edata->message, NULL, NULL, 0, NULL, 0);
+		FinishRun(&job, "failed", ErrorText(edata), NULL, NULL, 0, NULL, 0);
 		RESUME_INTERRUPTS();
 	}
 	PG_END_TRY();

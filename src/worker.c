@@ -40,47 +40,11 @@
 #include "iceml_worker.h"
 
 #define ICEML_APPNAME_PREFIX "iceml train "
+#define ICEML_WORKER_TYPE "iceml train"
 
 PGDLLEXPORT void iceml_worker_main(Datum main_arg);
 
-/* ---- running SQL as the catalog owner ----------------------------------- */
-
-Oid
-CatalogOwner(void)
-{
-	Oid			nsp = get_namespace_oid("iceml", false);
-	Oid			relid = get_relname_relid("runs", nsp);
-	HeapTuple	tup;
-	Oid			owner;
-
-	if (!OidIsValid(relid))
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("iceml catalog table iceml.runs is missing"),
-				 errhint("Reinstall the extension with DROP EXTENSION iceml; CREATE EXTENSION iceml.")));
-	tup = SearchSysCache1(RELOID, ObjectIdGetDatum(relid));
-	if (!HeapTupleIsValid(tup))
-		elog(ERROR, "cache lookup failed for relation %u", relid);
-	owner = ((Form_pg_class) GETSTRUCT(tup))->relowner;
-	ReleaseSysCache(tup);
-	return owner;
-}
-
-void
-BecomeCatalogOwner(IcemlOwnerContext *ctx)
-{
-	Oid			owner = CatalogOwner();
-
-	GetUserIdAndSecContext(&ctx->save_userid, &ctx->save_sec_context);
-	SetUserIdAndSecContext(owner,
-						   ctx->save_sec_context | SECURITY_LOCAL_USERID_CHANGE);
-}
-
-void
-RestoreUser(IcemlOwnerContext *ctx)
-{
-	SetUserIdAndSecContext(ctx->save_userid, ctx->save_sec_context);
-}
+/* ---- SPI helpers ---------------------------------------------------------- */
 
 uint64
 SpiExec(const char *sql, int nargs, Oid *argtypes, Datum *values, const char *nulls)
@@ -115,6 +79,7 @@ typedef struct PendingLaunch
 {
 	int64		id;
 	int			nest_level;		/* subtransaction that asked */
+	IcemlWorkerExtra extra;		/* who the worker connects and acts as */
 } PendingLaunch;
 
 static List *pending_launches = NIL;	/* in TopMemoryContext */
@@ -132,7 +97,7 @@ StartWorker(int64 id, IcemlWorkerExtra *extra)
 	snprintf(worker.bgw_library_name, BGW_MAXLEN, "iceml");
 	snprintf(worker.bgw_function_name, BGW_MAXLEN, "iceml_worker_main");
 	snprintf(worker.bgw_name, BGW_MAXLEN, "iceml train %lld", (long long) id);
-	snprintf(worker.bgw_type, BGW_MAXLEN, "iceml train");
+	snprintf(worker.bgw_type, BGW_MAXLEN, ICEML_WORKER_TYPE);
 	worker.bgw_main_arg = Int64GetDatum(id);
 	memcpy(worker.bgw_extra, extra, sizeof(*extra));
 	worker.bgw_notify_pid = 0;
@@ -141,26 +106,16 @@ StartWorker(int64 id, IcemlWorkerExtra *extra)
 }
 
 static void
-CurrentWorkerExtra(IcemlWorkerExtra *extra)
-{
-	extra->database = MyDatabaseId;
-	extra->login_role = GetSessionUserId();
-	extra->role = GetUserId();
-}
-
-static void
 LaunchPending(void)
 {
-	IcemlWorkerExtra extra;
 	ListCell   *lc;
 	int			failed = 0;
 
-	CurrentWorkerExtra(&extra);
 	foreach(lc, pending_launches)
 	{
 		PendingLaunch *p = (PendingLaunch *) lfirst(lc);
 
-		if (!StartWorker(p->id, &extra))
+		if (!StartWorker(p->id, &p->extra))
 			failed++;
 	}
 	list_free_deep(pending_launches);
@@ -225,12 +180,15 @@ WorkerSubXactCallback(SubXactEvent event, SubTransactionId mySubid,
 }
 
 void
-LaunchAtCommit(int64 id)
+LaunchAtCommit(int64 id, Oid role, Oid login)
 {
 	MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
 	PendingLaunch *p = palloc(sizeof(PendingLaunch));
 
 	p->id = id;
+	p->extra.database = MyDatabaseId;
+	p->extra.role = role;
+	p->extra.login_role = login;
 	p->nest_level = GetCurrentTransactionNestLevel();
 	pending_launches = lappend(pending_launches, p);
 	MemoryContextSwitchTo(old);
@@ -246,8 +204,9 @@ WorkerInit(void)
 /* ---- claiming a run ------------------------------------------------------ */
 
 /*
- * Workers that hold a run anywhere in the cluster: those that advertise
- * themselves with the 'iceml train <id>' application name.
+ * Workers that hold a run anywhere in the cluster: background workers of
+ * type "iceml train" (the type is set at registration; a client session
+ * can name itself anything, but is never a background worker).
  */
 static int
 ClaimedWorkers(void)
@@ -266,13 +225,17 @@ ClaimedWorkers(void)
 	{
 		LocalPgBackendStatus *local = pgstat_fetch_stat_local_beentry(i);
 		PgBackendStatus *be;
+		const char *type;
 
 		if (local == NULL)
 			continue;
 		be = &local->backendStatus;
-		if (be->st_procpid != MyProcPid && be->st_appname != NULL &&
-			strncmp(be->st_appname, ICEML_APPNAME_PREFIX,
-					strlen(ICEML_APPNAME_PREFIX)) == 0)
+		if (be->st_procpid == MyProcPid || be->st_backendType != B_BG_WORKER)
+			continue;
+		type = GetBackgroundWorkerTypeByPid(be->st_procpid);
+		if (type != NULL && strcmp(type, ICEML_WORKER_TYPE) == 0 &&
+			be->st_appname != NULL &&
+			strncmp(be->st_appname, ICEML_APPNAME_PREFIX, strlen(ICEML_APPNAME_PREFIX)) == 0)
 			claimed++;
 	}
 	return claimed;

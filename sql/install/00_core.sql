@@ -32,9 +32,8 @@ GRANT iceml_user TO iceml_admin;
 
 REVOKE ALL ON SCHEMA iceml, iceml_fs, iceml_td FROM PUBLIC;
 GRANT USAGE ON SCHEMA iceml, iceml_fs, iceml_td TO iceml_reader;
--- iceml_user creates feature groups and training datasets through iceml's
--- functions, which create the tables as the calling role
-GRANT CREATE ON SCHEMA iceml_fs, iceml_td TO iceml_user;
+-- Nobody but the catalog owner creates tables there: iceml's functions create
+-- them and hand them to the caller, so no user can squat a name
 
 CREATE FUNCTION iceml.version() RETURNS text
     AS 'MODULE_PATHNAME', 'iceml_version'
@@ -42,3 +41,24 @@ CREATE FUNCTION iceml.version() RETURNS text
 COMMENT ON FUNCTION iceml.version() IS
     'iceml library version with the linked OpenBLAS and json-c builds';
 GRANT EXECUTE ON FUNCTION iceml.version() TO iceml_reader;
+
+-- ---- running as the catalog owner, on behalf of the caller (src/catalog.c)
+-- The SQL functions that write iceml's catalogs are gates: C functions that
+-- run the implementation iceml._<name> as the catalog owner with search_path
+-- pinned to pg_catalog, pg_temp.  These three serve the implementations
+-- only: like every other iceml._ function, no iceml role may execute them.
+CREATE FUNCTION iceml._caller() RETURNS regrole
+    AS 'MODULE_PATHNAME', 'iceml_caller'
+    LANGUAGE C STABLE PARALLEL RESTRICTED;
+COMMENT ON FUNCTION iceml._caller() IS
+    'internal: the role on whose behalf iceml works (the caller of the outermost gate)';
+CREATE FUNCTION iceml._caller_may_see(owner oid) RETURNS boolean
+    AS 'MODULE_PATHNAME', 'iceml_caller_may_see'
+    LANGUAGE C STABLE STRICT PARALLEL RESTRICTED;
+COMMENT ON FUNCTION iceml._caller_may_see(oid) IS
+    'internal: whether the caller may see catalog rows of that owner (the owner, its members, iceml_admin)';
+CREATE FUNCTION iceml._as_caller(sql text) RETURNS jsonb
+    AS 'MODULE_PATHNAME', 'iceml_as_caller'
+    LANGUAGE C VOLATILE STRICT PARALLEL UNSAFE;
+COMMENT ON FUNCTION iceml._as_caller(text) IS
+    'internal: runs one statement of iceml''s as the calling role; returns the first column (jsonb) of its first row, or the number of rows it processed';

@@ -124,28 +124,16 @@ SELECT pg_catalog.pg_extension_config_dump('iceml.training_datasets_id_seq', '')
 
 -- Who sees what: catalog metadata (groups, commits, statistics, datasets) is
 -- readable by every iceml role; validations (they name failing keys) only by
--- the group's owner and iceml_admin.  Groups and datasets are written by
--- their owners through the functions below (which run as the caller); commits,
--- validations and statistics are written by iceml's C code as the catalog's
--- owner.
+-- the group's owner and iceml_admin.  Nobody but the catalog owner writes
+-- these tables: groups and datasets are written by the functions below,
+-- which run their implementations as the catalog owner (src/catalog.c,
+-- iceml_gate); commits, validations and statistics by iceml's C code, also
+-- as the catalog owner.
 ALTER TABLE iceml.feature_groups ENABLE ROW LEVEL SECURITY;
 CREATE POLICY feature_groups_read ON iceml.feature_groups FOR SELECT USING (true);
-CREATE POLICY feature_groups_owner ON iceml.feature_groups FOR ALL
-    USING (pg_catalog.pg_has_role(owner::pg_catalog.oid, 'MEMBER')
-           OR pg_catalog.pg_has_role('iceml_admin', 'MEMBER'))
-    WITH CHECK (pg_catalog.pg_has_role(owner::pg_catalog.oid, 'MEMBER')
-                OR pg_catalog.pg_has_role('iceml_admin', 'MEMBER'));
 
 ALTER TABLE iceml.training_datasets ENABLE ROW LEVEL SECURITY;
 CREATE POLICY training_datasets_read ON iceml.training_datasets FOR SELECT USING (true);
-CREATE POLICY training_datasets_owner ON iceml.training_datasets FOR ALL
-    USING (pg_catalog.pg_has_role(owner::pg_catalog.oid, 'MEMBER')
-           OR pg_catalog.pg_has_role('iceml_admin', 'MEMBER')
-           OR EXISTS (SELECT FROM iceml.feature_groups fg
-                      WHERE fg.id OPERATOR(pg_catalog.=) feature_group_id
-                        AND pg_catalog.pg_has_role(fg.owner::pg_catalog.oid, 'MEMBER')))
-    WITH CHECK (pg_catalog.pg_has_role(owner::pg_catalog.oid, 'MEMBER')
-                OR pg_catalog.pg_has_role('iceml_admin', 'MEMBER'));
 
 ALTER TABLE iceml.validations ENABLE ROW LEVEL SECURITY;
 CREATE POLICY validations_owner ON iceml.validations FOR SELECT
@@ -156,8 +144,6 @@ CREATE POLICY validations_owner ON iceml.validations FOR SELECT
 
 GRANT SELECT ON iceml.feature_groups, iceml.feature_group_commits, iceml.feature_statistics,
                 iceml.training_datasets, iceml.validations TO iceml_reader;
-GRANT INSERT, UPDATE, DELETE ON iceml.feature_groups, iceml.training_datasets TO iceml_user;
-GRANT USAGE ON SEQUENCE iceml.feature_groups_id_seq, iceml.training_datasets_id_seq TO iceml_user;
 
 -- --------------------------------------------------------------------
 -- C helpers (internal: names start with an underscore)
@@ -218,7 +204,8 @@ BEGIN
             USING ERRCODE = '22023',
                   HINT = 'Feature groups are created by iceml.create_feature_group and listed in iceml.feature_groups.';
     END IF;
-    IF for_write AND NOT pg_has_role((SELECT c.relowner FROM pg_class c WHERE c.oid = feature_group), 'MEMBER') THEN
+    IF for_write AND NOT pg_has_role(iceml._caller(), (SELECT c.relowner FROM pg_class c WHERE c.oid = feature_group), 'MEMBER')
+       AND NOT pg_has_role(iceml._caller(), 'iceml_admin', 'MEMBER') THEN
         RAISE EXCEPTION 'must be owner of feature group "%"', feature_group
             USING ERRCODE = '42501';
     END IF;
@@ -248,7 +235,7 @@ COMMENT ON FUNCTION iceml._fs_validation_mode(text) IS
 -- feature groups
 -- --------------------------------------------------------------------
 
-CREATE FUNCTION iceml.create_feature_group(
+CREATE FUNCTION iceml._create_feature_group(
     name         text,
     features     jsonb,
     primary_key  text[],
@@ -262,9 +249,9 @@ CREATE FUNCTION iceml.create_feature_group(
     SET search_path = pg_catalog, pg_temp
 AS $fn$
 DECLARE
-    v_name     text := create_feature_group.name;
-    v_version  integer := create_feature_group.version;
-    v_expect   jsonb := coalesce(create_feature_group.expectations, '[]');
+    v_name     text := _create_feature_group.name;
+    v_version  integer := _create_feature_group.version;
+    v_expect   jsonb := coalesce(_create_feature_group.expectations, '[]');
     v_mode     text;
     v_cols     text;
     v_table    text;
@@ -275,11 +262,11 @@ BEGIN
         RAISE EXCEPTION 'name must not be NULL' USING ERRCODE = '22023';
     END IF;
     PERFORM iceml._fs_check_name(v_name, 'feature group name');
-    IF create_feature_group.features IS NULL THEN
+    IF _create_feature_group.features IS NULL THEN
         RAISE EXCEPTION 'features must not be NULL' USING ERRCODE = '22023',
             HINT = 'For example [{"name":"id","type":"text"},{"name":"band_1","type":"real[]"}].';
     END IF;
-    IF create_feature_group.primary_key IS NULL THEN
+    IF _create_feature_group.primary_key IS NULL THEN
         RAISE EXCEPTION 'primary_key must not be NULL' USING ERRCODE = '22023',
             HINT = 'For example primary_key => ARRAY[''id''].';
     END IF;
@@ -287,18 +274,23 @@ BEGIN
         RAISE EXCEPTION 'invalid version %', v_version USING ERRCODE = '22023',
             DETAIL = 'A version is a positive integer; NULL takes the next one.';
     END IF;
-    IF create_feature_group.statistics IS NULL THEN
+    IF _create_feature_group.statistics IS NULL THEN
         RAISE EXCEPTION 'statistics must not be NULL' USING ERRCODE = '22023';
     END IF;
-    v_mode := iceml._fs_validation_mode(create_feature_group.validation);
-    v_cols := iceml._fs_table_ddl(create_feature_group.features, create_feature_group.primary_key);
-    PERFORM iceml._fs_check_expectations(create_feature_group.features, v_expect);
+    v_mode := iceml._fs_validation_mode(_create_feature_group.validation);
+    v_cols := iceml._fs_table_ddl(_create_feature_group.features, _create_feature_group.primary_key);
+    PERFORM iceml._fs_check_expectations(_create_feature_group.features, v_expect);
 
     -- one creator at a time per name: versions are taken in order
     PERFORM pg_advisory_xact_lock(hashtextextended('iceml feature group ' || v_name, 0));
     IF v_version IS NULL THEN
-        SELECT coalesce(max(g.version), 0) + 1 INTO v_version
+        SELECT coalesce(max(g.version), 0) INTO v_version
           FROM iceml.feature_groups g WHERE g.name = v_name;
+        IF v_version = 2147483647 THEN
+            RAISE EXCEPTION 'feature group "%" has no next version: version % is the largest', v_name, v_version
+                USING ERRCODE = '22003', HINT = 'Give an unused version explicitly.';
+        END IF;
+        v_version := v_version + 1;
     ELSIF EXISTS (SELECT FROM iceml.feature_groups g
                    WHERE g.name = v_name AND g.version = v_version) THEN
         RAISE EXCEPTION 'feature group "%" version % already exists', v_name, v_version
@@ -326,9 +318,12 @@ BEGIN
     EXECUTE format('CREATE TRIGGER iceml_commit_delete AFTER DELETE ON %s'
                    ' REFERENCING OLD TABLE AS iceml_old'
                    ' FOR EACH STATEMENT EXECUTE FUNCTION iceml._fs_statement_trigger()', v_rel);
-    IF create_feature_group.description IS NOT NULL THEN
-        EXECUTE format('COMMENT ON TABLE %s IS %L', v_rel, create_feature_group.description);
+    IF _create_feature_group.description IS NOT NULL THEN
+        EXECUTE format('COMMENT ON TABLE %s IS %L', v_rel, _create_feature_group.description);
     END IF;
+    -- created by the catalog owner (users cannot create tables in iceml_fs,
+    -- so nobody can squat a name), then handed to the caller
+    EXECUTE format('ALTER TABLE %s OWNER TO %I', v_rel, iceml._caller()::text);
 
     SELECT jsonb_agg(jsonb_build_object('name', a.attname::text,
                                         'type', format_type(a.atttypid, a.atttypmod))
@@ -340,16 +335,28 @@ BEGIN
     INSERT INTO iceml.feature_groups
         (name, version, "table", primary_key, features, expectations, validation,
          statistics, description, owner)
-    VALUES (v_name, v_version, v_rel, create_feature_group.primary_key, v_features, v_expect,
-            v_mode, create_feature_group.statistics, create_feature_group.description,
-            current_user::regrole);
+    VALUES (v_name, v_version, v_rel, _create_feature_group.primary_key, v_features, v_expect,
+            v_mode, _create_feature_group.statistics, _create_feature_group.description,
+            iceml._caller());
     RETURN v_rel;
 END
 $fn$;
+CREATE FUNCTION iceml.create_feature_group(
+    name         text,
+    features     jsonb,
+    primary_key  text[],
+    version      integer DEFAULT NULL,
+    description  text    DEFAULT NULL,
+    expectations jsonb   DEFAULT '[]',
+    validation   text    DEFAULT 'STRICT',
+    statistics   boolean DEFAULT true)
+    RETURNS regclass
+    AS 'MODULE_PATHNAME', 'iceml_gate'
+    LANGUAGE C VOLATILE;
 COMMENT ON FUNCTION iceml.create_feature_group(text, jsonb, text[], integer, text, jsonb, text, boolean) IS
     'creates the feature group table iceml_fs.<name>_<version>, owned by the caller, with triggers enforcing its expectations';
 
-CREATE FUNCTION iceml.drop_feature_group(feature_group regclass, "cascade" boolean DEFAULT false)
+CREATE FUNCTION iceml._drop_feature_group(feature_group regclass, "cascade" boolean DEFAULT false)
     RETURNS void
     LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
     SET search_path = pg_catalog, pg_temp
@@ -360,12 +367,12 @@ DECLARE
     td   record;
 BEGIN
     fg := iceml._fs_group(feature_group, true);
-    IF drop_feature_group."cascade" IS NULL THEN
+    IF _drop_feature_group."cascade" IS NULL THEN
         RAISE EXCEPTION 'cascade must not be NULL' USING ERRCODE = '22023';
     END IF;
     SELECT string_agg(t."table"::text, ', ' ORDER BY t.id) INTO deps
       FROM iceml.training_datasets t WHERE t.feature_group_id = fg.id;
-    IF deps IS NOT NULL AND NOT drop_feature_group."cascade" THEN
+    IF deps IS NOT NULL AND NOT _drop_feature_group."cascade" THEN
         RAISE EXCEPTION 'cannot drop feature group "%" because training datasets depend on it', feature_group
             USING ERRCODE = '2BP01',
                   DETAIL = format('Training datasets built from it: %s.', deps),
@@ -381,10 +388,14 @@ BEGIN
     EXECUTE format('DROP TABLE %s', feature_group);
 END
 $fn$;
+CREATE FUNCTION iceml.drop_feature_group(feature_group regclass, "cascade" boolean DEFAULT false)
+    RETURNS void
+    AS 'MODULE_PATHNAME', 'iceml_gate'
+    LANGUAGE C VOLATILE;
 COMMENT ON FUNCTION iceml.drop_feature_group(regclass, boolean) IS
     'drops a feature group table and its catalog rows; with cascade => true also the training datasets built from it';
 
-CREATE FUNCTION iceml.add_expectation(feature_group regclass, expectation jsonb)
+CREATE FUNCTION iceml._add_expectation(feature_group regclass, expectation jsonb)
     RETURNS jsonb
     LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
     SET search_path = pg_catalog, pg_temp
@@ -405,10 +416,14 @@ BEGIN
     RETURN doc;
 END
 $fn$;
+CREATE FUNCTION iceml.add_expectation(feature_group regclass, expectation jsonb)
+    RETURNS jsonb
+    AS 'MODULE_PATHNAME', 'iceml_gate'
+    LANGUAGE C VOLATILE;
 COMMENT ON FUNCTION iceml.add_expectation(regclass, jsonb) IS
     'adds one expectation to a feature group (checked against its features); returns the new expectations document';
 
-CREATE FUNCTION iceml.drop_expectation(feature_group regclass, name text)
+CREATE FUNCTION iceml._drop_expectation(feature_group regclass, name text)
     RETURNS jsonb
     LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
     SET search_path = pg_catalog, pg_temp
@@ -418,27 +433,31 @@ DECLARE
     doc jsonb;
 BEGIN
     fg := iceml._fs_group(feature_group, true);
-    IF drop_expectation.name IS NULL THEN
+    IF _drop_expectation.name IS NULL THEN
         RAISE EXCEPTION 'name must not be NULL' USING ERRCODE = '22023';
     END IF;
     SELECT g.expectations INTO doc FROM iceml.feature_groups g WHERE g.id = fg.id FOR UPDATE;
-    IF NOT EXISTS (SELECT FROM jsonb_array_elements(doc) e WHERE e->>'name' = drop_expectation.name) THEN
-        RAISE EXCEPTION 'feature group "%" has no expectation named "%"', feature_group, drop_expectation.name
+    IF NOT EXISTS (SELECT FROM jsonb_array_elements(doc) e WHERE e->>'name' = _drop_expectation.name) THEN
+        RAISE EXCEPTION 'feature group "%" has no expectation named "%"', feature_group, _drop_expectation.name
             USING ERRCODE = '22023';
     END IF;
     UPDATE iceml.feature_groups g
        SET expectations = (SELECT coalesce(jsonb_agg(e ORDER BY i), '[]')
                              FROM jsonb_array_elements(doc) WITH ORDINALITY AS x(e, i)
-                            WHERE e->>'name' IS DISTINCT FROM drop_expectation.name)
+                            WHERE e->>'name' IS DISTINCT FROM _drop_expectation.name)
      WHERE g.id = fg.id
     RETURNING g.expectations INTO doc;
     RETURN doc;
 END
 $fn$;
+CREATE FUNCTION iceml.drop_expectation(feature_group regclass, name text)
+    RETURNS jsonb
+    AS 'MODULE_PATHNAME', 'iceml_gate'
+    LANGUAGE C VOLATILE;
 COMMENT ON FUNCTION iceml.drop_expectation(regclass, text) IS
     'removes the named expectation from a feature group; returns the new expectations document';
 
-CREATE FUNCTION iceml.set_validation(feature_group regclass, validation text)
+CREATE FUNCTION iceml._set_validation(feature_group regclass, validation text)
     RETURNS text
     LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
     SET search_path = pg_catalog, pg_temp
@@ -448,23 +467,19 @@ DECLARE
     mode text;
 BEGIN
     fg := iceml._fs_group(feature_group, true);
-    mode := iceml._fs_validation_mode(set_validation.validation);
+    mode := iceml._fs_validation_mode(_set_validation.validation);
     UPDATE iceml.feature_groups g SET validation = mode WHERE g.id = fg.id;
     RETURN mode;
 END
 $fn$;
+CREATE FUNCTION iceml.set_validation(feature_group regclass, validation text)
+    RETURNS text
+    AS 'MODULE_PATHNAME', 'iceml_gate'
+    LANGUAGE C VOLATILE;
 COMMENT ON FUNCTION iceml.set_validation(regclass, text) IS
     'sets the validation mode of a feature group (STRICT, WARNING, ALL or NONE); returns it';
 
 GRANT EXECUTE ON FUNCTION
-    iceml._fs_check_name(text, text),
-    iceml._fs_table_ddl(jsonb, text[]),
-    iceml._fs_check_expectations(jsonb, jsonb),
-    iceml._fs_check_expectation(regclass, jsonb, jsonb),
-    iceml._fs_row_trigger(),
-    iceml._fs_statement_trigger(),
-    iceml._fs_group(regclass, boolean),
-    iceml._fs_validation_mode(text),
     iceml.create_feature_group(text, jsonb, text[], integer, text, jsonb, text, boolean),
     iceml.drop_feature_group(regclass, boolean),
     iceml.add_expectation(regclass, jsonb),

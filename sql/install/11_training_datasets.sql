@@ -12,7 +12,7 @@
 -- count per label is within one row of n * fraction.
 -- ====================================================================
 
-CREATE FUNCTION iceml.create_training_dataset(
+CREATE FUNCTION iceml._create_training_dataset(
     name          text,
     feature_group regclass,
     label         text,
@@ -25,10 +25,10 @@ CREATE FUNCTION iceml.create_training_dataset(
     SET search_path = pg_catalog, pg_temp
 AS $fn$
 DECLARE
-    v_name    text := create_training_dataset.name;
-    v_version integer := create_training_dataset.version;
-    v_label   text := create_training_dataset.label;
-    v_splits  jsonb := create_training_dataset.splits;
+    v_name    text := _create_training_dataset.name;
+    v_version integer := _create_training_dataset.version;
+    v_label   text := _create_training_dataset.label;
+    v_splits  jsonb := _create_training_dataset.splits;
     fg        iceml.feature_groups;
     cols      text[];           -- all live columns of the feature group
     label_typ oid;
@@ -53,12 +53,12 @@ BEGIN
         RAISE EXCEPTION 'name must not be NULL' USING ERRCODE = '22023';
     END IF;
     PERFORM iceml._fs_check_name(v_name, 'training dataset name');
-    fg := iceml._fs_group(create_training_dataset.feature_group, false);
+    fg := iceml._fs_group(_create_training_dataset.feature_group, false);
     IF v_version IS NOT NULL AND v_version < 1 THEN
         RAISE EXCEPTION 'invalid version %', v_version USING ERRCODE = '22023',
             DETAIL = 'A version is a positive integer; NULL takes the next one.';
     END IF;
-    IF create_training_dataset.seed IS NULL THEN
+    IF _create_training_dataset.seed IS NULL THEN
         RAISE EXCEPTION 'seed must not be NULL' USING ERRCODE = '22023';
     END IF;
 
@@ -83,10 +83,10 @@ BEGIN
     END IF;
 
     -- the features: all but the label, or the given ones
-    IF create_training_dataset.features IS NULL THEN
+    IF _create_training_dataset.features IS NULL THEN
         feats := array_remove(cols, v_label);
     ELSE
-        feats := create_training_dataset.features;
+        feats := _create_training_dataset.features;
         IF cardinality(feats) = 0 THEN
             RAISE EXCEPTION 'features must name at least one feature' USING ERRCODE = '22023',
                 HINT = 'Pass NULL for all features but the label.';
@@ -150,12 +150,14 @@ BEGIN
     SELECT array_agg(e.key ORDER BY e.key <> 'train', e.key) INTO names FROM jsonb_each(v_splits) e;
 
     -- at least one labelled row
-    EXECUTE format('SELECT count(*) FROM %s t', fg."table") INTO n_rows;
+    -- the caller's reads of the feature group run as the caller
+    n_rows := (iceml._as_caller(format('SELECT pg_catalog.to_jsonb(pg_catalog.count(*)) FROM (SELECT FROM %s t LIMIT 1) x', fg."table")))::bigint;
     IF n_rows = 0 THEN
         RAISE EXCEPTION 'feature group "%" is empty', fg."table"
             USING ERRCODE = '22023', HINT = 'Ingest rows into it first.';
     END IF;
-    EXECUTE format('SELECT count(*) FROM %s t WHERE t.%I IS NOT NULL', fg."table", v_label) INTO n_rows;
+    n_rows := (iceml._as_caller(format('SELECT pg_catalog.to_jsonb(pg_catalog.count(*)) FROM (SELECT FROM %s t WHERE t.%I IS NOT NULL LIMIT 1) x',
+                                      fg."table", v_label)))::bigint;
     IF n_rows = 0 THEN
         RAISE EXCEPTION 'feature group "%" has no rows with a label "%"', fg."table", v_label
             USING ERRCODE = '22023', DETAIL = 'Rows whose label is NULL are left out of a training dataset.';
@@ -176,8 +178,13 @@ BEGIN
 
     PERFORM pg_advisory_xact_lock(hashtextextended('iceml training dataset ' || v_name, 0));
     IF v_version IS NULL THEN
-        SELECT coalesce(max(t.version), 0) + 1 INTO v_version
+        SELECT coalesce(max(t.version), 0) INTO v_version
           FROM iceml.training_datasets t WHERE t.name = v_name;
+        IF v_version = 2147483647 THEN
+            RAISE EXCEPTION 'training dataset "%" has no next version: version % is the largest', v_name, v_version
+                USING ERRCODE = '22003', HINT = 'Give an unused version explicitly.';
+        END IF;
+        v_version := v_version + 1;
     ELSIF EXISTS (SELECT FROM iceml.training_datasets t
                    WHERE t.name = v_name AND t.version = v_version) THEN
         RAISE EXCEPTION 'training dataset "%" version % already exists', v_name, v_version
@@ -188,34 +195,43 @@ BEGIN
         RAISE EXCEPTION 'relation "iceml_td.%" already exists', v_table USING ERRCODE = '42P07';
     END IF;
 
-    EXECUTE format(
-        'CREATE TABLE iceml_td.%I AS'
+    -- The table is created by the catalog owner (nobody else creates tables
+    -- in iceml_td) with the columns of the feature group, handed to the
+    -- caller, and filled by the caller: the feature group is read with the
+    -- caller's privileges and row-level security, never the owner's.
+    EXECUTE format('CREATE TABLE iceml_td.%I (%s, split text NOT NULL, PRIMARY KEY (%s))', v_table,
+                   (SELECT string_agg(format('%I %s', c, format_type(a.atttypid, a.atttypmod)), ', ' ORDER BY o)
+                      FROM unnest(chosen || v_label) WITH ORDINALITY AS u(c, o)
+                      JOIN pg_attribute a ON a.attrelid = fg."table" AND a.attname = u.c),
+                   (SELECT string_agg(format('%I', c), ', ' ORDER BY o)
+                      FROM unnest(fg.primary_key) WITH ORDINALITY AS u(c, o)));
+    v_rel := format('iceml_td.%I', v_table)::regclass;
+    EXECUTE format('ALTER TABLE %s OWNER TO %I', v_rel, iceml._caller()::text);
+    PERFORM iceml._as_caller(format(
+        'INSERT INTO %s'
         ' SELECT %s, %s AS split FROM ('
-        '   SELECT t.*, (row_number() OVER w - 1) AS iceml_rank, count(*) OVER (PARTITION BY t.%I) AS iceml_n'
+        '   SELECT t.*, (pg_catalog.row_number() OVER w OPERATOR(pg_catalog.-) 1) AS iceml_rank,'
+        '          pg_catalog.count(*) OVER (PARTITION BY t.%I) AS iceml_n'
         '     FROM %s t WHERE t.%I IS NOT NULL'
-        '   WINDOW w AS (PARTITION BY t.%I ORDER BY hashtextextended(%s, %s), %s)) r',
-        v_table,
+        '   WINDOW w AS (PARTITION BY t.%I ORDER BY pg_catalog.hashtextextended(%s, %s), %s)) r',
+        v_rel,
         (SELECT string_agg(format('r.%I', c), ', ' ORDER BY o)
            FROM unnest(chosen || v_label) WITH ORDINALITY AS u(c, o)),
         CASE WHEN cases = '' THEN quote_literal(names[1])
              ELSE format('CASE%s ELSE %L END', cases, names[cardinality(names)]) END,
-        v_label, fg."table", v_label, v_label, pkexpr, create_training_dataset.seed, pkexpr);
-    v_rel := format('iceml_td.%I', v_table)::regclass;
-    EXECUTE format('ALTER TABLE %s ADD PRIMARY KEY (%s)', v_rel,
-                   (SELECT string_agg(format('%I', c), ', ' ORDER BY o)
-                      FROM unnest(fg.primary_key) WITH ORDINALITY AS u(c, o)));
+        v_label, fg."table", v_label, v_label, pkexpr, _create_training_dataset.seed, pkexpr));
     EXECUTE format('COMMENT ON TABLE %s IS %L', v_rel,
                    format('iceml training dataset %s version %s from feature group %s (label %s, seed %s)',
-                          v_name, v_version, fg."table", v_label, create_training_dataset.seed));
+                          v_name, v_version, fg."table", v_label, _create_training_dataset.seed));
 
-    EXECUTE format('SELECT jsonb_object_agg(s.split, s.n) FROM'
-                   ' (SELECT split, count(*) AS n FROM %s GROUP BY split) s', v_rel)
-       INTO v_counts;
-    EXECUTE format('SELECT jsonb_object_agg(s.split, s.labels) FROM'
-                   ' (SELECT l.split, jsonb_object_agg(l.label, l.n) AS labels FROM'
-                   '   (SELECT split, %I::text AS label, count(*) AS n FROM %s GROUP BY 1, 2) l'
-                   '  GROUP BY l.split) s', v_label, v_rel)
-       INTO v_lcounts;
+    v_counts := iceml._as_caller(format(
+        'SELECT pg_catalog.jsonb_object_agg(s.split, s.n) FROM'
+        ' (SELECT split, pg_catalog.count(*) AS n FROM %s GROUP BY split) s', v_rel));
+    v_lcounts := iceml._as_caller(format(
+        'SELECT pg_catalog.jsonb_object_agg(s.split, s.labels) FROM'
+        ' (SELECT l.split, pg_catalog.jsonb_object_agg(l.label, l.n) AS labels FROM'
+        '   (SELECT split, %I::pg_catalog.text AS label, pg_catalog.count(*) AS n FROM %s GROUP BY 1, 2) l'
+        '  GROUP BY l.split) s', v_label, v_rel));
     -- a split with no rows at all still appears, with 0
     FOREACH k IN ARRAY names LOOP
         IF NOT v_counts ? k THEN
@@ -229,11 +245,22 @@ BEGIN
     VALUES (v_name, v_version, v_rel, fg.id, fg."table", fg.version,
             (SELECT max(c.commit_id) FROM iceml.feature_group_commits c
               WHERE c.feature_group_id = fg.id),
-            create_training_dataset.seed, chosen, v_label, v_splits, v_counts, v_lcounts,
-            current_user::regrole);
+            _create_training_dataset.seed, chosen, v_label, v_splits, v_counts, v_lcounts,
+            iceml._caller());
     RETURN v_rel;
 END
 $fn$;
+CREATE FUNCTION iceml.create_training_dataset(
+    name          text,
+    feature_group regclass,
+    label         text,
+    features      text[]  DEFAULT NULL,
+    splits        jsonb   DEFAULT '{"train":0.8,"test":0.2}',
+    seed          integer DEFAULT 42,
+    version       integer DEFAULT NULL)
+    RETURNS regclass
+    AS 'MODULE_PATHNAME', 'iceml_gate'
+    LANGUAGE C VOLATILE;
 COMMENT ON FUNCTION iceml.create_training_dataset(text, regclass, text, text[], jsonb, integer, integer) IS
     'materialises iceml_td.<name>_<version> from a feature group with a deterministic, label-stratified split column, recorded in iceml.training_datasets';
 

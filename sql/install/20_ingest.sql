@@ -27,15 +27,16 @@ COMMENT ON COLUMN iceml.quarantine.raw_bytes IS 'size of the whole raw record in
 SELECT pg_catalog.pg_extension_config_dump('iceml.quarantine', '');
 SELECT pg_catalog.pg_extension_config_dump('iceml.quarantine_id_seq', '');
 
--- A role sees and clears only the records it quarantined (iceml_admin all).
+-- A role sees and clears only the records it quarantined (iceml_admin all);
+-- only iceml.ingest_statoil writes them (as the catalog owner).
 ALTER TABLE iceml.quarantine ENABLE ROW LEVEL SECURITY;
-CREATE POLICY quarantine_own ON iceml.quarantine FOR ALL
+CREATE POLICY quarantine_read ON iceml.quarantine FOR SELECT
     USING (pg_catalog.pg_has_role(role::pg_catalog.oid, 'MEMBER')
-           OR pg_catalog.pg_has_role('iceml_admin', 'MEMBER'))
-    WITH CHECK (role OPERATOR(pg_catalog.=) (CURRENT_USER)::pg_catalog.regrole
-                OR pg_catalog.pg_has_role('iceml_admin', 'MEMBER'));
-GRANT SELECT, INSERT, DELETE ON iceml.quarantine TO iceml_user;
-GRANT USAGE ON SEQUENCE iceml.quarantine_id_seq TO iceml_user;
+           OR pg_catalog.pg_has_role('iceml_admin', 'MEMBER'));
+CREATE POLICY quarantine_clear ON iceml.quarantine FOR DELETE
+    USING (pg_catalog.pg_has_role(role::pg_catalog.oid, 'MEMBER')
+           OR pg_catalog.pg_has_role('iceml_admin', 'MEMBER'));
+GRANT SELECT, DELETE ON iceml.quarantine TO iceml_user;
 
 -- One function for both forms of API.md (a server file, or a document sent
 -- by the client): two overloads with the same argument types cannot coexist,

@@ -149,12 +149,32 @@ CREATE POLICY own_run_metrics ON iceml.run_metrics FOR SELECT
     USING (run_id OPERATOR(pg_catalog.=) ANY (ARRAY(SELECT id FROM iceml.runs)));
 CREATE POLICY own_checkpoints ON iceml.checkpoints FOR SELECT
     USING (run_id OPERATOR(pg_catalog.=) ANY (ARRAY(SELECT id FROM iceml.runs)));
--- model metadata is readable by every iceml role (a reader picks what to
--- deploy or evaluate); the weights column is not granted to iceml_reader
-CREATE POLICY read_models ON iceml.models FOR SELECT USING (true);
+-- The model-sharing rule: a model's weights and normalisation are read by
+-- its owner and iceml_admin only; everyone with an iceml role sees every
+-- model's metadata in iceml.model_summaries and predicts with a model
+-- deployed under a name (iceml_predict by name, or by the id of a deployed
+-- model).
+CREATE POLICY own_models ON iceml.models FOR SELECT
+    USING (owner OPERATOR(pg_catalog.=) CURRENT_USER
+           OR pg_catalog.pg_has_role('iceml_admin', 'MEMBER'));
 
 GRANT SELECT ON iceml.studies, iceml.runs, iceml.run_metrics TO iceml_reader;
-GRANT SELECT (id, run_id, experiment, architecture, spec, parameters, channels, normalisation,
-              metrics, training_dataset, lineage, owner, created_at)
-    ON iceml.models TO iceml_reader;
 GRANT SELECT ON iceml.models, iceml.checkpoints TO iceml_user;
+
+-- Metadata for readers and BI tools: every model and run, no weights, no
+-- normalisation, no checkpoints; SELECT * works for every iceml role.
+-- (Views without security_invoker read as their owner, the catalog owner.)
+CREATE VIEW iceml.model_summaries AS
+SELECT m.id, m.run_id, m.experiment, m.architecture, m.parameters, m.channels, m.metrics,
+       m.training_dataset, m.lineage, m.owner, m.created_at
+  FROM iceml.models m;
+COMMENT ON VIEW iceml.model_summaries IS
+    'every model''s metadata (architecture, channels, validation metrics, lineage, owner), without weights or normalisation';
+CREATE VIEW iceml.run_summaries AS
+SELECT r.id, r.experiment, r.study_id, r.trial, r.training_dataset, r.architecture, r.hyperparams,
+       r.status, r.owner, r.created_at, r.started_at, r.finished_at, r.epoch, r.epochs,
+       r.best_epoch, r.model_id
+  FROM iceml.runs r;
+COMMENT ON VIEW iceml.run_summaries IS
+    'every run''s metadata (experiment, status, timings, epochs, model), without errors, workers or weights';
+GRANT SELECT ON iceml.model_summaries, iceml.run_summaries TO iceml_reader;

@@ -48,7 +48,7 @@ BEGIN
     NEW.spec := info.spec;
     NEW.parameters := info.parameters;
     NEW.builtin := false;
-    NEW.owner := current_user;
+    NEW.owner := iceml._caller()::text;
     NEW.created_at := now();
     RETURN NEW;
 END
@@ -58,7 +58,7 @@ COMMENT ON FUNCTION iceml._architecture_check() IS
 CREATE TRIGGER architecture_check BEFORE INSERT OR UPDATE ON iceml.architectures
     FOR EACH ROW EXECUTE FUNCTION iceml._architecture_check();
 
-CREATE FUNCTION iceml.create_architecture(name text, spec jsonb) RETURNS bigint
+CREATE FUNCTION iceml._create_architecture(name text, spec jsonb) RETURNS bigint
     LANGUAGE plpgsql VOLATILE STRICT
     SET search_path = pg_catalog, pg_temp
 AS $$
@@ -70,15 +70,18 @@ BEGIN
             USING ERRCODE = '22023',
                   HINT = 'Use lower-case letters, digits and underscores, starting with a letter.';
     END IF;
-    IF EXISTS (SELECT FROM iceml.architectures a WHERE a.name = create_architecture.name) THEN
+    IF EXISTS (SELECT FROM iceml.architectures a WHERE a.name = _create_architecture.name) THEN
         RAISE EXCEPTION 'architecture "%" already exists', name USING ERRCODE = '42710';
     END IF;
     INSERT INTO iceml.architectures AS a (name, spec)
-    VALUES (create_architecture.name, create_architecture.spec)
+    VALUES (_create_architecture.name, _create_architecture.spec)
     RETURNING a.parameters INTO info;
     RETURN info.parameters;
 END
 $$;
+CREATE FUNCTION iceml.create_architecture(name text, spec jsonb) RETURNS bigint
+    AS 'MODULE_PATHNAME', 'iceml_gate'
+    LANGUAGE C VOLATILE STRICT;
 COMMENT ON FUNCTION iceml.create_architecture(text, jsonb) IS
     'checks an architecture spec with the engine and registers it by name; returns its parameter count';
 
@@ -250,6 +253,14 @@ BEGIN
         RAISE EXCEPTION 'hyperparameter "channels" must be a non-empty array of column names, not %', hp->'channels'
             USING ERRCODE = '22023';
     END IF;
+    IF EXISTS (SELECT FROM jsonb_array_elements(hp->'channels') e WHERE jsonb_typeof(e) <> 'string') THEN
+        RAISE EXCEPTION 'hyperparameter "channels" must name columns as strings, not %', hp->'channels'
+            USING ERRCODE = '22023', HINT = 'For example ["band_1", "band_2", "band_avg"].';
+    END IF;
+    IF (SELECT count(DISTINCT e) <> count(*) FROM jsonb_array_elements_text(hp->'channels') e) THEN
+        RAISE EXCEPTION 'hyperparameter "channels" names a column twice: %', hp->'channels'
+            USING ERRCODE = '22023';
+    END IF;
     SELECT array_agg(a.attname::text) INTO cols
       FROM pg_attribute a
      WHERE a.attrelid = training_dataset AND a.attnum > 0 AND NOT a.attisdropped
@@ -302,6 +313,13 @@ BEGIN
     IF experiment IS NULL OR experiment = '' THEN
         RAISE EXCEPTION 'experiment must be a non-empty name' USING ERRCODE = '22023';
     END IF;
+    -- the experiment name is the deployment name: iceml_predict, the
+    -- inference log and iceml.monitor keep names of up to 63 bytes
+    IF octet_length(experiment) > 63 THEN
+        RAISE EXCEPTION 'experiment name "%" is too long', experiment
+            USING ERRCODE = '22023',
+                  DETAIL = format('It has %s bytes; an experiment (and deployment) name has at most 63.', octet_length(experiment));
+    END IF;
     IF training_dataset IS NULL THEN
         RAISE EXCEPTION 'training_dataset must not be NULL' USING ERRCODE = '22023';
     END IF;
@@ -342,7 +360,7 @@ END
 $$;
 COMMENT ON FUNCTION iceml._architecture_spec(text) IS 'the spec of a named architecture, or a clear error';
 
-CREATE FUNCTION iceml.train(experiment text, training_dataset regclass,
+CREATE FUNCTION iceml._train(experiment text, training_dataset regclass,
                             architecture text DEFAULT 'statoil_cnn', hyperparams jsonb DEFAULT '{}')
     RETURNS bigint
     LANGUAGE plpgsql VOLATILE
@@ -354,6 +372,11 @@ BEGIN
                             iceml._architecture_spec(architecture), hyperparams, NULL, NULL, true);
 END
 $$;
+CREATE FUNCTION iceml.train(experiment text, training_dataset regclass,
+                            architecture text DEFAULT 'statoil_cnn', hyperparams jsonb DEFAULT '{}')
+    RETURNS bigint
+    AS 'MODULE_PATHNAME', 'iceml_gate'
+    LANGUAGE C VOLATILE;
 COMMENT ON FUNCTION iceml.train(text, regclass, text, jsonb) IS
     'queues a training run and returns its id at once; a background worker trains it, as the calling role, after the transaction commits';
 
@@ -371,37 +394,24 @@ COMMENT ON FUNCTION iceml.resume(bigint) IS
 
 -- ---- watching --------------------------------------------------------------
 
-CREATE FUNCTION iceml._progress()
-    RETURNS TABLE (run bigint, experiment text, study bigint, trial text, status text,
-                   epoch integer, epochs integer, percent numeric, elapsed interval, eta interval,
-                   train_loss double precision, val_loss double precision, val_acc double precision,
-                   worker_pid integer, model bigint, error text)
-    LANGUAGE plpgsql VOLATILE
-    SET search_path = pg_catalog, pg_temp
-AS $$
-BEGIN
-    PERFORM iceml._maintain();
-    RETURN QUERY
-    SELECT r.id, r.experiment, r.study_id, r.trial, r.status, r.epoch, r.epochs,
-           round(100.0 * r.epoch / r.epochs, 1),
-           CASE WHEN r.started_at IS NOT NULL THEN coalesce(r.finished_at, now()) - r.started_at END,
+-- A plain view read as the caller (security_invoker: the runs' row-level
+-- security applies); it moves no queue.
+CREATE VIEW iceml.progress WITH (security_invoker = true) AS
+    SELECT r.id AS run, r.experiment, r.study_id AS study, r.trial, r.status, r.epoch, r.epochs,
+           round(100.0 * r.epoch / r.epochs, 1) AS percent,
+           CASE WHEN r.started_at IS NOT NULL THEN coalesce(r.finished_at, now()) - r.started_at END AS elapsed,
            CASE WHEN r.status = 'running' AND r.epoch > 0
-                THEN (now() - r.started_at) / r.epoch * (r.epochs - r.epoch) END,
+                THEN (now() - r.started_at) / r.epoch * (r.epochs - r.epoch) END AS eta,
            m.train_loss, m.val_loss, m.val_acc,
-           CASE WHEN r.status = 'running' THEN r.worker_pid END, r.model_id, r.error
+           CASE WHEN r.status = 'running' THEN r.worker_pid END AS worker_pid, r.model_id AS model, r.error
       FROM iceml.runs r
       LEFT JOIN LATERAL (SELECT x.train_loss, x.val_loss, x.val_acc FROM iceml.run_metrics x
                           WHERE x.run_id = r.id ORDER BY x.epoch DESC LIMIT 1) m ON true
      ORDER BY r.id;
-END
-$$;
-COMMENT ON FUNCTION iceml._progress() IS 'the rows of iceml.progress';
-
-CREATE VIEW iceml.progress AS SELECT * FROM iceml._progress();
 COMMENT ON VIEW iceml.progress IS
     'runs you can see, with epoch, percent done, elapsed time, estimated time left, the last losses and the worker''s pid';
 
-CREATE FUNCTION iceml.wait(run_id bigint, timeout interval DEFAULT NULL) RETURNS text
+CREATE FUNCTION iceml._wait(run_id bigint, timeout interval DEFAULT NULL) RETURNS text
     LANGUAGE plpgsql VOLATILE
     SET search_path = pg_catalog, pg_temp
 AS $$
@@ -424,20 +434,23 @@ BEGIN
             PERFORM iceml._maintain();
         END IF;
         polls := polls + 1;
-        SELECT r.status, iceml._xmin_is_current(r.xmin) INTO st, own FROM iceml.runs r WHERE r.id = run_id;
+        -- the gate runs this as the catalog owner: only what the caller may see
+        SELECT r.status, iceml._xmin_is_current(r.xmin) INTO st, own FROM iceml.runs r
+         WHERE r.id = run_id AND iceml._caller_may_see(r.role);
         IF FOUND THEN
             IF own AND st = 'queued' THEN
                 RAISE EXCEPTION 'iceml run % was queued in this transaction and starts only when it commits', run_id
                     USING ERRCODE = '55000', HINT = 'COMMIT, then call iceml.wait().';
             END IF;
             FOR m IN SELECT x.* FROM iceml.run_metrics x
-                      WHERE x.run_id = wait.run_id AND x.epoch > reported ORDER BY x.epoch LOOP
+                      WHERE x.run_id = _wait.run_id AND x.epoch > reported ORDER BY x.epoch LOOP
                 RAISE NOTICE 'run %: epoch %: train_loss %, val_loss %, val_acc %', run_id, m.epoch,
                     round(m.train_loss::numeric, 4), round(m.val_loss::numeric, 4), round(m.val_acc::numeric, 4);
                 reported := m.epoch;
             END LOOP;
         ELSE
-            SELECT s.status, iceml._xmin_is_current(s.xmin) INTO st, own FROM iceml.studies s WHERE s.id = run_id;
+            SELECT s.status, iceml._xmin_is_current(s.xmin) INTO st, own FROM iceml.studies s
+             WHERE s.id = run_id AND coalesce(iceml._caller_may_see(pg_catalog.to_regrole(s.owner)), false);
             IF NOT FOUND THEN
                 RAISE EXCEPTION 'iceml run or study % does not exist', run_id
                     USING ERRCODE = '42704',
@@ -448,7 +461,7 @@ BEGIN
                     USING ERRCODE = '55000', HINT = 'COMMIT, then call iceml.wait().';
             END IF;
             FOR t IN SELECT r.id, r.trial, r.status, r.best_epoch FROM iceml.runs r
-                      WHERE r.study_id = wait.run_id AND r.status NOT IN ('queued', 'running')
+                      WHERE r.study_id = _wait.run_id AND r.status NOT IN ('queued', 'running')
                         AND NOT r.id = ANY (finished) ORDER BY r.finished_at, r.id LOOP
                 RAISE NOTICE 'study %: trial % (run %) %', run_id, t.trial, t.id, t.status;
                 finished := finished || t.id;
@@ -461,22 +474,17 @@ BEGIN
     END LOOP;
 END
 $$;
+CREATE FUNCTION iceml.wait(run_id bigint, timeout interval DEFAULT NULL) RETURNS text
+    AS 'MODULE_PATHNAME', 'iceml_gate'
+    LANGUAGE C VOLATILE;
 COMMENT ON FUNCTION iceml.wait(bigint, interval) IS
     'waits for a run or study to end (or the timeout to pass) and returns its status; reports epochs and trials as NOTICEs';
 
 -- ---- privileges ------------------------------------------------------------
 
 GRANT SELECT ON iceml.architectures TO iceml_reader;
-GRANT INSERT (name, spec) ON iceml.architectures TO iceml_user;
-GRANT EXECUTE ON FUNCTION iceml.wait(bigint, interval), iceml._progress(), iceml._maintain(),
-    iceml._xmin_is_current(xid) TO iceml_reader;
+GRANT EXECUTE ON FUNCTION iceml.wait(bigint, interval) TO iceml_reader;
 GRANT SELECT ON iceml.progress TO iceml_reader;
 GRANT EXECUTE ON FUNCTION iceml.train(text, regclass, text, jsonb), iceml.cancel(bigint),
-    iceml.resume(bigint), iceml.create_architecture(text, jsonb),
-    iceml._queue_run(text, regclass, text, jsonb, jsonb, bigint, text, boolean),
-    iceml._enqueue_run(text, regclass, text, jsonb, jsonb, integer, text, text, text[], jsonb, bigint, text, boolean),
-    iceml._insert_study(text, text, regclass, text, text, jsonb, jsonb, integer, integer, text, jsonb),
-    iceml._dataset_info(regclass), iceml._resolve_hyperparams(jsonb, regclass),
-    iceml._check_integer(jsonb, text, bigint, bigint), iceml._architecture_spec(text),
-    iceml._spec_info(jsonb), iceml._builtin_spec(text), iceml._architecture_check()
+    iceml.resume(bigint), iceml.create_architecture(text, jsonb)
     TO iceml_user;

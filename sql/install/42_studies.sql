@@ -333,7 +333,7 @@ $$;
 COMMENT ON FUNCTION iceml._share_threads(jsonb, integer) IS
     'gives each of parallel trials its share of iceml.train_threads unless the hyperparameters set threads';
 
-CREATE FUNCTION iceml.tune(experiment text, training_dataset regclass, architecture text,
+CREATE FUNCTION iceml._tune(experiment text, training_dataset regclass, architecture text,
                            search_space jsonb, strategy text DEFAULT 'random', trials integer DEFAULT 10,
                            parallel integer DEFAULT 2, metric text DEFAULT 'val_log_loss',
                            hyperparams jsonb DEFAULT '{}')
@@ -408,12 +408,19 @@ BEGIN
     RETURN study;
 END
 $$;
+CREATE FUNCTION iceml.tune(experiment text, training_dataset regclass, architecture text,
+                           search_space jsonb, strategy text DEFAULT 'random', trials integer DEFAULT 10,
+                           parallel integer DEFAULT 2, metric text DEFAULT 'val_log_loss',
+                           hyperparams jsonb DEFAULT '{}')
+    RETURNS bigint
+    AS 'MODULE_PATHNAME', 'iceml_gate'
+    LANGUAGE C VOLATILE;
 COMMENT ON FUNCTION iceml.tune(text, regclass, text, jsonb, text, integer, integer, text, jsonb) IS
     'a hyperparameter search (grid, random or asha) as a study of training runs, at most parallel at once; returns the study id';
 
 -- ---- ablation --------------------------------------------------------------
 
-CREATE FUNCTION iceml.ablation_study(experiment text, training_dataset regclass, architecture text,
+CREATE FUNCTION iceml._ablation_study(experiment text, training_dataset regclass, architecture text,
                                      components jsonb, hyperparams jsonb DEFAULT '{}', parallel integer DEFAULT 2)
     RETURNS bigint
     LANGUAGE plpgsql VOLATILE
@@ -513,6 +520,11 @@ BEGIN
     RETURN study;
 END
 $$;
+CREATE FUNCTION iceml.ablation_study(experiment text, training_dataset regclass, architecture text,
+                                     components jsonb, hyperparams jsonb DEFAULT '{}', parallel integer DEFAULT 2)
+    RETURNS bigint
+    AS 'MODULE_PATHNAME', 'iceml_gate'
+    LANGUAGE C VOLATILE;
 COMMENT ON FUNCTION iceml.ablation_study(text, regclass, text, jsonb, jsonb, integer) IS
     'a baseline and one training run per left-out layer group, layer or input channel, at most parallel at once; returns the study id';
 
@@ -563,11 +575,5 @@ COMMENT ON VIEW iceml.study_trials IS
 
 GRANT SELECT ON iceml.ablation_results, iceml.study_trials TO iceml_reader;
 GRANT EXECUTE ON FUNCTION iceml.tune(text, regclass, text, jsonb, text, integer, integer, text, jsonb),
-    iceml.ablation_study(text, regclass, text, jsonb, jsonb, integer),
-    iceml._uniform(bigint, integer, text), iceml._check_search_space(jsonb),
-    iceml._sample_parameter(jsonb, double precision), iceml._grid_values(text, jsonb),
-    iceml._search_trials(jsonb, text, integer, bigint), iceml._study_spec(text),
-    iceml._fill_template(jsonb, jsonb), iceml._study_metric(text), iceml._check_parallel(integer),
-    iceml._share_threads(jsonb, integer),
-    iceml._record_invalid_trial(bigint, text, jsonb, jsonb, text)
+    iceml.ablation_study(text, regclass, text, jsonb, jsonb, integer)
     TO iceml_user;

@@ -23,6 +23,18 @@ COMMENT ON TABLE iceml.deployments IS
 SELECT pg_catalog.pg_extension_config_dump('iceml.deployments', '');
 SELECT pg_catalog.pg_extension_config_dump('iceml.deployments_id_seq', '');
 
+-- A deployment name belongs to the role that first deployed under it; only
+-- that role (or a member of it) and iceml_admin deploy under it again, and
+-- iceml.transfer_deployment() hands it to another role.
+CREATE TABLE iceml.deployment_owners (
+    name        text PRIMARY KEY,
+    owner       name NOT NULL,
+    since       timestamptz NOT NULL DEFAULT pg_catalog.now()
+);
+COMMENT ON TABLE iceml.deployment_owners IS
+    'who owns each deployment name: the first role to deploy under it, or the role it was transferred to';
+SELECT pg_catalog.pg_extension_config_dump('iceml.deployment_owners', '');
+
 -- the deployed model of each name, with its validation metrics
 CREATE VIEW iceml.deployed_models AS
 SELECT DISTINCT ON (d.name) d.name, d.model_id, d.id AS deployment_id, d.strategy, d.deployed_by,
@@ -41,8 +53,24 @@ CREATE FUNCTION iceml._deployment_check() RETURNS trigger
 AS $$
 DECLARE
     exp text;
+    caller regrole;
+    name_owner name;
 BEGIN
     PERFORM pg_advisory_xact_lock(hashtext('iceml.deployments'), hashtext(NEW.name));
+    -- only the catalog owner inserts here (users deploy through iceml.deploy
+    -- and training), on behalf of iceml._caller()
+    caller := iceml._caller();
+    SELECT o.owner INTO name_owner FROM iceml.deployment_owners o WHERE o.name = NEW.name;
+    IF NOT FOUND THEN
+        INSERT INTO iceml.deployment_owners (name, owner) VALUES (NEW.name, caller::text);
+    ELSIF NOT (pg_has_role(caller::oid, name_owner, 'MEMBER')
+               OR pg_has_role(caller::oid, 'iceml_admin', 'MEMBER')) THEN
+        RAISE EXCEPTION 'deployment name "%" belongs to role "%"', NEW.name, name_owner
+            USING ERRCODE = '42501',
+                  DETAIL = format('Role "%s" may not deploy under it.', caller),
+                  HINT = 'Deploy under an experiment name of your own, or have its owner or an iceml_admin call iceml.transfer_deployment().';
+    END IF;
+    NEW.deployed_by := caller::text;
     SELECT m.experiment INTO exp FROM iceml.models m WHERE m.id = NEW.model_id;
     IF NOT FOUND THEN
         RAISE EXCEPTION 'model % does not exist', NEW.model_id USING ERRCODE = '42704';
@@ -72,7 +100,7 @@ CREATE TRIGGER deployments_invalidate AFTER INSERT OR UPDATE OR DELETE OR TRUNCA
 CREATE TRIGGER models_invalidate AFTER UPDATE OR DELETE OR TRUNCATE ON iceml.models
     FOR EACH STATEMENT EXECUTE FUNCTION iceml._predict_cache_invalidate();
 
-CREATE FUNCTION iceml.deploy(name text, strategy text DEFAULT 'best_score')
+CREATE FUNCTION iceml._deploy(name text, strategy text DEFAULT 'best_score')
     RETURNS bigint
     LANGUAGE plpgsql VOLATILE
     SET search_path = pg_catalog, pg_temp
@@ -81,29 +109,29 @@ DECLARE
     cur record;
     chosen bigint;
 BEGIN
-    IF deploy.name IS NULL OR deploy.name = '' THEN
+    IF _deploy.name IS NULL OR _deploy.name = '' THEN
         RAISE EXCEPTION 'deployment name must be a non-empty experiment name' USING ERRCODE = '22023';
     END IF;
-    IF deploy.strategy IS NULL OR NOT deploy.strategy IN ('best_score', 'most_recent', 'rollback') THEN
-        RAISE EXCEPTION 'unknown deployment strategy "%"', deploy.strategy
+    IF _deploy.strategy IS NULL OR NOT _deploy.strategy IN ('best_score', 'most_recent', 'rollback') THEN
+        RAISE EXCEPTION 'unknown deployment strategy "%"', _deploy.strategy
             USING ERRCODE = '22023',
                   HINT = 'Use best_score, most_recent or rollback, or give a model id.';
     END IF;
-    PERFORM pg_advisory_xact_lock(hashtext('iceml.deployments'), hashtext(deploy.name));
+    PERFORM pg_advisory_xact_lock(hashtext('iceml.deployments'), hashtext(_deploy.name));
     SELECT d.model_id, d.from_model_id INTO cur FROM iceml.deployments d
-     WHERE d.name = deploy.name ORDER BY d.id DESC LIMIT 1;
+     WHERE d.name = _deploy.name ORDER BY d.id DESC LIMIT 1;
 
-    IF deploy.strategy = 'best_score' THEN
+    IF _deploy.strategy = 'best_score' THEN
         -- the lowest validation log loss; ties to the newer model
-        SELECT m.id INTO chosen FROM iceml.models m WHERE m.experiment = deploy.name
+        SELECT m.id INTO chosen FROM iceml.models m WHERE m.experiment = _deploy.name
          ORDER BY (m.metrics->>'log_loss')::float8 NULLS LAST, m.id DESC LIMIT 1;
-    ELSIF deploy.strategy = 'most_recent' THEN
-        SELECT m.id INTO chosen FROM iceml.models m WHERE m.experiment = deploy.name
+    ELSIF _deploy.strategy = 'most_recent' THEN
+        SELECT m.id INTO chosen FROM iceml.models m WHERE m.experiment = _deploy.name
          ORDER BY m.created_at DESC, m.id DESC LIMIT 1;
     ELSE
         -- like "kubectl rollout undo": back to the model the current one replaced
         IF cur.from_model_id IS NULL THEN
-            RAISE EXCEPTION 'nothing to roll back to under the name "%"', deploy.name
+            RAISE EXCEPTION 'nothing to roll back to under the name "%"', _deploy.name
                 USING ERRCODE = '55000',
                       DETAIL = CASE WHEN cur.model_id IS NULL THEN 'Nothing was ever deployed under this name.'
                                     ELSE format('Model %s is the first one deployed under this name.', cur.model_id) END;
@@ -111,35 +139,81 @@ BEGIN
         chosen := cur.from_model_id;
     END IF;
     IF chosen IS NULL THEN
-        RAISE EXCEPTION 'experiment "%" has no models to deploy', deploy.name
-            USING ERRCODE = '42704', HINT = 'Train one with iceml.train(''' || deploy.name || ''', ...).';
+        RAISE EXCEPTION 'experiment "%" has no models to deploy', _deploy.name
+            USING ERRCODE = '42704', HINT = 'Train one with iceml.train(''' || _deploy.name || ''', ...).';
     END IF;
     IF chosen = cur.model_id THEN
-        RAISE NOTICE 'model % is already deployed under the name "%"', chosen, deploy.name;
+        RAISE NOTICE 'model % is already deployed under the name "%"', chosen, _deploy.name;
         RETURN chosen;
     END IF;
-    INSERT INTO iceml.deployments (name, model_id, strategy) VALUES (deploy.name, chosen, deploy.strategy);
+    INSERT INTO iceml.deployments (name, model_id, strategy) VALUES (_deploy.name, chosen, _deploy.strategy);
     RETURN chosen;
 END
 $$;
+CREATE FUNCTION iceml.deploy(name text, strategy text DEFAULT 'best_score')
+    RETURNS bigint
+    AS 'MODULE_PATHNAME', 'iceml_gate'
+    LANGUAGE C VOLATILE;
 COMMENT ON FUNCTION iceml.deploy(text, text) IS
     'deploys a model of the experiment under its name: best_score (lowest validation log loss), most_recent, or rollback (to the model the current one replaced); returns the model id';
 
-CREATE FUNCTION iceml.deploy(name text, model_id bigint)
+CREATE FUNCTION iceml._deploy(name text, model_id bigint)
     RETURNS bigint
     LANGUAGE plpgsql VOLATILE
     SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-    IF deploy.name IS NULL OR deploy.model_id IS NULL THEN
+    IF _deploy.name IS NULL OR _deploy.model_id IS NULL THEN
         RAISE EXCEPTION 'deployment name and model id must not be NULL' USING ERRCODE = '22023';
     END IF;
-    INSERT INTO iceml.deployments (name, model_id, strategy) VALUES (deploy.name, deploy.model_id, 'model_id');
-    RETURN deploy.model_id;
+    INSERT INTO iceml.deployments (name, model_id, strategy) VALUES (_deploy.name, _deploy.model_id, 'model_id');
+    RETURN _deploy.model_id;
 END
 $$;
+CREATE FUNCTION iceml.deploy(name text, model_id bigint)
+    RETURNS bigint
+    AS 'MODULE_PATHNAME', 'iceml_gate'
+    LANGUAGE C VOLATILE;
 COMMENT ON FUNCTION iceml.deploy(text, bigint) IS
     'deploys model model_id (a model of experiment name) under that name; returns the model id';
+
+CREATE FUNCTION iceml._transfer_deployment(name text, new_owner regrole)
+    RETURNS text
+    LANGUAGE plpgsql VOLATILE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    cur name;
+BEGIN
+    IF _transfer_deployment.name IS NULL OR new_owner IS NULL THEN
+        RAISE EXCEPTION 'deployment name and new owner must not be NULL' USING ERRCODE = '22023';
+    END IF;
+    PERFORM pg_advisory_xact_lock(hashtext('iceml.deployments'), hashtext(_transfer_deployment.name));
+    SELECT o.owner INTO cur FROM iceml.deployment_owners o WHERE o.name = _transfer_deployment.name;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'nothing was ever deployed under the name "%"', _transfer_deployment.name
+            USING ERRCODE = '42704';
+    END IF;
+    IF NOT (pg_has_role(iceml._caller()::oid, cur, 'MEMBER')
+            OR pg_has_role(iceml._caller()::oid, 'iceml_admin', 'MEMBER')) THEN
+        RAISE EXCEPTION 'deployment name "%" belongs to role "%"', _transfer_deployment.name, cur
+            USING ERRCODE = '42501', HINT = 'Only its owner or an iceml_admin may transfer it.';
+    END IF;
+    IF NOT pg_has_role(new_owner::oid, 'iceml_user', 'MEMBER') THEN
+        RAISE EXCEPTION 'role "%" is not a member of iceml_user', new_owner
+            USING ERRCODE = '22023', HINT = 'A deployment name goes to a role that may deploy.';
+    END IF;
+    UPDATE iceml.deployment_owners o SET owner = new_owner::text, since = now()
+     WHERE o.name = _transfer_deployment.name;
+    RETURN new_owner::text;
+END
+$$;
+CREATE FUNCTION iceml.transfer_deployment(name text, new_owner regrole)
+    RETURNS text
+    AS 'MODULE_PATHNAME', 'iceml_gate'
+    LANGUAGE C VOLATILE;
+COMMENT ON FUNCTION iceml.transfer_deployment(text, regrole) IS
+    'hands a deployment name to another role (its owner or iceml_admin only); returns the new owner';
 
 -- Called by the training worker (src/train.c, FinishRun) as the catalog
 -- owner, in the transaction that stores the model: hyperparameter "deploy"
@@ -224,6 +298,6 @@ GRANT EXECUTE ON FUNCTION @extschema@.iceml_predict(bigint, real[], real[], real
 GRANT EXECUTE ON FUNCTION iceml.predict_cache(), iceml.predict_cache_reset() TO iceml_reader;
 GRANT SELECT ON iceml.deployments, iceml.deployed_models TO iceml_reader;
 -- iceml_user deploys (iceml.deploy inserts as the caller; the trigger checks the row)
-GRANT EXECUTE ON FUNCTION iceml.deploy(text, text), iceml.deploy(text, bigint) TO iceml_user;
-GRANT INSERT (name, model_id, strategy) ON iceml.deployments TO iceml_user;
-GRANT USAGE ON SEQUENCE iceml.deployments_id_seq TO iceml_user;
+GRANT EXECUTE ON FUNCTION iceml.deploy(text, text), iceml.deploy(text, bigint),
+    iceml.transfer_deployment(text, regrole) TO iceml_user;
+GRANT SELECT ON iceml.deployment_owners TO iceml_reader;

@@ -3,16 +3,16 @@
 -- dataset) and predict through iceml_predict, so they see exactly what
 -- applications see.
 
-CREATE FUNCTION iceml._metrics(prob real[], label real[], threshold float8 DEFAULT 0.5)
+CREATE FUNCTION iceml.binary_metrics(prob real[], label real[], threshold float8 DEFAULT 0.5)
     RETURNS jsonb
     AS 'MODULE_PATHNAME', 'iceml_metrics'
     LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
-COMMENT ON FUNCTION iceml._metrics(real[], real[], float8) IS
+COMMENT ON FUNCTION iceml.binary_metrics(real[], real[], float8) IS
     'n, log_loss, accuracy, precision, recall, f1, roc_auc and confusion of probabilities against 0/1 labels, computed by the engine as training computes them';
 
 -- The label of a training dataset, after checking it is one and has the
 -- columns iceml_predict needs.
-CREATE FUNCTION iceml._analysis_dataset(training_dataset regclass, split text, OUT label text, OUT angle text)
+CREATE FUNCTION iceml.dataset_columns(training_dataset regclass, split text, OUT label text, OUT angle text)
     LANGUAGE plpgsql STABLE
     SET search_path = pg_catalog, pg_temp
 AS $$
@@ -20,7 +20,7 @@ DECLARE
     counts jsonb;
 BEGIN
     SELECT t.label, t.row_counts INTO label, counts FROM iceml.training_datasets t
-     WHERE t."table" = _analysis_dataset.training_dataset;
+     WHERE t."table" = dataset_columns.training_dataset;
     IF NOT FOUND THEN
         RAISE EXCEPTION '% is not a training dataset', training_dataset
             USING ERRCODE = '22023', HINT = 'Training datasets are listed in iceml.training_datasets.';
@@ -40,17 +40,17 @@ BEGIN
                   THEN 'inc_angle' ELSE 'NULL::real' END;
 END
 $$;
-COMMENT ON FUNCTION iceml._analysis_dataset(regclass, text) IS
+COMMENT ON FUNCTION iceml.dataset_columns(regclass, text) IS
     'checks that a table is a training dataset with band_1, band_2 and the split; its label and angle column';
 
-CREATE FUNCTION iceml._deployed_model(name text) RETURNS bigint
+CREATE FUNCTION iceml.deployed_model(name text) RETURNS bigint
     LANGUAGE plpgsql STABLE
     SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     id bigint;
 BEGIN
-    SELECT d.model_id INTO id FROM iceml.deployments d WHERE d.name = _deployed_model.name
+    SELECT d.model_id INTO id FROM iceml.deployments d WHERE d.name = deployed_model.name
      ORDER BY d.id DESC LIMIT 1;
     IF id IS NULL THEN
         RAISE EXCEPTION 'no model is deployed under the name "%"', name
@@ -59,7 +59,7 @@ BEGIN
     RETURN id;
 END
 $$;
-COMMENT ON FUNCTION iceml._deployed_model(text) IS 'the id of the model deployed under a name (42704 when none)';
+COMMENT ON FUNCTION iceml.deployed_model(text) IS 'the id of the model deployed under a name (42704 when none)';
 
 CREATE FUNCTION iceml.evaluate(model text, training_dataset regclass, split text DEFAULT 'test')
     RETURNS jsonb
@@ -70,16 +70,16 @@ DECLARE
     ds record;
     probs real[];
     ys real[];
-    mid bigint := iceml._deployed_model(model);
+    mid bigint := iceml.deployed_model(model);
 BEGIN
-    SELECT * INTO ds FROM iceml._analysis_dataset(training_dataset, split);
+    SELECT * INTO ds FROM iceml.dataset_columns(training_dataset, split);
     EXECUTE format('SELECT array_agg(@extschema@.iceml_predict($1, band_1, band_2, %s) ORDER BY ctid), array_agg(%I::real ORDER BY ctid)'
                    '  FROM %s WHERE split OPERATOR(pg_catalog.=) $2', ds.angle, ds.label, training_dataset)
        INTO probs, ys USING model, split;
     IF probs IS NULL THEN
         RAISE EXCEPTION 'split "%" of training dataset % has no rows', split, training_dataset USING ERRCODE = '22023';
     END IF;
-    RETURN iceml._metrics(probs, ys, 0.5)
+    RETURN iceml.binary_metrics(probs, ys, 0.5)
         || jsonb_build_object('model', model, 'model_id', mid, 'training_dataset', training_dataset::text, 'split', split);
 END
 $$;
@@ -101,8 +101,8 @@ DECLARE
     edges float8[];
     flabel text;
 BEGIN
-    PERFORM iceml._deployed_model(model);
-    SELECT * INTO ds FROM iceml._analysis_dataset(training_dataset, split);
+    PERFORM iceml.deployed_model(model);
+    SELECT * INTO ds FROM iceml.dataset_columns(training_dataset, split);
     IF bins IS NULL OR bins < 1 OR bins > 100 THEN
         RAISE EXCEPTION 'bins must be between 1 and 100, not %', bins USING ERRCODE = '22023';
     END IF;
@@ -143,7 +143,7 @@ BEGIN
                                WHEN e.edges IS NULL THEN '0'
                                ELSE width_bucket(d.f::float8, e.edges)::text END AS b
                      FROM d, e),
-             g AS (SELECT s.b, iceml._metrics(array_agg(s.p), array_agg(s.y), 0.5) AS m,
+             g AS (SELECT s.b, iceml.binary_metrics(array_agg(s.p), array_agg(s.y), 0.5) AS m,
                           avg(s.y)::float8 AS pos, avg((s.p >= 0.5)::int)::float8 AS ppos
                      FROM s GROUP BY s.b)
         SELECT CASE WHEN g.b IS NULL THEN format('%%s is NULL', $4)
@@ -176,7 +176,7 @@ COMMENT ON FUNCTION iceml.evaluate_slices(text, regclass, text, int, text) IS
 --                                                 of the synthetic generator, src/eo/synth.c); each pixel's
 --                                                 clutter share (background power / pixel power, at most 1)
 --                                                 is scaled, so speckle is kept and bright targets stay
-CREATE FUNCTION iceml._what_if_edit(band real[], edit jsonb, angle real)
+CREATE FUNCTION iceml.edit_chip(band real[], edit jsonb, angle real)
     RETURNS real[]
     LANGUAGE plpgsql IMMUTABLE
     SET search_path = pg_catalog, pg_temp
@@ -189,8 +189,21 @@ DECLARE
     g float8;
     deg int;
 BEGIN
+    IF band IS NULL OR edit IS NULL THEN
+        RAISE EXCEPTION 'edit_chip: band and edit must not be NULL' USING ERRCODE = '22004';
+    END IF;
     IF w * w <> n THEN
         RAISE EXCEPTION 'what_if: a band must be a square image, not % values', n USING ERRCODE = '22023';
+    END IF;
+    -- the parameters each op reads (iceml.what_if checks them first, naming the change)
+    IF (op = 'gain' AND (jsonb_typeof(edit->'db') IS DISTINCT FROM 'number' OR abs((edit->>'db')::float8) > 60))
+       OR (op = 'flip' AND NOT coalesce(edit->>'axis', '') IN ('horizontal', 'vertical'))
+       OR (op = 'rotate' AND NOT coalesce(edit->>'degrees', '') IN ('90', '180', '270'))
+       OR (op = 'inc_angle' AND (jsonb_typeof(edit->'to') IS DISTINCT FROM 'number'
+                                 OR (edit->>'to')::float8 NOT BETWEEN 0 AND 90 OR angle IS NULL)) THEN
+        RAISE EXCEPTION 'edit_chip: invalid edit %', edit
+            USING ERRCODE = '22023',
+                  HINT = 'gain: "db" in [-60, 60]; flip: "axis" horizontal or vertical; rotate: "degrees" 90, 180 or 270; inc_angle: "to" in [0, 90] and the chip''s angle.';
     END IF;
     IF op IN ('blank', 'inc_angle') THEN
         SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY v) INTO bg
@@ -223,7 +236,8 @@ BEGIN
     RAISE EXCEPTION 'what_if: unknown op %', op USING ERRCODE = '22023';
 END
 $$;
-COMMENT ON FUNCTION iceml._what_if_edit(real[], jsonb, real) IS 'one what_if edit of one band (checked by iceml.what_if)';
+COMMENT ON FUNCTION iceml.edit_chip(real[], jsonb, real) IS
+    'one band after one what_if edit: gain, blank, flip, rotate, or inc_angle (with the chip''s angle)';
 
 CREATE FUNCTION iceml.what_if(model text, band_1 real[], band_2 real[], inc_angle real, changes jsonb)
     RETURNS jsonb
@@ -231,7 +245,7 @@ CREATE FUNCTION iceml.what_if(model text, band_1 real[], band_2 real[], inc_angl
     SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    mid bigint := iceml._deployed_model(model);
+    mid bigint := iceml.deployed_model(model);
     edits jsonb;
     e jsonb;
     k int := 0;
@@ -304,10 +318,10 @@ BEGIN
                 USING ERRCODE = '22023', HINT = 'Ops: gain, blank, flip, rotate, inc_angle.';
         END CASE;
         IF band IN ('band_1', 'both') THEN
-            b1 := iceml._what_if_edit(b1, e, angle);
+            b1 := iceml.edit_chip(b1, e, angle);
         END IF;
         IF band IN ('band_2', 'both') THEN
-            b2 := iceml._what_if_edit(b2, e, angle);
+            b2 := iceml.edit_chip(b2, e, angle);
         END IF;
         IF e->>'op' = 'inc_angle' THEN
             angle := (e->>'to')::real;
@@ -323,7 +337,7 @@ $$;
 COMMENT ON FUNCTION iceml.what_if(text, real[], real[], real, jsonb) IS
     'the deployed model''s prediction for a chip before and after edits: gain in dB, a band blanked to its background, flips, rotations, another incidence angle';
 
-GRANT EXECUTE ON FUNCTION iceml._metrics(real[], real[], float8), iceml._analysis_dataset(regclass, text),
-    iceml._deployed_model(text), iceml.evaluate(text, regclass, text),
-    iceml.evaluate_slices(text, regclass, text, int, text), iceml._what_if_edit(real[], jsonb, real),
+GRANT EXECUTE ON FUNCTION iceml.binary_metrics(real[], real[], float8), iceml.dataset_columns(regclass, text),
+    iceml.deployed_model(text), iceml.evaluate(text, regclass, text),
+    iceml.evaluate_slices(text, regclass, text, int, text), iceml.edit_chip(real[], jsonb, real),
     iceml.what_if(text, real[], real[], real, jsonb) TO iceml_reader;

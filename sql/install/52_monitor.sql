@@ -37,7 +37,7 @@ COMMENT ON FUNCTION iceml.inference_log_status() IS
 -- Population stability index of values against a reference given as inner
 -- bin edges and the expected fraction of each of the cardinality(edges)+1
 -- bins; fractions are floored at 1e-4 so empty bins stay finite.
-CREATE FUNCTION iceml._psi(actual float8[], edges float8[], expected float8[])
+CREATE FUNCTION iceml.psi(actual float8[], edges float8[], expected float8[])
     RETURNS float8
     LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
     SET search_path = pg_catalog, pg_temp
@@ -49,13 +49,13 @@ AS $$
       FROM unnest(expected) WITH ORDINALITY e(f, k)
       LEFT JOIN a ON a.b = e.k - 1
 $$;
-COMMENT ON FUNCTION iceml._psi(float8[], float8[], float8[]) IS
+COMMENT ON FUNCTION iceml.psi(float8[], float8[], float8[]) IS
     'population stability index of values against reference bins (inner edges, expected fractions)';
 
 -- Reference bins of one summary: a 20-bin histogram of iceml.feature_statistics
 -- when there is one (row_means of a band, the values of inc_angle), else ten
 -- equal-frequency bins of the training split.
-CREATE FUNCTION iceml._drift_reference(training_dataset regclass, summary text,
+CREATE FUNCTION iceml.drift_reference(training_dataset regclass, summary text,
                                        OUT edges float8[], OUT expected float8[], OUT mean float8, OUT source text)
     LANGUAGE plpgsql STABLE
     SET search_path = pg_catalog, pg_temp
@@ -119,7 +119,7 @@ BEGIN
     source := format('training split of %s', training_dataset);
 END
 $$;
-COMMENT ON FUNCTION iceml._drift_reference(regclass, text) IS
+COMMENT ON FUNCTION iceml.drift_reference(regclass, text) IS
     'reference bins of an input summary for drift: iceml.feature_statistics histograms, else the training split';
 
 CREATE FUNCTION iceml.monitor(name text, since interval DEFAULT '1 day', psi_threshold float8 DEFAULT 0.2)
@@ -183,9 +183,9 @@ BEGIN
             vals := CASE summary WHEN 'band_1_mean' THEN s.b1m WHEN 'band_1_max' THEN s.b1x
                                  WHEN 'band_2_mean' THEN s.b2m WHEN 'band_2_max' THEN s.b2x ELSE s.ang END;
             CONTINUE WHEN vals IS NULL;
-            SELECT * INTO ref FROM iceml._drift_reference(td, summary);
+            SELECT * INTO ref FROM iceml.drift_reference(td, summary);
             CONTINUE WHEN ref.expected IS NULL;
-            psi := iceml._psi(vals, ref.edges, ref.expected);
+            psi := iceml.psi(vals, ref.edges, ref.expected);
             drift := drift OR psi > psi_threshold;
             inputs := inputs || jsonb_build_object(summary, jsonb_build_object(
                 'psi', round(psi::numeric, 4), 'mean', (SELECT avg(v) FROM unnest(vals) v),
@@ -200,5 +200,5 @@ COMMENT ON FUNCTION iceml.monitor(text, interval, float8) IS
     'logged calls of a deployment since an interval ago: counts, latency percentiles, prediction rate, and the population stability index of each input summary against the training data, with drift = any PSI above psi_threshold (0.2)';
 
 GRANT SELECT ON iceml.inference_log TO iceml_user;
-GRANT EXECUTE ON FUNCTION iceml.inference_log_status(), iceml._psi(float8[], float8[], float8[]),
-    iceml._drift_reference(regclass, text), iceml.monitor(text, interval, float8) TO iceml_user;
+GRANT EXECUTE ON FUNCTION iceml.inference_log_status(), iceml.psi(float8[], float8[], float8[]),
+    iceml.drift_reference(regclass, text), iceml.monitor(text, interval, float8) TO iceml_user;

@@ -13,7 +13,7 @@ void
 iceml_band_avg(const float *a, const float *b, float *out, int n)
 {
 	for (int i = 0; i < n; i++)
-		out[i] = (a[i] + b[i]) * 0.5f;
+		out[i] = a[i] * 0.5f + b[i] * 0.5f;	/* halves first: no overflow near FLT_MAX */
 }
 
 int

@@ -2,7 +2,7 @@
 -- each role may do (42501 otherwise), and inference logging through the
 -- monitor worker (its rows are committed by the worker and seen here).
 BEGIN;
-SELECT plan(48);
+SELECT plan(52);
 SET client_min_messages = error;
 
 -- ---- the objects ---------------------------------------------------------------
@@ -61,9 +61,11 @@ SELECT ok((iceml.evaluate('tap_ice', 'iceml_td.tap_pr_1')->>'n')::int > 0, 'icem
 SELECT ok((SELECT count(*) FROM iceml.evaluate_slices('tap_ice', 'iceml_td.tap_pr_1', 'inc_angle')) > 0, 'iceml_reader slices');
 SELECT ok((SELECT iceml.what_if('tap_ice', band_1, band_2, inc_angle, '{"op":"rotate","degrees":180}') ? 'after'
              FROM iceml_td.tap_pr_1 WHERE id = 1), 'iceml_reader asks what if');
-SELECT ok((SELECT count(*) FROM iceml.models m WHERE m.experiment = 'tap_ice' AND m.metrics IS NOT NULL) = 2
-          AND (SELECT count(*) FROM iceml.runs) >= 0 AND (SELECT count(*) FROM iceml.deployments) >= 1,
-          'iceml_reader reads model, run and deployment metadata');
+SELECT ok((SELECT count(*) FROM iceml.model_summaries m WHERE m.experiment = 'tap_ice' AND m.metrics IS NOT NULL) = 2
+          AND (SELECT count(*) FROM (SELECT * FROM iceml.run_summaries) r) >= 0
+          AND (SELECT count(*) FROM (SELECT * FROM iceml.model_summaries) m) >= 2
+          AND (SELECT count(*) FROM iceml.deployments) >= 1,
+          'iceml_reader reads model, run and deployment metadata (SELECT * of the summaries)');
 SELECT throws_ok($$SELECT weights FROM iceml.models$$, '42501', NULL, 'iceml_reader cannot read weights');
 SELECT throws_ok($$SELECT iceml.deploy('tap_ice', 'most_recent')$$, '42501', NULL, 'iceml_reader cannot deploy');
 SELECT throws_ok($$INSERT INTO iceml.deployments (name, model_id, strategy) SELECT 'tap_ice', id, 'model_id' FROM iceml.models LIMIT 1$$,
@@ -73,8 +75,19 @@ SELECT throws_ok($$SELECT iceml._untrained_weights('{}', 1, '{}', '{}')$$, '4250
 SELECT throws_ok($$SELECT count(*) FROM iceml.inference_log$$, '42501', NULL, 'iceml_reader cannot read the inference log');
 SELECT throws_ok($$SELECT iceml.monitor('tap_ice')$$, '42501', NULL, 'iceml_reader cannot monitor');
 RESET ROLE;
+-- a deployment name belongs to the role that first deployed under it
+CREATE ROLE tap_pr_other IN ROLE iceml_user;
 SET ROLE tap_pr_user;
-SELECT is(iceml.deploy('tap_ice', 'most_recent'), (SELECT max(id) FROM iceml.models WHERE experiment = 'tap_ice'),
+SELECT throws_ok($$SELECT iceml.deploy('tap_ice', 'most_recent')$$, '42501',
+                 'deployment name "tap_ice" belongs to role "postgres"', 'iceml_user cannot take over a name it does not own');
+RESET ROLE;
+SELECT is(iceml.transfer_deployment('tap_ice', 'tap_pr_user'), 'tap_pr_user', 'its owner hands the name over');
+SET ROLE tap_pr_other;
+SELECT throws_ok($$SELECT iceml.deploy('tap_ice', 'most_recent')$$, '42501', NULL, 'another iceml_user still cannot');
+SELECT throws_ok($$SELECT iceml.transfer_deployment('tap_ice', 'tap_pr_other')$$, '42501', NULL, 'nor take the name');
+RESET ROLE;
+SET ROLE tap_pr_user;
+SELECT is(iceml.deploy('tap_ice', 'most_recent'), (SELECT max(id) FROM iceml.model_summaries WHERE experiment = 'tap_ice'),
           'iceml_user deploys');
 SELECT is((SELECT deployed_by::text FROM iceml.deployments ORDER BY id DESC LIMIT 1), 'tap_pr_user', 'as itself');
 SELECT throws_ok($$INSERT INTO iceml.deployments (name, model_id, strategy, deployed_by) VALUES ('tap_ice', 1, 'model_id', 'someone')$$,
@@ -113,7 +126,7 @@ SELECT is((SELECT count(*)::int FROM iceml_td.tap_pr_1 t
                      AND abs(l.band_2_mean - (SELECT avg(x) FROM unnest(t.band_2) x)) < 1e-4
                      AND l.band_1_max = (SELECT max(x) FROM unnest(t.band_1) x) AND l.band_2_max = (SELECT max(x) FROM unnest(t.band_2) x)
                      AND l.inc_angle = t.inc_angle AND l.latency_ms > 0 AND l.role = 'postgres'
-                     AND l.model_id = iceml._deployed_model('tap_ice')
+                     AND l.model_id = iceml.deployed_model('tap_ice')
                      AND l.prediction = iceml_predict('tap_ice', t.band_1, t.band_2))), 48,
           'each row: model, latency, prediction and the input summaries');
 SELECT is((iceml.monitor('tap_ice')->>'drift')::boolean, false, 'the training data itself does not drift');

@@ -89,7 +89,9 @@ my $pid = psql("SELECT worker_pid FROM iceml.runs WHERE id = $k");
 ok(kill('KILL', $pid), "worker $pid killed");
 # the postmaster restarts every backend after a crash; wait for it
 poll('SELECT 1', qr/^1$/, 60);
-like(poll("SELECT status || ': ' || error FROM iceml.progress WHERE run = $k", qr/^failed/, 30),
+# iceml.wait() (like iceml.train()) marks runs whose worker is gone as failed
+poll("SELECT iceml.wait($k, '0 s')", qr/^failed/, 30);
+like(psql("SELECT status || ': ' || error FROM iceml.progress WHERE run = $k"),
 	qr/^failed: the worker \(pid $pid\) ended without finishing the run/, 'a killed worker leaves the run failed with the reason');
 is(psql("SELECT iceml.resume($k)", user => 'iceml_tap_alice'), $k, 'resume queues it again');
 is(psql("SELECT iceml.wait($k, '180 s')", user => 'iceml_tap_alice'), 'succeeded', 'the resumed run finishes');
@@ -100,9 +102,32 @@ my $r = psql(q{SELECT iceml.train('restarted', 'iceml_td.chips_1', 'tiny_cnn', '
 	user => 'iceml_tap_alice');
 poll("SELECT epoch >= 2 FROM iceml.runs WHERE id = $r", qr/^t$/, 60);
 restart();
-like(psql("SELECT status FROM iceml.progress WHERE run = $r"), qr/^failed$/, 'a server restart leaves the run failed');
+like(poll("SELECT iceml.wait($r, '0 s')", qr/^failed$/, 30), qr/^failed$/, 'a server restart leaves the run failed (marked by the next iceml.wait or iceml.train)');
 is(psql("SELECT iceml.resume($r)", user => 'iceml_tap_alice'), $r, 'resume after restart');
 is(psql("SELECT iceml.wait($r, '180 s')", user => 'iceml_tap_alice'), 'succeeded', 'and it finishes');
+
+# ---- sessions that call themselves iceml workers take no worker slot ------
+# (any login role may set application_name; iceml.max_workers is 4 here)
+psql("DROP ROLE IF EXISTS iceml_tap_nobody; CREATE ROLE iceml_tap_nobody LOGIN", db => 'postgres');
+for my $i (1 .. 5) {
+	system("PGAPPNAME='iceml train 9999$i' psql -XAtq -U iceml_tap_nobody -d postgres -c 'SELECT pg_sleep(60)' >/dev/null 2>&1 &");
+}
+poll(q{SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE 'iceml train 9999%'}, qr/^5$/, 20);
+my $s = psql(q{SELECT iceml.train('spoofed', 'iceml_td.chips_1', 'tiny_cnn', '{"epochs": 1}')}, user => 'iceml_tap_alice');
+is(psql("SELECT iceml.wait($s, '120 s')", user => 'iceml_tap_alice'), 'succeeded',
+	'five sessions named "iceml train ..." by a role with no iceml role do not stop training');
+psql(q{SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name LIKE 'iceml train 9999%'}, db => 'postgres');
+
+# ---- a dataset dropped before the worker starts: a clear error in the run --
+# (one transaction: the worker starts at commit, when the table is gone)
+my $d = psql(q{SELECT iceml.create_training_dataset('gone', 'iceml_fs.chips_1', 'is_iceberg');
+	BEGIN; SELECT iceml.train('gone', 'iceml_td.gone_1', 'tiny_cnn', '{"epochs": 1}'); DROP TABLE iceml_td.gone_1; COMMIT;},
+	user => 'iceml_tap_alice');
+($d) = $d =~ /(\d+)\s*$/;
+is(psql("SELECT iceml.wait($d, '60 s')", user => 'iceml_tap_alice'), 'failed', 'a run whose dataset was dropped fails');
+like(psql("SELECT error FROM iceml.runs WHERE id = $d"),
+	qr/^the training dataset of run $d \(relation \d+\) no longer exists \(SQLSTATE 42P01\) HINT: /,
+	'with the reason, its SQLSTATE and a hint');
 
 psql("DROP DATABASE $db", db => 'postgres');
 done_testing();

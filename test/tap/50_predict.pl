@@ -114,6 +114,15 @@ is($a->run($q), $by_id->($m2), 'A in a transaction');
 psql("SELECT iceml.deploy('tap', $m1)");
 is($a->run($q), $by_id->($m1), 'its next statement uses the deploy B committed meanwhile');
 $a->run('COMMIT');
+# the same for a statement that reads no table (predict over constants)
+my $qc = q{SELECT round(iceml_predict('tap', array_fill(-20::real, ARRAY[5625]), array_fill(-25::real, ARRAY[5625]))::numeric, 6)};
+my $qc_by_id = sub { psql("SELECT round(iceml_predict($_[0], array_fill(-20::real, ARRAY[5625]), array_fill(-25::real, ARRAY[5625]))::numeric, 6)") };
+$a->run('BEGIN');
+is($a->run($qc), $qc_by_id->($m1), 'A in a transaction, predicting over constants');
+psql("SELECT iceml.deploy('tap', $m2)");
+is($a->run($qc), $qc_by_id->($m2), 'its next statement, which opens no table, uses the deploy B committed meanwhile');
+$a->run('COMMIT');
+psql("SELECT iceml.deploy('tap', $m1)");
 # under REPEATABLE READ the transaction keeps its snapshot's deployment
 $a->run('BEGIN ISOLATION LEVEL REPEATABLE READ');
 is($a->run($q), $by_id->($m1), 'A in a REPEATABLE READ transaction');
