@@ -20,6 +20,11 @@ INSERT INTO iceml.architectures (name, spec, parameters, builtin)
 SELECT 'statoil_cnn', i.spec, i.parameters, true
   FROM iceml._spec_info(iceml._builtin_spec('statoil_cnn')) i;
 
+-- the recipe's network (README): batch norm and global average pooling
+INSERT INTO iceml.architectures (name, spec, parameters, builtin)
+SELECT 'recipe_cnn', i.spec, i.parameters, true
+  FROM iceml._spec_info(iceml._builtin_spec('recipe_cnn')) i;
+
 -- a few thousand parameters, seconds per epoch: for tests and demos
 INSERT INTO iceml.architectures (name, spec, parameters, builtin)
 SELECT 'tiny_cnn', i.spec, i.parameters, true
