@@ -47,18 +47,20 @@ def report(name, runs):
 def main():
     parity, chips = sys.argv[1], sys.argv[2]
     seeds = os.environ.get("ICEML_BENCH_QUALITY_SEEDS", "42 43 44").split()
+    # fewer epochs only to try the script out; the figures are for 15
+    epochs = ["--epochs", os.environ.get("ICEML_BENCH_QUALITY_EPOCHS", "15")]
     torch_ok = have_torch()
     if not torch_ok:
         print("quality.py: PyTorch figures skipped: python3-torch is not installed "
               "(apt-get install python3-torch)", file=sys.stderr)
     ice, tor, rec = [], [], []
     for s in seeds:
-        ice.append(run([parity, "train", chips, "--seed", s, "--name", f"parity_logloss_iceml_seed{s}"]))
+        ice.append(run([parity, "train", chips, "--seed", s, "--name", f"parity_logloss_iceml_seed{s}"] + epochs))
         if torch_ok:
             tor.append(run([sys.executable, os.path.join(HERE, "torch_parity.py"), chips,
-                            "--seed", s, "--name", f"parity_logloss_torch_seed{s}"]))
+                            "--seed", s, "--name", f"parity_logloss_torch_seed{s}"] + epochs))
         rec.append(run([parity, "train", chips, "--seed", s, "--recipe",
-                        "--name", f"recipe_logloss_iceml_seed{s}"]))
+                        "--name", f"recipe_logloss_iceml_seed{s}"] + epochs))
     i = report("parity_logloss_iceml", ice)
     r = report("recipe_logloss_iceml", rec)
     if tor:
