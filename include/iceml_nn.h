@@ -38,8 +38,34 @@ extern const char *iceml_nn_builtin_spec(const char *name);
 extern IcemlNet *iceml_net_create(const char *spec_json, char *err, size_t errlen);
 extern void iceml_net_free(IcemlNet *net);
 
-/* He (ReLU layers) / Glorot (others) initialisation, reproducible per seed. */
+/*
+ * Weight initialisation schemes, reproducible per seed:
+ *   ICEML_INIT_TORCH_DEFAULT  PyTorch's default for Conv2d and Linear
+ *     (kaiming_uniform_ with a = sqrt(5)): weights and biases uniform in
+ *     +-1/sqrt(fan_in), weight variance 1/(3 fan_in); the engine's default;
+ *   ICEML_INIT_HE_NORMAL  He normal (variance 2/fan_in) for layers followed
+ *     by a ReLU, Glorot uniform for the others, zero biases (the engine's
+ *     default before 0.1.1);
+ *   ICEML_INIT_GLOROT_UNIFORM  Keras's default: Glorot uniform (variance
+ *     2/(fan_in + fan_out)) everywhere, zero biases.
+ * Batch norm always starts as the identity (gamma 1, beta 0).
+ */
+typedef enum IcemlInit
+{
+	ICEML_INIT_TORCH_DEFAULT = 0,
+	ICEML_INIT_HE_NORMAL = 1,
+	ICEML_INIT_GLOROT_UNIFORM = 2
+} IcemlInit;
+
+#define ICEML_INIT_DEFAULT ICEML_INIT_TORCH_DEFAULT
+
+/* "torch_default", "he_normal", "glorot_uniform": the scheme, or -1. */
+extern int	iceml_init_scheme_parse(const char *name);
+extern const char *iceml_init_scheme_name(IcemlInit scheme);
+
+/* Initialise every parameter with the default scheme. */
 extern void iceml_net_init_params(IcemlNet *net, uint64_t seed);
+extern void iceml_net_init_params_scheme(IcemlNet *net, uint64_t seed, IcemlInit scheme);
 
 extern int64_t iceml_net_param_count(const IcemlNet *net);
 extern void iceml_net_input_shape(const IcemlNet *net, int *c, int *h, int *w);
@@ -91,6 +117,14 @@ typedef enum IcemlOptimizer
 #define ICEML_AUG_FLIP_V	0x2
 #define ICEML_AUG_ROT90		0x4
 
+/* Learning-rate schedules (per epoch, see iceml_train_lr). */
+typedef enum IcemlSchedule
+{
+	ICEML_SCHED_CONSTANT = 0,
+	ICEML_SCHED_STEP = 1,		/* times step_gamma every step_epochs */
+	ICEML_SCHED_COSINE = 2		/* half a cosine from the rate to 0 at epochs */
+} IcemlSchedule;
+
 typedef struct IcemlTrainConfig
 {
 	int			batch_size;		/* >= 1 */
@@ -100,13 +134,28 @@ typedef struct IcemlTrainConfig
 	float		weight_decay;	/* >= 0 (decoupled for Adam) */
 	float		beta1;			/* Adam, 0.9 */
 	float		beta2;			/* Adam, 0.999 */
-	float		epsilon;		/* Adam, 1e-7 */
+	float		epsilon;		/* Adam, 1e-8, added to sqrt(v-hat) as PyTorch */
 	int			augment;		/* ICEML_AUG_* bits, 0 for none */
 	uint64_t	seed;			/* shuffling, dropout, augmentation */
+	IcemlSchedule schedule;		/* constant */
+	int			epochs;			/* cosine: the run's length (>= 1) */
+	int			step_epochs;	/* step: every this many epochs (>= 1), */
+	float		step_gamma;		/* the rate is multiplied by this (0.1) */
+	float		warmup_epochs;	/* linear warm-up over this many epochs, 0 */
 } IcemlTrainConfig;
 
 /* Defaults above (Adam, lr 1e-3, batch 32, no augmentation, seed 42). */
 extern void iceml_train_config_defaults(IcemlTrainConfig *cfg);
+
+/*
+ * The learning rate at a point of training: epoch (from 1) and the fraction
+ * of it done after the current batch (0, 1].  Warm-up rises linearly from 0
+ * over warmup_epochs; the schedule then runs from the end of the warm-up
+ * (step: counted in whole epochs; cosine: reaches 0 at the end of epoch
+ * `epochs`).  Depends only on its arguments, so a resumed run continues the
+ * same schedule.
+ */
+extern float iceml_train_lr(const IcemlTrainConfig *cfg, int epoch, double frac);
 
 /*
  * A trainer owns the optimiser state and the memory plan for cfg->batch_size;

@@ -56,6 +56,16 @@ SELECT iceml.train('e', 'iceml_td.tr_1', 'tiny_cnn', '{"epoch": 3}');
 \echo :LAST_ERROR_SQLSTATE
 SELECT iceml.train('e', 'iceml_td.tr_1', 'tiny_cnn', '{"augment": "yes"}');
 \echo :LAST_ERROR_SQLSTATE
+SELECT iceml.train('e', 'iceml_td.tr_1', 'tiny_cnn', '{"init": "kaiming"}');
+\echo :LAST_ERROR_SQLSTATE
+SELECT iceml.train('e', 'iceml_td.tr_1', 'tiny_cnn', '{"lr_schedule": "linear"}');
+\echo :LAST_ERROR_SQLSTATE
+SELECT iceml.train('e', 'iceml_td.tr_1', 'tiny_cnn', '{"epochs": 5, "warmup_epochs": 6}');
+\echo :LAST_ERROR_SQLSTATE
+SELECT iceml.train('e', 'iceml_td.tr_1', 'tiny_cnn', '{"lr_step_gamma": 0}');
+\echo :LAST_ERROR_SQLSTATE
+SELECT iceml.train('e', 'iceml_td.tr_1', 'tiny_cnn', '{"lr_step_epochs": 0}');
+\echo :LAST_ERROR_SQLSTATE
 SELECT iceml.train('e', 'iceml_td.tr_1', 'tiny_cnn', '[1]');
 \echo :LAST_ERROR_SQLSTATE
 SELECT count(*) AS runs_queued FROM iceml.runs;

@@ -55,6 +55,7 @@ typedef struct TrainJob
 	char	   *study_metric;	/* within an ASHA study */
 	int			asha_min_epochs;	/* 0 unless the study is ASHA */
 	int			resume_epoch;	/* last checkpointed epoch, 0 for a fresh start */
+	int			init;			/* IcemlInit */
 
 	/* data: raw channels, N x C x H x W */
 	int			c,
@@ -213,6 +214,18 @@ LoadJob(TrainJob *job)
 	s = JsonbFieldText(hp, "augment");
 	job->cfg.augment = (s && strcmp(s, "true") == 0) ?
 		(ICEML_AUG_FLIP_H | ICEML_AUG_FLIP_V | ICEML_AUG_ROT90) : 0;
+	/* issue 16: initialisation and learning-rate schedule (checked in SQL) */
+	s = JsonbFieldText(hp, "init");
+	job->init = s ? iceml_init_scheme_parse(s) : ICEML_INIT_DEFAULT;
+	if (job->init < 0)
+		job->init = ICEML_INIT_DEFAULT;
+	s = JsonbFieldText(hp, "lr_schedule");
+	job->cfg.schedule = s == NULL ? ICEML_SCHED_CONSTANT :
+		strcmp(s, "cosine") == 0 ? ICEML_SCHED_COSINE :
+		strcmp(s, "step") == 0 ? ICEML_SCHED_STEP : ICEML_SCHED_CONSTANT;
+	job->cfg.warmup_epochs = (float) JsonbFieldNumber(hp, "warmup_epochs", 0);
+	job->cfg.step_epochs = (int) JsonbFieldNumber(hp, "lr_step_epochs", job->cfg.step_epochs);
+	job->cfg.step_gamma = (float) JsonbFieldNumber(hp, "lr_step_gamma", job->cfg.step_gamma);
 	job->patience = (int) JsonbFieldNumber(hp, "early_stopping_patience", 0);
 	job->checkpoint_every = (int) JsonbFieldNumber(hp, "checkpoint_every", 1);
 	job->threads = (int) JsonbFieldNumber(hp, "threads", iceml_train_threads);
@@ -738,8 +751,9 @@ Train(TrainJob *job)
 	std = palloc(sizeof(float) * job->c);
 	iceml_nn_channel_stats(job->x_train, job->n_train, job->c, job->h * job->w, mean, std);
 	iceml_net_set_normalisation(net, mean, std);
-	iceml_net_init_params(net, job->cfg.seed);
+	iceml_net_init_params_scheme(net, job->cfg.seed, (IcemlInit) job->init);
 	iceml_nn_set_threads(job->threads);
+	job->cfg.epochs = job->epochs;	/* the cosine schedule's length */
 
 	tr = iceml_trainer_create(net, &job->cfg, err, sizeof(err));
 	if (tr == NULL)

@@ -17,7 +17,7 @@ CREATE TABLE iceml.architectures (
     owner      name NOT NULL DEFAULT CURRENT_USER,
     created_at timestamptz NOT NULL DEFAULT pg_catalog.now()
 );
-COMMENT ON TABLE iceml.architectures IS 'CNN architectures by name: the built-ins statoil_cnn and tiny_cnn, and those of iceml.create_architecture()';
+COMMENT ON TABLE iceml.architectures IS 'CNN architectures by name: the built-ins statoil_cnn, recipe_cnn and tiny_cnn, and those of iceml.create_architecture()';
 
 CREATE SEQUENCE iceml.job_id_seq;
 COMMENT ON SEQUENCE iceml.job_id_seq IS 'ids of runs, studies and pipeline runs';

@@ -36,6 +36,11 @@ INSERT INTO iceml.architectures (name, spec, parameters, builtin)
 SELECT 'statoil_cnn', i.spec, i.parameters, true
   FROM iceml._spec_info(iceml._builtin_spec('statoil_cnn')) i;
 
+-- the recipe's network (README): batch norm and global average pooling
+INSERT INTO iceml.architectures (name, spec, parameters, builtin)
+SELECT 'recipe_cnn', i.spec, i.parameters, true
+  FROM iceml._spec_info(iceml._builtin_spec('recipe_cnn')) i;
+
 -- a few thousand parameters, seconds per epoch: for tests and demos
 INSERT INTO iceml.architectures (name, spec, parameters, builtin)
 SELECT 'tiny_cnn', i.spec, i.parameters, true
@@ -179,7 +184,9 @@ AS $$
 DECLARE
     known constant text[] := ARRAY['epochs', 'batch_size', 'learning_rate', 'optimizer', 'seed',
                                    'threads', 'augment', 'early_stopping_patience', 'channels',
-                                   'deploy', 'momentum', 'weight_decay', 'checkpoint_every'];
+                                   'deploy', 'momentum', 'weight_decay', 'checkpoint_every',
+                                   'init', 'lr_schedule', 'warmup_epochs', 'lr_step_epochs',
+                                   'lr_step_gamma'];
     hp jsonb;
     k text;
     ch text;
@@ -204,7 +211,9 @@ BEGIN
         'epochs', 20, 'batch_size', 32, 'learning_rate', 0.001, 'optimizer', 'adam',
         'seed', 42, 'threads', current_setting('iceml.train_threads')::int, 'augment', false,
         'early_stopping_patience', 0, 'channels', '["band_1", "band_2", "band_avg"]'::jsonb,
-        'deploy', 'if_better', 'momentum', 0.9, 'weight_decay', 0, 'checkpoint_every', 1)
+        'deploy', 'if_better', 'momentum', 0.9, 'weight_decay', 0, 'checkpoint_every', 1,
+        'init', 'torch_default', 'lr_schedule', 'constant', 'warmup_epochs', 0,
+        'lr_step_epochs', 10, 'lr_step_gamma', 0.1)
         || hyperparams;
 
     PERFORM iceml._check_integer(hp, 'epochs', 1, 100000);
@@ -232,6 +241,29 @@ BEGIN
     END IF;
     IF jsonb_typeof(hp->'augment') <> 'boolean' THEN
         RAISE EXCEPTION 'hyperparameter "augment" must be true or false, not %', hp->'augment'
+            USING ERRCODE = '22023';
+    END IF;
+    -- issue 16: initialisation and learning-rate schedule
+    PERFORM iceml._check_integer(hp, 'lr_step_epochs', 1, 100000);
+    IF jsonb_typeof(hp->'init') <> 'string'
+       OR NOT hp->>'init' IN ('torch_default', 'he_normal', 'glorot_uniform') THEN
+        RAISE EXCEPTION 'unknown initialisation %', hp->'init'
+            USING ERRCODE = '22023', HINT = 'Use "torch_default", "he_normal" or "glorot_uniform".';
+    END IF;
+    IF jsonb_typeof(hp->'lr_schedule') <> 'string'
+       OR NOT hp->>'lr_schedule' IN ('constant', 'step', 'cosine') THEN
+        RAISE EXCEPTION 'unknown learning-rate schedule %', hp->'lr_schedule'
+            USING ERRCODE = '22023', HINT = 'Use "constant", "step" or "cosine".';
+    END IF;
+    IF jsonb_typeof(hp->'warmup_epochs') <> 'number'
+       OR (hp->>'warmup_epochs')::float8 NOT BETWEEN 0 AND (hp->>'epochs')::float8 THEN
+        RAISE EXCEPTION 'hyperparameter "warmup_epochs" must be a number between 0 and "epochs" (%), not %',
+                        hp->'epochs', hp->'warmup_epochs'
+            USING ERRCODE = '22023';
+    END IF;
+    IF jsonb_typeof(hp->'lr_step_gamma') <> 'number'
+       OR (hp->>'lr_step_gamma')::float8 <= 0 OR (hp->>'lr_step_gamma')::float8 > 1 THEN
+        RAISE EXCEPTION 'hyperparameter "lr_step_gamma" must be a number in (0, 1], not %', hp->'lr_step_gamma'
             USING ERRCODE = '22023';
     END IF;
     IF jsonb_typeof(hp->'deploy') <> 'string' OR NOT hp->>'deploy' IN ('if_better', 'always', 'never') THEN

@@ -386,7 +386,8 @@ DECLARE
     hp jsonb := coalesce(hyperparams, '{}');
     arch record;
     known constant text[] := ARRAY['epochs', 'batch_size', 'learning_rate', 'optimizer', 'seed',
-                                   'augment', 'early_stopping_patience', 'momentum', 'weight_decay'];
+                                   'augment', 'early_stopping_patience', 'momentum', 'weight_decay',
+                                   'init', 'lr_schedule', 'warmup_epochs', 'lr_step_epochs', 'lr_step_gamma'];
     study bigint;
     config jsonb;
     trial_hp jsonb;

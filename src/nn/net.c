@@ -49,14 +49,50 @@ normal(uint64_t *s)
 	return sqrtf(-2.0f * logf(u1)) * cosf(6.2831853f * u2);
 }
 
+int
+iceml_init_scheme_parse(const char *name)
+{
+	if (name == NULL)
+		return -1;
+	if (strcmp(name, "torch_default") == 0)
+		return ICEML_INIT_TORCH_DEFAULT;
+	if (strcmp(name, "he_normal") == 0)
+		return ICEML_INIT_HE_NORMAL;
+	if (strcmp(name, "glorot_uniform") == 0)
+		return ICEML_INIT_GLOROT_UNIFORM;
+	return -1;
+}
+
+const char *
+iceml_init_scheme_name(IcemlInit scheme)
+{
+	switch (scheme)
+	{
+		case ICEML_INIT_TORCH_DEFAULT:
+			return "torch_default";
+		case ICEML_INIT_HE_NORMAL:
+			return "he_normal";
+		case ICEML_INIT_GLOROT_UNIFORM:
+			return "glorot_uniform";
+	}
+	return "unknown";
+}
+
 void
 iceml_net_init_params(IcemlNet *net, uint64_t seed)
+{
+	iceml_net_init_params_scheme(net, seed, ICEML_INIT_DEFAULT);
+}
+
+void
+iceml_net_init_params_scheme(IcemlNet *net, uint64_t seed, IcemlInit scheme)
 {
 	for (int i = 0; i < net->nlayers; i++)
 	{
 		Layer	   *l = &net->layers[i];
 		uint64_t	s = nn_mix(seed, 0x1000 + (uint64_t) i);
 		float	   *W = net->params + l->w_off;
+		float	   *bias = net->params + l->b_off;
 		double		fan_in,
 					fan_out;
 
@@ -65,7 +101,7 @@ iceml_net_init_params(IcemlNet *net, uint64_t seed)
 			for (int k = 0; k < l->ic; k++)
 			{
 				W[k] = 1.0f;
-				net->params[l->b_off + k] = 0.0f;
+				bias[k] = 0.0f;
 				net->state[l->s_off + k] = 0.0f;
 				net->state[l->s_off + l->ic + k] = 1.0f;
 			}
@@ -83,7 +119,22 @@ iceml_net_init_params(IcemlNet *net, uint64_t seed)
 			fan_in = l->ic;
 			fan_out = l->units;
 		}
-		if (l->he_init)
+		if (scheme == ICEML_INIT_TORCH_DEFAULT)
+		{
+			/*
+			 * kaiming_uniform_(a = sqrt(5)): gain sqrt(2 / (1 + 5)), bound
+			 * gain * sqrt(3 / fan_in) = 1 / sqrt(fan_in); the bias is
+			 * uniform in the same bound
+			 */
+			float		lim = (float) (1.0 / sqrt(fan_in));
+
+			for (size_t k = 0; k < l->nw; k++)
+				W[k] = lim * (2.0f * nn_uniform(&s) - 1.0f);
+			for (size_t k = 0; k < l->nb; k++)
+				bias[k] = lim * (2.0f * nn_uniform(&s) - 1.0f);
+			continue;
+		}
+		if (scheme == ICEML_INIT_HE_NORMAL && l->he_init)
 		{
 			float		sd = (float) sqrt(2.0 / fan_in);
 
@@ -97,7 +148,7 @@ iceml_net_init_params(IcemlNet *net, uint64_t seed)
 			for (size_t k = 0; k < l->nw; k++)
 				W[k] = lim * (2.0f * nn_uniform(&s) - 1.0f);
 		}
-		memset(net->params + l->b_off, 0, sizeof(float) * l->nb);
+		memset(bias, 0, sizeof(float) * l->nb);
 	}
 }
 

@@ -33,9 +33,50 @@ iceml_train_config_defaults(IcemlTrainConfig *cfg)
 	cfg->weight_decay = 0.0f;
 	cfg->beta1 = 0.9f;
 	cfg->beta2 = 0.999f;
-	cfg->epsilon = 1e-7f;
+	cfg->epsilon = 1e-8f;
 	cfg->augment = 0;
 	cfg->seed = 42;
+	cfg->schedule = ICEML_SCHED_CONSTANT;
+	cfg->epochs = 1;
+	cfg->step_epochs = 10;
+	cfg->step_gamma = 0.1f;
+	cfg->warmup_epochs = 0.0f;
+}
+
+float
+iceml_train_lr(const IcemlTrainConfig *cfg, int epoch, double frac)
+{
+	double		t = (double) (epoch - 1) + frac;	/* epochs done after this batch */
+	double		w = cfg->warmup_epochs;
+	double		lr = cfg->learning_rate;
+
+	if (w > 0 && t < w)
+		return (float) (lr * t / w);
+	switch (cfg->schedule)
+	{
+		case ICEML_SCHED_STEP:
+			{
+				int			k = (int) floor(((double) (epoch - 1) - w) / cfg->step_epochs);
+
+				return (float) (lr * pow(cfg->step_gamma, k > 0 ? k : 0));
+			}
+		case ICEML_SCHED_COSINE:
+			{
+				double		span = cfg->epochs - w;
+				/* the epoch's rate is set at its start: the last epoch is not 0 */
+				double		at = (double) (epoch - 1) - w;
+
+				if (span <= 0)
+					return (float) lr;
+				if (at < 0)
+					at = 0;
+				if (at > span)
+					at = span;
+				return (float) (lr * 0.5 * (1.0 + cos(3.14159265358979323846 * at / span)));
+			}
+		default:
+			return (float) lr;
+	}
 }
 
 IcemlTrainer *
@@ -60,7 +101,11 @@ iceml_trainer_create(IcemlNet *net, const IcemlTrainConfig *cfg, char *err, size
 	}
 	if (!(cfg->weight_decay >= 0.0f) || !(cfg->momentum >= 0.0f && cfg->momentum < 1.0f) ||
 		!(cfg->beta1 >= 0.0f && cfg->beta1 < 1.0f) || !(cfg->beta2 >= 0.0f && cfg->beta2 < 1.0f) ||
-		!(cfg->epsilon > 0.0f))
+		!(cfg->epsilon > 0.0f) ||
+		(cfg->schedule != ICEML_SCHED_CONSTANT && cfg->schedule != ICEML_SCHED_STEP &&
+		 cfg->schedule != ICEML_SCHED_COSINE) ||
+		cfg->epochs < 1 || cfg->step_epochs < 1 || !(cfg->step_gamma > 0.0f && cfg->step_gamma <= 1.0f) ||
+		!(cfg->warmup_epochs >= 0.0f && cfg->warmup_epochs <= 1e6f))
 	{
 		snprintf(err, errlen, "optimizer settings out of range");
 		return NULL;
@@ -99,27 +144,32 @@ iceml_trainer_free(IcemlTrainer *tr)
 
 /* Apply one optimiser step with the gradients in tr->grads. */
 static void
-optimizer_step(IcemlTrainer *tr)
+optimizer_step(IcemlTrainer *tr, float lr)
 {
 	IcemlNet   *net = tr->net;
 	const IcemlTrainConfig *c = &tr->cfg;
 	float	   *p = net->params;
 	float	   *g = tr->grads;
-	float		lr = c->learning_rate;
 
 	tr->step++;
 	if (c->optimizer == ICEML_OPT_ADAM)
 	{
+		/*
+		 * PyTorch's form: epsilon is added to the bias-corrected sqrt(v).
+		 * (Keras adds it to the uncorrected one, an epsilon effectively
+		 * 1/sqrt(1 - beta2^t) times larger in the first steps.)
+		 */
 		float		b1 = c->beta1,
 					b2 = c->beta2;
-		float		lr_t = lr * (float) (sqrt(1.0 - pow(b2, (double) tr->step)) /
-										 (1.0 - pow(b1, (double) tr->step)));
+		float		step_size = lr / (float) (1.0 - pow(b1, (double) tr->step));
+		float		inv_c2 = (float) (1.0 / sqrt(1.0 - pow(b2, (double) tr->step)));
+		float		eps = c->epsilon;
 
 		for (size_t i = 0; i < net->nparams; i++)
 		{
 			tr->m1[i] = b1 * tr->m1[i] + (1.0f - b1) * g[i];
 			tr->m2[i] = b2 * tr->m2[i] + (1.0f - b2) * g[i] * g[i];
-			p[i] -= lr_t * tr->m1[i] / (sqrtf(tr->m2[i]) + c->epsilon);
+			p[i] -= step_size * tr->m1[i] / (sqrtf(tr->m2[i]) * inv_c2 + eps);
 		}
 		/* decoupled weight decay, on conv and dense weights only */
 		if (c->weight_decay > 0.0f)
@@ -241,7 +291,7 @@ iceml_trainer_epoch(IcemlTrainer *tr, const float *x, const float *y, int64_t n,
 			snprintf(err, errlen, "interrupted");
 			return ICEML_NN_INTERRUPTED;
 		}
-		optimizer_step(tr);
+		optimizer_step(tr, iceml_train_lr(&tr->cfg, epoch, (double) (at + b) / (double) n));
 		total += loss;
 		if (cb && cb(cb_arg, at + b, n, loss / b) != 0)
 			return 1;

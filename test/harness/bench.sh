@@ -7,9 +7,10 @@ set -euo pipefail
 repo=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$repo"
 h=test/harness
-"$h/deps.sh"
+# python3-torch: the PyTorch side of the engine and quality benchmarks
+"$h/deps.sh" python3-torch
 if [ -f test/bench/Makefile ]; then
-	make -s -C test/bench engine
+	make -s -C test/bench engine quality
 fi
 if compgen -G "test/bench/*.sh" >/dev/null; then
 	"$h/cluster.sh" install

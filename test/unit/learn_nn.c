@@ -1,7 +1,8 @@
 /*
- * learn_nn.c - learning, not just running: the reference CNN on synthetic
- * chips (src/eo/synth.c) must reach 85% validation accuracy.  Optimised
- * build, two threads (`make -C test/unit learn`).
+ * learn_nn.c - learning, not just running, on synthetic chips
+ * (src/eo/synth.c): the reference CNN with the engine's defaults must reach
+ * PyTorch's validation log loss after 3 epochs, and the recipe must learn
+ * the chips well.  Optimised build, two threads (`make -C test/unit learn`).
  */
 #include <math.h>
 #include <stdlib.h>
@@ -35,11 +36,88 @@ load(uint32_t seed, int from, int n, float *x, float *y)
 	free(c);
 }
 
-TEST(reference_cnn_reaches_85_percent_on_synthetic_chips)
+/*
+ * The recipe (README): recipe_cnn, flips and quarter turns, Adam 2e-3 with a
+ * one-epoch warm-up and a cosine schedule, weight decay 1e-2, batch 32, for
+ * RECIPE_EPOCHS epochs: the last epoch's validation log loss must be below
+ * RECIPE_BOUND and its accuracy at least 90%.
+ */
+#define RECIPE_EPOCHS 8
+#define RECIPE_BOUND 0.20
+
+TEST(recipe_learns_synthetic_chips)
 {
 	enum
 	{
-	NT = 1283, NV = 321, EPOCHS = 12};
+	NT = 1283, NV = 321};
+	float	   *xt = malloc(sizeof(float) * NT * 3 * HW),
+			   *xv = malloc(sizeof(float) * NV * 3 * HW),
+				yt[NT],
+				yv[NV],
+				pv[NV],
+				mean[3],
+				sd[3];
+	char		err[ICEML_NN_ERRLEN];
+	IcemlNet   *net = iceml_net_create(iceml_nn_builtin_spec("recipe_cnn"), err, sizeof(err));
+	IcemlTrainConfig cfg;
+	IcemlTrainer *tr;
+	IcemlMetrics m;
+	double		loss;
+
+	CHECK(net != NULL, "%s", err);
+	if (net == NULL)
+		return;
+	load(2026, 0, NT, xt, yt);
+	load(2026, NT, NV, xv, yv);
+	iceml_nn_channel_stats(xt, NT, 3, HW, mean, sd);
+	iceml_net_set_normalisation(net, mean, sd);
+	iceml_net_init_params(net, 42);
+	iceml_train_config_defaults(&cfg);
+	cfg.augment = ICEML_AUG_FLIP_H | ICEML_AUG_FLIP_V | ICEML_AUG_ROT90;
+	cfg.learning_rate = 2e-3f;
+	cfg.schedule = ICEML_SCHED_COSINE;
+	cfg.epochs = RECIPE_EPOCHS;
+	cfg.warmup_epochs = 1.0f;
+	cfg.weight_decay = 1e-2f;
+	tr = iceml_trainer_create(net, &cfg, err, sizeof(err));
+	CHECK(tr != NULL, "%s", err);
+	for (int e = 1; tr != NULL && e <= RECIPE_EPOCHS; e++)
+	{
+		time_t		t0 = time(NULL);
+
+		CHECK(iceml_trainer_epoch(tr, xt, yt, NT, e, NULL, NULL, &loss, err, sizeof(err)) == 0, "%s", err);
+		iceml_net_predict(net, xv, NV, pv, err, sizeof(err));
+		iceml_metrics_compute(pv, yv, NV, 0.5, &m);
+		printf("    epoch %d: train loss %.4f, val loss %.4f, val acc %.3f, val auc %.3f (%ld s)\n",
+			   e, loss, m.log_loss, m.accuracy, m.auc, (long) (time(NULL) - t0));
+		fflush(stdout);
+	}
+	CHECK(m.log_loss < RECIPE_BOUND && m.accuracy >= 0.90,
+		  "last epoch: validation log loss %.4f (bound %.2f), accuracy %.3f", m.log_loss,
+		  RECIPE_BOUND, m.accuracy);
+	iceml_trainer_free(tr);
+	iceml_net_free(net);
+	free(xt);
+	free(xv);
+}
+
+/*
+ * Model quality, not just learning: the reference CNN with the engine's
+ * defaults (no augmentation, Adam 1e-3, batch 32) after 3 epochs on 1283
+ * synthetic chips must reach a validation log loss below 0.30, as PyTorch
+ * does with its defaults.  With He-normal weights and zero biases (the
+ * defaults before issue 16) the first epoch's training loss is about 1.5
+ * and epoch 3 ends near 0.45.  Fixed seeds, two threads: the figures are
+ * reproducible.
+ */
+#define QUALITY_EPOCHS 3
+#define QUALITY_BOUND 0.30
+
+TEST(reference_cnn_validation_log_loss_after_3_epochs)
+{
+	enum
+	{
+	NT = 1283, NV = 321};
 	float	   *xt = malloc(sizeof(float) * NT * 3 * HW),
 			   *xv = malloc(sizeof(float) * NV * 3 * HW),
 				yt[NT],
@@ -52,8 +130,7 @@ TEST(reference_cnn_reaches_85_percent_on_synthetic_chips)
 	IcemlTrainConfig cfg;
 	IcemlTrainer *tr;
 	IcemlMetrics m;
-	double		loss,
-				best = 0;
+	double		loss;
 
 	load(2026, 0, NT, xt, yt);
 	load(2026, NT, NV, xv, yv);
@@ -61,22 +138,17 @@ TEST(reference_cnn_reaches_85_percent_on_synthetic_chips)
 	iceml_net_set_normalisation(net, mean, sd);
 	iceml_net_init_params(net, 42);
 	iceml_train_config_defaults(&cfg);
-	cfg.augment = ICEML_AUG_FLIP_H | ICEML_AUG_FLIP_V | ICEML_AUG_ROT90;
 	tr = iceml_trainer_create(net, &cfg, err, sizeof(err));
-	for (int e = 1; e <= EPOCHS && best < 0.85; e++)
+	for (int e = 1; e <= QUALITY_EPOCHS; e++)
 	{
-		time_t		t0 = time(NULL);
-
 		CHECK(iceml_trainer_epoch(tr, xt, yt, NT, e, NULL, NULL, &loss, err, sizeof(err)) == 0, "%s", err);
 		iceml_net_predict(net, xv, NV, pv, err, sizeof(err));
 		iceml_metrics_compute(pv, yv, NV, 0.5, &m);
-		printf("    epoch %d: train loss %.4f, val loss %.4f, val acc %.3f, val auc %.3f (%ld s)\n",
-			   e, loss, m.log_loss, m.accuracy, m.auc, (long) (time(NULL) - t0));
+		printf("    epoch %d: train loss %.4f, val loss %.4f, val acc %.3f\n", e, loss, m.log_loss, m.accuracy);
 		fflush(stdout);
-		if (m.accuracy > best)
-			best = m.accuracy;
 	}
-	CHECK(best >= 0.85, "best validation accuracy %.3f", best);
+	CHECK(m.log_loss < QUALITY_BOUND, "validation log loss %.4f after %d epochs (bound %.2f)",
+		  m.log_loss, QUALITY_EPOCHS, QUALITY_BOUND);
 	iceml_trainer_free(tr);
 	iceml_net_free(net);
 	free(xt);
@@ -87,6 +159,7 @@ int
 main(void)
 {
 	iceml_nn_set_threads(2);
-	RUN(reference_cnn_reaches_85_percent_on_synthetic_chips);
+	RUN(reference_cnn_validation_log_loss_after_3_epochs);
+	RUN(recipe_learns_synthetic_chips);
 	return UNIT_SUMMARY();
 }

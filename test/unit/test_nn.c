@@ -272,14 +272,16 @@ optimizer_case(IcemlOptimizer opt)
 		}
 		else
 		{
-			double		lr_t = 0.1 * sqrt(1 - pow(0.999, step)) / (1 - pow(0.9, step));
+			/* PyTorch's Adam: epsilon 1e-8 on the bias-corrected sqrt(v) */
+			double		c1 = 1 - pow(0.9, step),
+						c2 = 1 - pow(0.999, step);
 
 			m1w = 0.9 * m1w + 0.1 * gw;
 			m1b = 0.9 * m1b + 0.1 * gb;
 			m2w = 0.999 * m2w + 0.001 * gw * gw;
 			m2b = 0.999 * m2b + 0.001 * gb * gb;
-			w -= lr_t * m1w / (sqrt(m2w) + 1e-7);
-			b -= lr_t * m1b / (sqrt(m2b) + 1e-7);
+			w -= 0.1 * (m1w / c1) / (sqrt(m2w / c2) + 1e-8);
+			b -= 0.1 * (m1b / c1) / (sqrt(m2b / c2) + 1e-8);
 		}
 		CHECK(iceml_trainer_epoch(tr, &x, &y, 1, step, NULL, NULL, &loss, err, sizeof(err)) == 0, "%s", err);
 		CHECK(fabs(net->params[0] - w) < 1e-5 && fabs(net->params[1] - b) < 1e-5,
@@ -1002,6 +1004,213 @@ TEST(interrupt_check_stops_forward_backward_predict_and_epoch)
 	iceml_net_free(net);
 }
 
+/*
+ * The default initialisation (PyTorch's kaiming_uniform_(a = sqrt(5))):
+ * every conv and dense layer of statoil_cnn has weights and biases uniform
+ * in +-1/sqrt(fan_in), so weight variance 1/(3 fan_in); the alternatives
+ * he_normal (2/fan_in before a ReLU, Glorot for the logit, zero biases) and
+ * glorot_uniform (2/(fan_in + fan_out)) have theirs.  A sample variance of
+ * n uniform values has a relative standard error of sqrt(0.8/n), of n
+ * normal values sqrt(2/n): the bound is five of them.
+ */
+static void
+check_init_variance(IcemlInit scheme)
+{
+	IcemlNet   *net = make_net(iceml_nn_builtin_spec("statoil_cnn"));
+	int			layers = 0;
+
+	if (net == NULL)
+		return;
+	iceml_net_init_params_scheme(net, 42, scheme);
+	for (int li = 0; li < net->nlayers; li++)
+	{
+		Layer	   *l = &net->layers[li];
+		double		fan_in,
+					fan_out,
+					want,
+					s = 0,
+					s2 = 0,
+					se,
+					bmax = 0,
+					bound;
+		int			normal = 0,
+					last = li == net->nlayers - 1;
+
+		if (l->type != L_CONV && l->type != L_DENSE)
+			continue;
+		layers++;
+		fan_in = l->type == L_CONV ? (double) l->ic * l->kh * l->kw : l->ic;
+		fan_out = l->type == L_CONV ? (double) l->filters * l->kh * l->kw : l->units;
+		if (scheme == ICEML_INIT_TORCH_DEFAULT)
+			want = 1.0 / (3.0 * fan_in);
+		else if (scheme == ICEML_INIT_HE_NORMAL && !last)
+		{
+			want = 2.0 / fan_in;
+			normal = 1;
+		}
+		else
+			want = 2.0 / (fan_in + fan_out);
+		for (size_t k = 0; k < l->nw; k++)
+		{
+			double		v = net->params[l->w_off + k];
+
+			s += v;
+			s2 += v * v;
+		}
+		s /= (double) l->nw;
+		s2 = s2 / (double) l->nw - s * s;
+		se = sqrt((normal ? 2.0 : 0.8) / (double) l->nw);
+		CHECK(fabs(s2 / want - 1.0) < 5 * se, "%s %s: weight variance %.4g, want %.4g (fan_in %g)",
+			  iceml_init_scheme_name(scheme), l->name, s2, want, fan_in);
+		CHECK(fabs(s) < 5 * sqrt(want / (double) l->nw), "%s %s: weight mean %.4g",
+			  iceml_init_scheme_name(scheme), l->name, s);
+		bound = 1.0 / sqrt(fan_in);
+		for (size_t k = 0; k < l->nb; k++)
+			bmax = fmax(bmax, fabs(net->params[l->b_off + k]));
+		if (scheme == ICEML_INIT_TORCH_DEFAULT)
+			CHECK(bmax <= bound && bmax > 0.5 * bound, "%s: biases reach %g of the bound %g",
+				  l->name, bmax, bound);
+		else
+			CHECK(bmax == 0.0, "%s %s: biases are not zero (%g)", iceml_init_scheme_name(scheme),
+				  l->name, bmax);
+	}
+	CHECK(layers == 7, "%d conv and dense layers", layers);
+	iceml_net_free(net);
+}
+
+TEST(default_initialisation_has_the_intended_variance_per_layer)
+{
+	CHECK(iceml_init_scheme_parse("torch_default") == ICEML_INIT_DEFAULT, "the default is torch_default");
+	CHECK(iceml_init_scheme_parse("he_normal") == ICEML_INIT_HE_NORMAL &&
+		  iceml_init_scheme_parse("glorot_uniform") == ICEML_INIT_GLOROT_UNIFORM &&
+		  iceml_init_scheme_parse("kaiming") == -1 && iceml_init_scheme_parse(NULL) == -1, "names");
+	/* iceml_net_init_params is the default scheme */
+	{
+		IcemlNet   *a = make_net(iceml_nn_builtin_spec("statoil_cnn"));
+		IcemlNet   *b = make_net(iceml_nn_builtin_spec("statoil_cnn"));
+
+		iceml_net_init_params(a, 9);
+		iceml_net_init_params_scheme(b, 9, ICEML_INIT_DEFAULT);
+		CHECK(memcmp(a->params, b->params, a->nparams * sizeof(float)) == 0, "default differs");
+		iceml_net_free(a);
+		iceml_net_free(b);
+	}
+	check_init_variance(ICEML_INIT_TORCH_DEFAULT);
+	check_init_variance(ICEML_INIT_HE_NORMAL);
+	check_init_variance(ICEML_INIT_GLOROT_UNIFORM);
+}
+
+/* learning-rate schedules, warm-up, by hand */
+TEST(learning_rate_schedules_by_hand)
+{
+	IcemlTrainConfig cfg;
+	float		lr;
+
+	iceml_train_config_defaults(&cfg);
+	cfg.learning_rate = 0.01f;
+	CHECK(iceml_train_lr(&cfg, 1, 0.5) == 0.01f && iceml_train_lr(&cfg, 50, 1.0) == 0.01f, "constant");
+	cfg.schedule = ICEML_SCHED_STEP;
+	cfg.step_epochs = 3;
+	cfg.step_gamma = 0.5f;
+	CHECK(iceml_train_lr(&cfg, 3, 1.0) == 0.01f, "step, epoch 3");
+	CHECK(fabsf(iceml_train_lr(&cfg, 4, 0.1) - 0.005f) < 1e-9f, "step, epoch 4");
+	CHECK(fabsf(iceml_train_lr(&cfg, 7, 0.1) - 0.0025f) < 1e-9f, "step, epoch 7");
+	cfg.schedule = ICEML_SCHED_COSINE;
+	cfg.epochs = 10;
+	CHECK(iceml_train_lr(&cfg, 1, 0.9) == 0.01f, "cosine starts at the rate");
+	CHECK(fabsf(iceml_train_lr(&cfg, 6, 0.5) - 0.005f) < 1e-8f, "cosine half way: %g",
+		  (double) iceml_train_lr(&cfg, 6, 0.5));
+	lr = iceml_train_lr(&cfg, 10, 0.5);
+	CHECK(lr > 0.0f && fabsf(lr - 0.01f * 0.5f * (1.0f + cosf(3.14159265f * 9 / 10))) < 1e-8f,
+		  "cosine's last epoch %g", (double) lr);
+	cfg.warmup_epochs = 2;
+	CHECK(fabsf(iceml_train_lr(&cfg, 1, 0.5) - 0.0025f) < 1e-9f, "warm-up a quarter way");
+	CHECK(fabsf(iceml_train_lr(&cfg, 2, 1.0) - 0.01f) < 1e-9f, "warm-up done");
+	CHECK(iceml_train_lr(&cfg, 3, 0.1) == 0.01f, "cosine starts after the warm-up");
+	CHECK(fabsf(iceml_train_lr(&cfg, 7, 0.1) - 0.005f) < 1e-8f, "cosine half way after warm-up: %g",
+		  (double) iceml_train_lr(&cfg, 7, 0.1));
+}
+
+/*
+ * Weight decay by hand: SGD adds wd * w to the gradient of conv and dense
+ * weights (the gradient of loss + wd/2 |w|^2, checked against central
+ * differences of that objective); Adam decays them decoupled (AdamW:
+ * w -= lr * wd * w after the Adam step).  Biases are never decayed.
+ */
+TEST(weight_decay_by_hand_and_against_central_differences)
+{
+	for (int opt = 0; opt < 2; opt++)
+	{
+		IcemlNet   *net = make_net("{\"input\":[1,1,1],\"layers\":[{\"type\":\"flatten\"},"
+									"{\"type\":\"dense\",\"units\":1}]}");
+		IcemlTrainConfig cfg;
+		IcemlTrainer *tr;
+		float		x = 1.5f,
+					y = 1.0f;
+		double		w = 0.5,
+					b = 0.2,
+					m1w = 0,
+					m1b = 0,
+					m2w = 0,
+					m2b = 0,
+					wd = 0.1,
+					loss;
+		ERR;
+
+		iceml_train_config_defaults(&cfg);
+		cfg.optimizer = opt == 0 ? ICEML_OPT_SGD : ICEML_OPT_ADAM;
+		cfg.learning_rate = 0.05f;
+		cfg.batch_size = 1;
+		cfg.weight_decay = (float) wd;
+		tr = iceml_trainer_create(net, &cfg, err, sizeof(err));
+		net->params[0] = (float) w;
+		net->params[1] = (float) b;
+		for (int step = 1; step <= 3; step++)
+		{
+			double		z = w * x + b;
+			double		dz = 1.0 / (1.0 + exp(-z)) - y;
+			double		gw = dz * x,
+						gb = dz;
+
+			if (opt == 0)
+			{
+				/* the decayed gradient against central differences */
+				double		h = 1e-5,
+							num;
+#define OBJ(ww) (log1p(exp(-((ww) * x + b))) + 0.5 * wd * (ww) * (ww))
+
+				num = (OBJ(w + h) - OBJ(w - h)) / (2 * h);
+#undef OBJ
+				CHECK(fabs(num - (gw + wd * w)) < 1e-6, "step %d: numeric %g, decayed %g", step, num,
+					  gw + wd * w);
+				m1w = 0.9 * m1w + gw + wd * w;
+				m1b = 0.9 * m1b + gb;
+				w -= 0.05 * m1w;
+				b -= 0.05 * m1b;
+			}
+			else
+			{
+				double		c1 = 1 - pow(0.9, step),
+							c2 = 1 - pow(0.999, step);
+
+				m1w = 0.9 * m1w + 0.1 * gw;
+				m1b = 0.9 * m1b + 0.1 * gb;
+				m2w = 0.999 * m2w + 0.001 * gw * gw;
+				m2b = 0.999 * m2b + 0.001 * gb * gb;
+				w -= 0.05 * (m1w / c1) / (sqrt(m2w / c2) + 1e-8);
+				b -= 0.05 * (m1b / c1) / (sqrt(m2b / c2) + 1e-8);
+				w -= 0.05 * wd * w;
+			}
+			CHECK(iceml_trainer_epoch(tr, &x, &y, 1, step, NULL, NULL, &loss, err, sizeof(err)) == 0, "%s", err);
+			CHECK(fabs(net->params[0] - w) < 1e-5 && fabs(net->params[1] - b) < 1e-5,
+				  "%s step %d: w %g (want %g) b %g (want %g)", opt == 0 ? "sgd" : "adam", step,
+				  net->params[0], w, net->params[1], b);
+		}
+		iceml_trainer_free(tr);
+		iceml_net_free(net);
+	}
+}
+
 int
 main(void)
 {
@@ -1013,6 +1222,9 @@ main(void)
 	RUN(gradients_statoil_cnn_small_batch);
 	RUN(sgd_momentum_steps_by_hand);
 	RUN(adam_steps_by_hand);
+	RUN(default_initialisation_has_the_intended_variance_per_layer);
+	RUN(learning_rate_schedules_by_hand);
+	RUN(weight_decay_by_hand_and_against_central_differences);
 	RUN(bce_is_stable_for_large_logits);
 	RUN(malformed_specs_are_refused_with_the_layer_at_fault);
 	RUN(serialisation_round_trip_and_malformed_blobs);

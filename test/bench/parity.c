@@ -1,0 +1,270 @@
+/*
+ * parity.c - model quality side by side with PyTorch (torch_parity.py).
+ *
+ *   parity write FILE [DATA_SEED]       write 1604 synthetic chips (1283
+ *                                        train, 321 test) for both programs
+ *   parity train FILE [options]          train on them, print per-epoch lines
+ *
+ * options: --epochs N (15)  --seed S (42)  --arch NAME|SPEC (statoil_cnn)
+ *          --init he_normal|glorot_uniform|torch_default (the engine's default)
+ *          --eps E  --augment  --schedule none|step|cosine  --warmup N
+ *          --weight-decay W  --lr L  --side  --name NAME
+ *
+ * The chip file: N x 3 x 75 x 75 floats (band_1, band_2, band_avg in dB),
+ * then N labels, then N incidence angles (NaN when missing), N = 1604; the
+ * first 1283 chips train, the last 321 test (the Statoil train.json split).
+ * Every epoch prints "curve NAME EPOCH train_loss test_loss test_acc seconds";
+ * at the end "BENCH NAME_best", "BENCH NAME_final" (test log loss) and the
+ * standard deviation of the last five epochs' test log loss.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "iceml_nn.h"
+#include "iceml_synth.h"
+#include "bench_util.h"
+
+#define NTRAIN 1283
+#define NTEST 321
+#define NALL (NTRAIN + NTEST)
+#define C 3
+#define HW ICEML_CHIP_PIXELS
+
+/* the recipe's settings (README) */
+#define RECIPE_LR 2e-3f
+#define RECIPE_WARMUP 1.0f
+#define RECIPE_WD 1e-2f
+
+static int
+write_chips(const char *path, uint32_t seed)
+{
+	IcemlChip  *chip = malloc(sizeof(IcemlChip));
+	float	   *img = malloc(sizeof(float) * C * HW);
+	float	   *y = malloc(sizeof(float) * NALL),
+			   *a = malloc(sizeof(float) * NALL);
+	FILE	   *f = fopen(path, "wb");
+
+	if (f == NULL)
+	{
+		perror(path);
+		return 1;
+	}
+	for (int i = 0; i < NALL; i++)
+	{
+		iceml_synth_chip(seed, (uint64_t) i, chip);
+		for (int p = 0; p < HW; p++)
+		{
+			img[p] = chip->band_1[p];
+			img[HW + p] = chip->band_2[p];
+			img[2 * HW + p] = (chip->band_1[p] + chip->band_2[p]) * 0.5f;
+		}
+		fwrite(img, sizeof(float), C * HW, f);
+		y[i] = (float) chip->is_iceberg;
+		a[i] = chip->inc_angle;
+	}
+	fwrite(y, sizeof(float), NALL, f);
+	fwrite(a, sizeof(float), NALL, f);
+	fclose(f);
+	free(chip);
+	free(img);
+	free(y);
+	free(a);
+	return 0;
+}
+
+static char *
+read_text(const char *path)
+{
+	FILE	   *f = fopen(path, "rb");
+	long		n;
+	char	   *s;
+
+	if (f == NULL)
+		return NULL;
+	fseek(f, 0, SEEK_END);
+	n = ftell(f);
+	fseek(f, 0, SEEK_SET);
+	s = malloc((size_t) n + 1);
+	if (fread(s, 1, (size_t) n, f) != (size_t) n)
+		n = 0;
+	s[n] = '\0';
+	fclose(f);
+	return s;
+}
+
+int
+main(int argc, char **argv)
+{
+	const char *name = "parity_logloss_iceml";
+	const char *arch = "statoil_cnn";
+	int			epochs = 15;
+	IcemlTrainConfig cfg;
+	float	   *x,
+			   *y,
+			   *angle,
+				mean[C],
+				sd[C],
+				prob[NTEST];
+	double		curve[1000];
+	char		err[ICEML_NN_ERRLEN];
+	const char *spec;
+	IcemlNet   *net;
+	IcemlTrainer *tr;
+	FILE	   *f;
+	int			init = -1;
+	double		t_all;
+
+	if (argc >= 3 && strcmp(argv[1], "write") == 0)
+		return write_chips(argv[2], argc > 3 ? (uint32_t) atoi(argv[3]) : 16);
+	if (argc < 3 || strcmp(argv[1], "train") != 0)
+	{
+		fprintf(stderr, "usage: parity write FILE [SEED] | parity train FILE [options]\n");
+		return 2;
+	}
+	iceml_train_config_defaults(&cfg);
+	for (int i = 3; i < argc; i++)
+	{
+		const char *o = argv[i];
+		const char *v = i + 1 < argc ? argv[i + 1] : "";
+
+		if (strcmp(o, "--augment") == 0)
+		{
+			cfg.augment = ICEML_AUG_FLIP_H | ICEML_AUG_FLIP_V | ICEML_AUG_ROT90;
+			continue;
+		}
+		if (strcmp(o, "--recipe") == 0)
+		{
+			/* README, "the recipe" */
+			arch = "recipe_cnn";
+			cfg.augment = ICEML_AUG_FLIP_H | ICEML_AUG_FLIP_V | ICEML_AUG_ROT90;
+			cfg.schedule = ICEML_SCHED_COSINE;
+			cfg.learning_rate = RECIPE_LR;
+			cfg.warmup_epochs = RECIPE_WARMUP;
+			cfg.weight_decay = RECIPE_WD;
+			continue;
+		}
+		i++;
+		if (strcmp(o, "--epochs") == 0)
+			epochs = atoi(v);
+		else if (strcmp(o, "--seed") == 0)
+			cfg.seed = (uint64_t) atoll(v);
+		else if (strcmp(o, "--arch") == 0)
+			arch = v;
+		else if (strcmp(o, "--name") == 0)
+			name = v;
+		else if (strcmp(o, "--lr") == 0)
+			cfg.learning_rate = (float) atof(v);
+		else if (strcmp(o, "--eps") == 0)
+			cfg.epsilon = (float) atof(v);
+		else if (strcmp(o, "--weight-decay") == 0)
+			cfg.weight_decay = (float) atof(v);
+		else if (strcmp(o, "--warmup") == 0)
+			cfg.warmup_epochs = (float) atof(v);
+		else if (strcmp(o, "--schedule") == 0)
+			cfg.schedule = strcmp(v, "cosine") == 0 ? ICEML_SCHED_COSINE :
+				strcmp(v, "step") == 0 ? ICEML_SCHED_STEP : ICEML_SCHED_CONSTANT;
+		else if (strcmp(o, "--init") == 0)
+		{
+			init = iceml_init_scheme_parse(v);
+			if (init < 0)
+			{
+				fprintf(stderr, "unknown init %s\n", v);
+				return 2;
+			}
+		}
+		else
+		{
+			fprintf(stderr, "unknown option %s\n", o);
+			return 2;
+		}
+	}
+	if (epochs < 1 || epochs > 1000)
+		return 2;
+	cfg.epochs = epochs;
+
+	x = malloc(sizeof(float) * (size_t) NALL * C * HW);
+	y = malloc(sizeof(float) * NALL);
+	angle = malloc(sizeof(float) * NALL);
+	f = fopen(argv[2], "rb");
+	if (f == NULL || fread(x, sizeof(float), (size_t) NALL * C * HW, f) != (size_t) NALL * C * HW ||
+		fread(y, sizeof(float), NALL, f) != NALL || fread(angle, sizeof(float), NALL, f) != NALL)
+	{
+		fprintf(stderr, "cannot read %s\n", argv[2]);
+		return 1;
+	}
+	fclose(f);
+
+	spec = iceml_nn_builtin_spec(arch);
+	if (spec == NULL)
+		spec = read_text(arch);
+	net = iceml_net_create(spec, err, sizeof(err));
+	if (net == NULL)
+	{
+		fprintf(stderr, "architecture %s: %s\n", arch, err);
+		return 1;
+	}
+	iceml_nn_channel_stats(x, NTRAIN, C, HW, mean, sd);
+	iceml_net_set_normalisation(net, mean, sd);
+	if (init >= 0)
+		iceml_net_init_params_scheme(net, cfg.seed, (IcemlInit) init);
+	else
+		iceml_net_init_params(net, cfg.seed);
+	iceml_nn_set_threads(2);
+	tr = iceml_trainer_create(net, &cfg, err, sizeof(err));
+	if (tr == NULL)
+	{
+		fprintf(stderr, "%s\n", err);
+		return 1;
+	}
+
+	t_all = now();
+	for (int e = 1; e <= epochs; e++)
+	{
+		double		t0 = now(),
+					loss;
+		IcemlMetrics m;
+
+		if (iceml_trainer_epoch(tr, x, y, NTRAIN, e, NULL, NULL, &loss, err, sizeof(err)) != 0)
+		{
+			fprintf(stderr, "epoch %d: %s\n", e, err);
+			return 1;
+		}
+		iceml_net_predict(net, x + (size_t) NTRAIN * C * HW, NTEST, prob, err, sizeof(err));
+		iceml_metrics_compute(prob, y + NTRAIN, NTEST, 0.5, &m);
+		curve[e - 1] = m.log_loss;
+		printf("curve %s %d %.4f %.4f %.3f %.2f\n", name, e, loss, m.log_loss, m.accuracy, now() - t0);
+		fflush(stdout);
+	}
+	{
+		double		best = 1e30,
+					s = 0,
+					s2 = 0;
+		int			k = epochs < 5 ? epochs : 5,
+					best_e = 0;
+
+		for (int e = 0; e < epochs; e++)
+			if (curve[e] < best)
+			{
+				best = curve[e];
+				best_e = e + 1;
+			}
+		for (int e = epochs - k; e < epochs; e++)
+		{
+			s += curve[e];
+			s2 += curve[e] * curve[e];
+		}
+		printf("BENCH %s_best %.4f log_loss (epoch %d)\n", name, best, best_e);
+		printf("BENCH %s_final %.4f log_loss\n", name, curve[epochs - 1]);
+		printf("BENCH %s_last5_std %.4f log_loss\n", name,
+			   sqrt(fmax(0.0, s2 / k - (s / k) * (s / k))));
+		printf("BENCH %s_train_s %.1f s\n", name, now() - t_all);
+	}
+	iceml_trainer_free(tr);
+	iceml_net_free(net);
+	free(x);
+	free(y);
+	free(angle);
+	return 0;
+}
