@@ -14,6 +14,7 @@
 #include "iceml_worker.h"
 #include "iceml_fs.h"
 #include "iceml_predict.h"
+#include "iceml_stats.h"
 
 PG_MODULE_MAGIC;
 
@@ -61,6 +62,8 @@ _PG_init(void)
 							 0.0, 0.0, 1.0,
 							 PGC_USERSET, 0,
 							 NULL, NULL, NULL);
+
+	ShardInit();				/* defines iceml.node_name */
 
 	MarkGUCPrefixReserved("iceml");
 
