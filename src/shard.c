@@ -518,10 +518,33 @@ iceml_node_exec(PG_FUNCTION_ARGS)
 	c = GetNodeConn(node);
 	if (!c->xact_open)
 	{
-		PQclear(RemoteExec(c, IsolationIsSerializable()
-						   ? "START TRANSACTION ISOLATION LEVEL SERIALIZABLE"
-						   : "START TRANSACTION ISOLATION LEVEL REPEATABLE READ"));
-		c->xact_open = true;
+		const char *begin = IsolationIsSerializable()
+			? "START TRANSACTION ISOLATION LEVEL SERIALIZABLE"
+			: "START TRANSACTION ISOLATION LEVEL REPEATABLE READ";
+
+		/*
+		 * A cached connection whose node restarted since is found broken
+		 * only now: outside a remote transaction, connect again once.
+		 */
+		if (PQsendQuery(c->conn, begin))
+		{
+			res = GetResult(c->conn);
+			if (res && PQresultStatus(res) == PGRES_COMMAND_OK)
+				c->xact_open = true;
+			else if (PQstatus(c->conn) == CONNECTION_OK)
+				RemoteError(c, res, begin);
+			else if (res)
+				PQclear(res);
+			if (c->xact_open)
+				PQclear(res);
+		}
+		if (!c->xact_open)
+		{
+			CloseConn(c);
+			c = GetNodeConn(node);
+			PQclear(RemoteExec(c, begin));
+			c->xact_open = true;
+		}
 	}
 	c->max_level = Max(c->max_level, GetCurrentTransactionNestLevel());
 	res = RemoteExec(c, sql);
