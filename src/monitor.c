@@ -387,6 +387,14 @@ iceml_monitor_flush_main(Datum arg)
 	}
 	if (n > 0)
 	{
+		IcemlOwnerContext own;
+
+		/*
+		 * As the catalog owner, under the pinned search_path: this worker
+		 * connects as the bootstrap superuser, with the database's default
+		 * search_path, which its owner may have pointed anywhere.
+		 */
+		BecomeCatalogOwner(&own);
 		plan = SPI_prepare("INSERT INTO iceml.inference_log (logged_at, name, model_id, deployment_id, role,"
 						   " latency_ms, prediction, inc_angle, band_1_mean, band_1_max, band_2_mean, band_2_max)"
 						   " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)", 12, types);
@@ -421,6 +429,7 @@ iceml_monitor_flush_main(Datum arg)
 			if (SPI_execute_plan(plan, v, nulls, false, 0) != SPI_OK_INSERT)
 				elog(ERROR, "iceml: inference log insert failed");
 		}
+		RestoreUser(&own);
 	}
 	PopActiveSnapshot();
 	SPI_finish();

@@ -100,6 +100,26 @@ RequireTrainer(void)
 }
 
 /*
+ * A study the caller owns and that is still running, or an error.  Needs
+ * SPI, as the catalog owner.
+ */
+static void
+RequireOwnRunningStudy(int64 study_id)
+{
+	Oid			t[2] = {INT8OID, OIDOID};
+	Datum		v[2] = {Int64GetDatum(study_id), ObjectIdGetDatum(IcemlCaller())};
+
+	if (SpiExec("SELECT 1 FROM iceml.studies WHERE id OPERATOR(pg_catalog.=) $1"
+				"   AND owner OPERATOR(pg_catalog.=) pg_catalog.pg_get_userbyid($2)"
+				"   AND status OPERATOR(pg_catalog.=) 'running'",
+				2, t, v, NULL) != 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("iceml study %lld is not a running study of role \"%s\"",
+						(long long) study_id, GetUserNameFromId(IcemlCaller(), false))));
+}
+
+/*
  * iceml._enqueue_run(experiment, training_dataset, architecture, spec,
  *                    hyperparams, epochs, label, val_split, channels,
  *                    lineage, study_id, trial, launch) -> run id
@@ -153,19 +173,7 @@ iceml_enqueue_run(PG_FUNCTION_ARGS)
 	BecomeCatalogOwner(&own);
 	/* a trial joins only a running study of the caller's own */
 	if (!PG_ARGISNULL(10))
-	{
-		Oid			t[2] = {INT8OID, OIDOID};
-		Datum		v[2] = {PG_GETARG_DATUM(10), ObjectIdGetDatum(IcemlCaller())};
-
-		if (SpiExec("SELECT 1 FROM iceml.studies WHERE id OPERATOR(pg_catalog.=) $1"
-					"   AND owner OPERATOR(pg_catalog.=) pg_catalog.pg_get_userbyid($2)"
-					"   AND status OPERATOR(pg_catalog.=) 'running'",
-					2, t, v, NULL) != 1)
-			ereport(ERROR,
-					(errcode(ERRCODE_UNDEFINED_OBJECT),
-					 errmsg("iceml study %lld is not a running study of role \"%s\"",
-							(long long) PG_GETARG_INT64(10), GetUserNameFromId(IcemlCaller(), false))));
-	}
+		RequireOwnRunningStudy(PG_GETARG_INT64(10));
 	SpiExec("INSERT INTO iceml.runs (experiment, training_dataset, architecture, spec, hyperparams, epochs,"
 			"                        label, val_split, channels, lineage, study_id, trial,"
 			"                        owner, role, login, database)"
@@ -250,20 +258,7 @@ iceml_record_invalid_trial(PG_FUNCTION_ARGS)
 
 	SPI_connect();
 	BecomeCatalogOwner(&own);
-	/* the caller's own study, still going */
-	{
-		Oid			t[2] = {INT8OID, OIDOID};
-		Datum		v[2] = {values[0], values[5]};
-
-		if (SpiExec("SELECT 1 FROM iceml.studies WHERE id OPERATOR(pg_catalog.=) $1"
-					"   AND owner OPERATOR(pg_catalog.=) pg_catalog.pg_get_userbyid($2)"
-					"   AND status OPERATOR(pg_catalog.=) 'running'",
-					2, t, v, NULL) != 1)
-			ereport(ERROR,
-				(errcode(ERRCODE_UNDEFINED_OBJECT),
-				 errmsg("iceml study %lld is not a running study of role \"%s\"",
-						(long long) PG_GETARG_INT64(0), GetUserNameFromId(IcemlCaller(), false))));
-	}
+	RequireOwnRunningStudy(PG_GETARG_INT64(0));
 	SpiExec("INSERT INTO iceml.runs (experiment, study_id, trial, training_dataset, architecture, spec,"
 			"                        hyperparams, status, label, val_split, channels, lineage, owner, role,"
 			"                        login, database, epochs, error, finished_at)"

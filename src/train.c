@@ -41,6 +41,7 @@ typedef struct TrainJob
 	int64		id;
 	Oid			role;
 	char	   *dataset;		/* regclass text, quoted and qualified */
+	Oid			dataset_relid;
 	char	   *label;
 	char	   *spec;
 	char	   *val_split;		/* NULL when the dataset has none */
@@ -168,6 +169,7 @@ LoadJob(TrainJob *job)
 							(long long) job->id, relid),
 					 errhint("It was dropped after the run was queued; create it again and train a new run.")));
 		job->dataset = quote_qualified_identifier(get_namespace_name(get_rel_namespace(relid)), relname);
+		job->dataset_relid = relid;
 	}
 	job->label = pstrdup(SpiGetText(0, 2));
 	job->spec = pstrdup(SpiGetText(0, 3));
@@ -327,8 +329,7 @@ ReadDataset(TrainJob *job)
 		const char *ch = lfirst(lc);
 
 		if (strcmp(ch, "band_avg") == 0 &&
-			get_attnum(DatumGetObjectId(DirectFunctionCall1(regclassin, CStringGetDatum(job->dataset))),
-					   "band_avg") == InvalidAttrNumber)
+			get_attnum(job->dataset_relid, "band_avg") == InvalidAttrNumber)
 		{
 			avg_ch = foreach_current_index(lc);
 			appendStringInfoString(&sql, "band_1, band_2, ");
@@ -337,7 +338,8 @@ ReadDataset(TrainJob *job)
 			appendStringInfo(&sql, "%s, ", quote_identifier(ch));
 	}
 	ncols = nch + (avg_ch >= 0 ? 1 : 0);
-	appendStringInfo(&sql, "%s::pg_catalog.float4, split FROM %s WHERE split OPERATOR(pg_catalog.=) 'train'",
+	appendStringInfo(&sql, "%s::pg_catalog.float4, split OPERATOR(pg_catalog.=) 'train'"
+					 " FROM %s WHERE split OPERATOR(pg_catalog.=) 'train'",
 					 quote_identifier(job->label), job->dataset);
 	if (job->val_split)
 		appendStringInfo(&sql, " OR split OPERATOR(pg_catalog.=) %s", quote_literal_cstr(job->val_split));
@@ -353,8 +355,7 @@ ReadDataset(TrainJob *job)
 			HeapTuple	tup = SPI_tuptable->vals[r];
 			TupleDesc	desc = SPI_tuptable->tupdesc;
 			bool		isnull;
-			char	   *split = SPI_getvalue(tup, desc, ncols + 2);
-			bool		is_train = strcmp(split, "train") == 0;
+			bool		is_train = DatumGetBool(SPI_getbinval(tup, desc, ncols + 2, &isnull));
 			float	  **xp = is_train ? &job->x_train : &job->x_val;
 			float	  **yp = is_train ? &job->y_train : &job->y_val;
 			int64	   *np = is_train ? &job->n_train : &job->n_val;

@@ -119,8 +119,9 @@ is(psql("SELECT iceml.wait($s, '120 s')", user => 'iceml_tap_alice'), 'succeeded
 psql(q{SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name LIKE 'iceml train 9999%'}, db => 'postgres');
 
 # ---- a dataset dropped before the worker starts: a clear error in the run --
+# (one transaction: the worker starts at commit, when the table is gone)
 my $d = psql(q{SELECT iceml.create_training_dataset('gone', 'iceml_fs.chips_1', 'is_iceberg');
-	SELECT iceml.train('gone', 'iceml_td.gone_1', 'tiny_cnn', '{"epochs": 1}'); DROP TABLE iceml_td.gone_1;},
+	BEGIN; SELECT iceml.train('gone', 'iceml_td.gone_1', 'tiny_cnn', '{"epochs": 1}'); DROP TABLE iceml_td.gone_1; COMMIT;},
 	user => 'iceml_tap_alice');
 ($d) = $d =~ /(\d+)\s*$/;
 is(psql("SELECT iceml.wait($d, '60 s')", user => 'iceml_tap_alice'), 'failed', 'a run whose dataset was dropped fails');

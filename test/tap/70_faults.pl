@@ -30,7 +30,8 @@ psql(q{
 # the pid of the backend running a statement that matches $like
 sub backend_of {
 	my ($like) = @_;
-	return poll("SELECT pid FROM pg_stat_activity WHERE datname = '$db' AND state = 'active' AND query LIKE '$like' LIMIT 1",
+	return poll("SELECT pid FROM pg_stat_activity WHERE datname = '$db' AND state = 'active' AND query LIKE '$like'"
+	            . " AND pid <> pg_backend_pid() LIMIT 1",
 		qr/^\d+$/, 30);
 }
 sub crash_and_wait {
