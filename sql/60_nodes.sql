@@ -135,6 +135,20 @@ ok3	1	{1}	x
 bad	100	{1}	x
 \.
 SELECT count(*) FROM iceml_fs.sharded_1;
+-- expectation changes on the coordinator reach every node's group
+SELECT jsonb_array_length(iceml.add_expectation('iceml_fs.sharded_1',
+    '{"name":"tag_short","features":["tag"],"rules":[{"name":"HAS_LENGTH","level":"ERROR","max":3}]}'));
+INSERT INTO iceml_fs.sharded_1 VALUES ('long1', 1, '{1}', 'toolong'), ('long2', 1, '{1}', 'toolong'),
+                                      ('long3', 1, '{1}', 'toolong'), ('long4', 1, '{1}', 'toolong');
+SELECT iceml.set_validation('iceml_fs.sharded_1', 'warning');
+SELECT jsonb_array_length(iceml.drop_expectation('iceml_fs.sharded_1', 'tag_short'));
+SELECT iceml.add_expectation('iceml_fs.sharded_1', '{"name":"bad"}');
+RESET ROLE;
+\c iceml_regress_node_b
+SELECT validation, expectations->-1->>'name' AS last_expectation FROM iceml.feature_groups WHERE name = 'sharded';
+\c :regdb
+SET ROLE iceml_regress_shard_user;
+SELECT iceml.set_validation('iceml_fs.sharded_1', 'STRICT');
 RESET ROLE;
 \c iceml_regress_node_a
 SELECT count(*) AS rows_on_a FROM iceml_fs.sharded_1;

@@ -430,6 +430,8 @@ BEGIN
     UPDATE iceml.feature_groups g SET expectations = doc || jsonb_build_array(expectation)
      WHERE g.id = fg.id
     RETURNING g.expectations INTO doc;
+    PERFORM iceml._shard_each(fg.id, format(   -- a sharded group's node groups too
+        'SELECT pg_catalog.to_jsonb(iceml.add_expectation(%%L::pg_catalog.regclass, %L::pg_catalog.jsonb))', expectation));
     RETURN doc;
 END
 $fn$;
@@ -464,6 +466,8 @@ BEGIN
                             WHERE e->>'name' IS DISTINCT FROM _drop_expectation.name)
      WHERE g.id = fg.id
     RETURNING g.expectations INTO doc;
+    PERFORM iceml._shard_each(fg.id, format(   -- a sharded group's node groups too
+        'SELECT pg_catalog.to_jsonb(iceml.drop_expectation(%%L::pg_catalog.regclass, %L))', _drop_expectation.name));
     RETURN doc;
 END
 $fn$;
@@ -486,6 +490,8 @@ BEGIN
     fg := iceml._fs_group(feature_group, true);
     mode := iceml._fs_validation_mode(_set_validation.validation);
     UPDATE iceml.feature_groups g SET validation = mode WHERE g.id = fg.id;
+    PERFORM iceml._shard_each(fg.id, format(   -- a sharded group's node groups too
+        'SELECT pg_catalog.to_jsonb(iceml.set_validation(%%L::pg_catalog.regclass, %L))', mode));
     RETURN mode;
 END
 $fn$;

@@ -372,6 +372,23 @@ BEGIN
 END
 $fn$;
 
+-- one statement on each node of a sharded group (nothing for another
+-- group): sql is a format() string whose %L is the group's table there
+CREATE FUNCTION iceml._shard_each(feature_group_id bigint, sql text) RETURNS void
+    LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
+    SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    s record;
+BEGIN
+    FOR s IN SELECT sh.node, sh.remote_table FROM iceml.shards sh
+              WHERE sh.feature_group_id = _shard_each.feature_group_id ORDER BY sh.shard
+    LOOP
+        PERFORM iceml._node_exec(s.node, format(_shard_each.sql, s.remote_table));
+    END LOOP;
+END
+$fn$;
+
 -- compute_statistics of a sharded group: the nodes' states merged
 CREATE FUNCTION iceml._shard_compute_statistics(feature_group regclass) RETURNS bigint
     LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE

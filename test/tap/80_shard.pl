@@ -137,6 +137,15 @@ is(psql(q{SELECT count(DISTINCT (h->>'bins')) FROM (SELECT jsonb_build_object('b
           FROM iceml.feature_statistics WHERE feature_group = 'iceml_fs.chips_1'::regclass AND histogram IS NOT NULL) q}),
 	'1', 'merged histograms count every finite value once');
 
+# ---- reads: both nodes at once, iceml's immutable functions shipped ---------
+my $where = q{WHERE (iceml.band_avg(band_1, band_2))[1] > -20};
+my $plan = psql("EXPLAIN (VERBOSE, COSTS OFF) SELECT id FROM iceml_fs.chips_1 $where", %sam);
+is(scalar(() = $plan =~ /Async Foreign Scan/g), 2, 'the two shards are scanned concurrently (async append)');
+is(scalar(() = $plan =~ /Remote SQL: SELECT id FROM iceml_fs\.chips_1 WHERE .*iceml\.band_avg\(band_1, band_2\)/g), 2,
+	'the filter with an iceml function runs on the nodes') or diag($plan);
+is(psql("SELECT count(*) FROM iceml_fs.chips_1 $where", %sam), psql("SELECT count(*) FROM iceml_fs.flat_1 $where", %sam),
+	'and selects what one server selects');
+
 # ---- a node that goes away --------------------------------------------------
 my $stats = psql('SELECT count(*) FROM iceml.feature_statistics');
 my $before_a = scalar npsql('shard_a', 'SELECT count(*) FROM iceml_fs.chips_1');
