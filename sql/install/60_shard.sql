@@ -485,3 +485,18 @@ BEGIN
     RETURN v_rows;
 END
 $fn$;
+
+COMMENT ON FUNCTION iceml._add_node(text, text) IS 'internal: the implementation of iceml.add_node (run as the catalog owner)';
+COMMENT ON FUNCTION iceml._drop_node(text) IS 'internal: the implementation of iceml.drop_node (run as the catalog owner)';
+COMMENT ON FUNCTION iceml._shard_placement(integer, text[]) IS
+    'internal: the nodes of a new sharded group from shards or nodes (22023, 42704 on a bad request)';
+COMMENT ON FUNCTION iceml._shard_parent(text, text, text[]) IS
+    'internal: creates the coordinator''s table of a sharded group, partitioned by hash of the primary key';
+COMMENT ON FUNCTION iceml._shard_create(bigint, text[], jsonb, jsonb, text) IS
+    'internal: creates a sharded group''s feature group on each node and its foreign partition here';
+COMMENT ON FUNCTION iceml._shard_drop(bigint, boolean) IS
+    'internal: drops a sharded group''s feature groups on its nodes (nothing for another group)';
+COMMENT ON FUNCTION iceml._shard_each(bigint, text) IS
+    'internal: runs one statement (a format string of the node''s table) on each node of a sharded group';
+COMMENT ON FUNCTION iceml._shard_compute_statistics(regclass) IS
+    'internal: compute_statistics of a sharded group: the nodes'' summaries and histograms merged into iceml.feature_statistics';
