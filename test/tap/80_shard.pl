@@ -137,6 +137,13 @@ is(psql(q{SELECT count(DISTINCT (h->>'bins')) FROM (SELECT jsonb_build_object('b
           FROM iceml.feature_statistics WHERE feature_group = 'iceml_fs.chips_1'::regclass AND histogram IS NOT NULL) q}),
 	'1', 'merged histograms count every finite value once');
 
+# ---- a training dataset from the sharded group: the same split as one server's
+psql(q{SELECT iceml.create_training_dataset('cs', 'iceml_fs.chips_1', 'is_iceberg', seed => 7);
+       SELECT iceml.create_training_dataset('cf', 'iceml_fs.flat_1', 'is_iceberg', seed => 7);}, %sam);
+is(psql(q{SELECT count(*) FILTER (WHERE a.split IS DISTINCT FROM b.split) || '/' || count(*)
+            FROM iceml_td.cs_1 a FULL JOIN iceml_td.cf_1 b USING (id)}, %sam),
+	'0/114', 'a training dataset of the sharded group splits every row as one server does');
+
 # ---- reads: both nodes at once, iceml's immutable functions shipped ---------
 my $where = q{WHERE (iceml.band_avg(band_1, band_2))[1] > -20};
 my $plan = psql("EXPLAIN (VERBOSE, COSTS OFF) SELECT id FROM iceml_fs.chips_1 $where", %sam);
@@ -167,7 +174,7 @@ like($out, qr/could not connect to server "iceml_node_b"/, 'reads name the node 
 ($rc, $out) = psql(q{SELECT iceml.compute_statistics('iceml_fs.chips_1')}, %sam);
 like($out, qr/could not connect to node "b"/, 'compute_statistics names the node that is down');
 is(psql('SELECT count(*) FROM iceml.feature_statistics'), $stats, 'and writes no statistics');
-($rc, $out) = psql(q{SELECT iceml.drop_feature_group('iceml_fs.chips_1')}, %sam);
+($rc, $out) = psql(q{SELECT iceml.drop_feature_group('iceml_fs.chips_1', cascade => true)}, %sam);
 like($out, qr/could not connect to node "b"/, 'drop_feature_group names the node that is down');
 is(psql(q{SELECT count(*) FROM iceml.feature_groups WHERE name = 'chips'}), '1', 'and drops nothing');
 is(npsql('shard_a', q{SELECT count(*) FROM iceml.feature_groups WHERE name = 'chips'}), '1', 'not even on the node that is up');
@@ -177,7 +184,7 @@ is(psql('SELECT count(*) FROM iceml_fs.chips_1', %sam), '114', 'the node is back
 is(psql(q{SELECT iceml.compute_statistics('iceml_fs.chips_1')}, %sam), '114', 'statistics again (a new connection)');
 
 # ---- cleanup -----------------------------------------------------------------
-psql(q{SELECT iceml.drop_feature_group('iceml_fs.chips_1')}, %sam);
+psql(q{SELECT iceml.drop_feature_group('iceml_fs.chips_1', cascade => true)}, %sam);
 for my $n (@nodes) {
 	is(npsql($n, q{SELECT count(*) FROM iceml.feature_groups WHERE name = 'chips'}), '0', "drop_feature_group dropped the group on $n");
 }
