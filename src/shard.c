@@ -363,8 +363,23 @@ GetNodeConn(const char *node)
 		callbacks_registered = true;
 	}
 	for (int i = 0; i < nconns; i++)
+	{
+		/* connections to servers changed or dropped since: closed */
+		if (conns[i].stale && !conns[i].xact_open && conns[i].conn)
+			CloseConn(&conns[i]);
 		if (conns[i].serverid == srv->serverid && conns[i].userid == userid)
 			c = &conns[i];
+	}
+	/* a new server: reuse the slot of a closed connection */
+	for (int i = 0; c == NULL && i < nconns; i++)
+		if (conns[i].conn == NULL && !conns[i].xact_open)
+		{
+			c = &conns[i];
+			memset(c, 0, sizeof(NodeConn));
+			strlcpy(c->node, node, NAMEDATALEN);
+			c->serverid = srv->serverid;
+			c->userid = userid;
+		}
 	if (c && c->conn && !c->xact_open &&
 		(c->stale || PQstatus(c->conn) != CONNECTION_OK ||
 		 PQtransactionStatus(c->conn) != PQTRANS_IDLE))
