@@ -31,6 +31,7 @@ OBJS = \
 	src/analysis.o \
 	src/limits.o \
 	src/pipeline.o \
+	src/shard.o \
 	$(NN_OBJS)
 
 # The install script is assembled from one file per topic, in name order.
@@ -42,6 +43,7 @@ REGRESS     = $(patsubst sql/%.sql,%,$(sort $(wildcard sql/[0-9][0-9]_*.sql)))
 REGRESS_OPTS = --inputdir=. --dbname=iceml_regress
 
 PG_CPPFLAGS = -I$(CURDIR)/include
+PG_CPPFLAGS += -I$(shell $(PG_CONFIG) --includedir 2>/dev/null)
 # PostgreSQL's headers as system headers: -Wextra then judges iceml's code
 # only (the headers themselves have unused parameters in inline functions).
 PG_CPPFLAGS += -isystem $(shell $(PG_CONFIG) --includedir-server 2>/dev/null)
@@ -49,7 +51,8 @@ PG_CPPFLAGS += -isystem $(shell $(PG_CONFIG) --includedir-server 2>/dev/null)
 # compiler's new warning cannot break a user's plain `make install`.
 PG_CFLAGS   = -Wall -Wextra -Wno-unused-parameter \
 	$(if $(ICEML_STRICT),-Werror)
-SHLIB_LINK += -lopenblas -ljson-c -lm
+# libpq: src/shard.c's connections to nodes (scale-out)
+SHLIB_LINK += -lopenblas -ljson-c -lm -lpq
 
 PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs 2>/dev/null)

@@ -14,6 +14,7 @@
 #include "iceml_worker.h"
 #include "iceml_fs.h"
 #include "iceml_predict.h"
+#include "iceml_stats.h"
 
 PG_MODULE_MAGIC;
 
@@ -68,6 +69,7 @@ _PG_init(void)
 							 NULL, NULL, NULL);
 
 	LimitsInit();
+	ShardInit();				/* defines iceml.node_name */
 
 	MarkGUCPrefixReserved("iceml");
 

@@ -31,6 +31,7 @@
 
 #include "access/relation.h"
 #include "access/table.h"
+#include "catalog/pg_class.h"
 #include "access/tableam.h"
 #include "catalog/pg_authid.h"
 #include "catalog/pg_type.h"
@@ -54,42 +55,7 @@
 #include "iceml_fs.h"
 #include "iceml_catalog.h"
 
-#define HLL_BITS	10
-#define HLL_M		(1 << HLL_BITS)
-#define FINE_BINS	4096
-#define FINAL_BINS	20
-
-typedef struct Histogram
-{
-	int			nbuf;
-	double		buf[FINE_BINS];
-	bool		ranged;
-	double		lo;
-	double		w;
-	int64		bins[FINE_BINS];
-} Histogram;
-
-typedef struct Acc
-{
-	int64		count;			/* non-null values */
-	int64		nfinite;
-	double		mean;
-	double		m2;
-	double		min;
-	double		max;
-	uint8		hll[HLL_M];
-	Histogram  *hist;			/* numeric only */
-} Acc;
-
-typedef struct FeatStats
-{
-	FsFeature	f;
-	bool		numeric;
-	int64		nonnull_rows;
-	Acc			value;			/* scalar, or a non-numeric array as a whole */
-	Acc			elems;
-	Acc			rowmeans;
-} FeatStats;
+#include "iceml_stats.h"
 
 PG_FUNCTION_INFO_V1(iceml_compute_statistics);
 
@@ -104,7 +70,7 @@ HllAdd(Acc *a, uint32 h)
 		a->hll[idx] = rank;
 }
 
-static int64
+int64
 HllEstimate(Acc *a)
 {
 	double		sum = 0,
@@ -254,8 +220,8 @@ AccMergeMoments(Acc *a, int64 n, double mean, double m2)
 	a->nfinite = tot;
 }
 
-static double
-ToDouble(Datum d, Oid typid)
+double
+StatsToDouble(Datum d, Oid typid)
 {
 	switch (typid)
 	{
@@ -330,7 +296,7 @@ AddNumericArray(FeatStats *s, ArrayType *a)
 
 			if (nulls[i])
 				continue;
-			v = ToDouble(elems[i], s->f.elemtype);
+			v = StatsToDouble(elems[i], s->f.elemtype);
 			e->count++;
 			HllAdd(e, HashDouble(v));
 			if (isfinite(v))
@@ -486,13 +452,12 @@ InsertRow(int64 fg_id, Oid relid, Datum commit, bool commit_null, FeatStats *s,
 }
 
 /*
- * Summarise feature group relid into iceml.feature_statistics; returns the
- * rows read.  The caller needs SELECT on the table.
+ * The one pass over rel: per-feature accumulators (*nf of them) and the
+ * rows read.  The caller has checked that it may read every row.
  */
-int64
-FeatureGroupComputeStatistics(Oid relid)
+FeatStats *
+StatsCollect(Relation rel, int *nf_out, int64 *rows_out)
 {
-	Relation	rel;
 	TableScanDesc scan;
 	TupleTableSlot *slot;
 	FsFeature  *features;
@@ -500,11 +465,73 @@ FeatureGroupComputeStatistics(Oid relid)
 	int			nf,
 				i;
 	int64		rows = 0;
+	MemoryContext rowcxt,
+				old;
+
+	features = FsFeaturesFromTupleDesc(RelationGetDescr(rel), &nf);
+	st = palloc0(sizeof(FeatStats) * Max(nf, 1));
+	for (i = 0; i < nf; i++)
+	{
+		st[i].f = features[i];
+		st[i].numeric = features[i].cls == FS_CLASS_INTEGRAL || features[i].cls == FS_CLASS_FRACTIONAL;
+		AccInit(&st[i].value, st[i].numeric && !features[i].isarray);
+		AccInit(&st[i].elems, st[i].numeric && features[i].isarray);
+		AccInit(&st[i].rowmeans, st[i].numeric && features[i].isarray);
+	}
+
+	/* the one pass */
+	rowcxt = AllocSetContextCreate(CurrentMemoryContext, "iceml statistics row",
+								   ALLOCSET_DEFAULT_SIZES);
+	scan = table_beginscan(rel, GetActiveSnapshot(), 0, NULL);
+	slot = table_slot_create(rel, NULL);
+	while (table_scan_getnextslot(scan, ForwardScanDirection, slot))
+	{
+		CHECK_FOR_INTERRUPTS();
+		slot_getallattrs(slot);
+		rows++;
+		old = MemoryContextSwitchTo(rowcxt);
+		for (i = 0; i < nf; i++)
+		{
+			FeatStats  *s = &st[i];
+			int			a = s->f.attno - 1;
+			Datum		d = slot->tts_values[a];
+
+			if (slot->tts_isnull[a])
+				continue;
+			s->nonnull_rows++;
+			if (s->numeric && s->f.isarray)
+				AddNumericArray(s, DatumGetArrayTypeP(d));
+			else if (s->numeric)
+				AccAddNumber(&s->value, StatsToDouble(d, s->f.typid));
+			else
+				AddOther(s, d);
+		}
+		MemoryContextSwitchTo(old);
+		MemoryContextReset(rowcxt);
+	}
+	ExecDropSingleTupleTableSlot(slot);
+	table_endscan(scan);
+	MemoryContextDelete(rowcxt);
+	*nf_out = nf;
+	*rows_out = rows;
+	return st;
+}
+
+/*
+ * Summarise feature group relid into iceml.feature_statistics; returns the
+ * rows read.  The caller needs SELECT on the table.
+ */
+int64
+FeatureGroupComputeStatistics(Oid relid)
+{
+	Relation	rel;
+	FeatStats  *st;
+	int			nf,
+				i;
+	int64		rows = 0;
 	int64		fg_id;
 	Datum		commit;
 	bool		commit_null;
-	MemoryContext rowcxt,
-				old;
 	IcemlOwnerContext own;
 	bool		isnull;
 	TimestampTz now = GetCurrentTimestamp();
@@ -554,49 +581,14 @@ FeatureGroupComputeStatistics(Oid relid)
 				 errdetail("Statistics summarise every row and are visible to every iceml role."),
 				 errhint("Have the table's owner (or a role that bypasses row-level security) compute them.")));
 
-	features = FsFeaturesFromTupleDesc(RelationGetDescr(rel), &nf);
-	st = palloc0(sizeof(FeatStats) * Max(nf, 1));
-	for (i = 0; i < nf; i++)
+	if (rel->rd_rel->relkind == RELKIND_PARTITIONED_TABLE)
 	{
-		st[i].f = features[i];
-		st[i].numeric = features[i].cls == FS_CLASS_INTEGRAL || features[i].cls == FS_CLASS_FRACTIONAL;
-		AccInit(&st[i].value, st[i].numeric && !features[i].isarray);
-		AccInit(&st[i].elems, st[i].numeric && features[i].isarray);
-		AccInit(&st[i].rowmeans, st[i].numeric && features[i].isarray);
+		/* a sharded group: its nodes summarise, the coordinator merges */
+		table_close(rel, AccessShareLock);
+		return ShardComputeStatistics(relid);
 	}
+	st = StatsCollect(rel, &nf, &rows);
 
-	/* the one pass */
-	rowcxt = AllocSetContextCreate(CurrentMemoryContext, "iceml statistics row",
-								   ALLOCSET_DEFAULT_SIZES);
-	scan = table_beginscan(rel, GetActiveSnapshot(), 0, NULL);
-	slot = table_slot_create(rel, NULL);
-	while (table_scan_getnextslot(scan, ForwardScanDirection, slot))
-	{
-		CHECK_FOR_INTERRUPTS();
-		slot_getallattrs(slot);
-		rows++;
-		old = MemoryContextSwitchTo(rowcxt);
-		for (i = 0; i < nf; i++)
-		{
-			FeatStats  *s = &st[i];
-			int			a = s->f.attno - 1;
-			Datum		d = slot->tts_values[a];
-
-			if (slot->tts_isnull[a])
-				continue;
-			s->nonnull_rows++;
-			if (s->numeric && s->f.isarray)
-				AddNumericArray(s, DatumGetArrayTypeP(d));
-			else if (s->numeric)
-				AccAddNumber(&s->value, ToDouble(d, s->f.typid));
-			else
-				AddOther(s, d);
-		}
-		MemoryContextSwitchTo(old);
-		MemoryContextReset(rowcxt);
-	}
-	ExecDropSingleTupleTableSlot(slot);
-	table_endscan(scan);
 
 	SPI_connect();
 	BecomeCatalogOwner(&own);

@@ -243,7 +243,9 @@ CREATE FUNCTION iceml._create_feature_group(
     description  text    DEFAULT NULL,
     expectations jsonb   DEFAULT '[]',
     validation   text    DEFAULT 'STRICT',
-    statistics   boolean DEFAULT true)
+    statistics   boolean DEFAULT true,
+    shards       integer DEFAULT NULL,
+    nodes        text[]  DEFAULT NULL)
     RETURNS regclass
     LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
     SET search_path = pg_catalog, pg_temp
@@ -257,6 +259,8 @@ DECLARE
     v_table    text;
     v_rel      regclass;
     v_features jsonb;
+    v_nodes    text[];          -- a sharded group's nodes (sql/install/60_shard.sql)
+    v_id       bigint;
 BEGIN
     IF v_name IS NULL THEN
         RAISE EXCEPTION 'name must not be NULL' USING ERRCODE = '22023';
@@ -303,6 +307,11 @@ BEGIN
             USING ERRCODE = '42P07';
     END IF;
 
+    IF _create_feature_group.shards IS NOT NULL OR _create_feature_group.nodes IS NOT NULL THEN
+        -- sharded: the rows live on the nodes (60_shard.sql)
+        v_nodes := iceml._shard_placement(_create_feature_group.shards, _create_feature_group.nodes);
+        v_rel := iceml._shard_parent(v_table, v_cols, _create_feature_group.primary_key);
+    ELSE
     EXECUTE format('CREATE TABLE iceml_fs.%I (%s)', v_table, v_cols);
     v_rel := format('iceml_fs.%I', v_table)::regclass;
     -- row rules; named to fire after any other BEFORE ROW trigger
@@ -318,6 +327,7 @@ BEGIN
     EXECUTE format('CREATE TRIGGER iceml_commit_delete AFTER DELETE ON %s'
                    ' REFERENCING OLD TABLE AS iceml_old'
                    ' FOR EACH STATEMENT EXECUTE FUNCTION iceml._fs_statement_trigger()', v_rel);
+    END IF;
     IF _create_feature_group.description IS NOT NULL THEN
         EXECUTE format('COMMENT ON TABLE %s IS %L', v_rel, _create_feature_group.description);
     END IF;
@@ -337,7 +347,11 @@ BEGIN
          statistics, description, owner)
     VALUES (v_name, v_version, v_rel, _create_feature_group.primary_key, v_features, v_expect,
             v_mode, _create_feature_group.statistics, _create_feature_group.description,
-            iceml._caller());
+            iceml._caller())
+    RETURNING id INTO v_id;
+    IF v_nodes IS NOT NULL THEN
+        PERFORM iceml._shard_create(v_id, v_nodes, _create_feature_group.features, v_expect, v_mode);
+    END IF;
     RETURN v_rel;
 END
 $fn$;
@@ -349,12 +363,14 @@ CREATE FUNCTION iceml.create_feature_group(
     description  text    DEFAULT NULL,
     expectations jsonb   DEFAULT '[]',
     validation   text    DEFAULT 'STRICT',
-    statistics   boolean DEFAULT true)
+    statistics   boolean DEFAULT true,
+    shards       integer DEFAULT NULL,
+    nodes        text[]  DEFAULT NULL)
     RETURNS regclass
     AS 'MODULE_PATHNAME', 'iceml_gate'
     LANGUAGE C VOLATILE;
-COMMENT ON FUNCTION iceml.create_feature_group(text, jsonb, text[], integer, text, jsonb, text, boolean) IS
-    'creates the feature group table iceml_fs.<name>_<version>, owned by the caller, with triggers enforcing its expectations';
+COMMENT ON FUNCTION iceml.create_feature_group(text, jsonb, text[], integer, text, jsonb, text, boolean, integer, text[]) IS
+    'creates the feature group table iceml_fs.<name>_<version>, owned by the caller, with triggers enforcing its expectations; with shards or nodes, a table partitioned by hash of the primary key over feature groups on the nodes';
 
 CREATE FUNCTION iceml._drop_feature_group(feature_group regclass, "cascade" boolean DEFAULT false)
     RETURNS void
@@ -384,6 +400,7 @@ BEGIN
         DELETE FROM iceml.training_datasets t WHERE t.id = td.id;
         EXECUTE format('DROP TABLE IF EXISTS %s', td."table");
     END LOOP;
+    PERFORM iceml._shard_drop(fg.id, _drop_feature_group."cascade");  -- a sharded group's node groups
     DELETE FROM iceml.feature_groups g WHERE g.id = fg.id;
     EXECUTE format('DROP TABLE %s', feature_group);
 END
@@ -413,6 +430,8 @@ BEGIN
     UPDATE iceml.feature_groups g SET expectations = doc || jsonb_build_array(expectation)
      WHERE g.id = fg.id
     RETURNING g.expectations INTO doc;
+    PERFORM iceml._shard_each(fg.id, format(   -- a sharded group's node groups too
+        'SELECT pg_catalog.to_jsonb(iceml.add_expectation(%%L::pg_catalog.regclass, %L::pg_catalog.jsonb))', expectation));
     RETURN doc;
 END
 $fn$;
@@ -447,6 +466,8 @@ BEGIN
                             WHERE e->>'name' IS DISTINCT FROM _drop_expectation.name)
      WHERE g.id = fg.id
     RETURNING g.expectations INTO doc;
+    PERFORM iceml._shard_each(fg.id, format(   -- a sharded group's node groups too
+        'SELECT pg_catalog.to_jsonb(iceml.drop_expectation(%%L::pg_catalog.regclass, %L))', _drop_expectation.name));
     RETURN doc;
 END
 $fn$;
@@ -469,6 +490,8 @@ BEGIN
     fg := iceml._fs_group(feature_group, true);
     mode := iceml._fs_validation_mode(_set_validation.validation);
     UPDATE iceml.feature_groups g SET validation = mode WHERE g.id = fg.id;
+    PERFORM iceml._shard_each(fg.id, format(   -- a sharded group's node groups too
+        'SELECT pg_catalog.to_jsonb(iceml.set_validation(%%L::pg_catalog.regclass, %L))', mode));
     RETURN mode;
 END
 $fn$;
@@ -480,7 +503,7 @@ COMMENT ON FUNCTION iceml.set_validation(regclass, text) IS
     'sets the validation mode of a feature group (STRICT, WARNING, ALL or NONE); returns it';
 
 GRANT EXECUTE ON FUNCTION
-    iceml.create_feature_group(text, jsonb, text[], integer, text, jsonb, text, boolean),
+    iceml.create_feature_group(text, jsonb, text[], integer, text, jsonb, text, boolean, integer, text[]),
     iceml.drop_feature_group(regclass, boolean),
     iceml.add_expectation(regclass, jsonb),
     iceml.drop_expectation(regclass, text),

@@ -8,6 +8,14 @@
 #   cluster.sh stop [NAME]        stop one cluster, or all of them
 #   cluster.sh env NAME           print the PGHOST/PGPORT/... exports for NAME
 #   cluster.sh psql [NAME]        psql into cluster NAME (default demo)
+#   cluster.sh conninfo NAME      the libpq connection string of NAME's iceml
+#                                 database (for iceml.add_node: scale-out tests
+#                                 run a coordinator and node clusters side by
+#                                 side, each on its own socket and port)
+#
+# ICEML_CPUS=LIST cluster.sh start NAME pins the server (and every backend and
+# worker it forks) to those CPUs with taskset, e.g. one core per node in the
+# scale-out benchmark.
 #
 # The server runs from a relocated copy of Debian's binaries: PostgreSQL finds
 # its share and lib directories relative to its own executable, so iceml's
@@ -129,7 +137,9 @@ CONF
 		|| printf "cron.host = '%s'\n" "$sock" >>"$data/postgresql.conf"
 	[ "$(id -u)" -eq 0 ] && chown postgres "$sock"
 	openblas_env
-	as_server "$pgbin/pg_ctl" -D "$data" -l "$base/postgres.log" -w -t 60 start >/dev/null \
+	local pin=()
+	[ -n "${ICEML_CPUS:-}" ] && pin=(taskset -c "$ICEML_CPUS")
+	as_server "${pin[@]}" "$pgbin/pg_ctl" -D "$data" -l "$base/postgres.log" -w -t 60 start >/dev/null \
 		|| { tail -20 "$base/postgres.log" >&2; exit 1; }
 	PGHOST=$sock PGPORT=$port "$pgbin_sys/psql" -X -q -U postgres -d postgres -tAc \
 		"SELECT 1 FROM pg_database WHERE datname = 'iceml'" | grep -q 1 \
@@ -154,6 +164,11 @@ cmd_env() {
 	echo "export ICEML_PGBIN='$pgbin'"
 }
 
+cmd_conninfo() {
+	cluster_vars "$1"
+	echo "host=$sock port=$port dbname=iceml user=postgres"
+}
+
 cmd_psql() {
 	cluster_vars "${1:-demo}"
 	running || cmd_start "${1:-demo}"
@@ -167,5 +182,6 @@ case $sub in
 	stop) cmd_stop "$@" ;;
 	env) cmd_env "$@" ;;
 	psql) cmd_psql "$@" ;;
-	*) sed -n '2,12p' "$0" >&2; exit 2 ;;
+	conninfo) cmd_conninfo "$@" ;;
+	*) sed -n '2,20p' "$0" >&2; exit 2 ;;
 esac

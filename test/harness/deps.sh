@@ -3,7 +3,7 @@
 # Extra packages for benchmarks can be named as arguments.
 set -euo pipefail
 
-pkgs=(make gcc clang postgresql-15 postgresql-server-dev-15 libopenblas-dev libjson-c-dev
+pkgs=(make gcc clang postgresql-15 postgresql-server-dev-15 libpq-dev libopenblas-dev libjson-c-dev
       postgresql-15-pgtap libtap-parser-sourcehandler-pgtap-perl postgresql-15-cron chromium "$@")
 
 missing=()

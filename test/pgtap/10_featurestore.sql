@@ -6,7 +6,7 @@ SET client_min_messages = error;
 
 -- functions and catalog
 SELECT has_function('iceml', 'create_feature_group',
-    ARRAY['text', 'jsonb', 'text[]', 'integer', 'text', 'jsonb', 'text', 'boolean']);
+    ARRAY['text', 'jsonb', 'text[]', 'integer', 'text', 'jsonb', 'text', 'boolean', 'integer', 'text[]']);
 SELECT has_function('iceml', 'create_training_dataset',
     ARRAY['text', 'regclass', 'text', 'text[]', 'jsonb', 'integer', 'integer']);
 SELECT has_function('iceml', 'compute_statistics', ARRAY['regclass']);

@@ -1,0 +1,502 @@
+
+-- ====================================================================
+-- 60: scale-out over postgres_fdw (README "Scale-out"; src/shard.c)
+--
+-- A node is another PostgreSQL server (database) with iceml installed at
+-- the same version: on the coordinator, a postgres_fdw foreign server
+-- iceml_node_<name> and a user mapping for PUBLIC (the credentials live
+-- there, never in iceml's catalogs), recorded in iceml.shard_nodes.
+--
+-- A sharded feature group is, on each of its nodes, a real feature group
+-- iceml_fs.<name>_<version> (with its expectation triggers), and on the
+-- coordinator a table of the same name partitioned by hash of the primary
+-- key whose partitions iceml_fs.<name>_<version>_s<i> are foreign tables
+-- over the nodes' groups, one shard per node (iceml.shards).
+-- ====================================================================
+
+CREATE TABLE iceml.shard_nodes (
+    name          text PRIMARY KEY,
+    server        name NOT NULL UNIQUE,
+    iceml_version text NOT NULL,
+    added         timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    added_by      regrole NOT NULL
+);
+COMMENT ON TABLE iceml.shard_nodes IS
+    'the nodes of this coordinator (iceml.add_node): the postgres_fdw server of each, the iceml version found there';
+
+CREATE TABLE iceml.shards (
+    feature_group_id bigint NOT NULL REFERENCES iceml.feature_groups (id) ON DELETE CASCADE,
+    shard            integer NOT NULL CHECK (shard OPERATOR(pg_catalog.>=) 0),
+    shards           integer NOT NULL CHECK (shards OPERATOR(pg_catalog.>) shard),
+    node             text NOT NULL REFERENCES iceml.shard_nodes (name),
+    "partition"      regclass NOT NULL UNIQUE,
+    remote_table     text NOT NULL,
+    PRIMARY KEY (feature_group_id, shard)
+);
+COMMENT ON TABLE iceml.shards IS
+    'the shards of sharded feature groups: hash remainder shard of modulus shards, its node, the foreign partition on the coordinator, the group''s table on the node';
+
+SELECT pg_catalog.pg_extension_config_dump('iceml.shard_nodes', '');
+SELECT pg_catalog.pg_extension_config_dump('iceml.shards', '');
+
+ALTER TABLE iceml.shard_nodes ENABLE ROW LEVEL SECURITY;
+CREATE POLICY shard_nodes_read ON iceml.shard_nodes FOR SELECT USING (true);
+ALTER TABLE iceml.shards ENABLE ROW LEVEL SECURITY;
+CREATE POLICY shards_read ON iceml.shards FOR SELECT USING (true);
+GRANT SELECT ON iceml.shard_nodes, iceml.shards TO iceml_reader;
+
+-- where each node is (never its credentials: those are in the user mapping)
+CREATE VIEW iceml.nodes AS
+SELECT n.name,
+       n.server,
+       (SELECT o.option_value FROM pg_catalog.pg_options_to_table(s.srvoptions) o
+         WHERE o.option_name OPERATOR(pg_catalog.=) 'host') AS host,
+       (SELECT o.option_value FROM pg_catalog.pg_options_to_table(s.srvoptions) o
+         WHERE o.option_name OPERATOR(pg_catalog.=) 'port') AS port,
+       (SELECT o.option_value FROM pg_catalog.pg_options_to_table(s.srvoptions) o
+         WHERE o.option_name OPERATOR(pg_catalog.=) 'dbname') AS dbname,
+       n.iceml_version,
+       (SELECT pg_catalog.count(*) FROM iceml.shards sh
+         WHERE sh.node OPERATOR(pg_catalog.=) n.name) AS shards,
+       n.added,
+       n.added_by
+  FROM iceml.shard_nodes n
+  LEFT JOIN pg_catalog.pg_foreign_server s ON s.srvname OPERATOR(pg_catalog.=) n.server;
+COMMENT ON VIEW iceml.nodes IS
+    'the nodes of this coordinator: name, postgres_fdw server, host, port, database, iceml version, shards placed there';
+GRANT SELECT ON iceml.nodes TO iceml_reader;
+
+-- --------------------------------------------------------------------
+-- C helpers (src/shard.c)
+-- --------------------------------------------------------------------
+
+CREATE FUNCTION iceml._node_conninfo(conninfo text) RETURNS TABLE (keyword text, value text)
+    AS 'MODULE_PATHNAME', 'iceml_node_conninfo'
+    LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION iceml._node_conninfo(text) IS
+    'internal: the options a libpq connection string sets (22023 when it does not parse)';
+
+CREATE FUNCTION iceml._node_exec(node text, sql text) RETURNS jsonb
+    AS 'MODULE_PATHNAME', 'iceml_node_exec'
+    LANGUAGE C VOLATILE STRICT PARALLEL UNSAFE;
+COMMENT ON FUNCTION iceml._node_exec(text, text) IS
+    'internal: runs one statement of iceml''s on a node in its remote transaction (committed with the local one); the first column (jsonb) of its first row';
+
+CREATE FUNCTION iceml._hll_estimate(registers integer[]) RETURNS bigint
+    AS 'MODULE_PATHNAME', 'iceml_hll_estimate'
+    LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION iceml._hll_estimate(integer[]) IS
+    'internal: the distinct count estimated from compute_statistics'' 1024 HyperLogLog registers';
+
+-- run on the nodes by the coordinator (with the node role's own rights)
+CREATE FUNCTION iceml.shard_statistics(feature_group regclass) RETURNS jsonb
+    AS 'MODULE_PATHNAME', 'iceml_shard_statistics'
+    LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION iceml.shard_statistics(regclass) IS
+    'this server''s mergeable summary of a feature group for a coordinator: per feature and kind the counts, mean, sum of squared deviations, range and HyperLogLog registers';
+
+CREATE FUNCTION iceml.shard_histogram(feature_group regclass, features text[], kinds text[],
+                                      lo double precision[], hi double precision[])
+    RETURNS TABLE (feature text, kind text, counts bigint[])
+    AS 'MODULE_PATHNAME', 'iceml_shard_histogram'
+    LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION iceml.shard_histogram(regclass, text[], text[], double precision[], double precision[]) IS
+    'exact counts of this server''s finite values of a feature group in the 20 equal bins of [lo, hi], per feature and kind, for a coordinator''s merged histogram';
+GRANT EXECUTE ON FUNCTION
+    iceml.shard_statistics(regclass),
+    iceml.shard_histogram(regclass, text[], text[], double precision[], double precision[])
+    TO iceml_user;
+
+-- --------------------------------------------------------------------
+-- nodes
+-- --------------------------------------------------------------------
+
+CREATE FUNCTION iceml._add_node(name text, conninfo text) RETURNS text
+    LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
+    SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    v_name    text := _add_node.name;
+    v_server  text;
+    v_srv     text[] := ARRAY[]::text[];
+    v_um      text[] := ARRAY[]::text[];
+    v_pw      boolean := false;
+    o         record;
+    v_remote  jsonb;
+    v_local   text;
+BEGIN
+    IF v_name IS NULL THEN
+        RAISE EXCEPTION 'name must not be NULL' USING ERRCODE = '22023';
+    END IF;
+    IF _add_node.conninfo IS NULL THEN
+        RAISE EXCEPTION 'conninfo must not be NULL' USING ERRCODE = '22023',
+            HINT = 'For example ''host=node1.example port=5432 dbname=iceml user=iceml_node''.';
+    END IF;
+    PERFORM iceml._fs_check_name(v_name, 'node name');
+    IF NOT EXISTS (SELECT FROM pg_extension e WHERE e.extname = 'postgres_fdw') THEN
+        RAISE EXCEPTION 'extension "postgres_fdw" is not installed in this database'
+            USING ERRCODE = '55000',
+                  HINT = 'A superuser runs CREATE EXTENSION postgres_fdw here before nodes are added.';
+    END IF;
+    PERFORM pg_advisory_xact_lock(hashtextextended('iceml node ' || v_name, 0));
+    IF EXISTS (SELECT FROM iceml.shard_nodes n WHERE n.name = v_name) THEN
+        RAISE EXCEPTION 'node "%" already exists', v_name USING ERRCODE = '42710',
+            HINT = 'Drop it first with iceml.drop_node, or choose another name.';
+    END IF;
+    v_server := 'iceml_node_' || v_name;
+    IF EXISTS (SELECT FROM pg_foreign_server s WHERE s.srvname = v_server) THEN
+        RAISE EXCEPTION 'foreign server "%" already exists', v_server USING ERRCODE = '42710',
+            HINT = 'Choose another node name, or drop that server.';
+    END IF;
+
+    -- where the node is goes into the server, who connects into the mapping
+    FOR o IN SELECT c.keyword, c.value FROM iceml._node_conninfo(_add_node.conninfo) c LOOP
+        IF o.keyword IN ('user', 'password') THEN
+            v_um := v_um || format('%I %L', o.keyword, o.value);
+            v_pw := v_pw OR (o.keyword = 'password' AND o.value <> '');
+        ELSIF o.keyword IN ('options', 'client_encoding', 'fallback_application_name',
+                            'application_name', 'replication') THEN
+            RAISE EXCEPTION 'conninfo option "%" cannot be set for a node', o.keyword
+                USING ERRCODE = '22023',
+                      DETAIL = 'iceml sets the options, encoding and application name of its connections to nodes.';
+        ELSE
+            v_srv := v_srv || format('%I %L', o.keyword, o.value);
+        END IF;
+    END LOOP;
+    -- the node names itself in its errors; iceml's immutable functions may
+    -- run there; shards are scanned in parallel (async append)
+    v_srv := v_srv || format('options %L', '-c iceml.node_name=' || v_name)
+                   || ARRAY['extensions ''iceml''', 'async_capable ''true''', 'batch_size ''100'''];
+    IF NOT v_pw THEN
+        -- no password: the node authenticates the connection itself (Unix
+        -- socket peer, certificate, .pgpass of the server's OS user)
+        v_um := v_um || 'password_required ''false'''::text;
+    END IF;
+    EXECUTE format('CREATE SERVER %I FOREIGN DATA WRAPPER postgres_fdw OPTIONS (%s)',
+                   v_server, array_to_string(v_srv, ', '));
+    EXECUTE format('CREATE USER MAPPING FOR PUBLIC SERVER %I%s', v_server,
+                   CASE WHEN cardinality(v_um) > 0
+                        THEN format(' OPTIONS (%s)', array_to_string(v_um, ', ')) ELSE '' END);
+
+    -- the node: iceml at this version, a role that may create feature groups
+    v_remote := iceml._node_exec(v_name,
+        'SELECT pg_catalog.jsonb_build_object(''version'', (SELECT e.extversion FROM pg_catalog.pg_extension e'
+        ' WHERE e.extname OPERATOR(pg_catalog.=) ''iceml''), ''user'', CURRENT_USER,'
+        ' ''may'', pg_catalog.pg_has_role(''iceml_user'', ''MEMBER''))');
+    SELECT e.extversion INTO v_local FROM pg_extension e WHERE e.extname = 'iceml';
+    IF v_remote->>'version' IS NULL THEN
+        RAISE EXCEPTION 'iceml is not installed on node "%"', v_name
+            USING ERRCODE = '55000',
+                  HINT = format('Run CREATE EXTENSION iceml (version %s) in the node''s database.', v_local);
+    END IF;
+    IF v_remote->>'version' <> v_local THEN
+        RAISE EXCEPTION 'node "%" has iceml version %, this server %', v_name, v_remote->>'version', v_local
+            USING ERRCODE = '55000',
+                  HINT = 'Install the same iceml release on every node and run ALTER EXTENSION iceml UPDATE.';
+    END IF;
+    IF NOT (v_remote->>'may')::boolean THEN
+        RAISE EXCEPTION 'role "%" on node "%" is not a member of iceml_user', v_remote->>'user', v_name
+            USING ERRCODE = '42501',
+                  HINT = 'GRANT iceml_user (or iceml_admin) to that role on the node.';
+    END IF;
+
+    INSERT INTO iceml.shard_nodes (name, server, iceml_version, added_by)
+    VALUES (v_name, v_server, v_local, iceml._caller());
+    RETURN v_name;
+END
+$fn$;
+CREATE FUNCTION iceml.add_node(name text, conninfo text) RETURNS text
+    AS 'MODULE_PATHNAME', 'iceml_gate'
+    LANGUAGE C VOLATILE;
+COMMENT ON FUNCTION iceml.add_node(text, text) IS
+    'adds a node: a postgres_fdw server (where) and a user mapping for PUBLIC (who, with any password), after checking iceml at this version and a member of iceml_user there';
+
+CREATE FUNCTION iceml._drop_node(name text) RETURNS void
+    LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
+    SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    v_node iceml.shard_nodes;
+    v_used text;
+BEGIN
+    IF _drop_node.name IS NULL THEN
+        RAISE EXCEPTION 'name must not be NULL' USING ERRCODE = '22023';
+    END IF;
+    SELECT * INTO v_node FROM iceml.shard_nodes n WHERE n.name = _drop_node.name FOR UPDATE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'node "%" does not exist', _drop_node.name USING ERRCODE = '42704',
+            HINT = 'Nodes are listed in iceml.nodes.';
+    END IF;
+    SELECT string_agg(DISTINCT g."table"::text, ', ') INTO v_used
+      FROM iceml.shards s JOIN iceml.feature_groups g ON g.id = s.feature_group_id
+     WHERE s.node = v_node.name;
+    IF v_used IS NOT NULL THEN
+        RAISE EXCEPTION 'cannot drop node "%" because sharded feature groups have shards there', v_node.name
+            USING ERRCODE = '2BP01',
+                  DETAIL = format('Feature groups: %s.', v_used),
+                  HINT = 'Drop those feature groups first.';
+    END IF;
+    EXECUTE format('DROP USER MAPPING IF EXISTS FOR PUBLIC SERVER %I', v_node.server);
+    EXECUTE format('DROP SERVER %I', v_node.server);
+    DELETE FROM iceml.shard_nodes n WHERE n.name = v_node.name;
+END
+$fn$;
+CREATE FUNCTION iceml.drop_node(name text) RETURNS void
+    AS 'MODULE_PATHNAME', 'iceml_gate'
+    LANGUAGE C VOLATILE;
+COMMENT ON FUNCTION iceml.drop_node(text) IS
+    'removes a node with no shards: its postgres_fdw server and user mapping';
+
+GRANT EXECUTE ON FUNCTION iceml.add_node(text, text), iceml.drop_node(text) TO iceml_admin;
+
+-- --------------------------------------------------------------------
+-- sharded feature groups (called by _create_feature_group and
+-- _drop_feature_group, as the catalog owner)
+-- --------------------------------------------------------------------
+
+-- the nodes of a new sharded group, one shard each
+CREATE FUNCTION iceml._shard_placement(shards integer, nodes text[]) RETURNS text[]
+    LANGUAGE plpgsql STABLE PARALLEL UNSAFE
+    SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    v_n       integer;
+    v_missing text;
+    v_nodes   text[];
+BEGIN
+    SELECT count(*) INTO v_n FROM iceml.shard_nodes;
+    IF nodes IS NOT NULL THEN
+        IF cardinality(nodes) = 0 OR array_position(nodes, NULL) IS NOT NULL THEN
+            RAISE EXCEPTION 'nodes must name at least one node and no NULL' USING ERRCODE = '22023';
+        END IF;
+        IF (SELECT count(DISTINCT x) FROM unnest(nodes) x) <> cardinality(nodes) THEN
+            RAISE EXCEPTION 'nodes names a node twice' USING ERRCODE = '22023',
+                DETAIL = 'A sharded feature group has one shard per node.';
+        END IF;
+        SELECT string_agg(x, ', ') INTO v_missing FROM unnest(nodes) x
+         WHERE NOT EXISTS (SELECT FROM iceml.shard_nodes n WHERE n.name = x);
+        IF v_missing IS NOT NULL THEN
+            RAISE EXCEPTION 'node "%" does not exist', v_missing USING ERRCODE = '42704',
+                HINT = 'Nodes are added by iceml.add_node and listed in iceml.nodes.';
+        END IF;
+        IF shards IS NOT NULL AND shards <> cardinality(nodes) THEN
+            RAISE EXCEPTION 'shards => % does not match % nodes', shards, cardinality(nodes)
+                USING ERRCODE = '22023', DETAIL = 'A sharded feature group has one shard per node.',
+                      HINT = 'Give only nodes, or only shards.';
+        END IF;
+        RETURN nodes;
+    END IF;
+    IF shards < 1 OR shards > v_n THEN
+        RAISE EXCEPTION 'invalid shards %', shards USING ERRCODE = '22023',
+            DETAIL = format('A sharded feature group has one shard per node; %s node%s registered.',
+                            v_n, CASE WHEN v_n = 1 THEN ' is' ELSE 's are' END),
+            HINT = 'Add nodes with iceml.add_node, or ask for fewer shards.';
+    END IF;
+    SELECT array_agg(n.name ORDER BY n.name) INTO v_nodes
+      FROM (SELECT n.name FROM iceml.shard_nodes n ORDER BY n.name LIMIT shards) n;
+    RETURN v_nodes;
+END
+$fn$;
+
+-- the coordinator's table: the group's columns, partitioned by hash of the
+-- primary key (no primary key of its own: foreign partitions have no
+-- indexes; each node's group has it, and a key always hashes to one node)
+CREATE FUNCTION iceml._shard_parent(table_name text, columns text, primary_key text[]) RETURNS regclass
+    LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
+    SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    v_cols text := regexp_replace(columns, ', PRIMARY KEY \([^)]*\)$', '');
+BEGIN
+    IF v_cols = columns THEN
+        RAISE EXCEPTION 'unexpected column list for a sharded feature group' USING ERRCODE = 'XX000';
+    END IF;
+    EXECUTE format('CREATE TABLE iceml_fs.%I (%s) PARTITION BY HASH (%s)', table_name, v_cols,
+                   (SELECT string_agg(format('%I', k), ', ' ORDER BY i)
+                      FROM unnest(primary_key) WITH ORDINALITY AS x(k, i)));
+    RETURN format('iceml_fs.%I', table_name)::regclass;
+END
+$fn$;
+
+-- the group on each node, a foreign partition over each
+CREATE FUNCTION iceml._shard_create(feature_group_id bigint, nodes text[], features jsonb,
+                                    expectations jsonb, validation text) RETURNS void
+    LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
+    SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    fg       iceml.feature_groups;
+    v_n      integer := cardinality(nodes);
+    v_table  text;
+    v_remote jsonb;
+    v_part   text;
+BEGIN
+    SELECT * INTO fg FROM iceml.feature_groups g WHERE g.id = _shard_create.feature_group_id;
+    v_table := fg.name || '_' || fg.version;
+    FOR i IN 0 .. v_n - 1 LOOP
+        v_remote := iceml._node_exec(nodes[i + 1], format(
+            'SELECT pg_catalog.to_jsonb(iceml.create_feature_group(%L, %L::pg_catalog.jsonb,'
+            ' %L::pg_catalog.text[], %s, %L, %L::pg_catalog.jsonb, %L, %L)::pg_catalog.text)',
+            fg.name, _shard_create.features, fg.primary_key, fg.version, fg.description,
+            _shard_create.expectations, _shard_create.validation, fg.statistics));
+        IF v_remote #>> '{}' IS DISTINCT FROM format('iceml_fs.%I', v_table) THEN
+            RAISE EXCEPTION 'node "%" created %, not iceml_fs.%', nodes[i + 1], v_remote #>> '{}', v_table
+                USING ERRCODE = 'XX000';
+        END IF;
+        v_part := format('iceml_fs.%I', v_table || '_s' || i);
+        EXECUTE format('CREATE FOREIGN TABLE %s PARTITION OF %s FOR VALUES WITH (MODULUS %s, REMAINDER %s)'
+                       ' SERVER %I OPTIONS (schema_name %L, table_name %L)',
+                       v_part, fg."table", v_n, i, 'iceml_node_' || nodes[i + 1], 'iceml_fs', v_table);
+        EXECUTE format('ALTER FOREIGN TABLE %s OWNER TO %I', v_part, iceml._caller()::text);
+        INSERT INTO iceml.shards (feature_group_id, shard, shards, node, "partition", remote_table)
+        VALUES (fg.id, i, v_n, nodes[i + 1], v_part::regclass, format('iceml_fs.%I', v_table));
+    END LOOP;
+END
+$fn$;
+
+-- a sharded group's groups on its nodes (nothing for another group)
+CREATE FUNCTION iceml._shard_drop(feature_group_id bigint, "cascade" boolean) RETURNS void
+    LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
+    SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    s record;
+BEGIN
+    FOR s IN SELECT sh.node, sh.remote_table FROM iceml.shards sh
+              WHERE sh.feature_group_id = _shard_drop.feature_group_id ORDER BY sh.shard
+    LOOP
+        PERFORM iceml._node_exec(s.node, format(
+            'SELECT NULL::pg_catalog.jsonb FROM iceml.drop_feature_group(%L::pg_catalog.regclass, %L)',
+            s.remote_table, _shard_drop."cascade"));
+    END LOOP;
+END
+$fn$;
+
+-- one statement on each node of a sharded group (nothing for another
+-- group): sql is a format() string whose %L is the group's table there
+CREATE FUNCTION iceml._shard_each(feature_group_id bigint, sql text) RETURNS void
+    LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
+    SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    s record;
+BEGIN
+    FOR s IN SELECT sh.node, sh.remote_table FROM iceml.shards sh
+              WHERE sh.feature_group_id = _shard_each.feature_group_id ORDER BY sh.shard
+    LOOP
+        PERFORM iceml._node_exec(s.node, format(_shard_each.sql, s.remote_table));
+    END LOOP;
+END
+$fn$;
+
+-- compute_statistics of a sharded group: the nodes' states merged
+CREATE FUNCTION iceml._shard_compute_statistics(feature_group regclass) RETURNS bigint
+    LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
+    SET search_path = pg_catalog, pg_temp
+    SET extra_float_digits = 3      -- doubles pass through text and jsonb exactly
+AS $fn$
+DECLARE
+    fg       iceml.feature_groups;
+    s        record;
+    v_states jsonb := '[]';
+    v_hists  jsonb := '[]';
+    v_merged jsonb;
+    v_req    record;
+    v_rows   bigint;
+    v_now    timestamptz := clock_timestamp();
+BEGIN
+    SELECT * INTO fg FROM iceml.feature_groups g WHERE g."table" = _shard_compute_statistics.feature_group;
+    FOR s IN SELECT sh.node, sh.remote_table FROM iceml.shards sh
+              WHERE sh.feature_group_id = fg.id ORDER BY sh.shard
+    LOOP
+        v_states := v_states || jsonb_build_array(iceml._node_exec(s.node, format(
+            'SELECT iceml.shard_statistics(%L::pg_catalog.regclass)', s.remote_table)));
+    END LOOP;
+    SELECT coalesce(sum((x->>'rows')::bigint), 0) INTO v_rows FROM jsonb_array_elements(v_states) x;
+
+    -- moments: N = sum n, mean = sum(n mean) / N, M2 = sum(M2 + n (mean - M)^2)
+    WITH f AS (
+        SELECT t.ord, e->>'feature' AS feature, e->>'kind' AS kind, (e->>'numeric')::boolean AS numeric,
+               (e->>'nonnull_rows')::bigint AS nn, (e->>'count')::bigint AS cnt,
+               (e->>'nfinite')::bigint AS nfin, (e->>'mean')::float8 AS mean, (e->>'m2')::float8 AS m2,
+               (e->>'min')::float8 AS mn, (e->>'max')::float8 AS mx, e->'hll' AS hll
+          FROM jsonb_array_elements(v_states) x,
+               jsonb_array_elements(x->'features') WITH ORDINALITY AS t(e, ord)),
+    m AS (
+        SELECT f.feature, f.kind, min(f.ord) AS ord, bool_and(f.numeric) AS numeric, sum(f.nn) AS nn,
+               sum(f.cnt) AS cnt, sum(f.nfin) AS nfin, min(f.mn) AS mn, max(f.mx) AS mx,
+               sum(f.nfin * f.mean) FILTER (WHERE f.nfin > 0) / nullif(sum(f.nfin), 0) AS mean
+          FROM f GROUP BY f.feature, f.kind),
+    mm AS (
+        SELECT m.*,
+               (SELECT sum(f.m2 + f.nfin * (f.mean - m.mean) ^ 2) FROM f
+                 WHERE f.feature = m.feature AND f.kind = m.kind AND f.nfin > 0) AS m2,
+               (SELECT array_agg(r.v ORDER BY r.i) FROM
+                  (SELECT h.i, max(h.v::integer) AS v FROM f, jsonb_array_elements_text(f.hll) WITH ORDINALITY AS h(v, i)
+                    WHERE f.feature = m.feature AND f.kind = m.kind GROUP BY h.i) r) AS hll
+          FROM m)
+    SELECT jsonb_agg(jsonb_build_object('feature', mm.feature, 'kind', mm.kind, 'numeric', mm.numeric,
+                                        'nn', mm.nn, 'cnt', mm.cnt, 'nfin', mm.nfin, 'mean', mm.mean,
+                                        'm2', mm.m2, 'mn', mm.mn, 'mx', mm.mx,
+                                        'distinct', least(iceml._hll_estimate(mm.hll), mm.cnt))
+                     ORDER BY mm.ord)
+      INTO v_merged FROM mm;
+
+    -- histograms: every node counts its values in the merged range's bins
+    SELECT array_agg(e->>'feature' ORDER BY i) AS features, array_agg(e->>'kind' ORDER BY i) AS kinds,
+           array_agg((e->>'mn')::float8 ORDER BY i) AS lo, array_agg((e->>'mx')::float8 ORDER BY i) AS hi
+      INTO v_req
+      FROM jsonb_array_elements(coalesce(v_merged, '[]')) WITH ORDINALITY AS x(e, i)
+     WHERE (e->>'numeric')::boolean AND (e->>'nfin')::bigint > 0;
+    IF v_req.features IS NOT NULL THEN
+        FOR s IN SELECT sh.node, sh.remote_table FROM iceml.shards sh
+                  WHERE sh.feature_group_id = fg.id ORDER BY sh.shard
+        LOOP
+            v_hists := v_hists || coalesce(iceml._node_exec(s.node, format(
+                'SELECT pg_catalog.jsonb_agg(pg_catalog.jsonb_build_array(h.feature, h.kind, h.counts))'
+                ' FROM iceml.shard_histogram(%L::pg_catalog.regclass, %L::pg_catalog.text[], %L::pg_catalog.text[],'
+                ' %L::pg_catalog.float8[], %L::pg_catalog.float8[]) h',
+                s.remote_table, v_req.features, v_req.kinds, v_req.lo, v_req.hi)), '[]');
+        END LOOP;
+    END IF;
+
+    INSERT INTO iceml.feature_statistics
+        (feature_group_id, feature_group, computed_at, commit_id, feature, kind, count, completeness,
+         min, max, mean, stddev, approx_distinct, histogram)
+    SELECT fg.id, fg."table", v_now, NULL, e->>'feature', e->>'kind', (e->>'cnt')::bigint,
+           CASE WHEN v_rows > 0 THEN (e->>'nn')::float8 / v_rows END,
+           CASE WHEN have THEN (e->>'mn')::float8 END,
+           CASE WHEN have THEN (e->>'mx')::float8 END,
+           CASE WHEN have THEN (e->>'mean')::float8 END,
+           CASE WHEN have AND (e->>'nfin')::bigint > 1
+                THEN sqrt((e->>'m2')::float8 / ((e->>'nfin')::bigint - 1)) END,
+           (e->>'distinct')::bigint,
+           CASE WHEN have THEN jsonb_build_object(
+               'lo', (e->>'mn')::float8, 'hi', (e->>'mx')::float8,
+               'counts', (SELECT to_jsonb(array_agg(c.total ORDER BY c.bin)) FROM
+                            (SELECT b.bin, sum(b.n::bigint)::bigint AS total
+                               FROM jsonb_array_elements(v_hists) h,
+                                    jsonb_array_elements_text(h->2) WITH ORDINALITY AS b(n, bin)
+                              WHERE h->>0 = e->>'feature' AND h->>1 = e->>'kind'
+                              GROUP BY b.bin) c)) END
+      FROM jsonb_array_elements(coalesce(v_merged, '[]')) WITH ORDINALITY AS x(e, i),
+           LATERAL (SELECT (e->>'numeric')::boolean AND (e->>'nfin')::bigint > 0 AS have) hv
+     ORDER BY i;
+    RETURN v_rows;
+END
+$fn$;
+
+COMMENT ON FUNCTION iceml._add_node(text, text) IS 'internal: the implementation of iceml.add_node (run as the catalog owner)';
+COMMENT ON FUNCTION iceml._drop_node(text) IS 'internal: the implementation of iceml.drop_node (run as the catalog owner)';
+COMMENT ON FUNCTION iceml._shard_placement(integer, text[]) IS
+    'internal: the nodes of a new sharded group from shards or nodes (22023, 42704 on a bad request)';
+COMMENT ON FUNCTION iceml._shard_parent(text, text, text[]) IS
+    'internal: creates the coordinator''s table of a sharded group, partitioned by hash of the primary key';
+COMMENT ON FUNCTION iceml._shard_create(bigint, text[], jsonb, jsonb, text) IS
+    'internal: creates a sharded group''s feature group on each node and its foreign partition here';
+COMMENT ON FUNCTION iceml._shard_drop(bigint, boolean) IS
+    'internal: drops a sharded group''s feature groups on its nodes (nothing for another group)';
+COMMENT ON FUNCTION iceml._shard_each(bigint, text) IS
+    'internal: runs one statement (a format string of the node''s table) on each node of a sharded group';
+COMMENT ON FUNCTION iceml._shard_compute_statistics(regclass) IS
+    'internal: compute_statistics of a sharded group: the nodes'' summaries and histograms merged into iceml.feature_statistics';

@@ -1,0 +1,1025 @@
+/*
+ * shard.c - scale-out over PostgreSQL's own distribution: the C parts of
+ * nodes and sharded feature groups (sql/install/60_shard.sql has the rest).
+ *
+ * The data path is postgres_fdw's: a sharded feature group is, on the
+ * coordinator, a table partitioned by hash of its primary key whose
+ * partitions are foreign tables, one per node, each over a real feature
+ * group on its node (expectation triggers included).  postgres_fdw routes
+ * INSERT and COPY rows, runs the remote statements in a remote transaction
+ * that commits with the local one, and reports remote errors.
+ *
+ * What postgres_fdw cannot do is run iceml's own functions on a node
+ * (create the node's group, summarise its rows).  For that this file keeps
+ * its own libpq connection per node, made from the same foreign server and
+ * user mapping (no credentials of its own), with the same rule as
+ * postgres_fdw: a role that is not a superuser must authenticate by
+ * password unless the mapping says password_required 'false'.  Commands on
+ * a node run in a remote transaction opened on first use and committed in
+ * the local transaction's pre-commit (like postgres_fdw; there is no
+ * two-phase commit, see README "Scale-out"), rolled back (by closing the
+ * connection) when the local transaction aborts.  A remote transaction
+ * used in a subtransaction that aborts can no longer commit: the local
+ * transaction then fails at commit, naming the node.
+ *
+ * Errors name the node: iceml._node_exec prefixes remote errors with it;
+ * on a node, the coordinator's connections set iceml.node_name, and
+ * statements run with an error context line naming the node, which
+ * postgres_fdw passes back; the coordinator's log hook then puts the node's
+ * name into the message of an error that came back from a node.
+ *
+ * Statistics of a sharded group are merged, not averaged: each node sends
+ * mergeable state (counts, finite count, mean and sum of squared deviations,
+ * min, max, HyperLogLog registers: iceml.shard_statistics), the coordinator
+ * merges the moments (the parallel-variance formula), the registers (max
+ * per register) and the ranges, then asks each node for exact 20-bin
+ * counts over the merged [min, max] (iceml.shard_histogram) and sums them.
+ */
+#include "postgres.h"
+
+#include <math.h>
+
+#include "access/table.h"
+#include "access/tableam.h"
+#include "access/xact.h"
+#include "catalog/pg_class.h"
+#include "catalog/pg_type.h"
+#include "commands/defrem.h"
+#include "executor/executor.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "foreign/foreign.h"
+#include "funcapi.h"
+#include "libpq-fe.h"
+#include "mb/pg_wchar.h"
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "storage/latch.h"
+#include "utils/acl.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/guc.h"
+#include "utils/inval.h"
+#include "utils/json.h"
+#include "utils/jsonb.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/rel.h"
+#include "utils/rls.h"
+#include "utils/snapmgr.h"
+#include "utils/syscache.h"
+#include "utils/tuplestore.h"
+
+#include "iceml.h"
+#include "iceml_catalog.h"
+#include "iceml_fs.h"
+#include "iceml_stats.h"
+
+#define MAX_NODE_CONNS 64
+#define NODE_SERVER_PREFIX "iceml_node_"
+#define NODE_CONTEXT_MARK "iceml node \""
+
+static char *node_name = NULL;
+
+static ExecutorRun_hook_type prev_run_hook = NULL;
+static ExecutorFinish_hook_type prev_finish_hook = NULL;
+static emit_log_hook_type prev_emit_hook = NULL;
+
+/* ---- on a node: errors name it ------------------------------------------ */
+
+static void
+NodeErrorContext(void *arg)
+{
+	errcontext(NODE_CONTEXT_MARK "%s\"", (const char *) arg);
+}
+
+#define WITH_NODE_CONTEXT(call) \
+	do { \
+		ErrorContextCallback cb; \
+		bool		push = node_name != NULL && node_name[0] != '\0'; \
+		if (push) \
+		{ \
+			cb.callback = NodeErrorContext; \
+			cb.arg = node_name; \
+			cb.previous = error_context_stack; \
+			error_context_stack = &cb; \
+		} \
+		call; \
+		if (push) \
+			error_context_stack = cb.previous; \
+	} while (0)
+
+static void
+ShardExecutorRun(QueryDesc *queryDesc, ScanDirection direction, uint64 count,
+				 bool execute_once)
+{
+	WITH_NODE_CONTEXT(
+					  if (prev_run_hook)
+					  prev_run_hook(queryDesc, direction, count, execute_once);
+					  else
+					  standard_ExecutorRun(queryDesc, direction, count, execute_once));
+}
+
+/* AFTER STATEMENT triggers (batch rules) fire here */
+static void
+ShardExecutorFinish(QueryDesc *queryDesc)
+{
+	WITH_NODE_CONTEXT(
+					  if (prev_finish_hook)
+					  prev_finish_hook(queryDesc);
+					  else
+					  standard_ExecutorFinish(queryDesc));
+}
+
+/*
+ * On the coordinator: an error that came back from a node (postgres_fdw
+ * adds the remote SQL to its context, the node added its own name) gets the
+ * node's name in its message.
+ */
+static void
+ShardEmitLog(ErrorData *edata)
+{
+	if (edata->elevel >= ERROR && edata->context && edata->message &&
+		strstr(edata->context, "remote SQL command:") &&
+		strncmp(edata->message, "node \"", 6) != 0)
+	{
+		const char *m = strstr(edata->context, NODE_CONTEXT_MARK);
+
+		if (m)
+		{
+			const char *start = m + strlen(NODE_CONTEXT_MARK);
+			const char *end = strchr(start, '"');
+
+			if (end && end - start < NAMEDATALEN)
+			{
+				MemoryContext old = MemoryContextSwitchTo(ErrorContext);
+
+				edata->message = psprintf("node \"%.*s\": %s", (int) (end - start),
+										  start, edata->message);
+				MemoryContextSwitchTo(old);
+			}
+		}
+	}
+	if (prev_emit_hook)
+		prev_emit_hook(edata);
+}
+
+/* ---- the coordinator's own connections to its nodes ---------------------- */
+
+typedef struct NodeConn
+{
+	char		node[NAMEDATALEN];
+	Oid			serverid;
+	Oid			userid;
+	PGconn	   *conn;
+	bool		xact_open;		/* a remote transaction is open */
+	int			max_level;		/* deepest local nest level that used it */
+	bool		poisoned;		/* it can no longer commit */
+	char	   *poison_reason;
+	bool		stale;			/* server or mapping changed: reconnect */
+} NodeConn;
+
+static NodeConn conns[MAX_NODE_CONNS];
+static int	nconns = 0;
+static bool callbacks_registered = false;
+
+static void
+CloseConn(NodeConn *c)
+{
+	if (c->conn)
+		PQfinish(c->conn);
+	c->conn = NULL;
+	c->xact_open = false;
+	c->poisoned = false;
+	c->max_level = 0;
+	if (c->poison_reason)
+		pfree(c->poison_reason);
+	c->poison_reason = NULL;
+}
+
+static void
+ShardInvalidate(Datum arg, int cacheid, uint32 hashvalue)
+{
+	for (int i = 0; i < nconns; i++)
+		conns[i].stale = true;
+}
+
+/* wait for the result of the query sent on conn, interruptibly */
+static PGresult *
+GetResult(PGconn *conn)
+{
+	PGresult   *last = NULL;
+
+	for (;;)
+	{
+		PGresult   *res;
+
+		while (PQisBusy(conn))
+		{
+			int			rc = WaitLatchOrSocket(MyLatch,
+											   WL_LATCH_SET | WL_SOCKET_READABLE | WL_EXIT_ON_PM_DEATH,
+											   PQsocket(conn), -1L, PG_WAIT_EXTENSION);
+
+			if (rc & WL_LATCH_SET)
+			{
+				ResetLatch(MyLatch);
+				CHECK_FOR_INTERRUPTS();
+			}
+			if ((rc & WL_SOCKET_READABLE) && !PQconsumeInput(conn))
+			{
+				if (last)
+					PQclear(last);
+				return NULL;
+			}
+		}
+		res = PQgetResult(conn);
+		if (res == NULL)
+			break;
+		if (last)
+			PQclear(last);
+		last = res;
+	}
+	return last;
+}
+
+static void
+RemoteError(NodeConn *c, PGresult *res, const char *sql)
+{
+	const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+	const char *msg = res ? PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY) : NULL;
+	const char *detail = res ? PQresultErrorField(res, PG_DIAG_MESSAGE_DETAIL) : NULL;
+	const char *hint = res ? PQresultErrorField(res, PG_DIAG_MESSAGE_HINT) : NULL;
+	const char *context = res ? PQresultErrorField(res, PG_DIAG_CONTEXT) : NULL;
+	int			code = ERRCODE_CONNECTION_FAILURE;
+	char	   *m;
+	char	   *d = detail ? pstrdup(detail) : NULL;
+	char	   *h = hint ? pstrdup(hint) : NULL;
+	char	   *ctx = context ? pstrdup(context) : NULL;
+
+	if (state && strlen(state) == 5)
+		code = MAKE_SQLSTATE(state[0], state[1], state[2], state[3], state[4]);
+	if (msg)
+		m = pstrdup(msg);
+	else
+		m = pchomp(PQerrorMessage(c->conn));
+	if (res)
+		PQclear(res);
+	if (code == ERRCODE_CONNECTION_FAILURE || PQstatus(c->conn) != CONNECTION_OK)
+		CloseConn(c);
+	else if (c->xact_open)
+	{
+		c->poisoned = true;
+		c->poison_reason = MemoryContextStrdup(TopMemoryContext, m);
+	}
+	ereport(ERROR,
+			(errcode(code),
+			 errmsg("node \"%s\": %s", c->node, m),
+			 d ? errdetail_internal("%s", d) : 0,
+			 h ? errhint("%s", h) : 0,
+			 ctx ? errcontext("%s", ctx) : 0,
+			 errcontext("iceml command on node \"%s\": %s", c->node, sql)));
+}
+
+/* run sql on c; the result (never NULL: errors are raised) */
+static PGresult *
+RemoteExec(NodeConn *c, const char *sql)
+{
+	PGresult   *res;
+
+	if (!PQsendQuery(c->conn, sql))
+		RemoteError(c, NULL, sql);
+	res = GetResult(c->conn);
+	if (res == NULL || (PQresultStatus(res) != PGRES_COMMAND_OK &&
+						PQresultStatus(res) != PGRES_TUPLES_OK))
+		RemoteError(c, res, sql);
+	return res;
+}
+
+static bool
+IsLibpqOption(const char *keyword)
+{
+	static PQconninfoOption *defaults = NULL;
+
+	if (defaults == NULL)
+		defaults = PQconndefaults();
+	if (defaults == NULL)
+		ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory")));
+	for (PQconninfoOption *o = defaults; o->keyword; o++)
+		if (strcmp(o->keyword, keyword) == 0)
+			return strchr(o->dispchar, 'D') == NULL &&
+				strcmp(keyword, "replication") != 0 &&
+				strcmp(keyword, "fallback_application_name") != 0 &&
+				strcmp(keyword, "client_encoding") != 0;
+	return false;
+}
+
+static void
+AddOptions(List *options, const char **kw, const char **val, int *n,
+		   bool *has_password, bool *password_required)
+{
+	ListCell   *lc;
+
+	foreach(lc, options)
+	{
+		DefElem    *d = lfirst(lc);
+
+		if (strcmp(d->defname, "password_required") == 0)
+			*password_required = defGetBoolean(d);
+		else if (IsLibpqOption(d->defname))
+		{
+			if (strcmp(d->defname, "password") == 0 && defGetString(d)[0] != '\0')
+				*has_password = true;
+			kw[*n] = d->defname;
+			val[*n] = defGetString(d);
+			(*n)++;
+		}
+	}
+}
+
+static NodeConn *
+GetNodeConn(const char *node)
+{
+	char	   *srvname = psprintf(NODE_SERVER_PREFIX "%s", node);
+	ForeignServer *srv = GetForeignServerByName(srvname, true);
+	UserMapping *um;
+	NodeConn   *c = NULL;
+	Oid			userid = GetUserId();
+	const char **kw,
+			  **val;
+	int			n = 0;
+	bool		has_password = false,
+				password_required = true;
+	PGresult   *res;
+
+	if (srv == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("node \"%s\" does not exist", node),
+				 errhint("Nodes are added by iceml.add_node and listed in iceml.nodes.")));
+	if (!callbacks_registered)
+	{
+		CacheRegisterSyscacheCallback(FOREIGNSERVEROID, ShardInvalidate, (Datum) 0);
+		CacheRegisterSyscacheCallback(USERMAPPINGOID, ShardInvalidate, (Datum) 0);
+		callbacks_registered = true;
+	}
+	for (int i = 0; i < nconns; i++)
+	{
+		/* connections to servers changed or dropped since: closed */
+		if (conns[i].stale && !conns[i].xact_open && conns[i].conn)
+			CloseConn(&conns[i]);
+		if (conns[i].serverid == srv->serverid && conns[i].userid == userid)
+			c = &conns[i];
+	}
+	/* a new server: reuse the slot of a closed connection */
+	for (int i = 0; c == NULL && i < nconns; i++)
+		if (conns[i].conn == NULL && !conns[i].xact_open)
+		{
+			c = &conns[i];
+			memset(c, 0, sizeof(NodeConn));
+			strlcpy(c->node, node, NAMEDATALEN);
+			c->serverid = srv->serverid;
+			c->userid = userid;
+		}
+	if (c && c->conn && !c->xact_open &&
+		(c->stale || PQstatus(c->conn) != CONNECTION_OK ||
+		 PQtransactionStatus(c->conn) != PQTRANS_IDLE))
+		CloseConn(c);
+	if (c && c->conn)
+		return c;
+	if (c == NULL)
+	{
+		if (nconns >= MAX_NODE_CONNS)
+			ereport(ERROR,
+					(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+					 errmsg("iceml keeps at most %d node connections per session", MAX_NODE_CONNS)));
+		c = &conns[nconns++];
+		memset(c, 0, sizeof(NodeConn));
+		strlcpy(c->node, node, NAMEDATALEN);
+		c->serverid = srv->serverid;
+		c->userid = userid;
+	}
+	c->stale = false;
+
+	um = GetUserMapping(userid, srv->serverid);
+	kw = palloc0(sizeof(char *) * (list_length(srv->options) + list_length(um->options) + 4));
+	val = palloc0(sizeof(char *) * (list_length(srv->options) + list_length(um->options) + 4));
+	AddOptions(srv->options, kw, val, &n, &has_password, &password_required);
+	AddOptions(um->options, kw, val, &n, &has_password, &password_required);
+	kw[n] = "fallback_application_name";
+	val[n++] = "iceml";
+	kw[n] = "client_encoding";
+	val[n++] = GetDatabaseEncodingName();
+	kw[n] = NULL;
+	val[n] = NULL;
+
+	/* postgres_fdw's rule: only superusers may connect without a password */
+	if (!superuser_arg(userid) && password_required && !has_password)
+		ereport(ERROR,
+				(errcode(ERRCODE_S_R_E_PROHIBITED_SQL_STATEMENT_ATTEMPTED),
+				 errmsg("node \"%s\": password is required", node),
+				 errdetail("Non-superusers must give a password in the user mapping of server \"%s\".", srvname)));
+
+	c->conn = PQconnectdbParams(kw, val, false);
+	if (c->conn == NULL || PQstatus(c->conn) != CONNECTION_OK)
+	{
+		char	   *why = c->conn ? pchomp(PQerrorMessage(c->conn)) : pstrdup("out of memory");
+
+		CloseConn(c);
+		ereport(ERROR,
+				(errcode(ERRCODE_SQLCLIENT_UNABLE_TO_ESTABLISH_SQLCONNECTION),
+				 errmsg("could not connect to node \"%s\"", node),
+				 errdetail_internal("%s", why),
+				 errhint("Check the node's server and its options in iceml.nodes, and that it accepts connections.")));
+	}
+	if (!superuser_arg(userid) && password_required && !PQconnectionUsedPassword(c->conn))
+	{
+		CloseConn(c);
+		ereport(ERROR,
+				(errcode(ERRCODE_S_R_E_PROHIBITED_SQL_STATEMENT_ATTEMPTED),
+				 errmsg("node \"%s\": password is required", node),
+				 errdetail("The node did not ask for the password; non-superusers must authenticate by password.")));
+	}
+	res = RemoteExec(c, "SET search_path = pg_catalog, pg_temp");
+	PQclear(res);
+	return c;
+}
+
+static void
+ShardXactCallback(XactEvent event, void *arg)
+{
+	switch (event)
+	{
+		case XACT_EVENT_PRE_COMMIT:
+		case XACT_EVENT_PARALLEL_PRE_COMMIT:
+			for (int i = 0; i < nconns; i++)
+			{
+				NodeConn   *c = &conns[i];
+
+				if (!c->xact_open)
+					continue;
+				if (c->poisoned)
+				{
+					char	   *why = pstrdup(c->poison_reason ? c->poison_reason : "a command failed");
+
+					CloseConn(c);
+					ereport(ERROR,
+							(errcode(ERRCODE_IN_FAILED_SQL_TRANSACTION),
+							 errmsg("the remote transaction on node \"%s\" cannot commit", c->node),
+							 errdetail("It was used in a subtransaction that rolled back (%s).", why)));
+				}
+				PQclear(RemoteExec(c, "COMMIT"));
+				c->xact_open = false;
+				c->max_level = 0;
+			}
+			break;
+		case XACT_EVENT_PRE_PREPARE:
+			for (int i = 0; i < nconns; i++)
+				if (conns[i].xact_open)
+					ereport(ERROR,
+							(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+							 errmsg("cannot prepare a transaction that ran iceml commands on node \"%s\"",
+									conns[i].node)));
+			break;
+		case XACT_EVENT_ABORT:
+		case XACT_EVENT_PARALLEL_ABORT:
+			/* closing the connection rolls the remote transaction back */
+			for (int i = 0; i < nconns; i++)
+				if (conns[i].xact_open || (conns[i].conn &&
+										   PQtransactionStatus(conns[i].conn) != PQTRANS_IDLE))
+					CloseConn(&conns[i]);
+			break;
+		default:
+			break;
+	}
+}
+
+static void
+ShardSubXactCallback(SubXactEvent event, SubTransactionId mySubid,
+					 SubTransactionId parentSubid, void *arg)
+{
+	if (event != SUBXACT_EVENT_ABORT_SUB)
+		return;
+	for (int i = 0; i < nconns; i++)
+	{
+		NodeConn   *c = &conns[i];
+
+		if (c->xact_open && !c->poisoned &&
+			c->max_level >= GetCurrentTransactionNestLevel())
+		{
+			c->poisoned = true;
+			c->poison_reason = MemoryContextStrdup(TopMemoryContext,
+												   "its work there may belong to the rolled-back part");
+		}
+	}
+}
+
+/*
+ * iceml._node_exec(node text, sql text) RETURNS jsonb: runs one statement
+ * of iceml's on a node, in the node's remote transaction; returns the first
+ * column of the first row as jsonb (NULL when there is none).
+ */
+PG_FUNCTION_INFO_V1(iceml_node_exec);
+
+Datum
+iceml_node_exec(PG_FUNCTION_ARGS)
+{
+	char	   *node = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	char	   *sql = text_to_cstring(PG_GETARG_TEXT_PP(1));
+	NodeConn   *c;
+	PGresult   *res;
+	char	   *out = NULL;
+
+	PreventCommandIfParallelMode("iceml._node_exec");
+	c = GetNodeConn(node);
+	if (!c->xact_open)
+	{
+		const char *begin = IsolationIsSerializable()
+			? "START TRANSACTION ISOLATION LEVEL SERIALIZABLE"
+			: "START TRANSACTION ISOLATION LEVEL REPEATABLE READ";
+
+		/*
+		 * A cached connection whose node restarted since is found broken
+		 * only now: outside a remote transaction, connect again once.
+		 */
+		if (PQsendQuery(c->conn, begin))
+		{
+			res = GetResult(c->conn);
+			if (res && PQresultStatus(res) == PGRES_COMMAND_OK)
+				c->xact_open = true;
+			else if (PQstatus(c->conn) == CONNECTION_OK)
+				RemoteError(c, res, begin);
+			else if (res)
+				PQclear(res);
+			if (c->xact_open)
+				PQclear(res);
+		}
+		if (!c->xact_open)
+		{
+			CloseConn(c);
+			c = GetNodeConn(node);
+			PQclear(RemoteExec(c, begin));
+			c->xact_open = true;
+		}
+	}
+	c->max_level = Max(c->max_level, GetCurrentTransactionNestLevel());
+	res = RemoteExec(c, sql);
+	if (PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) > 0 &&
+		PQnfields(res) > 0 && !PQgetisnull(res, 0, 0))
+		out = pstrdup(PQgetvalue(res, 0, 0));
+	PQclear(res);
+	if (out == NULL)
+		PG_RETURN_NULL();
+	PG_RETURN_DATUM(DirectFunctionCall1(jsonb_in, CStringGetDatum(out)));
+}
+
+/*
+ * iceml._node_conninfo(conninfo text) RETURNS TABLE (keyword text, value
+ * text): the options a libpq connection string sets (22023 when it does not
+ * parse).
+ */
+PG_FUNCTION_INFO_V1(iceml_node_conninfo);
+
+Datum
+iceml_node_conninfo(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	char	   *ci = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	char	   *err = NULL;
+	PQconninfoOption *opts = PQconninfoParse(ci, &err);
+
+	if (opts == NULL)
+	{
+		char	   *why = err ? pchomp(err) : pstrdup("out of memory");
+
+		if (err)
+			PQfreemem(err);
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid conninfo: %s", why),
+				 errhint("Give a libpq connection string, e.g. 'host=node1.example dbname=iceml user=iceml_node', or a postgresql:// URI.")));
+	}
+	InitMaterializedSRF(fcinfo, 0);
+	for (PQconninfoOption *o = opts; o->keyword; o++)
+	{
+		Datum		v[2];
+		bool		nulls[2] = {false, false};
+
+		if (o->val == NULL)
+			continue;
+		v[0] = CStringGetTextDatum(o->keyword);
+		v[1] = CStringGetTextDatum(o->val);
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, v, nulls);
+	}
+	PQconninfoFree(opts);
+	return (Datum) 0;
+}
+
+/* ---- statistics: the node's side ----------------------------------------- */
+
+static Relation
+OpenReadableGroup(Oid relid)
+{
+	Relation	rel;
+
+	if (!IsFeatureGroup(relid))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("relation \"%s\" is not a feature group",
+						DatumGetCString(DirectFunctionCall1(regclassout, ObjectIdGetDatum(relid)))),
+				 errhint("Feature groups are created by iceml.create_feature_group and listed in iceml.feature_groups.")));
+	rel = table_open(relid, AccessShareLock);
+	if (rel->rd_rel->relkind != RELKIND_RELATION)
+		ereport(ERROR,
+				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
+				 errmsg("feature group \"%s\" is not a table on this server", RelationGetRelationName(rel)),
+				 errhint("Node statistics are computed on the node that holds the rows.")));
+	if (pg_class_aclcheck(relid, GetUserId(), ACL_SELECT) != ACLCHECK_OK)
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("permission denied for feature group \"%s\"", RelationGetRelationName(rel))));
+	if (check_enable_rls(relid, GetUserId(), false) == RLS_ENABLED)
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("cannot summarise feature group \"%s\": row-level security applies to role \"%s\"",
+						RelationGetRelationName(rel), GetUserNameFromId(GetUserId(), false))));
+	return rel;
+}
+
+static void
+AppendDouble(StringInfo s, const char *key, double v, bool present)
+{
+	if (present && isfinite(v))
+		appendStringInfo(s, ", \"%s\": %.17g", key, v);
+	else
+		appendStringInfo(s, ", \"%s\": null", key);
+}
+
+static void
+AppendNodeState(StringInfo s, FeatStats *f, const char *kind, Acc *a, bool numeric, bool *first)
+{
+	appendStringInfoString(s, *first ? "" : ", ");
+	*first = false;
+	appendStringInfoString(s, "{\"feature\": ");
+	escape_json(s, f->f.name);
+	appendStringInfo(s, ", \"kind\": \"%s\", \"numeric\": %s, \"nonnull_rows\": " INT64_FORMAT
+					 ", \"count\": " INT64_FORMAT ", \"nfinite\": " INT64_FORMAT,
+					 kind, numeric ? "true" : "false", f->nonnull_rows, a->count, a->nfinite);
+	AppendDouble(s, "mean", a->mean, numeric && a->nfinite > 0);
+	AppendDouble(s, "m2", a->m2, numeric && a->nfinite > 0);
+	AppendDouble(s, "min", a->min, numeric && a->nfinite > 0);
+	AppendDouble(s, "max", a->max, numeric && a->nfinite > 0);
+	appendStringInfoString(s, ", \"hll\": [");
+	for (int i = 0; i < HLL_M; i++)
+		appendStringInfo(s, "%s%d", i ? "," : "", a->hll[i]);
+	appendStringInfoString(s, "]}");
+}
+
+/*
+ * iceml.shard_statistics(feature_group regclass) RETURNS jsonb: this
+ * server's mergeable summary of a feature group, {"rows": n, "features":
+ * [{feature, kind, numeric, nonnull_rows, count, nfinite, mean, m2, min,
+ * max, hll}, ...]} in compute_statistics' order.
+ */
+PG_FUNCTION_INFO_V1(iceml_shard_statistics);
+
+Datum
+iceml_shard_statistics(PG_FUNCTION_ARGS)
+{
+	Relation	rel;
+	FeatStats  *st;
+	int			nf;
+	int64		rows;
+	StringInfoData s;
+	bool		first = true;
+
+	if (PG_ARGISNULL(0))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("feature_group must not be NULL")));
+	rel = OpenReadableGroup(PG_GETARG_OID(0));
+	st = StatsCollect(rel, &nf, &rows);
+	table_close(rel, AccessShareLock);
+
+	initStringInfo(&s);
+	appendStringInfo(&s, "{\"rows\": " INT64_FORMAT ", \"features\": [", rows);
+	for (int i = 0; i < nf; i++)
+	{
+		FeatStats  *f = &st[i];
+
+		if (f->numeric && f->f.isarray)
+		{
+			AppendNodeState(&s, f, "elements", &f->elems, true, &first);
+			AppendNodeState(&s, f, "row_means", &f->rowmeans, true, &first);
+		}
+		else
+			AppendNodeState(&s, f, "value", &f->value, f->numeric, &first);
+	}
+	appendStringInfoString(&s, "]}");
+	PG_RETURN_DATUM(DirectFunctionCall1(jsonb_in, CStringGetDatum(s.data)));
+}
+
+typedef struct HistReq
+{
+	int			attno;			/* 1-based */
+	int			feature;		/* index in features */
+	int			kind;			/* 0 value, 1 elements, 2 row_means */
+	double		lo;
+	double		hi;
+	int64		counts[FINAL_BINS];
+} HistReq;
+
+/* the bin of compute_statistics' histograms: [lo, hi] in FINAL_BINS equal parts */
+static inline void
+HistCount(HistReq *r, double x)
+{
+	double		span = r->hi - r->lo;
+	int			k = span > 0 ? Min(Max((int) floor((x - r->lo) / span * FINAL_BINS), 0), FINAL_BINS - 1) : 0;
+
+	r->counts[k]++;
+}
+
+/* an array's finite elements and its mean, computed as StatsCollect does */
+static void
+HistArray(HistReq *el, HistReq *rm, ArrayType *a, FsFeature *f)
+{
+	int64		n = 0;
+	double		sum = 0;
+	int			ne;
+
+	if (ARR_ELEMTYPE(a) == FLOAT4OID && !ARR_HASNULL(a))
+	{
+		const float4 *p = (const float4 *) ARR_DATA_PTR(a);
+
+		ne = ArrayGetNItems(ARR_NDIM(a), ARR_DIMS(a));
+		for (int i = 0; i < ne; i++)
+		{
+			float4		v = p[i] == 0 ? 0 : p[i];
+
+			if (isfinite(v))
+			{
+				n++;
+				sum += v;
+				if (el)
+					HistCount(el, v);
+			}
+		}
+	}
+	else
+	{
+		Datum	   *elems;
+		bool	   *nulls;
+
+		deconstruct_array(a, f->elemtype, f->elmlen, f->elmbyval, f->elmalign,
+						  &elems, &nulls, &ne);
+		for (int i = 0; i < ne; i++)
+		{
+			double		v;
+
+			if (nulls[i])
+				continue;
+			v = StatsToDouble(elems[i], f->elemtype);
+			if (isfinite(v))
+			{
+				n++;
+				sum += v;
+				if (el)
+					HistCount(el, v);
+			}
+		}
+	}
+	if (n > 0 && rm)
+	{
+		double		mean = sum / n;
+
+		if (isfinite(mean))
+			HistCount(rm, mean);
+	}
+}
+
+/*
+ * iceml.shard_histogram(feature_group regclass, features text[], kinds
+ * text[], lo float8[], hi float8[]) RETURNS TABLE (feature text, kind text,
+ * counts bigint[]): exact counts of this server's finite values in the 20
+ * equal bins of [lo, hi] that compute_statistics uses, per feature and kind.
+ */
+PG_FUNCTION_INFO_V1(iceml_shard_histogram);
+
+Datum
+iceml_shard_histogram(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	Relation	rel;
+	FsFeature  *features;
+	int			nf,
+				nreq,
+				n2,
+				n3,
+				n4;
+	Datum	   *fnames,
+			   *kinds,
+			   *los,
+			   *his;
+	bool	   *nn;
+	HistReq    *req;
+	TableScanDesc scan;
+	TupleTableSlot *slot;
+	MemoryContext rowcxt,
+				old;
+
+	for (int i = 0; i < 5; i++)
+		if (PG_ARGISNULL(i))
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("shard_histogram arguments must not be NULL")));
+	deconstruct_array(PG_GETARG_ARRAYTYPE_P(1), TEXTOID, -1, false, TYPALIGN_INT, &fnames, &nn, &nreq);
+	deconstruct_array(PG_GETARG_ARRAYTYPE_P(2), TEXTOID, -1, false, TYPALIGN_INT, &kinds, &nn, &n2);
+	deconstruct_array(PG_GETARG_ARRAYTYPE_P(3), FLOAT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE, &los, &nn, &n3);
+	deconstruct_array(PG_GETARG_ARRAYTYPE_P(4), FLOAT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE, &his, &nn, &n4);
+	if (n2 != nreq || n3 != nreq || n4 != nreq)
+		ereport(ERROR,
+				(errcode(ERRCODE_ARRAY_SUBSCRIPT_ERROR),
+				 errmsg("features, kinds, lo and hi must have the same length")));
+
+	rel = OpenReadableGroup(PG_GETARG_OID(0));
+	features = FsFeaturesFromTupleDesc(RelationGetDescr(rel), &nf);
+	req = palloc0(sizeof(HistReq) * Max(nreq, 1));
+	for (int r = 0; r < nreq; r++)
+	{
+		char	   *fn = TextDatumGetCString(fnames[r]);
+		char	   *kd = TextDatumGetCString(kinds[r]);
+		int			k = FsFindFeature(features, nf, fn);
+		bool		numeric;
+
+		if (k < 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_UNDEFINED_COLUMN),
+					 errmsg("feature group \"%s\" has no feature \"%s\"", RelationGetRelationName(rel), fn)));
+		numeric = features[k].cls == FS_CLASS_INTEGRAL || features[k].cls == FS_CLASS_FRACTIONAL;
+		req[r].attno = features[k].attno;
+		req[r].feature = k;
+		if (strcmp(kd, "value") == 0 && numeric && !features[k].isarray)
+			req[r].kind = 0;
+		else if (strcmp(kd, "elements") == 0 && numeric && features[k].isarray)
+			req[r].kind = 1;
+		else if (strcmp(kd, "row_means") == 0 && numeric && features[k].isarray)
+			req[r].kind = 2;
+		else
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("feature \"%s\" has no histogram of kind \"%s\"", fn, kd)));
+		req[r].lo = DatumGetFloat8(los[r]);
+		req[r].hi = DatumGetFloat8(his[r]);
+	}
+
+	rowcxt = AllocSetContextCreate(CurrentMemoryContext, "iceml shard histogram row",
+								   ALLOCSET_DEFAULT_SIZES);
+	scan = table_beginscan(rel, GetActiveSnapshot(), 0, NULL);
+	slot = table_slot_create(rel, NULL);
+	while (table_scan_getnextslot(scan, ForwardScanDirection, slot))
+	{
+		CHECK_FOR_INTERRUPTS();
+		slot_getallattrs(slot);
+		old = MemoryContextSwitchTo(rowcxt);
+		for (int r = 0; r < nreq; r++)
+		{
+			int			a = req[r].attno - 1;
+			int			k = req[r].feature;
+
+			if (slot->tts_isnull[a])
+				continue;
+			if (req[r].kind == 0)
+			{
+				double		v = StatsToDouble(slot->tts_values[a], features[k].typid);
+
+				if (isfinite(v))
+					HistCount(&req[r], v);
+			}
+			else
+				HistArray(req[r].kind == 1 ? &req[r] : NULL, req[r].kind == 2 ? &req[r] : NULL,
+						  DatumGetArrayTypeP(slot->tts_values[a]), &features[k]);
+		}
+		MemoryContextSwitchTo(old);
+		MemoryContextReset(rowcxt);
+	}
+	ExecDropSingleTupleTableSlot(slot);
+	table_endscan(scan);
+	table_close(rel, AccessShareLock);
+
+	InitMaterializedSRF(fcinfo, 0);
+	for (int r = 0; r < nreq; r++)
+	{
+		Datum		v[3];
+		bool		nulls[3] = {false, false, false};
+		Datum		c[FINAL_BINS];
+
+		for (int i = 0; i < FINAL_BINS; i++)
+			c[i] = Int64GetDatum(req[r].counts[i]);
+		v[0] = fnames[r];
+		v[1] = kinds[r];
+		v[2] = PointerGetDatum(construct_array(c, FINAL_BINS, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, v, nulls);
+	}
+	return (Datum) 0;
+}
+
+/* iceml._hll_estimate(registers integer[]) RETURNS bigint */
+PG_FUNCTION_INFO_V1(iceml_hll_estimate);
+
+Datum
+iceml_hll_estimate(PG_FUNCTION_ARGS)
+{
+	ArrayType  *arr = PG_GETARG_ARRAYTYPE_P(0);
+	Datum	   *d;
+	bool	   *nulls;
+	int			n;
+	Acc		   *a = palloc0(sizeof(Acc));
+
+	deconstruct_array(arr, INT4OID, 4, true, TYPALIGN_INT, &d, &nulls, &n);
+	if (n != HLL_M)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("a HyperLogLog has %d registers, not %d", HLL_M, n)));
+	for (int i = 0; i < n; i++)
+	{
+		int			r = nulls[i] ? 0 : DatumGetInt32(d[i]);
+
+		if (r < 0 || r > 32)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("invalid HyperLogLog register %d at %d", r, i + 1)));
+		a->hll[i] = (uint8) r;
+	}
+	PG_RETURN_INT64(HllEstimate(a));
+}
+
+/* ---- statistics: the coordinator's side ---------------------------------- */
+
+bool
+ShardIsSharded(Oid relid)
+{
+	IcemlOwnerContext own;
+	Oid			t[1] = {OIDOID};
+	Datum		a[1] = {ObjectIdGetDatum(relid)};
+	bool		found;
+
+	SPI_connect();
+	BecomeCatalogOwner(&own);
+	if (SPI_execute_with_args("SELECT 1 FROM iceml.shards s JOIN iceml.feature_groups g"
+							  " ON g.id OPERATOR(pg_catalog.=) s.feature_group_id"
+							  " WHERE g.\"table\"::pg_catalog.oid OPERATOR(pg_catalog.=) $1",
+							  1, t, a, NULL, true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "shard lookup failed");
+	found = SPI_processed > 0;
+	RestoreUser(&own);
+	SPI_finish();
+	return found;
+}
+
+/*
+ * compute_statistics of a sharded group (the caller may read it: checked by
+ * compute_statistics): the merge runs as the catalog owner.
+ */
+int64
+ShardComputeStatistics(Oid relid)
+{
+	IcemlOwnerContext own;
+	Oid			t[1] = {OIDOID};
+	Datum		a[1] = {ObjectIdGetDatum(relid)};
+	bool		isnull;
+	int64		rows;
+
+	if (!ShardIsSharded(relid))
+		ereport(ERROR,
+				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
+				 errmsg("feature group \"%s\" is partitioned but not sharded",
+						DatumGetCString(DirectFunctionCall1(regclassout, ObjectIdGetDatum(relid))))));
+	SPI_connect();
+	BecomeCatalogOwner(&own);
+	if (SPI_execute_with_args("SELECT iceml._shard_compute_statistics($1::pg_catalog.regclass)",
+							  1, t, a, NULL, false, 1) != SPI_OK_SELECT || SPI_processed != 1)
+		elog(ERROR, "sharded statistics failed");
+	rows = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	RestoreUser(&own);
+	SPI_finish();
+	return isnull ? 0 : rows;
+}
+
+void
+ShardInit(void)
+{
+	DefineCustomStringVariable("iceml.node_name",
+							   "The name of this server as an iceml node of a coordinator.",
+							   "Set by the coordinator's connections (server option \"options\"); errors of statements on this server then name the node.",
+							   &node_name,
+							   "",
+							   PGC_USERSET, 0,
+							   NULL, NULL, NULL);
+	prev_run_hook = ExecutorRun_hook;
+	ExecutorRun_hook = ShardExecutorRun;
+	prev_finish_hook = ExecutorFinish_hook;
+	ExecutorFinish_hook = ShardExecutorFinish;
+	prev_emit_hook = emit_log_hook;
+	emit_log_hook = ShardEmitLog;
+	RegisterXactCallback(ShardXactCallback, NULL);
+	RegisterSubXactCallback(ShardSubXactCallback, NULL);
+}
