@@ -85,6 +85,8 @@ typedef struct PendingLaunch
 
 static List *pending_launches = NIL;	/* in TopMemoryContext */
 
+static int	StartQueued(uint64 n, bool pipeline);
+
 static bool
 StartWorker(int64 id, IcemlWorkerExtra *extra, bool pipeline)
 {
@@ -220,7 +222,6 @@ static int
 LaunchQueuedPipelines(void)
 {
 	IcemlOwnerContext own;
-	IcemlWorkerExtra extra;
 	Datum		arg = ObjectIdGetDatum(MyDatabaseId);
 	Oid			type = OIDOID;
 	uint64		n;
@@ -233,22 +234,7 @@ LaunchQueuedPipelines(void)
 				" ORDER BY p.id LIMIT 8",
 				1, &type, &arg, NULL);
 	RestoreUser(&own);
-	extra.database = MyDatabaseId;
-	for (uint64 i = 0; i < n; i++)
-	{
-		Datum		d;
-		int64		id;
-
-		SpiGetDatum(i, 1, &d);
-		id = DatumGetInt64(d);
-		SpiGetDatum(i, 2, &d);
-		extra.role = DatumGetObjectId(d);
-		SpiGetDatum(i, 3, &d);
-		extra.login_role = DatumGetObjectId(d);
-		if (!StartWorker(id, &extra, true))
-			break;
-		started++;
-	}
+	started = StartQueued(n, true);
 	return started;
 }
 
@@ -299,6 +285,35 @@ ClaimedWorkers(void)
 	return claimed;
 }
 
+/*
+ * Start a worker for each of the first n rows of SPI_tuptable (id, role,
+ * login), in order, until no slot is free.  Returns how many started.
+ */
+static int
+StartQueued(uint64 n, bool pipeline)
+{
+	IcemlWorkerExtra extra;
+	int			started = 0;
+
+	extra.database = MyDatabaseId;
+	for (uint64 i = 0; i < n; i++)
+	{
+		Datum		d;
+		int64		id;
+
+		SpiGetDatum(i, 1, &d);
+		id = DatumGetInt64(d);
+		SpiGetDatum(i, 2, &d);
+		extra.role = DatumGetObjectId(d);
+		SpiGetDatum(i, 3, &d);
+		extra.login_role = DatumGetObjectId(d);
+		if (!StartWorker(id, &extra, pipeline))
+			break;
+		started++;
+	}
+	return started;
+}
+
 /* A cluster-wide transaction lock that serialises claims. */
 static void
 LockClaims(void)
@@ -313,7 +328,6 @@ int
 LaunchQueuedRuns(void)
 {
 	IcemlOwnerContext own;
-	IcemlWorkerExtra extra;
 	int			room;
 	int			started = 0;
 	uint64		n;
@@ -352,22 +366,7 @@ LaunchQueuedRuns(void)
 				1, types, args, NULL);
 	RestoreUser(&own);
 
-	extra.database = MyDatabaseId;
-	for (uint64 i = 0; i < n; i++)
-	{
-		Datum		d;
-		int64		id;
-
-		SpiGetDatum(i, 1, &d);
-		id = DatumGetInt64(d);
-		SpiGetDatum(i, 2, &d);
-		extra.role = DatumGetObjectId(d);
-		SpiGetDatum(i, 3, &d);
-		extra.login_role = DatumGetObjectId(d);
-		if (!StartWorker(id, &extra, false))
-			break;
-		started++;
-	}
+	started = StartQueued(n, false);
 	SPI_finish();
 	return started;
 }
