@@ -27,6 +27,7 @@ OBJS = \
 	src/eo/sar.o \
 	src/eo/synth.o \
 	src/predict.o \
+	src/predict_batch.o \
 	src/monitor.o \
 	src/analysis.o \
 	src/limits.o \
