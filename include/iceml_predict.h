@@ -52,6 +52,13 @@ typedef struct IcemlModel
 extern IcemlModel *PredictGetModel(const char *name, int64 model_id);
 
 /*
+ * Keep m in the cache until the statement ends, whatever other models
+ * queries run meanwhile load (a caller that holds m across queries: the
+ * relation iceml.predict_table reads may itself call iceml_predict).
+ */
+extern void PredictPin(IcemlModel *m);
+
+/*
  * Check a band argument of function `fn` (one-dimensional real[], n values,
  * no NULLs, finite); returns a pointer into the array's data.
  */

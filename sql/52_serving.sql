@@ -202,6 +202,18 @@ SELECT t.key, t.probability IS NULL AS null_probability,
 SELECT count(*) AS rows, count(DISTINCT key) AS keys, count(probability) AS scored
   FROM iceml.predict_table('iceberg', 'sv_big', key => 'id');
 
+-- a relation that itself predicts with other models, with a cache too small
+-- for all of them: the batch's model stays loaded (pinned) while they load
+SET iceml.predict_cache_mb = 1;
+CREATE VIEW sv_predicting AS
+SELECT id, band_1, band_2 FROM iceml_fs.pr_chips_1
+ WHERE iceml_predict(:t1, band_1, band_2) >= 0 AND iceml_predict(:t2, band_1, band_2) >= 0;
+SELECT count(*) AS n, count(*) FILTER (WHERE abs(t.probability - iceml_predict('ens', c.band_1, c.band_2)) < 1e-6) AS same
+  FROM iceml.predict_table('ens', 'sv_predicting', key => 'id') t JOIN iceml_fs.pr_chips_1 c ON c.id::text = t.key;
+SELECT max(evictions) > 0 AS evicted_others FROM iceml.predict_cache();
+RESET iceml.predict_cache_mb;
+DROP VIEW sv_predicting;
+
 -- ---- batched scoring: iceml.predict_batch ----------------------------------------------
 SELECT iceml.predict_batch('iceberg', array_agg(band_1 ORDER BY id), array_agg(band_2 ORDER BY id),
                            array_agg(inc_angle ORDER BY id))

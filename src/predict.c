@@ -81,6 +81,7 @@ typedef struct PredictEntry
 	TransactionId model_xmins[ICEML_PREDICT_MAX_MEMBERS];	/* each model row's version */
 	TimestampTz checked_basis;	/* statement/xact start of the last check */
 	uint64		last_used;
+	TimestampTz pinned_basis;	/* not evicted during this statement (PredictPin) */
 	size_t		bytes;			/* accounted against iceml.predict_cache_mb */
 	IcemlModel	model;
 } PredictEntry;
@@ -207,10 +208,11 @@ MakeRoom(size_t need, PredictEntry *keep)
 			return;
 		for (int i = 0; i < PREDICT_MAX_ENTRIES; i++)
 			if (entries[i].used && &entries[i] != keep &&
+				entries[i].pinned_basis != CheckBasis() &&
 				(victim == NULL || entries[i].last_used < victim->last_used))
 				victim = &entries[i];
 		if (victim == NULL)
-			return;				/* only `keep` is left: it may exceed the budget */
+			return;				/* only `keep` and pinned ones are left: may exceed the budget */
 		FreeEntry(victim);
 		stat_evictions++;
 	}
@@ -528,6 +530,14 @@ PredictGetModel(const char *name, int64 model_id)
 		e = CheckEntry(key, name, model_id, e);
 	e->last_used = ++use_clock;
 	return &e->model;
+}
+
+void
+PredictPin(IcemlModel *m)
+{
+	for (int i = 0; i < PREDICT_MAX_ENTRIES; i++)
+		if (entries[i].used && &entries[i].model == m)
+			entries[i].pinned_basis = CheckBasis();
 }
 
 /* ---- arguments ------------------------------------------------------------ */

@@ -331,6 +331,7 @@ PredictTable(FunctionCallInfo fcinfo, const char *name, int64 model_id)
 
 	/* the model first: an unknown deployment is the first thing to hear about */
 	m = PredictGetModel(name, model_id);
+	PredictPin(m);
 	hw = m->h * m->w;
 	img = (size_t) m->c * hw;
 
