@@ -22,7 +22,11 @@ OBJS = \
 	src/eo/statoil_record.o \
 	src/eo/statoil_pipeline.o \
 	src/expectations.o \
+	src/expectations_check.o \
+	src/fs_types.o \
 	src/featurestore.o \
+	src/fs_commit.o \
+	src/fs_sql.o \
 	src/statistics.o \
 	src/pgarray.o \
 	src/features.o \
