@@ -532,10 +532,9 @@ PredictBatch(FunctionCallInfo fcinfo, const char *name, int64 model_id)
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 					 errmsg("iceml.predict_batch: inc_angle must be a real[] of one angle per chip (%d), or NULL", n1)));
 	}
-	x = MemoryContextAllocHuge(CurrentMemoryContext, sizeof(float) * img * n1);
+	/* the input images of one chunk at a time: memory bounded whatever n */
+	x = palloc(sizeof(float) * img * ICEML_PREDICT_CHUNK);
 	prob = palloc(sizeof(float) * n1);
-	for (int i = 0; i < n1; i++)
-		PredictFillImage(m, x + (size_t) i * img, b1 + (size_t) i * hw, b2 + (size_t) i * hw);
 	{
 		bool	   *anull = NULL;
 		Datum	   *avals = NULL;
@@ -548,7 +547,16 @@ PredictBatch(FunctionCallInfo fcinfo, const char *name, int64 model_id)
 				if (!anull[i])
 					AngleArg(DatumGetFloat4(avals[i]), "iceml.predict_batch");
 		}
-		PredictScore(m, x, n1, prob, BatchThreads(), "iceml.predict_batch");
+		for (int at = 0; at < n1; at += ICEML_PREDICT_CHUNK)
+		{
+			int			b = Min(n1 - at, ICEML_PREDICT_CHUNK);
+
+			for (int i = 0; i < b; i++)
+				PredictFillImage(m, x + (size_t) i * img, b1 + (size_t) (at + i) * hw,
+								 b2 + (size_t) (at + i) * hw);
+			PredictScore(m, x, b, prob + at, BatchThreads(), "iceml.predict_batch");
+			CHECK_FOR_INTERRUPTS();
+		}
 		if (iceml_log_inferences > 0)
 			for (int i = 0; i < n1; i++)
 				MonitorRecord(m, name, b1 + (size_t) i * hw, b2 + (size_t) i * hw, hw,
