@@ -149,7 +149,8 @@ psql("SELECT iceml.deploy_ensemble('tap', ARRAY[$m1, $m3], tta => true)");
 isnt($a->run($q), $plain, 'B turns test-time augmentation on: A\'s prediction changes');
 is($a->run(q{SELECT loads FROM iceml.predict_cache() WHERE key = 'tap'}), $loads + 1, 'after one reload');
 my (undef, $del2) = psql("DELETE FROM iceml.models WHERE id = $m3");
-like($del2, qr/violates foreign key constraint "deployment_members_model_id_fkey"/, 'a member cannot be deleted');
+# (m3 may have been deployed alone before, whose foreign key then answers first)
+like($del2, qr/violates foreign key constraint "deployment(_member)?s_model_id_fkey"/, 'a member cannot be deleted');
 # a run's if_better deploy replaces an ensemble only when it beats every member, and keeps tta
 my ($r5, $s5, $m5) = train('{"epochs": 2, "batch_size": 16, "seed": 5}');
 my $beats = loss($m5) < loss($m1) && loss($m5) < loss($m3);
