@@ -41,7 +41,6 @@ typedef struct IcemlModel
 	IcemlNet   *members[ICEML_PREDICT_MAX_MEMBERS];
 	int64		member_ids[ICEML_PREDICT_MAX_MEMBERS];
 	int			views;			/* 1, or with tta 8 (4 for a non-square input: flips only) */
-	float	   *work;			/* scratch for the views of a chunk of images, NULL until used */
 } IcemlModel;
 
 /*

@@ -168,7 +168,6 @@ FreeModel(IcemlModel *m)
 	for (int i = 0; i < m->nmembers; i++)
 		iceml_net_free(m->members[i]);
 	free(m->input);
-	free(m->work);
 	memset(m, 0, sizeof(*m));
 }
 
@@ -344,8 +343,7 @@ BuildModel(IcemlModel *m, int nmembers, const int64 *ids, bool tta)
 	PG_END_TRY();
 	/* flips keep a non-square image's shape; quarter turns need a square */
 	m->views = !tta ? 1 : m->h == m->w ? 8 : 4;
-	/* the input and the views of a chunk of images (src/predict_batch.c) */
-	bytes += sizeof(float) * (size_t) m->c * m->h * m->w * (m->views > 1 ? 1 + ICEML_PREDICT_CHUNK : 1);
+	bytes += sizeof(float) * (size_t) m->c * m->h * m->w;	/* m->input */
 	return bytes;
 }
 

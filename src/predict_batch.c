@@ -47,6 +47,57 @@
 int			iceml_predict_batch_threads = 2;
 static int	threads_set = 0;
 
+/*
+ * Scratch buffers of this backend, kept for its life and grown as needed:
+ * freeing and allocating megabytes per call (or per deployment switch)
+ * makes malloc keep ever more of them, so a busy backend's memory grows.
+ * views: the views of one chunk (test-time augmentation, inside
+ * PredictScore, which runs no SQL).  input: the images a batched call
+ * builds; a call nested in another's scan (a relation that itself runs
+ * predict_table) takes a palloc'd buffer instead.
+ */
+typedef struct Scratch
+{
+	float	   *buf;
+	size_t		floats;
+	bool		busy;
+} Scratch;
+
+static Scratch views_scratch;
+static Scratch input_scratch;
+
+static float *
+ScratchGet(Scratch *s, size_t floats)
+{
+	if (s->floats < floats)
+	{
+		float	   *b = malloc(sizeof(float) * floats);
+
+		if (b == NULL)
+			ereport(ERROR,
+					(errcode(ERRCODE_OUT_OF_MEMORY),
+					 errmsg("out of memory for %zu MB of image buffers", sizeof(float) * floats >> 20)));
+		free(s->buf);
+		s->buf = b;
+		s->floats = floats;
+	}
+	return s->buf;
+}
+
+/* the input buffer of a batched call: the backend's, unless a caller up the stack has it */
+static float *
+InputBuffer(size_t floats, bool *own)
+{
+	if (input_scratch.busy)
+	{
+		*own = false;
+		return palloc(sizeof(float) * floats);
+	}
+	*own = true;
+	input_scratch.busy = true;
+	return ScratchGet(&input_scratch, floats);
+}
+
 /* ---- the views of test-time augmentation --------------------------------- */
 
 /*
@@ -134,6 +185,7 @@ PredictScore(IcemlModel *m, const float *x, int64 n, float *prob, int threads, c
 {
 	size_t		img = (size_t) m->c * m->h * m->w;
 	int			per = ICEML_PREDICT_CHUNK / m->views;	/* images per chunk */
+	float	   *views = NULL;
 
 	SetThreads(threads);
 	if (m->nmembers == 1 && m->views == 1)
@@ -142,15 +194,8 @@ PredictScore(IcemlModel *m, const float *x, int64 n, float *prob, int threads, c
 		RunNet(m, 0, x, n, prob, fn);
 		return;
 	}
-	if (m->views > 1 && m->work == NULL)
-	{
-		m->work = malloc(sizeof(float) * img * ICEML_PREDICT_CHUNK);
-		if (m->work == NULL)
-			ereport(ERROR,
-					(errcode(ERRCODE_OUT_OF_MEMORY),
-					 errmsg("out of memory for the test-time augmentation of model %lld",
-							(long long) m->model_id)));
-	}
+	if (m->views > 1)
+		views = ScratchGet(&views_scratch, img * ICEML_PREDICT_CHUNK);
 	for (int64 at = 0; at < n; at += per)
 	{
 		int			b = (int) Min(n - at, per);
@@ -163,9 +208,9 @@ PredictScore(IcemlModel *m, const float *x, int64 n, float *prob, int threads, c
 		{
 			for (int i = 0; i < b; i++)
 				for (int v = 0; v < m->views; v++)
-					MakeView(x + (at + i) * img, m->work + ((size_t) i * m->views + v) * img,
+					MakeView(x + (at + i) * img, views + ((size_t) i * m->views + v) * img,
 							 m->c, m->h, m->w, v);
-			in = m->work;
+			in = views;
 		}
 		for (int i = 0; i < b; i++)
 			sum[i] = 0;
@@ -314,6 +359,7 @@ PredictTable(FunctionCallInfo fcinfo, const char *name, int64 model_id)
 	size_t		img;
 	int			hw;
 	bool		logging = iceml_log_inferences > 0;
+	volatile bool own_x = false;
 
 	if (PG_ARGISNULL(1))
 		ereport(ERROR,
@@ -358,13 +404,20 @@ PredictTable(FunctionCallInfo fcinfo, const char *name, int64 model_id)
 
 	batchcxt = AllocSetContextCreate(CurrentMemoryContext, "iceml predict_table batch",
 									 ALLOCSET_DEFAULT_SIZES);
-	x = MemoryContextAllocHuge(CurrentMemoryContext, sizeof(float) * img * ICEML_PREDICT_CHUNK);
+	{
+		bool		own;
+
+		x = InputBuffer(img * ICEML_PREDICT_CHUNK, &own);
+		own_x = own;
+	}
 	ts.relname = relname;
 	errcb.callback = TableScanContext;
 	errcb.arg = &ts;
 	errcb.previous = error_context_stack;
 	error_context_stack = &errcb;
 
+	PG_TRY();
+	{
 	for (;;)
 	{
 		SPITupleTable *tt;
@@ -422,6 +475,13 @@ PredictTable(FunctionCallInfo fcinfo, const char *name, int64 model_id)
 		SPI_freetuptable(tt);
 		MemoryContextReset(batchcxt);
 	}
+	}
+	PG_FINALLY();
+	{
+		if (own_x)
+			input_scratch.busy = false;
+	}
+	PG_END_TRY();
 	error_context_stack = errcb.previous;
 	SPI_cursor_close(portal);
 	SPI_finish();
@@ -491,6 +551,37 @@ BatchBandArg(ArrayType *arr, const char *argname, int hw, int *n)
 	return v;
 }
 
+/* Score n chips of two bands each, a chunk at a time: memory bounded whatever n. */
+static void
+ScoreBands(IcemlModel *m, const float *b1, const float *b2, int n, float *prob)
+{
+	int			hw = m->h * m->w;
+	size_t		img = (size_t) m->c * hw;
+	bool		own;
+	float	   *x = InputBuffer(img * ICEML_PREDICT_CHUNK, &own);
+	volatile bool own_x = own;
+
+	PG_TRY();
+	{
+		for (int at = 0; at < n; at += ICEML_PREDICT_CHUNK)
+		{
+			int			b = Min(n - at, ICEML_PREDICT_CHUNK);
+
+			for (int i = 0; i < b; i++)
+				PredictFillImage(m, x + (size_t) i * img, b1 + (size_t) (at + i) * hw,
+								 b2 + (size_t) (at + i) * hw);
+			PredictScore(m, x, b, prob + at, BatchThreads(), "iceml.predict_batch");
+			CHECK_FOR_INTERRUPTS();
+		}
+	}
+	PG_FINALLY();
+	{
+		if (own_x)
+			input_scratch.busy = false;
+	}
+	PG_END_TRY();
+}
+
 /*
  * iceml.predict_batch(model, band_1 real[][], band_2 real[][],
  *     inc_angle real[] DEFAULT NULL) RETURNS real[]:
@@ -505,8 +596,6 @@ PredictBatch(FunctionCallInfo fcinfo, const char *name, int64 model_id)
 	int			n1,
 				n2,
 				hw;
-	size_t		img;
-	float	   *x;
 	float	   *prob;
 	ArrayType  *angles = NULL;
 	ArrayType  *out;
@@ -517,7 +606,6 @@ PredictBatch(FunctionCallInfo fcinfo, const char *name, int64 model_id)
 	INSTR_TIME_SET_CURRENT(start);
 	m = PredictGetModel(name, model_id);
 	hw = m->h * m->w;
-	img = (size_t) m->c * hw;
 	b1 = BatchBandArg(PG_GETARG_ARRAYTYPE_P(1), "band_1", hw, &n1);
 	b2 = BatchBandArg(PG_GETARG_ARRAYTYPE_P(2), "band_2", hw, &n2);
 	if (n1 != n2)
@@ -532,8 +620,6 @@ PredictBatch(FunctionCallInfo fcinfo, const char *name, int64 model_id)
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 					 errmsg("iceml.predict_batch: inc_angle must be a real[] of one angle per chip (%d), or NULL", n1)));
 	}
-	/* the input images of one chunk at a time: memory bounded whatever n */
-	x = palloc(sizeof(float) * img * ICEML_PREDICT_CHUNK);
 	prob = palloc(sizeof(float) * n1);
 	{
 		bool	   *anull = NULL;
@@ -547,16 +633,7 @@ PredictBatch(FunctionCallInfo fcinfo, const char *name, int64 model_id)
 				if (!anull[i])
 					AngleArg(DatumGetFloat4(avals[i]), "iceml.predict_batch");
 		}
-		for (int at = 0; at < n1; at += ICEML_PREDICT_CHUNK)
-		{
-			int			b = Min(n1 - at, ICEML_PREDICT_CHUNK);
-
-			for (int i = 0; i < b; i++)
-				PredictFillImage(m, x + (size_t) i * img, b1 + (size_t) (at + i) * hw,
-								 b2 + (size_t) (at + i) * hw);
-			PredictScore(m, x, b, prob + at, BatchThreads(), "iceml.predict_batch");
-			CHECK_FOR_INTERRUPTS();
-		}
+		ScoreBands(m, b1, b2, n1, prob);
 		if (iceml_log_inferences > 0)
 			for (int i = 0; i < n1; i++)
 				MonitorRecord(m, name, b1 + (size_t) i * hw, b2 + (size_t) i * hw, hw,
@@ -569,7 +646,6 @@ PredictBatch(FunctionCallInfo fcinfo, const char *name, int64 model_id)
 		out = IcemlNewRealArray(n1, &data);
 		memcpy(data, prob, sizeof(float) * n1);
 	}
-	pfree(x);
 	PG_RETURN_ARRAYTYPE_P(out);
 }
 

@@ -8,13 +8,16 @@
 # backend's memory stays flat (RSS after warm-up vs at the end) although
 # every switch frees and loads models.
 #
-#   test/load/predict_load.sh [SECONDS [CLIENTS]]     default 60 s, 16 clients
+#   test/load/predict_load.sh [SECONDS [CLIENTS]]     default 60 s (at least 16), 16 clients
 #
 # Needs PGHOST/PGPORT/PGUSER (the harness cluster); uses database iceml_load.
 # Prints TAP-like lines and a closing "load: P passed, F failed".
 set -uo pipefail
 secs=${1:-60}
 clients=${2:-16}
+# the memory check samples after two rounds of switches and holds the
+# ensemble 1.5 s for each sample: at least 16 s
+[ "$secs" -ge 16 ] || secs=16
 here=$(cd "$(dirname "$0")" && pwd)
 db=iceml_load
 passed=0 failed=0
@@ -48,6 +51,8 @@ SELECT c.id, iceml_predict(m1.id, c.band_1, c.band_2) AS p1, iceml_predict(m2.id
        iceml_predict('load_ensemble', c.band_1, c.band_2) AS pe
   FROM load_chips c, (SELECT min(id) AS id FROM iceml.models) m1, (SELECT max(id) AS id FROM iceml.models) m2;
 CREATE UNLOGGED TABLE load_answers (id int, p real);
+CREATE UNLOGGED TABLE load_warm (pid int);
+CREATE VIEW load_two AS SELECT * FROM load_chips WHERE id <= 2;
 SELECT iceml.deploy('load', (SELECT min(id) FROM iceml.models));
 SQL
 m1=$(q "SELECT min(id) FROM iceml.models")
@@ -58,17 +63,22 @@ check "the three deployments answer differently on all 64 chips ($differ)" $([ "
 out=$(mktemp); err=$(mktemp)
 pgbench -n -c "$clients" -j 2 -T "$secs" -f "$here/predict.pgbench@9" -f "$here/predict_table.pgbench@1" "$db" >"$out" 2>"$err" &
 bench=$!
-# the deployer: switch models every 0.2 s while the clients run
+# the deployer: switch models every 0.2 s while the clients run; while the
+# file $hold exists it holds the ensemble (memory is sampled in that state,
+# the largest, so that a sample shows what stays, not what is deployed)
+hold=$(mktemp -u)
 (
 	end=$((SECONDS + secs - 1))
 	k=0
 	while [ $SECONDS -lt $end ]; do
+		if [ -e "$hold" ]; then k=1; fi
 		case $((k % 3)) in
 			0) sql="SELECT iceml.deploy('load', $m2::bigint, tta => false)" ;;
 			1) sql="SELECT iceml.deploy_ensemble('load', ARRAY[$m1, $m2]::bigint[], tta => true)" ;;
 			*) sql="SELECT iceml.deploy('load', $m1::bigint, tta => false)" ;;
 		esac
 		q "$sql" >/dev/null 2>>"$err.deploy" || echo "deploy failed" >>"$err.deploy"
+		while [ -e "$hold" ] && [ $SECONDS -lt $end ]; do sleep 0.1; done
 		k=$((k + 1))
 		sleep 0.2
 	done
@@ -80,13 +90,20 @@ rss() { # per-backend private RSS (kB) of the pgbench clients' backends
 	done | sort
 }
 [ -n "${ICEML_LOAD_DEBUG:-}" ] && set -x
-# the clients connect first (slowly on a loaded machine): sample the backends
-# one second after all are there, and again one second before the end
+# the clients connect first (slowly on a loaded machine) and warm up (see
+# predict.pgbench): sample the backends once all have, and again one second
+# before the end
+# sample: hold the ensemble, let every client serve a few calls under it
+sample() { touch "$hold"; sleep 1.5; rss; rm -f "$hold"; }
 t0=$SECONDS
-while [ "$(rss | wc -l)" -lt "$clients" ] && [ $((SECONDS - t0)) -lt $((secs - 2)) ]; do sleep 0.1; done
-sleep 1; rss1=$(rss)
-left=$(( secs - (SECONDS - t0) - 1 ))
-sleep $(( left > 0 ? left : 0 )); rss2=$(rss)
+while [ "$(q 'SELECT count(*) FROM load_warm')" -lt "$clients" ] && [ $((SECONDS - t0)) -lt $((secs - 2)) ]; do sleep 0.1; done
+# malloc settles after a backend has freed and loaded each deployment
+# twice (test/load shows it flat from then on): two rounds of switches first
+n0=$(q "SELECT count(*) FROM iceml.deployments WHERE name = 'load'")
+while [ "$(q "SELECT count(*) FROM iceml.deployments WHERE name = 'load'")" -lt $((n0 + 6)) ] && [ $((SECONDS - t0)) -lt $((secs / 2)) ]; do sleep 0.1; done
+rss1=$(sample)
+left=$(( secs - (SECONDS - t0) - 3 ))
+sleep $(( left > 0 ? left : 0 )); rss2=$(sample)
 wait "$bench"; rc=$?
 wait "$deployer"
 
