@@ -41,6 +41,13 @@ typedef struct IcemlModel
 	IcemlNet   *members[ICEML_PREDICT_MAX_MEMBERS];
 	int64		member_ids[ICEML_PREDICT_MAX_MEMBERS];
 	int			views;			/* 1, or with tta 8 (4 for a non-square input: flips only) */
+	/*
+	 * The engine keeps a one-image workspace per net until it is given more
+	 * than one image at once; then a 32-image one (about 190 MB for
+	 * statoil_cnn), which the cache counts from then on.
+	 */
+	bool		batched;		/* a call gave the members several images at once */
+	size_t		batch_bytes;	/* what their 32-image workspaces add */
 } IcemlModel;
 
 /*
@@ -79,7 +86,8 @@ extern float PredictRun(IcemlModel *m, const float *x);
  * Probabilities of n images x (as PredictFillImage builds them), scored in
  * the engine's batches over `threads` threads; `fn` names the caller in
  * errors.  The same values PredictRun gives one by one, up to the last
- * bits of float rounding.
+ * bits of float rounding.  n = 1 (even augmented) runs the engine one image
+ * at a time, so that per-row calls keep the engine's small workspace.
  */
 extern void PredictScore(IcemlModel *m, const float *x, int64 n, float *prob,
 						 int threads, const char *fn);

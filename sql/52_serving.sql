@@ -184,6 +184,13 @@ RESET ROLE;
 SELECT iceml.deploy('iceberg', 'best_score') > 0 AS deployed;
 SELECT count(*) AS n, count(*) FILTER (WHERE t.probability = iceml_predict('iceberg', c.band_1, c.band_2)) AS same
   FROM iceml.predict_table('iceberg', 'iceml_fs.pr_chips_1') t JOIN iceml_fs.pr_chips_1 c ON c.id::text = t.key;
+-- the engine's 32-image workspace, made by the first batched call, is counted
+-- in the cache (per-row calls, even augmented, keep the one-image one)
+SELECT iceml.predict_cache_reset() >= 0 AS reset;
+SELECT count(iceml_predict('iceberg', band_1, band_2)) FROM iceml_fs.pr_chips_1;
+SELECT bytes AS per_row_bytes FROM iceml.predict_cache() WHERE key = 'iceberg' \gset
+SELECT count(*) FROM iceml.predict_table('iceberg', 'iceml_fs.pr_chips_1');
+SELECT bytes > :per_row_bytes + 1000000 AS batch_workspace_counted FROM iceml.predict_cache() WHERE key = 'iceberg';
 -- by model id, and for augmented ensembles
 SELECT count(*) FILTER (WHERE t.probability = iceml_predict(:e2, c.band_1, c.band_2)) AS same_by_id
   FROM iceml.predict_table(:e2, 'iceml_fs.pr_chips_1') t JOIN iceml_fs.pr_chips_1 c ON c.id::text = t.key;

@@ -178,6 +178,13 @@ FreeEntry(PredictEntry *e)
 	memset(e, 0, sizeof(*e));
 }
 
+/* An entry's memory: with the engine's batch workspace once a batched call made it. */
+static size_t
+EntryBytes(const PredictEntry *e)
+{
+	return e->bytes + (e->model.batched ? e->model.batch_bytes : 0);
+}
+
 static size_t
 CacheBytes(void)
 {
@@ -185,7 +192,7 @@ CacheBytes(void)
 
 	for (int i = 0; i < PREDICT_MAX_ENTRIES; i++)
 		if (entries[i].used)
-			total += entries[i].bytes;
+			total += EntryBytes(&entries[i]);
 	return total;
 }
 
@@ -252,6 +259,13 @@ AddMember(IcemlModel *m, int k, int64 model_id, bytea *weights, ArrayType *chann
 	m->members[k] = net;
 	m->member_ids[k] = model_id;
 	m->nmembers = k + 1;
+	{
+		IcemlNetMemory mem;
+
+		/* what the engine's 32-image inference workspace adds (PredictScore) */
+		iceml_net_memory(net, 1, &mem);
+		m->batch_bytes += (size_t) (mem.predict_bytes - mem.model_bytes);
+	}
 	iceml_net_input_shape(net, &c, &h, &w);
 	deconstruct_array(channels, TEXTOID, -1, false, TYPALIGN_INT, &elems, &nulls, &nch);
 	if (nch != c || c > ICEML_PREDICT_MAX_CHANNELS)
@@ -686,7 +700,7 @@ iceml_predict_cache(PG_FUNCTION_ARGS)
 		v[1] = Int64GetDatum(entries[i].deployment_id);
 		n[1] = entries[i].deployment_id == 0;
 		v[2] = Int64GetDatum(entries[i].model_ids[0]);
-		v[3] = Int64GetDatum((int64) entries[i].bytes);
+		v[3] = Int64GetDatum((int64) EntryBytes(&entries[i]));
 		v[4] = Int64GetDatum(stat_loads);
 		v[5] = Int64GetDatum(stat_checks);
 		v[6] = Int64GetDatum(stat_evictions);

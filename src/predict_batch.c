@@ -170,7 +170,11 @@ static void
 RunNet(IcemlModel *m, int k, const float *x, int64 n, float *prob, const char *fn)
 {
 	char		err[ICEML_NN_ERRLEN];
-	int			rc = iceml_net_predict(m->members[k], x, n, prob, err, sizeof(err));
+	int			rc;
+
+	if (n > 1)
+		m->batched = true;		/* the engine makes its batch workspace */
+	rc = iceml_net_predict(m->members[k], x, n, prob, err, sizeof(err));
 
 	if (rc == ICEML_NN_INTERRUPTED)
 		IcemlEngineInterrupted(fn);
@@ -216,7 +220,14 @@ PredictScore(IcemlModel *m, const float *x, int64 n, float *prob, int threads, c
 			sum[i] = 0;
 		for (int k = 0; k < m->nmembers; k++)
 		{
-			RunNet(m, k, in, cnt, p, fn);
+			if (n == 1)
+			{
+				/* one chip (iceml_predict): its views one at a time */
+				for (int v = 0; v < cnt; v++)
+					RunNet(m, k, in + v * img, 1, p + v, fn);
+			}
+			else
+				RunNet(m, k, in, cnt, p, fn);
 			for (int i = 0; i < b; i++)
 				for (int v = 0; v < m->views; v++)
 					sum[i] += p[i * m->views + v];
