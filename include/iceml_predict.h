@@ -1,7 +1,7 @@
 /*
- * iceml_predict.h - in-database inference (src/predict.c: the model cache
- * and iceml_predict; src/predict_batch.c: test-time augmentation,
- * ensembles and batched scoring) and inference monitoring (src/monitor.c).
+ * iceml_predict.h - in-database inference (src/serving/predict.c: the model cache
+ * and iceml_predict; src/serving/predict_batch.c: test-time augmentation,
+ * ensembles and batched scoring) and inference monitoring (src/serving/monitor.c).
  *
  * Other subsystems (what-if analysis, evaluation, pipelines, shards) reuse
  * the per-backend model cache through PredictGetModel and score chips with
@@ -36,7 +36,7 @@ typedef struct IcemlModel
 				w;				/* the input shape all members take */
 	int			channel[ICEML_PREDICT_MAX_CHANNELS];	/* what builds each channel */
 	float	   *input;			/* c*h*w scratch for one image */
-	/* test-time augmentation and ensembles (src/predict_batch.c) */
+	/* test-time augmentation and ensembles (src/serving/predict_batch.c) */
 	int			nmembers;		/* 1 for a single model */
 	IcemlNet   *members[ICEML_PREDICT_MAX_MEMBERS];
 	int64		member_ids[ICEML_PREDICT_MAX_MEMBERS];
@@ -96,7 +96,7 @@ extern void PredictScore(IcemlModel *m, const float *x, int64 n, float *prob,
 extern int	iceml_predict_batch_threads;
 
 /*
- * Inference logging (src/monitor.c): a sampled call goes into shared memory;
+ * Inference logging (src/serving/monitor.c): a sampled call goes into shared memory;
  * a background worker writes it to iceml.inference_log.  No-op unless
  * iceml was preloaded.
  */

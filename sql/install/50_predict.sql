@@ -5,7 +5,7 @@
 -- the model of its latest row in iceml.deployments.  iceml_predict() keeps
 -- deserialised models in a per-backend cache; the triggers below tell every
 -- backend, when (and only when) the change commits, to look again
--- (src/predict.c explains the protocol).
+-- (src/serving/predict.c explains the protocol).
 
 CREATE TABLE iceml.deployments (
     id            bigserial PRIMARY KEY,
@@ -422,7 +422,7 @@ CREATE FUNCTION @extschema@.iceml_predict(model_id bigint, band_1 real[], band_2
 COMMENT ON FUNCTION @extschema@.iceml_predict(bigint, real[], real[], real) IS
     'probability that a 75x75 two-band SAR chip is an iceberg, by model model_id (NULL bands give NULL)';
 
--- Batched scoring (src/predict_batch.c): the rows of a relation, read as
+-- Batched scoring (src/serving/predict_batch.c): the rows of a relation, read as
 -- the caller, or chips sent as two-dimensional arrays, scored in the
 -- engine's batches.  Same values as iceml_predict, up to float rounding.
 CREATE FUNCTION iceml.predict_table(model text, relation regclass, key text DEFAULT NULL,

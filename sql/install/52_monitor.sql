@@ -1,6 +1,6 @@
 -- 52: inference monitoring.  iceml_predict() samples calls at
 -- iceml.log_inferences into shared memory; the "iceml monitor" background
--- worker writes them here (src/monitor.c).  iceml.monitor() summarises them
+-- worker writes them here (src/serving/monitor.c).  iceml.monitor() summarises them
 -- and measures the drift of the inputs against the training data.
 
 CREATE TABLE iceml.inference_log (
