@@ -13,7 +13,11 @@ OBJS = \
 	src/iceml.o \
 	src/catalog.o \
 	src/worker.o \
+	src/supervisor.o \
+	src/studies.o \
+	src/hyperparams.o \
 	src/train.o \
+	src/run_record.o \
 	src/runs.o \
 	src/ingest.o \
 	src/eo/statoil_json.o \

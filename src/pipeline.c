@@ -6,8 +6,9 @@
  * (iceml._pipeline_check, 22023 naming the JSON path of a fault), records
  * the run and its planned steps in iceml.pipeline_runs / pipeline_steps as
  * the catalog owner, and asks for a worker at commit, as iceml.train() does
- * (src/worker.c: same launch-at-commit machinery, same id sequence, queued
- * pipelines started by iceml._maintain when no slot was free).
+ * (src/worker.c: same launch-at-commit machinery, worker set-up and
+ * transaction helpers, same id sequence; a queued pipeline that found no
+ * slot is started by the supervisor, or by the lazy path).
  *
  * The worker connects as the caller's session user and runs each step as
  * the caller's role, in a transaction of its own, by calling
@@ -428,38 +429,6 @@ typedef struct PipelineJob
 	int		   *ordinals;
 } PipelineJob;
 
-static void
-BeginTx(void)
-{
-	SetCurrentStatementStartTimestamp();
-	StartTransactionCommand();
-	PushActiveSnapshot(GetTransactionSnapshot());
-	SPI_connect();
-}
-
-static void
-EndTx(void)
-{
-	SPI_finish();
-	PopActiveSnapshot();
-	CommitTransactionCommand();
-}
-
-/* one catalog statement as the owner, in a transaction of its own */
-static uint64
-OwnerExec(const char *sql, int nargs, Oid *types, Datum *values, const char *nulls)
-{
-	IcemlOwnerContext own;
-	uint64		n;
-
-	BeginTx();
-	BecomeCatalogOwner(&own);
-	n = SpiExec(sql, nargs, types, values, nulls);
-	RestoreUser(&own);
-	EndTx();
-	return n;
-}
-
 static bool
 ClaimPipeline(PipelineJob *job)
 {
@@ -469,7 +438,7 @@ ClaimPipeline(PipelineJob *job)
 	bool		ok;
 	MemoryContext old;
 
-	BeginTx();
+	WorkerBeginTx();
 	BecomeCatalogOwner(&own);
 	args[0] = Int64GetDatum(job->id);
 	args[1] = Int32GetDatum(MyProcPid);
@@ -520,7 +489,7 @@ ClaimPipeline(PipelineJob *job)
 		}
 	}
 	RestoreUser(&own);
-	EndTx();
+	WorkerEndTx();
 	return ok;
 }
 
@@ -532,12 +501,12 @@ CancelRequested(PipelineJob *job)
 	IcemlOwnerContext own;
 	bool		cancel;
 
-	BeginTx();
+	WorkerBeginTx();
 	BecomeCatalogOwner(&own);
 	cancel = SpiExec("SELECT 1 FROM iceml.pipeline_runs WHERE id OPERATOR(pg_catalog.=) $1 AND cancel_requested",
 					 1, &type, &arg, NULL) == 1;
 	RestoreUser(&own);
-	EndTx();
+	WorkerEndTx();
 	return cancel;
 }
 
@@ -722,10 +691,9 @@ WaitForTraining(PipelineJob *job, int i, int64 wait_id, bool study, Jsonb *detai
 		Datum		d;
 
 		CHECK_FOR_INTERRUPTS();
-		BeginTx();
-		/* starts the run if it found no slot at commit, marks dead workers */
-		ReapOrphanedRuns();
-		LaunchQueuedRuns();
+		WorkerBeginTx();
+		/* without the supervisor: start the run, mark dead workers */
+		JobsMaintain();
 		BecomeCatalogOwner(&own);
 		if (SpiExec(study ?
 					"SELECT status, NULL::pg_catalog.text, best_model, 0, 0 FROM iceml.studies WHERE id OPERATOR(pg_catalog.=) $1" :
@@ -745,7 +713,7 @@ WaitForTraining(PipelineJob *job, int i, int64 wait_id, bool study, Jsonb *detai
 			epochs = DatumGetInt32(d);
 		}
 		RestoreUser(&own);
-		EndTx();
+		WorkerEndTx();
 
 		if (status == NULL)
 		{
@@ -786,12 +754,12 @@ WaitForTraining(PipelineJob *job, int i, int64 wait_id, bool study, Jsonb *detai
 			Oid			save_userid;
 			int			save_sec;
 
-			BeginTx();
+			WorkerBeginTx();
 			GetUserIdAndSecContext(&save_userid, &save_sec);
 			SetUserIdAndSecContext(job->role, save_sec | SECURITY_LOCAL_USERID_CHANGE);
 			SpiExec("SELECT iceml.cancel($1)", 1, &type, &arg, NULL);
 			SetUserIdAndSecContext(save_userid, save_sec);
-			EndTx();
+			WorkerEndTx();
 			cancel_sent = true;
 		}
 		{
@@ -915,7 +883,7 @@ NextRepeat(PipelineJob *job, int repeat, int64 *k, TimestampTz tick)
 
 	/* a copy of the run, queued, with its planned steps; then claimed here */
 	arg = Int64GetDatum(job->id);
-	BeginTx();
+	WorkerBeginTx();
 	{
 		IcemlOwnerContext own;
 		bool		found;
@@ -937,7 +905,7 @@ NextRepeat(PipelineJob *job, int repeat, int64 *k, TimestampTz tick)
 		if (found)
 			SpiGetDatum(0, 1, &d);
 		RestoreUser(&own);
-		EndTx();
+		WorkerEndTx();
 		if (!found)
 			return false;		/* unscheduled meanwhile */
 	}
@@ -952,12 +920,7 @@ iceml_pipeline_main(Datum main_arg)
 	IcemlWorkerExtra extra;
 
 	memset(&job, 0, sizeof(job));
-	job.id = DatumGetInt64(main_arg);
-	memcpy(&extra, MyBgworkerEntry->bgw_extra, sizeof(extra));
-
-	pqsignal(SIGTERM, die);
-	BackgroundWorkerUnblockSignals();
-	BackgroundWorkerInitializeConnectionByOid(extra.database, extra.login_role, 0);
+	job.id = WorkerConnect(&extra);
 
 	if (!ClaimPipeline(&job))
 		proc_exit(0);

@@ -27,13 +27,31 @@
 
 PG_FUNCTION_INFO_V1(iceml_spec_info);
 PG_FUNCTION_INFO_V1(iceml_builtin_spec);
-PG_FUNCTION_INFO_V1(iceml_enqueue_run);
-PG_FUNCTION_INFO_V1(iceml_insert_study);
-PG_FUNCTION_INFO_V1(iceml_record_invalid_trial);
+PG_FUNCTION_INFO_V1(iceml_queue_run);
 PG_FUNCTION_INFO_V1(iceml_cancel_job);
 PG_FUNCTION_INFO_V1(iceml_resume_run);
 PG_FUNCTION_INFO_V1(iceml_maintain);
 PG_FUNCTION_INFO_V1(iceml_xmin_is_current);
+
+/*
+ * The engine's description of a spec: canonical JSON (malloc'd) and input
+ * channels; an invalid spec is refused with the engine's message (layer
+ * index, type and shapes).  Nothing is allocated for the layers.
+ */
+static IcemlNet *
+DescribeSpec(Jsonb *spec)
+{
+	char	   *text = JsonbToCString(NULL, &spec->root, VARSIZE(spec));
+	char		err[ICEML_NN_ERRLEN];
+	IcemlNet   *net = iceml_net_describe(text, err, sizeof(err));
+
+	if (net == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid architecture spec: %s", err),
+				 errhint("See \"The engine\" in README.md for the layer types and their keys.")));
+	return net;
+}
 
 /*
  * iceml._spec_info(spec jsonb): the engine's canonical form of a spec, its
@@ -43,11 +61,8 @@ PG_FUNCTION_INFO_V1(iceml_xmin_is_current);
 Datum
 iceml_spec_info(PG_FUNCTION_ARGS)
 {
-	Jsonb	   *spec = PG_GETARG_JSONB_P(0);
-	char	   *text = JsonbToCString(NULL, &spec->root, VARSIZE(spec));
-	char		err[ICEML_NN_ERRLEN];
 	/* described, not allocated: a huge spec costs nothing here */
-	IcemlNet   *net = iceml_net_describe(text, err, sizeof(err));
+	IcemlNet   *net = DescribeSpec(PG_GETARG_JSONB_P(0));
 	TupleDesc	desc;
 	Datum		values[4];
 	bool		nulls[4] = {false, false, false, false};
@@ -56,11 +71,6 @@ iceml_spec_info(PG_FUNCTION_ARGS)
 				h,
 				w;
 
-	if (net == NULL)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("invalid architecture spec: %s", err),
-				 errhint("See \"The engine\" in README.md for the layer types and their keys.")));
 	if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)
 		elog(ERROR, "return type must be a row type");
 	canon = iceml_net_spec_json(net);
@@ -88,7 +98,7 @@ iceml_builtin_spec(PG_FUNCTION_ARGS)
 	PG_RETURN_DATUM(DirectFunctionCall1(jsonb_in, CStringGetDatum(spec)));
 }
 
-static void
+void
 RequireTrainer(void)
 {
 	Oid			user_role = get_role_oid("iceml_user", false);
@@ -100,47 +110,110 @@ RequireTrainer(void)
 						GetUserNameFromId(IcemlCaller(), false))));
 }
 
-/*
- * A study the caller owns and that is still running, or an error.  Needs
- * SPI, as the catalog owner.
- */
 static void
-RequireOwnRunningStudy(int64 study_id)
+CheckExperimentName(FunctionCallInfo fcinfo)
 {
-	Oid			t[2] = {INT8OID, OIDOID};
-	Datum		v[2] = {Int64GetDatum(study_id), ObjectIdGetDatum(IcemlCaller())};
+	char	   *name = PG_ARGISNULL(0) ? "" : text_to_cstring(PG_GETARG_TEXT_PP(0));
 
-	if (SpiExec("SELECT 1 FROM iceml.studies WHERE id OPERATOR(pg_catalog.=) $1"
-				"   AND owner OPERATOR(pg_catalog.=) pg_catalog.pg_get_userbyid($2)"
-				"   AND status OPERATOR(pg_catalog.=) 'running'",
-				2, t, v, NULL) != 1)
+	if (name[0] == '\0')
 		ereport(ERROR,
-				(errcode(ERRCODE_UNDEFINED_OBJECT),
-				 errmsg("iceml study %lld is not a running study of role \"%s\"",
-						(long long) study_id, GetUserNameFromId(IcemlCaller(), false))));
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("experiment must be a non-empty name")));
+	/*
+	 * the experiment name is the deployment name: iceml_predict, the
+	 * inference log and iceml.monitor keep names of up to 63 bytes
+	 */
+	if (strlen(name) > 63)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("experiment name \"%s\" is too long", name),
+				 errdetail("It has %d bytes; an experiment (and deployment) name has at most 63.",
+						   (int) strlen(name))));
 }
 
 /*
- * iceml._enqueue_run(experiment, training_dataset, architecture, spec,
- *                    hyperparams, epochs, label, val_split, channels,
- *                    lineage, study_id, trial, launch) -> run id
+ * iceml._queue_run(experiment, training_dataset, architecture, spec,
+ *                  hyperparams, study_id, trial, launch) -> run id
+ *
+ * Everything a worker would trip over is checked here, in the caller's
+ * transaction: the dataset, the hyperparameters (src/hyperparams.c), the
+ * spec, the memory limits and the channels; then the run is inserted
+ * 'queued' on behalf of the caller and, with launch, its worker starts at
+ * commit.  Called by the implementations of iceml.train, iceml.tune and
+ * iceml.ablation_study, as the catalog owner.
  */
 Datum
-iceml_enqueue_run(PG_FUNCTION_ARGS)
+iceml_queue_run(PG_FUNCTION_ARGS)
 {
-	Oid			dataset = PG_GETARG_OID(1);
-	bool		launch = PG_GETARG_BOOL(12);
+	Oid			dataset;
+	text	   *architecture;
+	Jsonb	   *hp;
+	IcemlRunConfig cfg;
+	IcemlNet   *net;
+	char	   *canon;
+	int			c,
+				h,
+				w;
+	int64		images = 0;
 	IcemlOwnerContext own;
-	Oid			types[16];
+	Oid			types[16] = {TEXTOID, REGCLASSOID, TEXTOID, JSONBOID, JSONBOID, INT4OID,
+		TEXTOID, TEXTOID, TEXTARRAYOID, JSONBOID, INT8OID, TEXTOID,
+	NAMEOID, OIDOID, OIDOID, OIDOID};
 	Datum		values[16];
 	char		nulls[17];
 	Datum		d;
 	int64		id;
 
+	CheckExperimentName(fcinfo);
+	if (PG_ARGISNULL(1))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("training_dataset must not be NULL")));
+	if (PG_ARGISNULL(2) || PG_ARGISNULL(3) || PG_ARGISNULL(7))
+		elog(ERROR, "iceml._queue_run: architecture, spec and launch must not be NULL");
+	dataset = PG_GETARG_OID(1);
+	architecture = PG_GETARG_TEXT_PP(2);
+
+	values[1] = ObjectIdGetDatum(dataset);
+	memset(nulls, ' ', sizeof(nulls));
+	nulls[16] = '\0';
+
+	SPI_connect();
+	BecomeCatalogOwner(&own);
+	/* label, validation split and lineage, or 22023 for a table that is none */
+	SpiExec("SELECT d.label, d.val_split, d.lineage,"
+			"       (SELECT pg_catalog.sum(e.value::pg_catalog.int8)::pg_catalog.int8"
+			"          FROM iceml.training_datasets t, pg_catalog.jsonb_each_text(t.row_counts) e"
+			"         WHERE t.\"table\" OPERATOR(pg_catalog.=) $1)"
+			"  FROM iceml._dataset_info($1) d",
+			1, &types[1], &values[1], NULL);
+	SpiGetDatum(0, 1, &d);
+	values[6] = SPI_datumTransfer(d, false, -1);
+	nulls[7] = SpiGetDatum(0, 2, &d) ? ' ' : 'n';
+	values[7] = nulls[7] == ' ' ? SPI_datumTransfer(d, false, -1) : (Datum) 0;
+	SpiGetDatum(0, 3, &d);
+	values[9] = SPI_datumTransfer(d, false, -1);
+	if (SpiGetDatum(0, 4, &d))
+		images = DatumGetInt64(d);
+	RestoreUser(&own);
+
+	/* the hyperparameters, the spec, the limits, the channels */
+	hp = ResolveHyperparams(PG_ARGISNULL(4) ? NULL : PG_GETARG_JSONB_P(4), dataset, &cfg);
+	net = DescribeSpec(PG_GETARG_JSONB_P(3));
+	canon = iceml_net_spec_json(net);
+	iceml_net_input_shape(net, &c, &h, &w);
+	iceml_net_free(net);
+	IcemlCheckSpecLimits(psprintf("architecture \"%s\"", text_to_cstring(architecture)),
+						 canon, cfg.train.batch_size, images);
+	if (c != list_length(cfg.channels))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("architecture \"%s\" takes %d input channels but \"channels\" names %d",
+						text_to_cstring(architecture), c, list_length(cfg.channels)),
+				 errhint("Set \"channels\" in hyperparams, or change \"input\" in the architecture.")));
+
+	/* who asks, and may they */
 	RequireTrainer();
-	for (int i = 0; i < 12; i++)
-		if (PG_ARGISNULL(i) && i != 7 && i != 10 && i != 11)
-			elog(ERROR, "iceml._enqueue_run: argument %d is NULL", i + 1);
 	if (pg_class_aclcheck(dataset, IcemlCaller(), ACL_SELECT) != ACLCHECK_OK)
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
@@ -148,33 +221,33 @@ iceml_enqueue_run(PG_FUNCTION_ARGS)
 						DatumGetCString(DirectFunctionCall1(regclassout, ObjectIdGetDatum(dataset)))),
 				 errhint("The worker reads the dataset as the role that calls iceml.train().")));
 
-	memset(nulls, ' ', sizeof(nulls));
-	nulls[16] = '\0';
+	values[0] = PG_GETARG_DATUM(0);
+	values[2] = PointerGetDatum(architecture);
+	values[3] = DirectFunctionCall1(jsonb_in, CStringGetDatum(canon));
+	free(canon);
+	values[4] = JsonbPGetDatum(hp);
+	values[5] = Int32GetDatum(cfg.train.epochs);
 	{
-		Oid			argtypes[12] = {TEXTOID, REGCLASSOID, TEXTOID, JSONBOID, JSONBOID, INT4OID,
-		TEXTOID, TEXTOID, TEXTARRAYOID, JSONBOID, INT8OID, TEXTOID};
+		Datum	   *ch = palloc(sizeof(Datum) * list_length(cfg.channels));
+		ListCell   *lc;
 
-		for (int i = 0; i < 12; i++)
-		{
-			types[i] = argtypes[i];
-			values[i] = PG_GETARG_DATUM(i);
-			nulls[i] = PG_ARGISNULL(i) ? 'n' : ' ';
-		}
+		foreach(lc, cfg.channels)
+			ch[foreach_current_index(lc)] = CStringGetTextDatum(lfirst(lc));
+		values[8] = PointerGetDatum(construct_array_builtin(ch, list_length(cfg.channels), TEXTOID));
 	}
-	types[12] = NAMEOID;
+	values[10] = PG_GETARG_DATUM(5);
+	nulls[10] = PG_ARGISNULL(5) ? 'n' : ' ';
+	values[11] = PG_GETARG_DATUM(6);
+	nulls[11] = PG_ARGISNULL(6) ? 'n' : ' ';
 	values[12] = DirectFunctionCall1(namein, CStringGetDatum(GetUserNameFromId(IcemlCaller(), false)));
-	types[13] = OIDOID;
 	values[13] = ObjectIdGetDatum(IcemlCaller());
-	types[14] = OIDOID;
 	values[14] = ObjectIdGetDatum(GetSessionUserId());
-	types[15] = OIDOID;
 	values[15] = ObjectIdGetDatum(MyDatabaseId);
 
-	SPI_connect();
 	BecomeCatalogOwner(&own);
 	/* a trial joins only a running study of the caller's own */
-	if (!PG_ARGISNULL(10))
-		RequireOwnRunningStudy(PG_GETARG_INT64(10));
+	if (!PG_ARGISNULL(5))
+		RequireOwnRunningStudy(PG_GETARG_INT64(5));
 	SpiExec("INSERT INTO iceml.runs (experiment, training_dataset, architecture, spec, hyperparams, epochs,"
 			"                        label, val_split, channels, lineage, study_id, trial,"
 			"                        owner, role, login, database)"
@@ -186,98 +259,10 @@ iceml_enqueue_run(PG_FUNCTION_ARGS)
 	RestoreUser(&own);
 	SPI_finish();
 
-	if (launch)
+	if (PG_GETARG_BOOL(7))
 		LaunchAtCommit(id, IcemlCaller(), GetSessionUserId());
 	PG_RETURN_INT64(id);
 }
-
-/*
- * iceml._insert_study(kind, experiment, training_dataset, architecture,
- *                     strategy, search_space, components, trials, parallel,
- *                     metric, hyperparams) -> study id
- */
-Datum
-iceml_insert_study(PG_FUNCTION_ARGS)
-{
-	IcemlOwnerContext own;
-	Oid			argtypes[11] = {TEXTOID, TEXTOID, REGCLASSOID, TEXTOID, TEXTOID, JSONBOID,
-	JSONBOID, INT4OID, INT4OID, TEXTOID, JSONBOID};
-	Oid			types[12];
-	Datum		values[12];
-	char		nulls[13];
-	Datum		d;
-	int64		id;
-
-	RequireTrainer();
-	memset(nulls, ' ', sizeof(nulls));
-	nulls[12] = '\0';
-	for (int i = 0; i < 11; i++)
-	{
-		types[i] = argtypes[i];
-		values[i] = PG_GETARG_DATUM(i);
-		nulls[i] = PG_ARGISNULL(i) ? 'n' : ' ';
-	}
-	types[11] = NAMEOID;
-	values[11] = DirectFunctionCall1(namein, CStringGetDatum(GetUserNameFromId(IcemlCaller(), false)));
-
-	SPI_connect();
-	BecomeCatalogOwner(&own);
-	SpiExec("INSERT INTO iceml.studies (kind, experiment, training_dataset, architecture, strategy,"
-			"                           search_space, components, trials, parallel, metric, hyperparams, owner)"
-			" VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) RETURNING id",
-			12, types, values, nulls);
-	SpiGetDatum(0, 1, &d);
-	id = DatumGetInt64(d);
-	RestoreUser(&own);
-	SPI_finish();
-	PG_RETURN_INT64(id);
-}
-
-/*
- * iceml._record_invalid_trial(study, trial, spec, hyperparams, error) -> run
- *
- * A trial of the caller's own running study whose architecture the engine
- * refused (an ablation that leaves out something the rest needs): recorded
- * as a run that failed before it began, with the engine's reason, so that
- * the study's results say so instead of missing a row.
- */
-Datum
-iceml_record_invalid_trial(PG_FUNCTION_ARGS)
-{
-	IcemlOwnerContext own;
-	Oid			types[8] = {INT8OID, TEXTOID, JSONBOID, JSONBOID, TEXTOID, OIDOID, OIDOID, OIDOID};
-	Datum		values[8];
-	Datum		d;
-	int64		id;
-
-	RequireTrainer();
-	for (int i = 0; i < 5; i++)
-		values[i] = PG_GETARG_DATUM(i);
-	values[5] = ObjectIdGetDatum(IcemlCaller());
-	values[6] = ObjectIdGetDatum(GetSessionUserId());
-	values[7] = ObjectIdGetDatum(MyDatabaseId);
-
-	SPI_connect();
-	BecomeCatalogOwner(&own);
-	RequireOwnRunningStudy(PG_GETARG_INT64(0));
-	SpiExec("INSERT INTO iceml.runs (experiment, study_id, trial, training_dataset, architecture, spec,"
-			"                        hyperparams, status, label, val_split, channels, lineage, owner, role,"
-			"                        login, database, epochs, error, finished_at)"
-			" SELECT s.experiment, s.id, $2, s.training_dataset, s.architecture, $3, $4, 'failed',"
-			"        d.label, d.val_split, ARRAY(SELECT pg_catalog.jsonb_array_elements_text($4 OPERATOR(pg_catalog.->) 'channels')),"
-			"        d.lineage, s.owner, $6, $7, $8, ($4 OPERATOR(pg_catalog.->>) 'epochs')::pg_catalog.int4,"
-			"        $5, pg_catalog.now()"
-			"   FROM iceml.studies s, iceml._dataset_info(s.training_dataset) d"
-			"  WHERE s.id OPERATOR(pg_catalog.=) $1"
-			" RETURNING id",
-			8, types, values, NULL);
-	SpiGetDatum(0, 1, &d);
-	id = DatumGetInt64(d);
-	RestoreUser(&own);
-	SPI_finish();
-	PG_RETURN_INT64(id);
-}
-
 /*
  * Is job `id` a run or a study the caller may see (its owner, a member of
  * it, iceml_admin)?  Read as the catalog owner, so that the answer is the
@@ -427,7 +412,7 @@ iceml_resume_run(PG_FUNCTION_ARGS)
 
 	RequireTrainer();
 	SPI_connect();
-	ReapOrphanedRuns();
+	JobsMaintain();
 	if (VisibleJob(id, &status) != 'r')
 		NoSuchJob(id);
 	if (strcmp(status, "failed") != 0 && strcmp(status, "cancelled") != 0)
@@ -459,16 +444,14 @@ iceml_resume_run(PG_FUNCTION_ARGS)
 }
 
 /*
- * iceml._maintain(): mark runs whose worker died as failed and start queued
- * runs that have room.  Called by iceml.progress, iceml.wait, iceml.train.
+ * iceml._maintain(): without the supervisor, mark runs whose worker died
+ * as failed and start queued runs that have room (the lazy path of
+ * iceml.wait and iceml.tune); with it, nothing.
  */
 Datum
 iceml_maintain(PG_FUNCTION_ARGS)
 {
-	int			reaped = ReapOrphanedRuns();
-
-	LaunchQueuedRuns();
-	PG_RETURN_INT32(reaped);
+	PG_RETURN_INT32(JobsMaintain());
 }
 
 /* iceml._xmin_is_current(xid): was this row version written by my transaction? */
