@@ -14,6 +14,7 @@
 #include "lib/stringinfo.h"
 #include "utils/builtins.h"
 
+#include "iceml_nn.h"
 #include "iceml_pgarray.h"
 #include "iceml_sar.h"
 
@@ -21,30 +22,6 @@ PG_FUNCTION_INFO_V1(plot_chip);
 
 /* The picture is drawn this many SVG units wide and high, whatever n. */
 #define PLOT_SIZE	300
-
-static uint32 png_crc_table[256];
-static bool png_crc_ready = false;
-
-static uint32
-PngCrc(uint32 crc, const unsigned char *p, size_t len)
-{
-	if (!png_crc_ready)
-	{
-		for (uint32 n = 0; n < 256; n++)
-		{
-			uint32		c = n;
-
-			for (int k = 0; k < 8; k++)
-				c = (c & 1) ? 0xEDB88320u ^ (c >> 1) : c >> 1;
-			png_crc_table[n] = c;
-		}
-		png_crc_ready = true;
-	}
-	crc = ~crc;
-	for (size_t i = 0; i < len; i++)
-		crc = png_crc_table[(crc ^ p[i]) & 0xff] ^ (crc >> 8);
-	return ~crc;
-}
 
 static void
 PutBE32(StringInfo s, uint32 v)
@@ -65,8 +42,8 @@ PngChunk(StringInfo png, const char *type, const unsigned char *data, size_t len
 	appendBinaryStringInfo(png, type, 4);
 	if (len > 0)
 		appendBinaryStringInfo(png, (const char *) data, len);
-	crc = PngCrc(0, (const unsigned char *) type, 4);
-	crc = PngCrc(crc, data, len);
+	crc = iceml_crc32(0, type, 4);
+	crc = iceml_crc32(crc, data, len);
 	PutBE32(png, crc);
 }
 
