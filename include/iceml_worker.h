@@ -8,6 +8,7 @@
 #include "postgres.h"
 
 #include "executor/spi.h"
+#include "postmaster/bgworker.h"
 
 #include "nodes/pg_list.h"
 #include "utils/jsonb.h"
@@ -144,6 +145,10 @@ extern void WorkerEndTx(void);
 /* One catalog statement as the owner, in a transaction of its own. */
 extern uint64 OwnerExec(const char *sql, int nargs, Oid *types, Datum *values,
 						const char *nulls);
+/* Register a dynamic iceml worker connected to a database (src/worker.c). */
+extern bool RegisterIcemlWorker(const char *function, const char *type, const char *name,
+								Datum arg, const void *extra, size_t extra_len,
+								bool notify, BackgroundWorkerHandle **handle);
 /* A launched worker's start: signals, connection; returns its job id. */
 extern int64 WorkerConnect(IcemlWorkerExtra *extra);
 

@@ -335,6 +335,7 @@ iceml_cancel_job(PG_FUNCTION_ARGS)
 	Datum		arg = Int64GetDatum(id);
 	Oid			type = INT8OID;
 	uint64		n = 0;
+	const char *col;
 
 	SPI_connect();
 	kind = VisibleJob(id, &status);
@@ -366,17 +367,13 @@ iceml_cancel_job(PG_FUNCTION_ARGS)
 					(errmsg("iceml pipeline run %lld has already ended (%s)", (long long) id, status)));
 		PG_RETURN_BOOL(n > 0);
 	}
-	n += SpiExec(kind == 'r' ?
-				 "UPDATE iceml.runs SET status = 'cancelled', finished_at = pg_catalog.now()"
-				 " WHERE id OPERATOR(pg_catalog.=) $1 AND status OPERATOR(pg_catalog.=) 'queued'" :
-				 "UPDATE iceml.runs SET status = 'cancelled', finished_at = pg_catalog.now()"
-				 " WHERE study_id OPERATOR(pg_catalog.=) $1 AND status OPERATOR(pg_catalog.=) 'queued'",
+	/* a run by its id, a study's trials by their study_id */
+	col = kind == 'r' ? "id" : "study_id";
+	n += SpiExec(psprintf("UPDATE iceml.runs SET status = 'cancelled', finished_at = pg_catalog.now()"
+						  " WHERE %s OPERATOR(pg_catalog.=) $1 AND status OPERATOR(pg_catalog.=) 'queued'", col),
 				 1, &type, &arg, NULL);
-	n += SpiExec(kind == 'r' ?
-				 "UPDATE iceml.runs SET cancel_requested = true"
-				 " WHERE id OPERATOR(pg_catalog.=) $1 AND status OPERATOR(pg_catalog.=) 'running'" :
-				 "UPDATE iceml.runs SET cancel_requested = true"
-				 " WHERE study_id OPERATOR(pg_catalog.=) $1 AND status OPERATOR(pg_catalog.=) 'running'",
+	n += SpiExec(psprintf("UPDATE iceml.runs SET cancel_requested = true"
+						  " WHERE %s OPERATOR(pg_catalog.=) $1 AND status OPERATOR(pg_catalog.=) 'running'", col),
 				 1, &type, &arg, NULL);
 	if (kind == 's')
 		n += SpiExec("UPDATE iceml.studies SET status = 'cancelled', finished_at = pg_catalog.now()"

@@ -286,21 +286,10 @@ iceml_visit_main(Datum arg)
 static bool
 Visit(Oid db, bool startup)
 {
-	BackgroundWorker w;
 	BackgroundWorkerHandle *h;
 
-	memset(&w, 0, sizeof(w));
-	w.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
-	w.bgw_start_time = BgWorkerStart_RecoveryFinished;
-	w.bgw_restart_time = BGW_NEVER_RESTART;
-	strlcpy(w.bgw_library_name, "iceml", BGW_MAXLEN);
-	strlcpy(w.bgw_function_name, "iceml_visit_main", BGW_MAXLEN);
-	snprintf(w.bgw_name, BGW_MAXLEN, "iceml jobs %u", db);
-	strlcpy(w.bgw_type, "iceml jobs", BGW_MAXLEN);
-	w.bgw_main_arg = ObjectIdGetDatum(db);
-	memcpy(w.bgw_extra, &startup, sizeof(bool));
-	w.bgw_notify_pid = MyProcPid;
-	if (!RegisterDynamicBackgroundWorker(&w, &h))
+	if (!RegisterIcemlWorker("iceml_visit_main", "iceml jobs", psprintf("iceml jobs %u", db),
+							 ObjectIdGetDatum(db), &startup, sizeof(bool), true, &h))
 		return false;
 	(void) WaitForBackgroundWorkerShutdown(h);
 	pfree(h);

@@ -400,6 +400,27 @@ EngineStopped(TrainJob *job)
 	IcemlEngineInterrupted("the training run");
 }
 
+/*
+ * Metrics of the net on n images (inference mode, prob as scratch); false
+ * when a terminate request stopped the pass.
+ */
+static bool
+Evaluate(TrainJob *job, IcemlNet *net, const float *x, const float *y, int64 n,
+		 float *prob, IcemlMetrics *m)
+{
+	char		err[ICEML_NN_ERRLEN];
+	int			rc = iceml_net_predict(net, x, n, prob, err, sizeof(err));
+
+	if (rc == ICEML_NN_INTERRUPTED && EngineStopped(job))
+		return false;
+	if (rc < 0)
+		ereport(ERROR,
+				(ENGINE_ERRCODE(err, ERRCODE_INTERNAL_ERROR),
+				 errmsg("prediction failed: %s", err)));
+	iceml_metrics_compute(prob, y, n, 0.5, m);
+	return true;
+}
+
 static void
 Train(TrainJob *job)
 {
@@ -536,31 +557,18 @@ Train(TrainJob *job)
 			break;
 		}
 
-		rc = iceml_net_predict(net, job->x_train, n_acc, prob, err, sizeof(err));
-		if (rc == ICEML_NN_INTERRUPTED && EngineStopped(job))
+		if (!Evaluate(job, net, job->x_train, job->y_train, n_acc, prob, &train_m))
 		{
 			end_status = "failed";
 			break;
 		}
-		if (rc < 0)
-			ereport(ERROR,
-					(ENGINE_ERRCODE(err, ERRCODE_INTERNAL_ERROR),
-					 errmsg("prediction failed: %s", err)));
-		iceml_metrics_compute(prob, job->y_train, n_acc, 0.5, &train_m);
-
 		if (job->n_val > 0)
 		{
-			rc = iceml_net_predict(net, job->x_val, job->n_val, prob, err, sizeof(err));
-			if (rc == ICEML_NN_INTERRUPTED && EngineStopped(job))
+			if (!Evaluate(job, net, job->x_val, job->y_val, job->n_val, prob, &val_m))
 			{
 				end_status = "failed";
 				break;
 			}
-			if (rc < 0)
-				ereport(ERROR,
-						(ENGINE_ERRCODE(err, ERRCODE_INTERNAL_ERROR),
-						 errmsg("prediction failed: %s", err)));
-			iceml_metrics_compute(prob, job->y_val, job->n_val, 0.5, &val_m);
 			improved = val_m.log_loss < best_loss;
 		}
 		else

@@ -155,28 +155,45 @@ static List *pending_launches = NIL;	/* in TopMemoryContext */
 
 static int	StartQueued(uint64 n, bool pipeline);
 
-static bool
-StartWorker(int64 id, IcemlWorkerExtra *extra, bool pipeline)
+/*
+ * Register a dynamic worker of iceml's connected to a database: `function`
+ * is its entry point, `type` what pg_stat_activity shows as backend_type
+ * (no session can set it), arg and extra what it is told; the postmaster
+ * tells this backend when it stops if `notify`.  False when no background
+ * worker slot is free.
+ */
+bool
+RegisterIcemlWorker(const char *function, const char *type, const char *name,
+					Datum arg, const void *extra, size_t extra_len,
+					bool notify, BackgroundWorkerHandle **handle)
 {
 	BackgroundWorker worker;
-	BackgroundWorkerHandle *handle;
 
+	Assert(extra_len <= BGW_EXTRALEN);
 	memset(&worker, 0, sizeof(worker));
 	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
 	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
 	worker.bgw_restart_time = BGW_NEVER_RESTART;
-	snprintf(worker.bgw_library_name, BGW_MAXLEN, "iceml");
-	snprintf(worker.bgw_function_name, BGW_MAXLEN,
-			 pipeline ? "iceml_pipeline_main" : "iceml_worker_main");
-	snprintf(worker.bgw_name, BGW_MAXLEN, "iceml %s %lld",
-			 pipeline ? "pipeline" : "train", (long long) id);
-	/* pipeline workers mostly wait: they are not counted as trainers */
-	snprintf(worker.bgw_type, BGW_MAXLEN, pipeline ? "iceml pipeline" : ICEML_WORKER_TYPE);
-	worker.bgw_main_arg = Int64GetDatum(id);
-	memcpy(worker.bgw_extra, extra, sizeof(*extra));
-	worker.bgw_notify_pid = 0;
+	strlcpy(worker.bgw_library_name, "iceml", BGW_MAXLEN);
+	strlcpy(worker.bgw_function_name, function, BGW_MAXLEN);
+	strlcpy(worker.bgw_name, name, BGW_MAXLEN);
+	strlcpy(worker.bgw_type, type, BGW_MAXLEN);
+	worker.bgw_main_arg = arg;
+	memcpy(worker.bgw_extra, extra, extra_len);
+	worker.bgw_notify_pid = notify ? MyProcPid : 0;
+	return RegisterDynamicBackgroundWorker(&worker, handle);
+}
 
-	return RegisterDynamicBackgroundWorker(&worker, &handle);
+static bool
+StartWorker(int64 id, IcemlWorkerExtra *extra, bool pipeline)
+{
+	BackgroundWorkerHandle *handle;
+
+	/* pipeline workers mostly wait: they are not counted as trainers */
+	return RegisterIcemlWorker(pipeline ? "iceml_pipeline_main" : "iceml_worker_main",
+							   pipeline ? "iceml pipeline" : ICEML_WORKER_TYPE,
+							   psprintf("iceml %s %lld", pipeline ? "pipeline" : "train", (long long) id),
+							   Int64GetDatum(id), extra, sizeof(*extra), false, &handle);
 }
 
 static void

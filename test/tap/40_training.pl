@@ -89,7 +89,8 @@ my $pid = psql("SELECT worker_pid FROM iceml.runs WHERE id = $k");
 ok(kill('KILL', $pid), "worker $pid killed");
 # the postmaster restarts every backend after a crash; wait for it
 poll('SELECT 1', qr/^1$/, 60);
-# iceml.wait() (like iceml.train()) marks runs whose worker is gone as failed
+# the supervisor (or, without preloading, the next iceml.wait() or
+# iceml.train()) marks runs whose worker is gone as failed
 poll("SELECT iceml.wait($k, '0 s')", qr/^failed/, 30);
 like(psql("SELECT status || ': ' || error FROM iceml.progress WHERE run = $k"),
 	qr/^failed: the worker \(pid $pid\) ended without finishing the run/, 'a killed worker leaves the run failed with the reason');
@@ -102,7 +103,7 @@ my $r = psql(q{SELECT iceml.train('restarted', 'iceml_td.chips_1', 'tiny_cnn', '
 	user => 'iceml_tap_alice');
 poll("SELECT epoch >= 2 FROM iceml.runs WHERE id = $r", qr/^t$/, 60);
 restart();
-like(poll("SELECT iceml.wait($r, '0 s')", qr/^failed$/, 30), qr/^failed$/, 'a server restart leaves the run failed (marked by the next iceml.wait or iceml.train)');
+like(poll("SELECT iceml.wait($r, '0 s')", qr/^failed$/, 30), qr/^failed$/, 'a server restart leaves the run failed');
 is(psql("SELECT iceml.resume($r)", user => 'iceml_tap_alice'), $r, 'resume after restart');
 is(psql("SELECT iceml.wait($r, '180 s')", user => 'iceml_tap_alice'), 'succeeded', 'and it finishes');
 

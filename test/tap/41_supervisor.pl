@@ -50,7 +50,8 @@ psql(q{
 my $r = psql(q{SELECT iceml.train('crash', 'iceml_td.chips_1', 'tiny_cnn', '{"epochs": 400, "batch_size": 8}')}, %gil);
 like(poll("SELECT status || ' ' || epoch FROM iceml.runs WHERE id = $r", qr/^running [1-9]/, 60), qr/^running [1-9]/,
 	'the run is training');
-ok(system(as_server(), "$pgbin/pg_ctl", '-D', $data, '-m', 'immediate', '-w', 'stop') == 0, 'pg_ctl stop -m immediate');
+ok(system(join(' ', as_server(), "$pgbin/pg_ctl -D '$data' -m immediate -w stop >/dev/null 2>&1")) == 0,
+	'pg_ctl stop -m immediate');
 system("test/harness/cluster.sh start $cluster >/dev/null 2>&1") == 0 or BAIL_OUT('the server did not start again');
 like(poll("SELECT status || ': ' || error FROM iceml.runs WHERE id = $r", qr/^failed/, 30),
 	qr/^failed: the worker \(pid \d+\) ended without finishing the run: the server restarted or crashed while it ran; iceml\.resume\($r\) continues/,
@@ -88,4 +89,33 @@ psql(q{SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_
 psql('ALTER SYSTEM RESET iceml.max_workers', db => 'postgres');
 psql('SELECT pg_reload_conf()', db => 'postgres');
 psql("DROP DATABASE $db", db => 'postgres');
+
+# ---- without preloading: no supervisor, the lazy path moves the queue -----
+# a cluster of its own (cluster.sh preloads iceml; this one is restarted without)
+my $lazy = "${cluster}_lazy";
+system("test/harness/cluster.sh start $lazy fresh >/dev/null 2>&1") == 0 or BAIL_OUT('no second cluster');
+my %env = map { /^export (.*)$/ ? (map { /^(\w+)='?([^']*)'?$/ ? ($1 => $2) : () } split / /, $1) : () }
+	split /\n/, `test/harness/cluster.sh env $lazy`;
+sub lazy_psql {
+	my ($sql) = @_;
+	local @ENV{keys %env} = values %env;
+	return psql($sql, db => 'iceml');
+}
+lazy_psql(q{ALTER SYSTEM SET shared_preload_libraries = 'pg_cron'; ALTER SYSTEM SET iceml.max_workers = 1});
+system("test/harness/cluster.sh start $lazy >/dev/null 2>&1") == 0 or BAIL_OUT('the second cluster did not restart');
+is(lazy_psql(q{SELECT current_setting('shared_preload_libraries') || ' ' || count(*) FROM pg_stat_activity
+	            WHERE backend_type = 'iceml supervisor'}), 'pg_cron 0', 'iceml not preloaded: no supervisor');
+lazy_psql(q{
+	CREATE EXTENSION iceml;
+	SELECT iceml.create_feature_group('chips', '[{"name":"id","type":"text"},{"name":"band_1","type":"real[]"},
+	  {"name":"band_2","type":"real[]"},{"name":"inc_angle","type":"real"},{"name":"is_iceberg","type":"smallint"}]',
+	  ARRAY['id'], validation => 'NONE');
+	INSERT INTO iceml_fs.chips_1 SELECT id, band_1, band_2, inc_angle, is_iceberg FROM iceml.synthesize_statoil(64, 5);
+	SELECT iceml.create_training_dataset('chips', 'iceml_fs.chips_1', 'is_iceberg', seed => 3);
+});
+lazy_psql(q{SELECT iceml.train('lazy ' || i, 'iceml_td.chips_1', 'tiny_cnn', '{"epochs": 1, "threads": 1}')
+	          FROM generate_series(1, 3) i});
+is(lazy_psql(q{SELECT string_agg(iceml.wait(id, '120 s'), ',' ORDER BY id) FROM iceml.runs}),
+	'succeeded,succeeded,succeeded', 'three runs on a budget of one: trainers and iceml.wait() start the queued ones');
+system("test/harness/cluster.sh stop $lazy >/dev/null 2>&1");
 done_testing();
