@@ -28,6 +28,8 @@
 PG_FUNCTION_INFO_V1(iceml_spec_info);
 PG_FUNCTION_INFO_V1(iceml_builtin_spec);
 PG_FUNCTION_INFO_V1(iceml_queue_run);
+PG_FUNCTION_INFO_V1(iceml_train_impl);
+PG_FUNCTION_INFO_V1(iceml_architecture_spec);
 PG_FUNCTION_INFO_V1(iceml_cancel_job);
 PG_FUNCTION_INFO_V1(iceml_resume_run);
 PG_FUNCTION_INFO_V1(iceml_maintain);
@@ -111,9 +113,9 @@ RequireTrainer(void)
 }
 
 static void
-CheckExperimentName(FunctionCallInfo fcinfo)
+CheckExperimentName(text *experiment)
 {
-	char	   *name = PG_ARGISNULL(0) ? "" : text_to_cstring(PG_GETARG_TEXT_PP(0));
+	char	   *name = experiment ? text_to_cstring(experiment) : "";
 
 	if (name[0] == '\0')
 		ereport(ERROR,
@@ -142,11 +144,99 @@ CheckExperimentName(FunctionCallInfo fcinfo)
  * commit.  Called by the implementations of iceml.train, iceml.tune and
  * iceml.ablation_study, as the catalog owner.
  */
+static int64 QueueRun(text *experiment, Oid dataset, text *architecture, Jsonb *spec,
+					  Jsonb *given, int64 study_id, text *trial, bool launch);
+
+/*
+ * The spec of a named architecture (in the caller's memory context), or
+ * 22023 listing the known ones.  SPI connected.
+ */
+static Jsonb *
+ArchitectureSpec(text *name)
+{
+	IcemlOwnerContext own;
+	Datum		arg = PointerGetDatum(name);
+	Oid			type = TEXTOID;
+	Datum		d;
+	Jsonb	   *spec = NULL;
+
+	BecomeCatalogOwner(&own);
+	if (SpiExec("SELECT spec FROM iceml.architectures WHERE name OPERATOR(pg_catalog.=) $1",
+				1, &type, &arg, NULL) == 1 && SpiGetDatum(0, 1, &d))
+		/* detoasted here, copied out of SPI's memory */
+		spec = DatumGetJsonbP(SPI_datumTransfer(PointerGetDatum(PG_DETOAST_DATUM(d)), false, -1));
+	else
+		SpiExec("SELECT COALESCE(pg_catalog.string_agg(name, ', ' ORDER BY name), '(none)') FROM iceml.architectures",
+				0, NULL, NULL, NULL);
+	RestoreUser(&own);
+	if (spec == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("unknown architecture \"%s\"", text_to_cstring(name)),
+				 errhint("Known: %s; add one with iceml.create_architecture().", SpiGetText(0, 1))));
+	return spec;
+}
+
+/* iceml._architecture_spec(name text) -> jsonb */
+Datum
+iceml_architecture_spec(PG_FUNCTION_ARGS)
+{
+	Jsonb	   *spec;
+
+	if (PG_ARGISNULL(0))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("architecture must not be NULL")));
+	SPI_connect();
+	spec = ArchitectureSpec(PG_GETARG_TEXT_PP(0));
+	SPI_finish();
+	PG_RETURN_JSONB_P(spec);
+}
+
+/*
+ * iceml._train(experiment, training_dataset, architecture, hyperparams):
+ * iceml.train's implementation (run by the gate as the catalog owner).
+ * Without the supervisor the queue moves first (the lazy path).
+ */
+Datum
+iceml_train_impl(PG_FUNCTION_ARGS)
+{
+	Jsonb	   *spec;
+
+	if (PG_ARGISNULL(2))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("architecture must not be NULL")));
+	JobsMaintain();
+	SPI_connect();
+	spec = ArchitectureSpec(PG_GETARG_TEXT_PP(2));
+	SPI_finish();
+	PG_RETURN_INT64(QueueRun(PG_ARGISNULL(0) ? NULL : PG_GETARG_TEXT_PP(0),
+							 PG_ARGISNULL(1) ? InvalidOid : PG_GETARG_OID(1),
+							 PG_GETARG_TEXT_PP(2), spec,
+							 PG_ARGISNULL(3) ? NULL : PG_GETARG_JSONB_P(3),
+							 0, NULL, true));
+}
+
+/* iceml._queue_run(experiment, training_dataset, architecture, spec, hyperparams, study_id, trial, launch) */
 Datum
 iceml_queue_run(PG_FUNCTION_ARGS)
 {
-	Oid			dataset;
-	text	   *architecture;
+	if (PG_ARGISNULL(2) || PG_ARGISNULL(3) || PG_ARGISNULL(7))
+		elog(ERROR, "iceml._queue_run: architecture, spec and launch must not be NULL");
+	PG_RETURN_INT64(QueueRun(PG_ARGISNULL(0) ? NULL : PG_GETARG_TEXT_PP(0),
+							 PG_ARGISNULL(1) ? InvalidOid : PG_GETARG_OID(1),
+							 PG_GETARG_TEXT_PP(2), PG_GETARG_JSONB_P(3),
+							 PG_ARGISNULL(4) ? NULL : PG_GETARG_JSONB_P(4),
+							 PG_ARGISNULL(5) ? 0 : PG_GETARG_INT64(5),
+							 PG_ARGISNULL(6) ? NULL : PG_GETARG_TEXT_PP(6),
+							 PG_GETARG_BOOL(7)));
+}
+
+static int64
+QueueRun(text *experiment, Oid dataset, text *architecture, Jsonb *spec, Jsonb *given,
+		 int64 study_id, text *trial, bool launch)
+{
 	Jsonb	   *hp;
 	IcemlRunConfig cfg;
 	IcemlNet   *net;
@@ -164,15 +254,11 @@ iceml_queue_run(PG_FUNCTION_ARGS)
 	Datum		d;
 	int64		id;
 
-	CheckExperimentName(fcinfo);
-	if (PG_ARGISNULL(1))
+	CheckExperimentName(experiment);
+	if (!OidIsValid(dataset))
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("training_dataset must not be NULL")));
-	if (PG_ARGISNULL(2) || PG_ARGISNULL(3) || PG_ARGISNULL(7))
-		elog(ERROR, "iceml._queue_run: architecture, spec and launch must not be NULL");
-	dataset = PG_GETARG_OID(1);
-	architecture = PG_GETARG_TEXT_PP(2);
 
 	values[1] = ObjectIdGetDatum(dataset);
 	memset(nulls, ' ', sizeof(nulls));
@@ -198,8 +284,8 @@ iceml_queue_run(PG_FUNCTION_ARGS)
 	RestoreUser(&own);
 
 	/* the hyperparameters, the spec, the limits, the channels */
-	hp = ResolveHyperparams(PG_ARGISNULL(4) ? NULL : PG_GETARG_JSONB_P(4), dataset, &cfg);
-	net = DescribeSpec(PG_GETARG_JSONB_P(3));
+	hp = ResolveHyperparams(given, dataset, &cfg);
+	net = DescribeSpec(spec);
 	canon = iceml_net_spec_json(net);
 	iceml_net_input_shape(net, &c, &h, &w);
 	iceml_net_free(net);
@@ -221,7 +307,7 @@ iceml_queue_run(PG_FUNCTION_ARGS)
 						DatumGetCString(DirectFunctionCall1(regclassout, ObjectIdGetDatum(dataset)))),
 				 errhint("The worker reads the dataset as the role that calls iceml.train().")));
 
-	values[0] = PG_GETARG_DATUM(0);
+	values[0] = PointerGetDatum(experiment);
 	values[2] = PointerGetDatum(architecture);
 	values[3] = DirectFunctionCall1(jsonb_in, CStringGetDatum(canon));
 	free(canon);
@@ -235,10 +321,10 @@ iceml_queue_run(PG_FUNCTION_ARGS)
 			ch[foreach_current_index(lc)] = CStringGetTextDatum(lfirst(lc));
 		values[8] = PointerGetDatum(construct_array_builtin(ch, list_length(cfg.channels), TEXTOID));
 	}
-	values[10] = PG_GETARG_DATUM(5);
-	nulls[10] = PG_ARGISNULL(5) ? 'n' : ' ';
-	values[11] = PG_GETARG_DATUM(6);
-	nulls[11] = PG_ARGISNULL(6) ? 'n' : ' ';
+	values[10] = Int64GetDatum(study_id);
+	nulls[10] = study_id == 0 ? 'n' : ' ';
+	values[11] = PointerGetDatum(trial);
+	nulls[11] = trial == NULL ? 'n' : ' ';
 	values[12] = DirectFunctionCall1(namein, CStringGetDatum(GetUserNameFromId(IcemlCaller(), false)));
 	values[13] = ObjectIdGetDatum(IcemlCaller());
 	values[14] = ObjectIdGetDatum(GetSessionUserId());
@@ -246,8 +332,8 @@ iceml_queue_run(PG_FUNCTION_ARGS)
 
 	BecomeCatalogOwner(&own);
 	/* a trial joins only a running study of the caller's own */
-	if (!PG_ARGISNULL(5))
-		RequireOwnRunningStudy(PG_GETARG_INT64(5));
+	if (study_id != 0)
+		RequireOwnRunningStudy(study_id);
 	SpiExec("INSERT INTO iceml.runs (experiment, training_dataset, architecture, spec, hyperparams, epochs,"
 			"                        label, val_split, channels, lineage, study_id, trial,"
 			"                        owner, role, login, database)"
@@ -259,9 +345,9 @@ iceml_queue_run(PG_FUNCTION_ARGS)
 	RestoreUser(&own);
 	SPI_finish();
 
-	if (PG_GETARG_BOOL(7))
+	if (launch)
 		LaunchAtCommit(id, IcemlCaller(), GetSessionUserId());
-	PG_RETURN_INT64(id);
+	return id;
 }
 /*
  * Is job `id` a run or a study the caller may see (its owner, a member of

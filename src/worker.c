@@ -3,22 +3,32 @@
  * reaping orphans, and the training worker's main; plus the SPI and
  * transaction helpers every iceml worker uses.
  *
- * The path of a run, from iceml.train() to a model (each arrow one call):
+ * The path of a run, from iceml.train() to a model.  It crosses from SQL
+ * into C once, at the gate; plpgsql appears only where a study builds its
+ * trials (sql/install/42_studies.sql) and where a stored model is deployed
+ * (iceml._deploy_if_better, sql/install/50_predict.sql).
  *
- *   iceml.train()            gate (src/catalog.c): becomes the catalog owner
- *     -> iceml._train()      plpgsql: the architecture's spec by name
- *     -> iceml._queue_run()  C (src/runs.c): checks the dataset, parses the
- *                            hyperparameters (src/hyperparams.c), checks the
- *                            spec and limits, inserts the run 'queued' and
- *                            calls LaunchAtCommit()
- *   COMMIT                   WorkerXactCallback registers the worker
- *   iceml_worker_main        ClaimRun(): a slot (src/supervisor.c) and the
- *                            run's row; TrainRunInWorker() (src/train.c):
- *                            LoadJob (the same hyperparameter parser),
- *                            ReadDataset, the epochs, FinishRun, which ends
- *                            the run's study (src/studies.c)
- *   exit                     the slot goes back and wakes the supervisor,
- *                            which starts the next queued run
+ *   iceml.train()             the gate (src/catalog.c) becomes the catalog
+ *                             owner and calls its implementation
+ *   iceml._train()            C (src/runs.c): JobsMaintain (the lazy path
+ *                             only), the architecture's spec, QueueRun:
+ *                             the dataset (iceml._dataset_info), the
+ *                             hyperparameters (src/hyperparams.c), spec,
+ *                             limits and channels; INSERT 'queued';
+ *                             LaunchAtCommit
+ *   COMMIT                    WorkerXactCallback registers the worker
+ *   iceml_worker_main         ClaimRun: a trainer slot (src/supervisor.c)
+ *                             and the run's row
+ *     TrainRunInWorker        src/train.c: LoadJob (the same hyperparameter
+ *                             parser), ReadDataset, the epochs (RecordEpoch,
+ *                             AshaStops), FinishRun (src/run_record.c:
+ *                             the model, iceml._deploy_if_better, and
+ *                             FinishStudies in src/studies.c)
+ *   exit                      the slot goes back and wakes the supervisor,
+ *                             which starts the next queued run
+ *
+ * iceml.tune() and iceml.ablation_study() make their trials in plpgsql and
+ * queue each with iceml._queue_run(), the same QueueRun.
  *
  * A run is a row in iceml.runs.  iceml.train() inserts it as 'queued' and
  * asks for a worker when the transaction commits (a rolled-back call starts

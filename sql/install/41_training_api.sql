@@ -195,36 +195,17 @@ COMMENT ON FUNCTION iceml._queue_run(text, regclass, text, jsonb, jsonb, bigint,
     'checks and queues one training run on behalf of the calling role; internal to iceml.train and studies';
 
 CREATE FUNCTION iceml._architecture_spec(architecture text) RETURNS jsonb
-    LANGUAGE plpgsql STABLE
-    SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    s jsonb;
-BEGIN
-    SELECT a.spec INTO s FROM iceml.architectures a WHERE a.name = architecture;
-    IF NOT FOUND THEN
-        RAISE EXCEPTION 'unknown architecture "%"', architecture
-            USING ERRCODE = '22023',
-                  HINT = 'Known: ' || (SELECT string_agg(name, ', ' ORDER BY name) FROM iceml.architectures)
-                         || '; add one with iceml.create_architecture().';
-    END IF;
-    RETURN s;
-END
-$$;
+    AS 'MODULE_PATHNAME', 'iceml_architecture_spec'
+    LANGUAGE C STABLE;
 COMMENT ON FUNCTION iceml._architecture_spec(text) IS 'the spec of a named architecture, or a clear error';
 
+-- iceml.train's implementation, in C (src/runs.c): the architecture by
+-- name, then the same checks and queueing as every trial (_queue_run)
 CREATE FUNCTION iceml._train(experiment text, training_dataset regclass,
                             architecture text DEFAULT 'statoil_cnn', hyperparams jsonb DEFAULT '{}')
     RETURNS bigint
-    LANGUAGE plpgsql VOLATILE
-    SET search_path = pg_catalog, pg_temp
-AS $$
-BEGIN
-    PERFORM iceml._maintain();
-    RETURN iceml._queue_run(experiment, training_dataset, architecture,
-                            iceml._architecture_spec(architecture), hyperparams, NULL, NULL, true);
-END
-$$;
+    AS 'MODULE_PATHNAME', 'iceml_train_impl'
+    LANGUAGE C VOLATILE;
 CREATE FUNCTION iceml.train(experiment text, training_dataset regclass,
                             architecture text DEFAULT 'statoil_cnn', hyperparams jsonb DEFAULT '{}')
     RETURNS bigint
