@@ -101,6 +101,8 @@ extern void ReleaseTrainerSlot(bool wake);
 extern int	TrainerSlotsFree(void);
 /* Ask for a visit of `db`, or note that it has runs waiting for a slot. */
 extern void WakeSupervisor(Oid db, bool visit, bool queued);
+/* Ask for a visit of this database when this process exits. */
+extern void WakeSupervisorAtExit(void);
 extern void SupervisorInit(void);
 
 /* ---- who may train (src/runs.c, src/studies.c) -------------------------- */

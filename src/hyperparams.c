@@ -62,7 +62,7 @@ typedef struct Hyperparam
 	bool		lo_open,
 				hi_open;
 	const char *const *names;	/* HP_CHOICE: NULL-terminated */
-	const char *noun;			/* HP_CHOICE: "unknown <noun> <value>" */
+	const char *noun;			/* HP_CHOICE: "unknown <noun> <value>", or NULL */
 	const char *dflt;			/* JSON; NULL: the engine's default */
 	bool		tunable;		/* may be a search space parameter */
 	HpField		field;
@@ -92,7 +92,7 @@ static const Hyperparam hyperparams[] = {
 	{"augment", HP_BOOL, 0, 0, false, false, NULL, NULL, NULL, true, F_INT, TC(augment)},
 	{"early_stopping_patience", HP_INT, 0, 100000, false, false, NULL, NULL, "0", true, F_INT, RC(patience)},
 	{"channels", HP_CHANNELS, 0, 0, false, false, NULL, NULL, "[\"band_1\", \"band_2\", \"band_avg\"]", false, F_NONE, 0},
-	{"deploy", HP_CHOICE, 0, 0, false, false, deploys, "deploy strategy", "\"if_better\"", false, F_INT, RC(deploy)},
+	{"deploy", HP_CHOICE, 0, 0, false, false, deploys, NULL, "\"if_better\"", false, F_INT, RC(deploy)},
 	{"momentum", HP_REAL, 0, 1, false, true, NULL, NULL, NULL, true, F_FLOAT, TC(momentum)},
 	{"weight_decay", HP_REAL, 0, 1, false, false, NULL, NULL, NULL, true, F_FLOAT, TC(weight_decay)},
 	{"checkpoint_every", HP_INT, 0, 100000, false, false, NULL, NULL, "1", false, F_INT, RC(checkpoint_every)},
@@ -459,11 +459,16 @@ ResolveHyperparams(Jsonb *given, Oid dataset, IcemlRunConfig *cfg)
 						if (strlen(p->names[k]) == (size_t) val->val.string.len &&
 							strncmp(p->names[k], val->val.string.val, val->val.string.len) == 0)
 							choice = k;
-				if (choice < 0)
+				if (choice < 0 && p->noun)
 					ereport(ERROR,
 							(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 							 errmsg("unknown %s %s", p->noun, ValueText(val)),
 							 errhint("Use %s for \"%s\".", ChoicesText(p->names), p->name)));
+				if (choice < 0)
+					ereport(ERROR,
+							(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+							 errmsg("hyperparameter \"%s\" must be %s, not %s",
+									p->name, ChoicesText(p->names), ValueText(val))));
 				break;
 			case HP_BOOL:
 				if (val->type != jbvBool)

@@ -921,6 +921,8 @@ iceml_pipeline_main(Datum main_arg)
 
 	memset(&job, 0, sizeof(job));
 	job.id = WorkerConnect(&extra);
+	/* a pipeline run left 'running' is reaped when this worker is gone */
+	WakeSupervisorAtExit();
 
 	if (!ClaimPipeline(&job))
 		proc_exit(0);

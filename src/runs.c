@@ -527,13 +527,20 @@ iceml_resume_run(PG_FUNCTION_ARGS)
 }
 
 /*
- * iceml._maintain(): without the supervisor, mark runs whose worker died
- * as failed and start queued runs that have room (the lazy path of
- * iceml.wait and iceml.tune); with it, nothing.
+ * iceml._maintain(), called by iceml.wait (every few seconds), iceml.tune
+ * and iceml.ablation_study: without the supervisor, mark runs whose worker
+ * died as failed and start queued runs that have room (the lazy path);
+ * with it, ask it to visit this database (it does not know a database
+ * restored or copied with runs in it until someone there asks).
  */
 Datum
 iceml_maintain(PG_FUNCTION_ARGS)
 {
+	if (JobsSupervised())
+	{
+		WakeSupervisor(MyDatabaseId, true, false);
+		PG_RETURN_INT32(0);
+	}
 	PG_RETURN_INT32(JobsMaintain());
 }
 

@@ -379,6 +379,42 @@ DatabasesToVisit(bool safety_round)
 	return dbs;
 }
 
+/*
+ * Work asked for since the round began: waiting for a visit to end resets
+ * the latch, so its wake-ups are found here, not by WaitLatch.
+ */
+static bool
+WorkPending(void)
+{
+	bool		pending;
+
+	SpinLockAcquire(&jobs->mutex);
+	pending = jobs->visit_all;
+	for (int i = 0; i < MAX_DBS && !pending; i++)
+		pending = jobs->dbs[i].database != InvalidOid &&
+			(jobs->dbs[i].visit || (jobs->slot_freed && jobs->dbs[i].queued));
+	SpinLockRelease(&jobs->mutex);
+	return pending;
+}
+
+static void
+WakeAtExit(int code, Datum arg)
+{
+	WakeSupervisor(MyDatabaseId, true, false);
+}
+
+/*
+ * A worker that holds no slot (a pipeline's) asks for a visit of its
+ * database when it exits, however it exits: a run it left 'running' is
+ * reaped then.
+ */
+void
+WakeSupervisorAtExit(void)
+{
+	if (jobs != NULL)
+		on_shmem_exit(WakeAtExit, (Datum) 0);
+}
+
 static void
 SupervisorExit(int code, Datum arg)
 {
@@ -445,6 +481,8 @@ iceml_supervisor_main(Datum arg)
 		first = first && !all_done;
 		pgstat_report_activity(STATE_IDLE, NULL);
 
+		if (all_done && WorkPending())
+			continue;
 		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
 						 all_done ? SAFETY_NAP_MS : RETRY_NAP_MS, PG_WAIT_EXTENSION);
 	}
