@@ -74,12 +74,6 @@ extern char *iceml_net_spec_json(const IcemlNet *net);
 /* Forward FLOPs for one image (multiply-add = 2), for GFLOP/s reports. */
 extern double iceml_net_forward_flops(const IcemlNet *net);
 
-/*
- * CRC-32 (IEEE 802.3, as zlib's crc32 and PNG): crc of the bytes so far
- * (0 to start), continued over data.
- */
-extern uint32_t iceml_crc32(uint32_t crc, const void *data, size_t len);
-
 /* ---- normalisation ------------------------------------------------- */
 
 /*

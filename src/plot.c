@@ -5,7 +5,7 @@
  * a 75 x 75 chip is about 8 kB of text whatever its content (one <rect> per
  * pixel run would be 20 times more for speckled images).  The PNG is written
  * here, uncompressed (deflate "stored" blocks): it needs nothing but CRC-32
- * and Adler-32.  Grey levels map the band's own min .. max in dB linearly to
+ * (PostgreSQL's traditional CRC-32 is PNG's) and Adler-32.  Grey levels map the band's own min .. max in dB linearly to
  * black .. white; the colour bar beside the image gives the dB scale.
  */
 #include "postgres.h"
@@ -13,8 +13,8 @@
 #include "fmgr.h"
 #include "lib/stringinfo.h"
 #include "utils/builtins.h"
+#include "utils/pg_crc.h"
 
-#include "iceml_nn.h"
 #include "iceml_pgarray.h"
 #include "iceml_sar.h"
 
@@ -42,8 +42,11 @@ PngChunk(StringInfo png, const char *type, const unsigned char *data, size_t len
 	appendBinaryStringInfo(png, type, 4);
 	if (len > 0)
 		appendBinaryStringInfo(png, (const char *) data, len);
-	crc = iceml_crc32(0, type, 4);
-	crc = iceml_crc32(crc, data, len);
+	/* PNG's CRC is the traditional CRC-32 that PostgreSQL provides */
+	INIT_TRADITIONAL_CRC32(crc);
+	COMP_TRADITIONAL_CRC32(crc, type, 4);
+	COMP_TRADITIONAL_CRC32(crc, data, len);
+	FIN_TRADITIONAL_CRC32(crc);
 	PutBE32(png, crc);
 }
 

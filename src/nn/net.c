@@ -409,13 +409,13 @@ iceml_metrics_compute(const float *prob, const float *y, int64_t n, double thres
 #define NET_MAGIC "ICEMLNN"
 #define NET_VERSION 1
 
-/* CRC-32 (IEEE, as zlib and PNG): iceml's only copy (src/plot.c uses it too) */
 uint32_t
-iceml_crc32(uint32_t crc, const void *data, size_t len)
+nn_crc32(const void *data, size_t len)
 {
 	static uint32_t table[256];
 	static int	ready = 0;
 	const unsigned char *p = data;
+	uint32_t	crc = 0xFFFFFFFFu;
 
 	if (!ready)
 	{
@@ -429,16 +429,9 @@ iceml_crc32(uint32_t crc, const void *data, size_t len)
 		}
 		ready = 1;
 	}
-	crc ^= 0xFFFFFFFFu;
 	for (size_t i = 0; i < len; i++)
 		crc = table[(crc ^ p[i]) & 0xFF] ^ (crc >> 8);
 	return crc ^ 0xFFFFFFFFu;
-}
-
-uint32_t
-nn_crc32(const void *data, size_t len)
-{
-	return iceml_crc32(0, data, len);
 }
 
 typedef struct Writer
