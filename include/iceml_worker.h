@@ -24,7 +24,7 @@ typedef struct IcemlWorkerExtra
 	Oid			role;			/* the caller's current role: reads data */
 } IcemlWorkerExtra;
 
-/* ---- hyperparameters (src/hyperparams.c) -------------------------------- */
+/* ---- hyperparameters (src/jobs/hyperparams.c) -------------------------------- */
 
 /* Hyperparameter "deploy": what a run does with its model (50_predict.sql). */
 typedef enum IcemlDeploy
@@ -91,7 +91,7 @@ typedef struct JobsQueueState
 } JobsQueueState;
 extern JobsQueueState QueueState(void);
 
-/* ---- the supervisor and trainer slots (src/supervisor.c) ---------------- */
+/* ---- the supervisor and trainer slots (src/jobs/supervisor.c) ---------------- */
 
 /* Is iceml preloaded, with its supervisor and slots in shared memory? */
 extern bool JobsSupervised(void);
@@ -105,14 +105,14 @@ extern void WakeSupervisor(Oid db, bool visit, bool queued);
 extern void WakeSupervisorAtExit(void);
 extern void SupervisorInit(void);
 
-/* ---- who may train (src/runs.c, src/studies.c) -------------------------- */
+/* ---- who may train (src/jobs/runs.c, src/jobs/studies.c) -------------------------- */
 
 /* The caller is a member of iceml_user, or 42501. */
 extern void RequireTrainer(void);
 /* A study the caller owns and that is still running, or 42704.  SPI, owner. */
 extern void RequireOwnRunningStudy(int64 study_id);
 
-/* ---- studies (src/studies.c) --------------------------------------------- */
+/* ---- studies (src/jobs/studies.c) --------------------------------------------- */
 
 /*
  * End the studies (or study `study_id`) none of whose trials is queued or
@@ -147,14 +147,14 @@ extern void WorkerEndTx(void);
 /* One catalog statement as the owner, in a transaction of its own. */
 extern uint64 OwnerExec(const char *sql, int nargs, Oid *types, Datum *values,
 						const char *nulls);
-/* Register a dynamic iceml worker connected to a database (src/worker.c). */
+/* Register a dynamic iceml worker connected to a database (src/jobs/worker.c). */
 extern bool RegisterIcemlWorker(const char *function, const char *type, const char *name,
 								Datum arg, const void *extra, size_t extra_len,
 								bool notify, BackgroundWorkerHandle **handle);
 /* A launched worker's start: signals, connection; returns its job id. */
 extern int64 WorkerConnect(IcemlWorkerExtra *extra);
 
-/* ---- what a training worker records (src/run_record.c) ------------------- */
+/* ---- what a training worker records (src/jobs/run_record.c) ------------------- */
 
 /* A failed run's error text: message, SQLSTATE, detail and hint. */
 extern char *ErrorText(ErrorData *edata);
@@ -176,7 +176,7 @@ extern void FinishRun(int64 run_id, int64 study_id, int c, const char *status, c
 					  IcemlNet *net, const void *blob, size_t blob_len,
 					  const IcemlMetrics *metrics, int best_epoch);
 
-/* The training body, in src/train.c; called by the worker main. */
+/* The training body, in src/jobs/train.c; called by the worker main. */
 extern void TrainRunInWorker(int64 run_id, Oid role);
 
 /* Transaction callbacks and the supervisor; called from _PG_init. */

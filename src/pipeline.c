@@ -6,7 +6,7 @@
  * (iceml._pipeline_check, 22023 naming the JSON path of a fault), records
  * the run and its planned steps in iceml.pipeline_runs / pipeline_steps as
  * the catalog owner, and asks for a worker at commit, as iceml.train() does
- * (src/worker.c: same launch-at-commit machinery, worker set-up and
+ * (src/jobs/worker.c: same launch-at-commit machinery, worker set-up and
  * transaction helpers, same id sequence; a queued pipeline that found no
  * slot is started by the supervisor, or by the lazy path).
  *

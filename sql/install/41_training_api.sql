@@ -166,7 +166,7 @@ COMMENT ON FUNCTION iceml._dataset_info(regclass) IS
     'label column, validation split and lineage of a training dataset';
 
 -- Hyperparameters with their defaults filled in; every fault is 22023
--- naming the key and the value.  src/hyperparams.c holds the one table of
+-- naming the key and the value.  src/jobs/hyperparams.c holds the one table of
 -- hyperparameters, their ranges and defaults; the worker parses a run's
 -- hyperparameters with it too.
 CREATE FUNCTION iceml._resolve_hyperparams(hyperparams jsonb, training_dataset regclass)
@@ -199,7 +199,7 @@ CREATE FUNCTION iceml._architecture_spec(architecture text) RETURNS jsonb
     LANGUAGE C STABLE;
 COMMENT ON FUNCTION iceml._architecture_spec(text) IS 'the spec of a named architecture, or a clear error';
 
--- iceml.train's implementation, in C (src/runs.c): the architecture by
+-- iceml.train's implementation, in C (src/jobs/runs.c): the architecture by
 -- name, then the same checks and queueing as every trial (_queue_run)
 CREATE FUNCTION iceml._train(experiment text, training_dataset regclass,
                             architecture text DEFAULT 'statoil_cnn', hyperparams jsonb DEFAULT '{}')

@@ -322,7 +322,7 @@ $$;
 COMMENT ON FUNCTION iceml._fill_template(jsonb, jsonb) IS
     'an architecture spec with its "$name" placeholders replaced by a trial''s values';
 
--- src/studies.c holds the one table of study metrics and their names
+-- src/jobs/studies.c holds the one table of study metrics and their names
 CREATE FUNCTION iceml._study_metric(metric text) RETURNS text
     AS 'MODULE_PATHNAME', 'iceml_study_metric'
     LANGUAGE C IMMUTABLE PARALLEL SAFE;

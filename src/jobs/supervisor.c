@@ -28,7 +28,7 @@
  * Without preloading there is neither shared memory nor supervisor: trainers
  * are counted among the background workers of type "iceml train" that have
  * claimed a run, and iceml.train()/iceml.wait() move the queue (the lazy
- * path, src/worker.c).
+ * path, src/jobs/worker.c).
  */
 #include "postgres.h"
 

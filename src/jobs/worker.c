@@ -10,20 +10,20 @@
  *
  *   iceml.train()             the gate (src/catalog.c) becomes the catalog
  *                             owner and calls its implementation
- *   iceml._train()            C (src/runs.c): JobsMaintain (the lazy path
+ *   iceml._train()            C (src/jobs/runs.c): JobsMaintain (the lazy path
  *                             only), the architecture's spec, QueueRun:
  *                             the dataset (iceml._dataset_info), the
- *                             hyperparameters (src/hyperparams.c), spec,
+ *                             hyperparameters (src/jobs/hyperparams.c), spec,
  *                             limits and channels; INSERT 'queued';
  *                             LaunchAtCommit
  *   COMMIT                    WorkerXactCallback registers the worker
- *   iceml_worker_main         ClaimRun: a trainer slot (src/supervisor.c)
+ *   iceml_worker_main         ClaimRun: a trainer slot (src/jobs/supervisor.c)
  *                             and the run's row
- *     TrainRunInWorker        src/train.c: LoadJob (the same hyperparameter
+ *     TrainRunInWorker        src/jobs/train.c: LoadJob (the same hyperparameter
  *                             parser), ReadDataset, the epochs (RecordEpoch,
- *                             AshaStops), FinishRun (src/run_record.c:
+ *                             AshaStops), FinishRun (src/jobs/run_record.c:
  *                             the model, iceml._deploy_if_better, and
- *                             FinishStudies in src/studies.c)
+ *                             FinishStudies in src/jobs/studies.c)
  *   exit                      the slot goes back and wakes the supervisor,
  *                             which starts the next queued run
  *

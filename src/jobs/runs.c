@@ -138,7 +138,7 @@ CheckExperimentName(text *experiment)
  *                  hyperparams, study_id, trial, launch) -> run id
  *
  * Everything a worker would trip over is checked here, in the caller's
- * transaction: the dataset, the hyperparameters (src/hyperparams.c), the
+ * transaction: the dataset, the hyperparameters (src/jobs/hyperparams.c), the
  * spec, the memory limits and the channels; then the run is inserted
  * 'queued' on behalf of the caller and, with launch, its worker starts at
  * commit.  Called by the implementations of iceml.train, iceml.tune and
