@@ -1,6 +1,9 @@
 /*
- * iceml_worker.h - background workers that train, and the catalog access
- * they share with the SQL functions.
+ * iceml_worker.h - jobs (src/jobs/): the queue and its workers, the
+ * supervisor, hyperparameters, studies and what a training run records;
+ * and the SPI and worker-transaction helpers other areas use too.
+ * src/jobs/worker.c's opening comment walks a run from iceml.train() to
+ * its model: read it first.
  */
 #ifndef ICEML_WORKER_H
 #define ICEML_WORKER_H
@@ -24,7 +27,7 @@ typedef struct IcemlWorkerExtra
 	Oid			role;			/* the caller's current role: reads data */
 } IcemlWorkerExtra;
 
-/* ---- hyperparameters (src/jobs/hyperparams.c) -------------------------------- */
+/* ---- hyperparameters (src/jobs/hyperparams.c) --- */
 
 /* Hyperparameter "deploy": what a run does with its model (50_predict.sql). */
 typedef enum IcemlDeploy
@@ -91,7 +94,7 @@ typedef struct JobsQueueState
 } JobsQueueState;
 extern JobsQueueState QueueState(void);
 
-/* ---- the supervisor and trainer slots (src/jobs/supervisor.c) ---------------- */
+/* ---- the supervisor and trainer slots (src/jobs/supervisor.c) --- */
 
 /* Is iceml preloaded, with its supervisor and slots in shared memory? */
 extern bool JobsSupervised(void);
@@ -105,14 +108,14 @@ extern void WakeSupervisor(Oid db, bool visit, bool queued);
 extern void WakeSupervisorAtExit(void);
 extern void SupervisorInit(void);
 
-/* ---- who may train (src/jobs/runs.c, src/jobs/studies.c) -------------------------- */
+/* ---- who may train (src/jobs/runs.c, src/jobs/studies.c) --- */
 
 /* The caller is a member of iceml_user, or 42501. */
 extern void RequireTrainer(void);
-/* A study the caller owns and that is still running, or 42704.  SPI, owner. */
+/* A study the caller owns and that is still running, or 42704.  SPI connected. */
 extern void RequireOwnRunningStudy(int64 study_id);
 
-/* ---- studies (src/jobs/studies.c) --------------------------------------------- */
+/* ---- studies (src/jobs/studies.c) --- */
 
 /*
  * End the studies (or study `study_id`) none of whose trials is queued or
@@ -129,7 +132,7 @@ extern void FinishStudies(int64 study_id);
 extern bool AshaStops(int64 study_id, int64 run_id, const char *metric,
 					  int min_epochs, int epoch, int epochs);
 
-/* ---- SPI and worker transactions ----------------------------------------- */
+/* ---- SPI and worker transactions --- */
 
 /*
  * SPI helpers: run one statement (SPI must be connected), error out with
@@ -140,6 +143,9 @@ extern uint64 SpiExec(const char *sql, int nargs, Oid *argtypes, Datum *values,
 /* Column `col` (1-based) of row `row` of SPI_tuptable; false if NULL. */
 extern bool SpiGetDatum(uint64 row, int col, Datum *out);
 extern char *SpiGetText(uint64 row, int col);
+/* An INSERT ... RETURNING id run as the catalog owner (SPI connected): the id. */
+extern int64 OwnerInsertId(const char *sql, int nargs, Oid *argtypes, Datum *values,
+						   const char *nulls);
 
 /* In a worker: a short transaction with SPI connected, committed at the end. */
 extern void WorkerBeginTx(void);
@@ -154,7 +160,7 @@ extern bool RegisterIcemlWorker(const char *function, const char *type, const ch
 /* A launched worker's start: signals, connection; returns its job id. */
 extern int64 WorkerConnect(IcemlWorkerExtra *extra);
 
-/* ---- what a training worker records (src/jobs/run_record.c) ------------------- */
+/* ---- what a training worker records (src/jobs/run_record.c) --- */
 
 /* A failed run's error text: message, SQLSTATE, detail and hint. */
 extern char *ErrorText(ErrorData *edata);

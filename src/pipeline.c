@@ -80,11 +80,9 @@ RequirePipelineUser(void)
 static int64
 EnqueuePipeline(text *name, Jsonb *config, int64 cron_job, int repeat_seconds)
 {
-	IcemlOwnerContext own;
 	Oid			types[8] = {TEXTOID, JSONBOID, NAMEOID, OIDOID, OIDOID, OIDOID, INT8OID, INT4OID};
 	Datum		values[8];
 	char		nulls[9] = "        ";
-	Datum		d;
 	int64		id;
 
 	values[0] = PointerGetDatum(name);
@@ -98,8 +96,7 @@ EnqueuePipeline(text *name, Jsonb *config, int64 cron_job, int repeat_seconds)
 	values[7] = Int32GetDatum(repeat_seconds);
 	nulls[7] = repeat_seconds > 0 ? ' ' : 'n';
 
-	BecomeCatalogOwner(&own);
-	SpiExec("WITH c AS (SELECT iceml._pipeline_check($1, $2) AS config),"
+	id = OwnerInsertId("WITH c AS (SELECT iceml._pipeline_check($1, $2) AS config),"
 			"     r AS (INSERT INTO iceml.pipeline_runs (name, config, owner, role, login, database, cron_job, repeat_seconds)"
 			"           SELECT $1, c.config, $3, $4, $5, $6, $7, $8 FROM c RETURNING id, config),"
 			"     s AS (INSERT INTO iceml.pipeline_steps (run_id, ordinal, step)"
@@ -107,9 +104,6 @@ EnqueuePipeline(text *name, Jsonb *config, int64 cron_job, int repeat_seconds)
 			"                  pg_catalog.unnest(iceml._pipeline_plan(r.config)) WITH ORDINALITY AS p(step, ordinality))"
 			" SELECT id FROM r",
 			8, types, values, nulls);
-	SpiGetDatum(0, 1, &d);
-	id = DatumGetInt64(d);
-	RestoreUser(&own);
 	LaunchPipelineAtCommit(id, IcemlCaller(), GetSessionUserId());
 	return id;
 }

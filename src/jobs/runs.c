@@ -330,19 +330,15 @@ QueueRun(text *experiment, Oid dataset, text *architecture, Jsonb *spec, Jsonb *
 	values[14] = ObjectIdGetDatum(GetSessionUserId());
 	values[15] = ObjectIdGetDatum(MyDatabaseId);
 
-	BecomeCatalogOwner(&own);
 	/* a trial joins only a running study of the caller's own */
 	if (study_id != 0)
 		RequireOwnRunningStudy(study_id);
-	SpiExec("INSERT INTO iceml.runs (experiment, training_dataset, architecture, spec, hyperparams, epochs,"
-			"                        label, val_split, channels, lineage, study_id, trial,"
-			"                        owner, role, login, database)"
-			" VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)"
-			" RETURNING id",
-			16, types, values, nulls);
-	SpiGetDatum(0, 1, &d);
-	id = DatumGetInt64(d);
-	RestoreUser(&own);
+	id = OwnerInsertId("INSERT INTO iceml.runs (experiment, training_dataset, architecture, spec, hyperparams, epochs,"
+					   "                        label, val_split, channels, lineage, study_id, trial,"
+					   "                        owner, role, login, database)"
+					   " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)"
+					   " RETURNING id",
+					   16, types, values, nulls);
 	SPI_finish();
 
 	if (launch)

@@ -95,11 +95,16 @@ RequireOwnRunningStudy(int64 study_id)
 {
 	Oid			t[2] = {INT8OID, OIDOID};
 	Datum		v[2] = {Int64GetDatum(study_id), ObjectIdGetDatum(IcemlCaller())};
+	IcemlOwnerContext own;
+	bool		found;
 
-	if (SpiExec("SELECT 1 FROM iceml.studies WHERE id OPERATOR(pg_catalog.=) $1"
-				"   AND owner OPERATOR(pg_catalog.=) pg_catalog.pg_get_userbyid($2)"
-				"   AND status OPERATOR(pg_catalog.=) 'running'",
-				2, t, v, NULL) != 1)
+	BecomeCatalogOwner(&own);
+	found = SpiExec("SELECT 1 FROM iceml.studies WHERE id OPERATOR(pg_catalog.=) $1"
+					"   AND owner OPERATOR(pg_catalog.=) pg_catalog.pg_get_userbyid($2)"
+					"   AND status OPERATOR(pg_catalog.=) 'running'",
+					2, t, v, NULL) == 1;
+	RestoreUser(&own);
+	if (!found)
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
 				 errmsg("iceml study %lld is not a running study of role \"%s\"",
@@ -114,13 +119,11 @@ RequireOwnRunningStudy(int64 study_id)
 Datum
 iceml_insert_study(PG_FUNCTION_ARGS)
 {
-	IcemlOwnerContext own;
 	Oid			argtypes[11] = {TEXTOID, TEXTOID, REGCLASSOID, TEXTOID, TEXTOID, JSONBOID,
 	JSONBOID, INT4OID, INT4OID, TEXTOID, JSONBOID};
 	Oid			types[12];
 	Datum		values[12];
 	char		nulls[13];
-	Datum		d;
 	int64		id;
 
 	RequireTrainer();
@@ -136,14 +139,10 @@ iceml_insert_study(PG_FUNCTION_ARGS)
 	values[11] = DirectFunctionCall1(namein, CStringGetDatum(GetUserNameFromId(IcemlCaller(), false)));
 
 	SPI_connect();
-	BecomeCatalogOwner(&own);
-	SpiExec("INSERT INTO iceml.studies (kind, experiment, training_dataset, architecture, strategy,"
-			"                           search_space, components, trials, parallel, metric, hyperparams, owner)"
-			" VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) RETURNING id",
-			12, types, values, nulls);
-	SpiGetDatum(0, 1, &d);
-	id = DatumGetInt64(d);
-	RestoreUser(&own);
+	id = OwnerInsertId("INSERT INTO iceml.studies (kind, experiment, training_dataset, architecture, strategy,"
+					   "                           search_space, components, trials, parallel, metric, hyperparams, owner)"
+					   " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) RETURNING id",
+					   12, types, values, nulls);
 	SPI_finish();
 	PG_RETURN_INT64(id);
 }
@@ -159,10 +158,8 @@ iceml_insert_study(PG_FUNCTION_ARGS)
 Datum
 iceml_record_invalid_trial(PG_FUNCTION_ARGS)
 {
-	IcemlOwnerContext own;
 	Oid			types[8] = {INT8OID, TEXTOID, JSONBOID, JSONBOID, TEXTOID, OIDOID, OIDOID, OIDOID};
 	Datum		values[8];
-	Datum		d;
 	int64		id;
 
 	RequireTrainer();
@@ -173,9 +170,8 @@ iceml_record_invalid_trial(PG_FUNCTION_ARGS)
 	values[7] = ObjectIdGetDatum(MyDatabaseId);
 
 	SPI_connect();
-	BecomeCatalogOwner(&own);
 	RequireOwnRunningStudy(PG_GETARG_INT64(0));
-	SpiExec("INSERT INTO iceml.runs (experiment, study_id, trial, training_dataset, architecture, spec,"
+	id = OwnerInsertId("INSERT INTO iceml.runs (experiment, study_id, trial, training_dataset, architecture, spec,"
 			"                        hyperparams, status, label, val_split, channels, lineage, owner, role,"
 			"                        login, database, epochs, error, finished_at)"
 			" SELECT s.experiment, s.id, $2, s.training_dataset, s.architecture, $3, $4, 'failed',"
@@ -186,9 +182,6 @@ iceml_record_invalid_trial(PG_FUNCTION_ARGS)
 			"  WHERE s.id OPERATOR(pg_catalog.=) $1"
 			" RETURNING id",
 			8, types, values, NULL);
-	SpiGetDatum(0, 1, &d);
-	id = DatumGetInt64(d);
-	RestoreUser(&own);
 	SPI_finish();
 	PG_RETURN_INT64(id);
 }

@@ -103,6 +103,19 @@ SpiGetText(uint64 row, int col)
 	return SPI_getvalue(SPI_tuptable->vals[row], SPI_tuptable->tupdesc, col);
 }
 
+int64
+OwnerInsertId(const char *sql, int nargs, Oid *argtypes, Datum *values, const char *nulls)
+{
+	IcemlOwnerContext own;
+	Datum		d;
+
+	BecomeCatalogOwner(&own);
+	if (SpiExec(sql, nargs, argtypes, values, nulls) != 1 || !SpiGetDatum(0, 1, &d))
+		elog(ERROR, "iceml: no id returned by: %s", sql);
+	RestoreUser(&own);
+	return DatumGetInt64(d);
+}
+
 /* ---- worker transactions ------------------------------------------------- */
 
 void
