@@ -32,6 +32,7 @@
 
 #include "iceml.h"
 #include "iceml_nn.h"
+#include "iceml_pgarray.h"
 #include "iceml_sar.h"
 #include "iceml_worker.h"
 
@@ -170,6 +171,7 @@ CopyChannel(TrainJob *job, float *x, int64 row, int ch, Datum d, bool isnull,
 	int			hw = job->h * job->w;
 	ArrayType  *arr;
 	const float *v;
+	int			n;
 
 	if (isnull)
 		ereport(ERROR,
@@ -177,20 +179,15 @@ CopyChannel(TrainJob *job, float *x, int64 row, int ch, Datum d, bool isnull,
 				 errmsg("training dataset %s has a NULL \"%s\" in row %lld",
 						job->dataset, column, (long long) ordinal)));
 	arr = DatumGetArrayTypeP(d);
-	if (ARR_ELEMTYPE(arr) != FLOAT4OID || ARR_NDIM(arr) != 1 || ARR_HASNULL(arr) ||
-		ARR_DIMS(arr)[0] != hw)
+	/* the checks of every band at iceml's edge (src/pgarray.c), then the size */
+	v = IcemlRealArrayArg(arr, psprintf("training dataset %s, row %lld", job->dataset, (long long) ordinal),
+						  psprintf("\"%s\"", column), &n);
+	if (n != hw)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("training dataset %s: \"%s\" in row %lld is not a real[] of %d values without NULLs",
-						job->dataset, column, (long long) ordinal, hw),
+				 errmsg("training dataset %s, row %lld: \"%s\" has %d values, not %d",
+						job->dataset, (long long) ordinal, column, n, hw),
 				 errhint("The architecture's input is %dx%dx%d.", job->c, job->h, job->w)));
-	v = (const float *) ARR_DATA_PTR(arr);
-	for (int i = 0; i < hw; i++)
-		if (!isfinite(v[i]))
-			ereport(ERROR,
-					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-					 errmsg("training dataset %s: \"%s\" in row %lld has a non-finite value at element %d",
-							job->dataset, column, (long long) ordinal, i + 1)));
 	dst = x + (row * job->c + ch) * (int64) hw;
 	if (average)
 		iceml_band_avg(dst, v, dst, hw);	/* band_1 is already in dst */
