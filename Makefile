@@ -43,7 +43,8 @@ OBJS = \
 	src/serving/monitor.o \
 	src/serving/analysis.o \
 	src/limits.o \
-	src/pipeline.o \
+	src/jobs/pipeline.o \
+	src/jobs/schedules.o \
 	src/shard.o \
 	$(NN_OBJS)
 

@@ -3,7 +3,7 @@
 -- 60: pipelines (API.md section 6): iceml.run_pipeline() runs the
 -- seed's steps -- ingest, validate, statistics, training_dataset,
 -- train or tune, evaluate, deploy -- in a background worker
--- (src/pipeline.c), recording each step in iceml.pipeline_steps.
+-- (src/jobs/pipeline.c), recording each step in iceml.pipeline_steps.
 --
 -- Users read the two catalogs through row-level security and write them
 -- only through iceml.run_pipeline(), iceml.cancel() and the worker, which
@@ -318,7 +318,7 @@ COMMENT ON FUNCTION iceml._pipeline_plan(jsonb) IS 'internal: the steps of a pip
 
 -- ---- the steps ---------------------------------------------------------------
 
--- One step of pipeline run `run_id`.  Called by the worker (src/pipeline.c)
+-- One step of pipeline run `run_id`.  Called by the worker (src/jobs/pipeline.c)
 -- as the role that started the pipeline, in a transaction of its own.
 -- `state` carries what earlier steps made (feature_group, training_dataset,
 -- model_id, ...).  Returns {"status", "rows_in", "rows", "detail", "state",

@@ -171,7 +171,7 @@ typedef struct PendingLaunch
 	int64		id;
 	int			nest_level;		/* subtransaction that asked */
 	IcemlWorkerExtra extra;		/* who the worker connects and acts as */
-	bool		pipeline;		/* a pipeline run (src/pipeline.c), else a training run */
+	bool		pipeline;		/* a pipeline run (src/jobs/pipeline.c), else a training run */
 } PendingLaunch;
 
 static List *pending_launches = NIL;	/* in TopMemoryContext */
