@@ -32,6 +32,7 @@ OBJS = \
 	src/limits.o \
 	src/pipeline.o \
 	src/shard.o \
+	src/shard_predict.o \
 	$(NN_OBJS)
 
 # The install script is assembled from one file per topic, in name order.

@@ -40,6 +40,15 @@ typedef struct IcemlModel
 extern IcemlModel *PredictGetModel(const char *name, int64 model_id);
 
 /*
+ * A model built from a serialised net and its channels (text[]), outside
+ * the cache (src/shard_predict.c keeps its own, by content hash); ERRORs
+ * leave nothing allocated.  PredictFreeModel releases it.
+ */
+extern void PredictBuildModel(IcemlModel *m, int64 model_id, bytea *weights,
+							  ArrayType *channels);
+extern void PredictFreeModel(IcemlModel *m);
+
+/*
  * Check a band argument of function `fn` (one-dimensional real[], n values,
  * no NULLs, finite); returns a pointer into the array's data.
  */

@@ -276,6 +276,25 @@ BuildModel(IcemlModel *m, int64 model_id, bytea *weights, ArrayType *channels)
 }
 
 /*
+ * For src/shard_predict.c (scale-out), a few lines kept here so that the
+ * channel mapping stays in one place: a model built from a serialised net
+ * and its channels outside the cache, and its release.
+ */
+void
+PredictBuildModel(IcemlModel *m, int64 model_id, bytea *weights, ArrayType *channels)
+{
+	BuildModel(m, model_id, weights, channels);
+}
+
+void
+PredictFreeModel(IcemlModel *m)
+{
+	iceml_net_free(m->net);
+	free(m->input);
+	memset(m, 0, sizeof(*m));
+}
+
+/*
  * Check (and if need be load) the entry for `key` against the catalog, with
  * the active snapshot, as the catalog owner.
  */
