@@ -183,8 +183,9 @@ HashBytes(const char *hex)
 }
 
 /*
- * iceml._model_content_hash(weights bytea, channels text[]) RETURNS text:
- * the content hash of a serialised model, after checking that it loads
+ * iceml._model_content_hash(weights bytea, channels text[], model_id bigint)
+ * RETURNS text: the content hash of a serialised model, after checking
+ * that it loads (model_id names it in errors)
  * (22023 / XX001 otherwise) and fits iceml.max_model_mb (54000).
  */
 PG_FUNCTION_INFO_V1(iceml_model_content_hash);
@@ -194,6 +195,7 @@ iceml_model_content_hash(PG_FUNCTION_ARGS)
 {
 	bytea	   *weights = PG_GETARG_BYTEA_PP(0);
 	ArrayType  *channels = PG_GETARG_ARRAYTYPE_P(1);
+	int64		model_id = PG_GETARG_INT64(2);
 	char		hash[HASH_HEX_LEN + 1];
 	IcemlModel	m;
 
@@ -208,7 +210,7 @@ iceml_model_content_hash(PG_FUNCTION_ARGS)
 				 errmsg("channels must be a one-dimensional text[]")));
 	ModelContentHash(weights, channels, hash);
 	/* it must load, with channels iceml_predict can build */
-	PredictBuildModel(&m, 0, weights, channels);
+	PredictBuildModel(&m, model_id, weights, channels);
 	PredictFreeModel(&m);
 	PG_RETURN_TEXT_P(cstring_to_text(hash));
 }

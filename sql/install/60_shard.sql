@@ -532,11 +532,11 @@ GRANT SELECT (content_hash, model_id, channels, bytes, received_at, received_by)
     ON iceml.shipped_models TO iceml_reader;
 GRANT SELECT ON iceml.shipped_models TO iceml_admin;
 
-CREATE FUNCTION iceml._model_content_hash(weights bytea, channels text[]) RETURNS text
+CREATE FUNCTION iceml._model_content_hash(weights bytea, channels text[], model_id bigint DEFAULT 0) RETURNS text
     AS 'MODULE_PATHNAME', 'iceml_model_content_hash'
     LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
-COMMENT ON FUNCTION iceml._model_content_hash(bytea, text[]) IS
-    'internal: the content hash of a serialised model (SHA-256 of the net, a zero byte and its channels), after checking that it loads';
+COMMENT ON FUNCTION iceml._model_content_hash(bytea, text[], bigint) IS
+    'internal: the content hash of a serialised model (SHA-256 of the net, a zero byte and its channels), after checking that it loads (model_id names it in errors)';
 
 CREATE FUNCTION iceml.predict_model(model_id bigint, content_hash bytea, band_1 real[], band_2 real[],
                                     inc_angle real DEFAULT NULL)
@@ -557,7 +557,7 @@ BEGIN
     IF model_id IS NULL OR content_hash IS NULL OR weights IS NULL OR channels IS NULL THEN
         RAISE EXCEPTION 'receive_model arguments must not be NULL' USING ERRCODE = '22004';
     END IF;
-    v_hash := iceml._model_content_hash(weights, channels);
+    v_hash := iceml._model_content_hash(weights, channels, model_id);
     IF v_hash <> content_hash THEN
         RAISE EXCEPTION 'model % does not have content hash %', model_id, content_hash
             USING ERRCODE = '22023',
