@@ -213,6 +213,21 @@ like(psql("SET iceml.shard_predict = off; EXPLAIN (VERBOSE, COSTS OFF) $sharded"
 	qr/Output: chips_1_1\.id, iceml_predict\('sp'::text.*Remote SQL: SELECT id, band_1, band_2, inc_angle FROM iceml_fs\.chips_1$/ms,
 	'iceml.shard_predict = off predicts on the coordinator');
 
+# a node that stops and comes back under one session: the statement while
+# it is down fails naming the node, writes nothing; the next one connects again
+my $script = "/tmp/iceml_shard_predict_$$.sql";
+open(my $sf, '>', $script) or die;
+print $sf "SELECT count(p) FROM ($sharded) s;\n\\! $cluster stop shard_b >/dev/null\n",
+	"SELECT count(p) FROM ($sharded) s;\n\\! $cluster start shard_b >/dev/null\n",
+	"SELECT count(p) FROM ($sharded) s;\n";
+close $sf;
+my $models = psql('SELECT count(*) FROM iceml.models');
+my $restarted = `psql -XAtq -U iceml_tap_sam -d $db -f $script 2>&1`;
+like($restarted, qr/^114\n.*ERROR:  could not connect to node "b".*\n114$/s,
+	'scoring while a node is down names the node; after its restart the same session scores again') or diag($restarted);
+is(psql('SELECT count(*) FROM iceml.models'), $models, 'and nothing was written on the coordinator');
+unlink $script;
+
 # ---- a node that goes away --------------------------------------------------
 my $stats = psql('SELECT count(*) FROM iceml.feature_statistics');
 my $before_a = scalar npsql('shard_a', 'SELECT count(*) FROM iceml_fs.chips_1');
