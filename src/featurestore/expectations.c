@@ -2,7 +2,7 @@
  * expectations.c - feature lists and expectation documents of the feature
  * store: parsed and checked once (every fault refused with SQLSTATE 22023 and
  * the JSON path of the offending field), then evaluated row by row by the
- * BEFORE ROW trigger of src/featurestore.c.
+ * BEFORE ROW trigger of src/featurestore/featurestore.c.
  *
  * An expectation is {"name", "features": [...], "rules": [...]}; each rule
  * applies to each of the expectation's features, so the parsed form is a flat
