@@ -46,6 +46,7 @@ OBJS = \
 	src/jobs/pipeline.o \
 	src/jobs/schedules.o \
 	src/shard.o \
+	src/shard_predict.o \
 	$(NN_OBJS)
 
 # The install script is assembled from one file per topic, in name order.

@@ -58,6 +58,15 @@ typedef struct IcemlModel
 extern IcemlModel *PredictGetModel(const char *name, int64 model_id);
 
 /*
+ * A model built from a serialised net and its channels (text[]), outside
+ * the cache (src/shard_predict.c keeps its own, by content hash); ERRORs
+ * leave nothing allocated.  PredictFreeModel releases it.
+ */
+extern void PredictBuildModel(IcemlModel *m, int64 model_id, bytea *weights,
+							  ArrayType *channels);
+extern void PredictFreeModel(IcemlModel *m);
+
+/*
  * Keep m in the cache until the statement ends, whatever other models
  * queries run meanwhile load (a caller that holds m across queries: the
  * relation iceml.predict_table reads may itself call iceml_predict).

@@ -73,6 +73,7 @@
 #include "iceml.h"
 #include "iceml_catalog.h"
 #include "iceml_fs.h"
+#include "iceml_shard.h"
 #include "iceml_stats.h"
 
 #define MAX_NODE_CONNS 64
@@ -177,6 +178,8 @@ typedef struct NodeConn
 	bool		poisoned;		/* it can no longer commit */
 	char	   *poison_reason;
 	bool		stale;			/* server or mapping changed: reconnect */
+	bool		autonomous;		/* autocommit, never in a remote transaction
+								 * (shipping models: src/shard_predict.c) */
 } NodeConn;
 
 static NodeConn conns[MAX_NODE_CONNS];
@@ -337,7 +340,7 @@ AddOptions(List *options, const char **kw, const char **val, int *n,
 }
 
 static NodeConn *
-GetNodeConn(const char *node)
+GetNodeConnKind(const char *node, bool autonomous)
 {
 	char	   *srvname = psprintf(NODE_SERVER_PREFIX "%s", node);
 	ForeignServer *srv = GetForeignServerByName(srvname, true);
@@ -367,7 +370,8 @@ GetNodeConn(const char *node)
 		/* connections to servers changed or dropped since: closed */
 		if (conns[i].stale && !conns[i].xact_open && conns[i].conn)
 			CloseConn(&conns[i]);
-		if (conns[i].serverid == srv->serverid && conns[i].userid == userid)
+		if (conns[i].serverid == srv->serverid && conns[i].userid == userid &&
+			conns[i].autonomous == autonomous)
 			c = &conns[i];
 	}
 	/* a new server: reuse the slot of a closed connection */
@@ -379,6 +383,7 @@ GetNodeConn(const char *node)
 			strlcpy(c->node, node, NAMEDATALEN);
 			c->serverid = srv->serverid;
 			c->userid = userid;
+			c->autonomous = autonomous;
 		}
 	if (c && c->conn && !c->xact_open &&
 		(c->stale || PQstatus(c->conn) != CONNECTION_OK ||
@@ -397,6 +402,7 @@ GetNodeConn(const char *node)
 		strlcpy(c->node, node, NAMEDATALEN);
 		c->serverid = srv->serverid;
 		c->userid = userid;
+		c->autonomous = autonomous;
 	}
 	c->stale = false;
 
@@ -442,6 +448,52 @@ GetNodeConn(const char *node)
 	res = RemoteExec(c, "SET search_path = pg_catalog, pg_temp");
 	PQclear(res);
 	return c;
+}
+
+static NodeConn *
+GetNodeConn(const char *node)
+{
+	return GetNodeConnKind(node, false);
+}
+
+/*
+ * For src/shard_predict.c: one statement with parameters (text or binary
+ * as formats says) on a node, committed there at once (autocommit, on a
+ * connection of its own that never holds a remote transaction), whatever
+ * becomes of the local transaction.  Only for work whose result is right
+ * whether or not the local transaction commits (a content-addressed model
+ * copy).  Returns the result (PQclear it); errors name the node.
+ */
+PGresult *
+ShardNodeExecAutonomous(const char *node, const char *sql, int nparams,
+						const Oid *types, const char *const *values,
+						const int *lengths, const int *formats)
+{
+	/*
+	 * A cached connection whose node restarted since is found broken only
+	 * when used: connect again once (the statements sent here are
+	 * idempotent).
+	 */
+	for (int attempt = 0;; attempt++)
+	{
+		NodeConn   *c = GetNodeConnKind(node, true);
+		PGresult   *res = NULL;
+
+		if (PQsendQueryParams(c->conn, sql, nparams, types, values, lengths, formats, 0))
+		{
+			res = GetResult(c->conn);
+			if (res && (PQresultStatus(res) == PGRES_COMMAND_OK ||
+						PQresultStatus(res) == PGRES_TUPLES_OK))
+				return res;
+			if (PQstatus(c->conn) == CONNECTION_OK || attempt > 0)
+				RemoteError(c, res, sql);
+		}
+		else if (attempt > 0)
+			RemoteError(c, NULL, sql);
+		if (res)
+			PQclear(res);
+		CloseConn(c);
+	}
 }
 
 static void
@@ -1018,6 +1070,7 @@ ShardInit(void)
 	ExecutorRun_hook = ShardExecutorRun;
 	prev_finish_hook = ExecutorFinish_hook;
 	ExecutorFinish_hook = ShardExecutorFinish;
+	ShardPredictInit();
 	prev_emit_hook = emit_log_hook;
 	emit_log_hook = ShardEmitLog;
 	RegisterXactCallback(ShardXactCallback, NULL);

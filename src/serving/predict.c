@@ -362,6 +362,34 @@ BuildModel(IcemlModel *m, int nmembers, const int64 *ids, bool tta)
 }
 
 /*
+ * For src/shard_predict.c (scale-out), a few lines kept here so that the
+ * channel mapping stays in one place: a model built from a serialised net
+ * and its channels outside the cache, and its release.
+ */
+void
+PredictBuildModel(IcemlModel *m, int64 model_id, bytea *weights, ArrayType *channels)
+{
+	memset(m, 0, sizeof(*m));
+	PG_TRY();
+	{
+		AddMember(m, 0, model_id, weights, channels);
+	}
+	PG_CATCH();
+	{
+		FreeModel(m);
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+	m->views = 1;
+}
+
+void
+PredictFreeModel(IcemlModel *m)
+{
+	FreeModel(m);
+}
+
+/*
  * Check (and if need be load) the entry for `key` against the catalog, with
  * the active snapshot, as the catalog owner.
  */
