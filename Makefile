@@ -45,8 +45,10 @@ OBJS = \
 	src/limits.o \
 	src/jobs/pipeline.o \
 	src/jobs/schedules.o \
-	src/shard.o \
-	src/shard_predict.o \
+	src/shard/shard.o \
+	src/shard/shard_stats.o \
+	src/shard/shard_predict.o \
+	src/shard/shipped_model.o \
 	$(NN_OBJS)
 
 # The install script is assembled from one file per topic, in name order.
@@ -66,7 +68,7 @@ PG_CPPFLAGS += -isystem $(shell $(PG_CONFIG) --includedir-server 2>/dev/null)
 # compiler's new warning cannot break a user's plain `make install`.
 PG_CFLAGS   = -Wall -Wextra -Wno-unused-parameter \
 	$(if $(ICEML_STRICT),-Werror)
-# libpq: src/shard.c's connections to nodes (scale-out)
+# libpq: src/shard/shard.c's connections to nodes (scale-out)
 SHLIB_LINK += -lopenblas -ljson-c -lm -lpq
 
 PG_CONFIG ?= pg_config

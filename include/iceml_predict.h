@@ -59,7 +59,7 @@ extern IcemlModel *PredictGetModel(const char *name, int64 model_id);
 
 /*
  * A model built from a serialised net and its channels (text[]), outside
- * the cache (src/shard_predict.c keeps its own, by content hash); ERRORs
+ * the cache (src/shard/shard_predict.c keeps its own, by content hash); ERRORs
  * leave nothing allocated.  PredictFreeModel releases it.
  */
 extern void PredictBuildModel(IcemlModel *m, int64 model_id, bytea *weights,

@@ -1,6 +1,6 @@
 /*
- * iceml_shard.h - scale-out over postgres_fdw: what src/shard.c offers the
- * other scale-out files (src/shard_predict.c).
+ * iceml_shard.h - scale-out over postgres_fdw: what src/shard/shard.c offers the
+ * other scale-out files (src/shard/shard_predict.c).
  */
 #ifndef ICEML_SHARD_H
 #define ICEML_SHARD_H
@@ -18,7 +18,7 @@ extern PGresult *ShardNodeExecAutonomous(const char *node, const char *sql, int 
 										 const Oid *types, const char *const *values,
 										 const int *lengths, const int *formats);
 
-/* src/shard_predict.c: predictions run where the rows are */
+/* src/shard/shard_predict.c: predictions run where the rows are */
 extern void ShardPredictInit(void);
 
 #endif							/* ICEML_SHARD_H */

@@ -1,5 +1,5 @@
 --
--- The shippable form of iceml_predict (src/shard_predict.c): predict_model
+-- The shippable form of iceml_predict (src/shard/shipped_model.c): predict_model
 -- by a model's content hash, and receive_model, which a coordinator calls
 -- on its nodes.  Queries over sharded groups, the EXPLAIN of their remote
 -- SQL and the copies on the nodes are in test/tap/80_shard.pl.

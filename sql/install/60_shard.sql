@@ -1,6 +1,6 @@
 
 -- ====================================================================
--- 60: scale-out over postgres_fdw (README "Scale-out"; src/shard.c)
+-- 60: scale-out over postgres_fdw (README "Scale-out"; src/shard/shard.c)
 --
 -- A node is another PostgreSQL server (database) with iceml installed at
 -- the same version: on the coordinator, a postgres_fdw foreign server
@@ -67,7 +67,7 @@ COMMENT ON VIEW iceml.nodes IS
 GRANT SELECT ON iceml.nodes TO iceml_reader;
 
 -- --------------------------------------------------------------------
--- C helpers (src/shard.c)
+-- C helpers (src/shard/shard.c)
 -- --------------------------------------------------------------------
 
 CREATE FUNCTION iceml._node_conninfo(conninfo text) RETURNS TABLE (keyword text, value text)
@@ -502,7 +502,7 @@ COMMENT ON FUNCTION iceml._shard_compute_statistics(regclass) IS
     'internal: compute_statistics of a sharded group: the nodes'' summaries and histograms merged into iceml.feature_statistics';
 
 -- --------------------------------------------------------------------
--- predictions where the rows are (src/shard_predict.c)
+-- predictions where the rows are (src/shard/shard_predict.c)
 --
 -- iceml_predict over a sharded group is planned on the coordinator as
 -- iceml.predict_model(model_id, content_hash, ...): IMMUTABLE, because a

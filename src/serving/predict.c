@@ -362,7 +362,7 @@ BuildModel(IcemlModel *m, int nmembers, const int64 *ids, bool tta)
 }
 
 /*
- * For src/shard_predict.c (scale-out), a few lines kept here so that the
+ * For src/shard/shard_predict.c (scale-out), a few lines kept here so that the
  * channel mapping stays in one place: a model built from a serialised net
  * and its channels outside the cache, and its release.
  */
