@@ -30,6 +30,8 @@ typedef struct IcemlModel
 				w;				/* the net's input shape */
 	int			channel[ICEML_PREDICT_MAX_CHANNELS];	/* what builds each channel */
 	float	   *input;			/* c*h*w scratch for one image */
+	float		angle;			/* the call's inc_angle, NaN when NULL: the
+								 * side input of a net that takes it */
 } IcemlModel;
 
 /*

@@ -265,6 +265,20 @@ BuildModel(IcemlModel *m, int64 model_id, bytea *weights, ArrayType *channels)
 					 errdetail("iceml_predict builds band_1, band_2 and band_avg from its arguments.")));
 		}
 	}
+	/* side inputs (issue 16): iceml_predict supplies the incidence angle */
+	for (int k = 0; k < iceml_net_side_count(net); k++)
+		if (k > 0 || strcmp(iceml_net_side_name(net, k), "inc_angle") != 0)
+		{
+			const char *side = iceml_net_side_name(net, k);
+
+			iceml_net_free(net);
+			ereport(ERROR,
+					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+					 errmsg("model %lld takes side input \"%s\", which iceml_predict cannot supply",
+							(long long) model_id, side),
+					 errdetail("iceml_predict supplies one side input, inc_angle.")));
+		}
+	m->angle = NAN;
 	m->input = malloc(sizeof(float) * (size_t) m->c * m->h * m->w);
 	if (m->input == NULL)
 	{
@@ -501,7 +515,8 @@ PredictRun(IcemlModel *m, const float *x)
 		iceml_nn_set_threads(iceml_predict_threads);
 		threads_set = iceml_predict_threads;
 	}
-	rc = iceml_net_predict(m->net, x, 1, &p, err, sizeof(err));
+	/* m->angle: the side input of a net that takes inc_angle (BuildModel) */
+	rc = iceml_net_predict_side(m->net, x, &m->angle, 1, &p, err, sizeof(err));
 	if (rc == ICEML_NN_INTERRUPTED)
 		IcemlEngineInterrupted("iceml_predict");
 	if (rc != 0)
@@ -543,6 +558,7 @@ Predict(FunctionCallInfo fcinfo, const char *name, int64 model_id)
 	b1 = PredictCheckBand(a1, "iceml_predict", "band_1", m->h * m->w);
 	b2 = PredictCheckBand(a2, "iceml_predict", "band_2", m->h * m->w);
 	PredictFillInput(m, b1, b2);
+	m->angle = has_angle ? angle : NAN;	/* a NULL angle is a missing one */
 	p = PredictRun(m, m->input);
 	if (iceml_log_inferences > 0)
 		MonitorRecord(m, name, b1, b2, m->h * m->w, has_angle, angle, p, start);

@@ -61,6 +61,19 @@ iceml_spec_info(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("invalid architecture spec: %s", err),
 				 errhint("See \"The engine\" in README.md for the layer types and their keys.")));
+	/* a model is served by iceml_predict, which has the angle and nothing else */
+	for (int k = 0; k < iceml_net_side_count(net); k++)
+		if (strcmp(iceml_net_side_name(net, k), "inc_angle") != 0)
+		{
+			char	   *side = pstrdup(iceml_net_side_name(net, k));
+
+			iceml_net_free(net);
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("invalid architecture spec: side input \"%s\" is not supported", side),
+					 errdetail("iceml_predict supplies one side input, inc_angle."),
+					 errhint("Use \"inputs\": [\"inc_angle\"].")));
+		}
 	if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)
 		elog(ERROR, "return type must be a row type");
 	canon = iceml_net_spec_json(net);

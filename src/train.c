@@ -24,6 +24,7 @@
 #include "pgstat.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/json.h"
 #include "utils/jsonb.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
@@ -67,6 +68,11 @@ typedef struct TrainJob
 			   *y_val;
 	int64		n_train,
 				n_val;
+	/* side inputs (issue 16): one per net side input, n x nside, NaN missing */
+	int			nside;
+	char		side_names[ICEML_NN_MAX_SIDE][64];
+	float	   *s_train,
+			   *s_val;
 
 	/* during training */
 	TimestampTz last_cancel_check;
@@ -351,12 +357,14 @@ ReadDataset(TrainJob *job)
 			appendStringInfo(&sql, "%s, ", quote_identifier(ch));
 	}
 	ncols = nch + (avg_ch >= 0 ? 1 : 0);
-	appendStringInfo(&sql, "%s::pg_catalog.float4, split OPERATOR(pg_catalog.=) 'train'"
-					 " FROM %s WHERE split OPERATOR(pg_catalog.=) 'train'",
-					 quote_identifier(job->label), job->dataset);
+	appendStringInfo(&sql, "%s::pg_catalog.float4, split OPERATOR(pg_catalog.=) 'train'",
+					 quote_identifier(job->label));
+	/* side inputs after the split flag: numeric columns (checked by train()) */
+	for (int k = 0; k < job->nside; k++)
+		appendStringInfo(&sql, ", %s::pg_catalog.float4", quote_identifier(job->side_names[k]));
+	appendStringInfo(&sql, " FROM %s WHERE split OPERATOR(pg_catalog.=) 'train'", job->dataset);
 	if (job->val_split)
 		appendStringInfo(&sql, " OR split OPERATOR(pg_catalog.=) %s", quote_literal_cstr(job->val_split));
-
 	portal = SPI_cursor_open_with_args(NULL, sql.data, 0, NULL, NULL, NULL, true, 0);
 	for (;;)
 	{
@@ -371,6 +379,7 @@ ReadDataset(TrainJob *job)
 			bool		is_train = DatumGetBool(SPI_getbinval(tup, desc, ncols + 2, &isnull));
 			float	  **xp = is_train ? &job->x_train : &job->x_val;
 			float	  **yp = is_train ? &job->y_train : &job->y_val;
+			float	  **sp = is_train ? &job->s_train : &job->s_val;
 			int64	   *np = is_train ? &job->n_train : &job->n_val;
 			int64	   *capp = is_train ? &cap_train : &cap_val;
 			int64		row = *np;
@@ -385,6 +394,9 @@ ReadDataset(TrainJob *job)
 				int64		c2 = oldcap;
 
 				*yp = GrowBuffer(*yp, &c2, *capp, 1);
+				c2 = oldcap;
+				if (job->nside > 0)
+					*sp = GrowBuffer(*sp, &c2, *capp, (size_t) job->nside);
 			}
 			for (int ch = 0; ch < nch; ch++)
 			{
@@ -419,6 +431,20 @@ ReadDataset(TrainJob *job)
 						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 						 errmsg("training dataset %s: label \"%s\" is %g in row %lld; it must be 0 or 1",
 								job->dataset, job->label, (*yp)[row], (long long) ordinal)));
+			/* side inputs: NULL is missing (the engine's NaN) */
+			for (int k = 0; k < job->nside; k++)
+			{
+				Datum		v = SPI_getbinval(tup, desc, ncols + 3 + k, &isnull);
+				float		f = isnull ? NAN : DatumGetFloat4(v);
+
+				if (!isnull && !isfinite(f))
+					ereport(ERROR,
+							(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+							 errmsg("training dataset %s: side input \"%s\" is %g in row %lld",
+									job->dataset, job->side_names[k], f, (long long) ordinal),
+							 errhint("A missing value is NULL; the model learns what a missing value means.")));
+				(*sp)[row * job->nside + k] = f;
+			}
 			(*np)++;
 		}
 		SPI_freetuptable(SPI_tuptable);
@@ -621,7 +647,21 @@ NormalisationJson(IcemlNet *net, int c)
 	appendStringInfoString(&s, "], \"std\": [");
 	for (int i = 0; i < c; i++)
 		appendStringInfo(&s, "%s%.9g", i ? ", " : "", std[i]);
-	appendStringInfoString(&s, "]}");
+	appendStringInfoChar(&s, ']');
+	/* side inputs: {"side": {"inc_angle": {"mean": m, "std": s}}} */
+	if (iceml_net_side_mean(net) != NULL)
+	{
+		appendStringInfoString(&s, ", \"side\": {");
+		for (int k = 0; k < iceml_net_side_count(net); k++)
+		{
+			appendStringInfo(&s, "%s", k ? ", " : "");
+			escape_json(&s, iceml_net_side_name(net, k));
+			appendStringInfo(&s, ": {\"mean\": %.9g, \"std\": %.9g}",
+							 iceml_net_side_mean(net)[k], iceml_net_side_std(net)[k]);
+		}
+		appendStringInfoChar(&s, '}');
+	}
+	appendStringInfoChar(&s, '}');
 	return s.data;
 }
 
@@ -741,6 +781,10 @@ Train(TrainJob *job)
 				 errmsg("the architecture takes %d input channels but the run names %d",
 						job->c, list_length(job->channels))));
 
+	job->nside = iceml_net_side_count(net);
+	for (int k = 0; k < job->nside; k++)
+		strlcpy(job->side_names[k], iceml_net_side_name(net, k), sizeof(job->side_names[k]));
+
 	pgstat_report_activity(STATE_RUNNING, "reading the training dataset");
 	ReadDataset(job);
 	IcemlCheckSpecLimits(psprintf("the architecture of run %lld", (long long) job->id),
@@ -751,6 +795,14 @@ Train(TrainJob *job)
 	std = palloc(sizeof(float) * job->c);
 	iceml_nn_channel_stats(job->x_train, job->n_train, job->c, job->h * job->w, mean, std);
 	iceml_net_set_normalisation(net, mean, std);
+	if (job->nside > 0)
+	{
+		float		smean[ICEML_NN_MAX_SIDE],
+					sstd[ICEML_NN_MAX_SIDE];
+
+		iceml_nn_side_stats(job->s_train, job->n_train, job->nside, smean, sstd);
+		iceml_net_set_side_normalisation(net, smean, sstd);
+	}
 	iceml_net_init_params_scheme(net, job->cfg.seed, (IcemlInit) job->init);
 	iceml_nn_set_threads(job->threads);
 	job->cfg.epochs = job->epochs;	/* the cosine schedule's length */
@@ -830,8 +882,8 @@ Train(TrainJob *job)
 
 		pgstat_report_activity(STATE_RUNNING,
 							   psprintf("epoch %d of %d", epoch, job->epochs));
-		rc = iceml_trainer_epoch(tr, job->x_train, job->y_train, job->n_train, epoch,
-								 BatchCallback, job, &train_loss, err, sizeof(err));
+		rc = iceml_trainer_epoch_side(tr, job->x_train, job->s_train, job->y_train, job->n_train,
+									  epoch, BatchCallback, job, &train_loss, err, sizeof(err));
 		if (rc == ICEML_NN_INTERRUPTED && EngineStopped(job))
 			rc = 1;
 		if (rc < 0)
@@ -844,7 +896,7 @@ Train(TrainJob *job)
 			break;
 		}
 
-		rc = iceml_net_predict(net, job->x_train, n_acc, prob, err, sizeof(err));
+		rc = iceml_net_predict_side(net, job->x_train, job->s_train, n_acc, prob, err, sizeof(err));
 		if (rc == ICEML_NN_INTERRUPTED && EngineStopped(job))
 		{
 			end_status = "failed";
@@ -858,7 +910,7 @@ Train(TrainJob *job)
 
 		if (job->n_val > 0)
 		{
-			rc = iceml_net_predict(net, job->x_val, job->n_val, prob, err, sizeof(err));
+			rc = iceml_net_predict_side(net, job->x_val, job->s_val, job->n_val, prob, err, sizeof(err));
 			if (rc == ICEML_NN_INTERRUPTED && EngineStopped(job))
 			{
 				end_status = "failed";
@@ -986,4 +1038,6 @@ TrainRunInWorker(int64 run_id, Oid role)
 	free(job.y_train);
 	free(job.x_val);
 	free(job.y_val);
+	free(job.s_train);
+	free(job.s_val);
 }

@@ -332,6 +332,7 @@ DECLARE
     ds record;
     info record;
     channels text[];
+    side text;
 BEGIN
     IF experiment IS NULL OR experiment = '' THEN
         RAISE EXCEPTION 'experiment must be a non-empty name' USING ERRCODE = '22023';
@@ -361,6 +362,21 @@ BEGIN
             USING ERRCODE = '22023',
                   HINT = 'Set "channels" in hyperparams, or change "input" in the architecture.';
     END IF;
+    -- side inputs (the engine's "side" layer): real columns of the dataset, as
+    -- iceml_predict, evaluate and what_if pass inc_angle
+    FOR side IN SELECT DISTINCT jsonb_array_elements_text(l->'inputs')
+                  FROM jsonb_array_elements(info.spec->'layers') l
+                 WHERE l->>'type' = 'side' LOOP
+        IF NOT EXISTS (SELECT FROM pg_attribute a
+                        WHERE a.attrelid = training_dataset AND a.attnum > 0 AND NOT a.attisdropped
+                          AND a.attname = side
+                          AND a.atttypid = 'real'::regtype) THEN
+            RAISE EXCEPTION 'architecture "%" takes the side input "%" but training dataset % has no real column "%"',
+                            architecture, side, training_dataset, side
+                USING ERRCODE = '22023',
+                      HINT = 'Create the training dataset from a feature group with an inc_angle column, or use an architecture without a side layer.';
+        END IF;
+    END LOOP;
     RETURN iceml._enqueue_run(experiment, training_dataset, architecture, info.spec, hp,
                               (hp->>'epochs')::int, ds.label, ds.val_split, channels,
                               ds.lineage, study_id, trial, launch);
