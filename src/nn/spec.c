@@ -39,7 +39,9 @@ static const char statoil_cnn[] =
 /*
  * The recipe's network (README, "the recipe"): four 3x3 convolutions, each
  * followed by batch normalisation and a ReLU, max-pooling after the first
- * three, global average pooling, dropout and the logit.  A third of the
+ * three, global average pooling, dropout, the incidence angle as a side
+ * input (its value and a missing indicator, after the dropout so that it is
+ * never dropped) and the logit.  A third of the
  * reference's multiply-adds and a sixth of its parameters.  Batch norm's
  * running averages use momentum 0.9 (PyTorch's 0.1): about 40 batches an
  * epoch leave Keras's 0.99 behind the weights for the first epochs.
@@ -63,6 +65,7 @@ static const char recipe_cnn[] =
 "{\"type\": \"relu\", \"name\": \"relu4\"},"
 "{\"type\": \"gap\", \"name\": \"gap\"},"
 "{\"type\": \"dropout\", \"rate\": 0.3, \"group\": \"dropout\", \"name\": \"drop\"},"
+"{\"type\": \"side\", \"inputs\": [\"inc_angle\"], \"group\": \"side\", \"name\": \"angle\"},"
 "{\"type\": \"dense\", \"units\": 1, \"activation\": \"sigmoid\", \"name\": \"out\"}]}";
 
 const char *

@@ -10,7 +10,7 @@
  *          --eps E  --augment  --schedule none|step|cosine  --warmup N
  *          --weight-decay W  --lr L  --name NAME
  *          --side       insert the angle as a side input before the first
- *                       dense layer (recipe_cnn has it built in)
+ *                       dense layer (recipe_cnn has it built in: no-op)
  *          --no-angle   give the net no angles (every one missing): the
  *                       angle's contribution, by ablation
  *          --no-dropout every dropout rate 0
@@ -289,7 +289,7 @@ main(int argc, char **argv)
 	spec = iceml_nn_builtin_spec(arch);
 	if (spec == NULL)
 		spec = read_text(arch);
-	if (side && spec != NULL)
+	if (side && spec != NULL && strstr(spec, "\"side\"") == NULL)
 		spec = with_side(spec);
 	if (spec == NULL)
 	{
