@@ -16,7 +16,11 @@ OBJS = \
 	src/train.o \
 	src/runs.o \
 	src/ingest.o \
+	src/ingest_target.o \
+	src/ingest_copy.o \
 	src/eo/statoil_json.o \
+	src/eo/statoil_record.o \
+	src/eo/statoil_pipeline.o \
 	src/expectations.o \
 	src/featurestore.o \
 	src/statistics.o \
@@ -63,7 +67,7 @@ include $(PGXS)
 $(NN_OBJS) src/eo/sar.o: CFLAGS += -O3
 # PGXS tracks no header dependencies: rebuild everything when a header changes
 # (a struct that grew in a header must never meet an object built before).
-$(OBJS): $(wildcard include/*.h src/nn/*.h)
+$(OBJS): $(wildcard include/*.h src/*.h src/nn/*.h src/eo/*.h)
 else
 .DEFAULT_GOAL := all
 all install installcheck:
