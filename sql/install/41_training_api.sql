@@ -348,6 +348,13 @@ BEGIN
         RAISE EXCEPTION 'training_dataset must not be NULL' USING ERRCODE = '22023';
     END IF;
     SELECT * INTO ds FROM iceml._dataset_info(training_dataset);
+    -- the recipe (README): recipe_cnn trains with its own defaults, which
+    -- the caller's hyperparameters override one by one
+    IF architecture = 'recipe_cnn' AND (hyperparams IS NULL OR jsonb_typeof(hyperparams) = 'object') THEN
+        hyperparams := '{"epochs": 15, "augment": true, "learning_rate": 0.002, "lr_schedule": "cosine",
+                         "warmup_epochs": 1, "weight_decay": 0.01}'::jsonb
+                       || coalesce(hyperparams, '{}');
+    END IF;
     hp := iceml._resolve_hyperparams(hyperparams, training_dataset);
     SELECT * INTO info FROM iceml._spec_info(spec);
     -- the model and the worker's memory for this batch size and dataset

@@ -14,6 +14,7 @@
  *          --no-angle   give the net no angles (every one missing): the
  *                       angle's contribution, by ablation
  *          --no-dropout every dropout rate 0
+ *          --batch-log  print "batch EPOCH K loss" after every batch
  *          --dump FILE  write the initial weights (conv and dense, weights
  *                       then biases, layer by layer) and each epoch's
  *                       batch order (int32, 1283 per epoch) for
@@ -131,6 +132,17 @@ dump_lockstep(const char *path, const IcemlNet *net, uint64_t seed, int epochs)
 	return 0;
 }
 
+static int	log_epoch;
+
+static int
+batch_log(void *arg, int64_t done, int64_t total, double batch_loss)
+{
+	(void) arg;
+	(void) total;
+	printf("batch %d %lld %.7f\n", log_epoch, (long long) done, batch_loss);
+	return 0;
+}
+
 /* spec with a side layer for the angle inserted before its first dense layer */
 static char *
 with_side(const char *spec)
@@ -190,7 +202,8 @@ main(int argc, char **argv)
 	int			init = -1,
 				side = 0,
 				no_angle = 0,
-				no_dropout = 0;
+				no_dropout = 0,
+				blog = 0;
 	const char *dump = NULL;
 	double		t_all;
 
@@ -212,9 +225,9 @@ main(int argc, char **argv)
 			cfg.augment = ICEML_AUG_FLIP_H | ICEML_AUG_FLIP_V | ICEML_AUG_ROT90;
 			continue;
 		}
-		if (strcmp(o, "--no-dropout") == 0)
+		if (strcmp(o, "--no-dropout") == 0 || strcmp(o, "--batch-log") == 0)
 		{
-			no_dropout = 1;
+			*(o[2] == 'n' ? &no_dropout : &blog) = 1;
 			continue;
 		}
 		if (strcmp(o, "--side") == 0 || strcmp(o, "--no-angle") == 0)
@@ -340,7 +353,9 @@ main(int argc, char **argv)
 					loss;
 		IcemlMetrics m;
 
-		if (iceml_trainer_epoch_side(tr, x, angle, y, NTRAIN, e, NULL, NULL, &loss, err, sizeof(err)) != 0)
+		log_epoch = e;
+		if (iceml_trainer_epoch_side(tr, x, angle, y, NTRAIN, e, blog ? batch_log : NULL, NULL,
+									 &loss, err, sizeof(err)) != 0)
 		{
 			fprintf(stderr, "epoch %d: %s\n", e, err);
 			return 1;

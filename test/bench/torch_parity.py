@@ -3,7 +3,7 @@ iceml, on the same chips and split, for the parity benchmark:
 
     python3 torch_parity.py CHIPS.f32 [--epochs 15] [--seed 42] [--name N]
                             [--init torch_default|he_normal] [--threads 2]
-                            [--lockstep FILE] [--no-dropout]
+                            [--lockstep FILE] [--no-dropout] [--batch-log]
 
 CHIPS.f32 is written by `parity write`: 1604 chips of 3 x 75 x 75 floats,
 1604 labels, 1604 incidence angles; the first 1283 train, the last 321 test.
@@ -60,6 +60,7 @@ def main():
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--lockstep")
     ap.add_argument("--no-dropout", action="store_true")
+    ap.add_argument("--batch-log", action="store_true")
     a = ap.parse_args()
 
     torch.manual_seed(a.seed)
@@ -108,6 +109,8 @@ def main():
             loss.backward()
             opt.step()
             total += loss.item() * len(idx)
+            if a.batch_log:
+                print(f"batch {epoch} {at + len(idx)} {loss.item():.7f}", flush=True)
         model.eval()
         with torch.no_grad():
             p = torch.sigmoid(torch.cat([model(xv[i:i + 64]) for i in range(0, N_TEST, 64)])).numpy().ravel()

@@ -69,5 +69,21 @@ my $delta = psql(q{
 	  FROM iceml_fs.angles_1 WHERE id = 1}, user => 'iceml_tap_side');
 cmp_ok($delta, '>', 0.3, "what_if from 31 to 45 degrees raises the prediction by $delta");
 
+# the recipe is the architecture's name: recipe_cnn brings its settings,
+# which the caller's hyperparameters override one by one (rolled back: no run)
+is(psql(q{
+	BEGIN;
+	SELECT iceml.train('recipe', 'iceml_td.angles_1', 'recipe_cnn', '{"epochs": 4}') AS id \gset
+	SELECT concat_ws(' ', hyperparams->>'epochs', hyperparams->>'augment', hyperparams->>'learning_rate',
+	                 hyperparams->>'lr_schedule', hyperparams->>'warmup_epochs', hyperparams->>'weight_decay')
+	  FROM iceml.runs WHERE id = :id;
+	ROLLBACK;}, user => 'iceml_tap_side'), '4 true 0.002 cosine 1 0.01',
+	'recipe_cnn trains with the recipe unless told otherwise');
+is(psql(q{
+	BEGIN;
+	SELECT iceml.train('plain', 'iceml_td.angles_1', 'tiny_cnn') AS id \gset
+	SELECT concat_ws(' ', hyperparams->>'augment', hyperparams->>'lr_schedule') FROM iceml.runs WHERE id = :id;
+	ROLLBACK;}, user => 'iceml_tap_side'), 'false constant', 'other architectures keep the plain defaults');
+
 psql("DROP DATABASE $db", db => 'postgres');
 done_testing();
