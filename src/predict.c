@@ -269,7 +269,7 @@ BuildModel(IcemlModel *m, int64 model_id, bytea *weights, ArrayType *channels)
 	for (int k = 0; k < iceml_net_side_count(net); k++)
 		if (k > 0 || strcmp(iceml_net_side_name(net, k), "inc_angle") != 0)
 		{
-			const char *side = iceml_net_side_name(net, k);
+			char	   *side = pstrdup(iceml_net_side_name(net, k));
 
 			iceml_net_free(net);
 			ereport(ERROR,
