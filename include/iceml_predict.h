@@ -48,6 +48,8 @@ typedef struct IcemlModel
 	 */
 	bool		batched;		/* a call gave the members several images at once */
 	size_t		batch_bytes;	/* what their 32-image workspaces add */
+	float		angle;			/* the call's inc_angle, NaN when NULL: the
+								 * side input of members that take it */
 } IcemlModel;
 
 /*
@@ -94,12 +96,13 @@ extern float PredictRun(IcemlModel *m, const float *x);
 /*
  * Probabilities of n images x (as PredictFillImage builds them), scored in
  * the engine's batches over `threads` threads; `fn` names the caller in
- * errors.  The same values PredictRun gives one by one, up to the last
+ * errors.  angles: each image's inc_angle (NaN when missing), the side
+ * input of members that take it, or NULL when every angle is missing.  The same values PredictRun gives one by one, up to the last
  * bits of float rounding.  n = 1 (even augmented) runs the engine one image
  * at a time, so that per-row calls keep the engine's small workspace.
  */
-extern void PredictScore(IcemlModel *m, const float *x, int64 n, float *prob,
-						 int threads, const char *fn);
+extern void PredictScore(IcemlModel *m, const float *x, const float *angles, int64 n,
+						 float *prob, int threads, const char *fn);
 
 /* iceml.predict_batch_threads: threads of one batched scoring call */
 extern int	iceml_predict_batch_threads;

@@ -254,6 +254,8 @@ plan_sizes(const IcemlNet *net, int batch, int training, size_t *sz, size_t *max
 			sz[i * 5 + 3] = o;
 		if (l->type == L_BATCHNORM)
 			sz[i * 5 + 4] = 2 * (size_t) l->oc;
+		if (l->type == L_SIDE)	/* the gathered side features (side.c) */
+			sz[i * 5 + 3] = (size_t) (l->oc - l->ic) * batch;
 		if (training && pool_takes_conv_grad(net, i))
 			sz[i * 5 + 4] = (size_t) l->ic * batch;	/* per-plane bias gradient sums */
 	}
@@ -1529,6 +1531,9 @@ nn_forward(IcemlNet *net, Plan *plan, int b, int training, uint64_t dropout_seed
 						}
 					break;
 				}
+			case L_SIDE:
+				nn_side_forward(l, x, plan->aux[i], y, b);
+				break;
 		}
 		if (nn_profile_acc)
 			nn_profile_acc[2 * i] += nn_clock() - t0;
@@ -1684,6 +1689,9 @@ nn_backward(IcemlNet *net, Plan *plan, int b, float *grads)
 								d[p] = g;
 						}
 				}
+				break;			case L_SIDE:
+				if (dx)
+					nn_side_backward(l, dy, dx, b);
 				break;
 		}
 		if (nn_profile_acc)

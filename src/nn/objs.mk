@@ -5,4 +5,5 @@ NN_OBJS = \
 	src/nn/engine.o \
 	src/nn/net.o \
 	src/nn/trainer.o \
-	src/nn/memory.o
+	src/nn/memory.o \
+	src/nn/side.o

@@ -300,6 +300,7 @@ iceml_predict_model(PG_FUNCTION_ARGS)
 	b1 = PredictCheckBand(PG_GETARG_ARRAYTYPE_P(2), "iceml.predict_model", "band_1", m->h * m->w);
 	b2 = PredictCheckBand(PG_GETARG_ARRAYTYPE_P(3), "iceml.predict_model", "band_2", m->h * m->w);
 	PredictFillInput(m, b1, b2);
+	m->angle = PG_ARGISNULL(4) ? NAN : PG_GETARG_FLOAT4(4);	/* NULL: missing */
 	PG_RETURN_FLOAT4(PredictRun(m, m->input));
 }
 
