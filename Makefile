@@ -51,9 +51,11 @@ OBJS = \
 	src/shard/shipped_model.o \
 	$(NN_OBJS)
 
-# The install script is assembled from one file per topic, in name order.
+# The install script is assembled from one file per topic of src/sql/, in
+# name order; upgrade scripts (iceml--A--B.sql) would sit beside them.
+# sql/ and expected/ hold pg_regress's inputs and expected output only.
 DATA_built  = iceml--$(EXTVERSION).sql
-DATA        = $(wildcard sql/iceml--*--*.sql)
+DATA        = $(wildcard src/sql/iceml--*--*.sql)
 
 # pg_regress: every sql/NN_name.sql, in order, against expected/NN_name.out.
 REGRESS     = $(patsubst sql/%.sql,%,$(sort $(wildcard sql/[0-9][0-9]_*.sql)))
@@ -88,7 +90,7 @@ all install installcheck:
 	@exit 1
 endif
 
-iceml--$(EXTVERSION).sql: $(sort $(wildcard sql/install/*.sql))
+iceml--$(EXTVERSION).sql: $(sort $(wildcard src/sql/[0-9][0-9]_*.sql))
 	cat $^ > $@
 
 .PHONY: demo test unit bench psql stop fuzz

@@ -2,7 +2,7 @@
  * runs.c - the privileged core of iceml.train(), iceml.tune(),
  * iceml.cancel() and iceml.resume().
  *
- * The SQL-level functions (sql/install/41_training_api.sql) validate their
+ * The SQL-level functions (src/sql/41_training_api.sql) validate their
  * arguments as the calling role; these C functions then write the catalog
  * as its owner, recording who asked.  Each checks for itself what the
  * caller may do, because users can call them directly.

@@ -5,8 +5,8 @@
  *
  * The path of a run, from iceml.train() to a model.  It crosses from SQL
  * into C once, at the gate; plpgsql appears only where a study builds its
- * trials (sql/install/42_studies.sql) and where a stored model is deployed
- * (iceml._deploy_if_better, sql/install/50_predict.sql).
+ * trials (src/sql/42_studies.sql) and where a stored model is deployed
+ * (iceml._deploy_if_better, src/sql/50_predict.sql).
  *
  *   iceml.train()             the gate (src/catalog.c) becomes the catalog
  *                             owner and calls its implementation

@@ -1,6 +1,6 @@
 /*
  * shard.c - scale-out over PostgreSQL's own distribution: the C parts of
- * nodes and sharded feature groups (sql/install/60_shard.sql has the rest).
+ * nodes and sharded feature groups (src/sql/60_shard.sql has the rest).
  *
  * The data path is postgres_fdw's: a sharded feature group is, on the
  * coordinator, a table partitioned by hash of its primary key whose
