@@ -5,7 +5,7 @@
 # 0.2 s between two models and an augmented ensemble of both.  Checks: no
 # client error, every answer is what one of the three deployments gives for
 # that chip (never anything else), all three answered, and each client
-# backend's memory stays flat (RSS after warm-up vs at the end) although
+# backend's memory stays flat (RSS half way vs at the end) although
 # every switch frees and loads models.
 #
 #   test/load/predict_load.sh [SECONDS [CLIENTS]]     default 60 s (at least 16), 16 clients
@@ -102,6 +102,12 @@ while [ "$(q 'SELECT count(*) FROM load_warm')" -lt "$clients" ] && [ $((SECONDS
 n0=$(q "SELECT count(*) FROM iceml.deployments WHERE name = 'load'")
 while [ "$(q "SELECT count(*) FROM iceml.deployments WHERE name = 'load'")" -lt $((n0 + 6)) ] && [ $((SECONDS - t0)) -lt $((secs / 2)) ]; do sleep 0.1; done
 rss1=$(sample)
+# a second sample half way to the end: glibc's malloc raises its mmap
+# threshold after large frees, so a backend's first rounds of model loads
+# move to the heap at a pace that depends on the machine's load; what is
+# measured is the growth over the second half of the run, after that
+left=$(( (secs - (SECONDS - t0) - 3) / 2 ))
+sleep $(( left > 0 ? left : 0 )); rssm=$(sample)
 left=$(( secs - (SECONDS - t0) - 3 ))
 sleep $(( left > 0 ? left : 0 )); rss2=$(sample)
 wait "$bench"; rc=$?
@@ -124,11 +130,14 @@ all3=$(q "SELECT (count(*) FILTER (WHERE a.p = e.p1) > 0 AND count(*) FILTER (WH
                   AND count(*) FILTER (WHERE abs(a.p - e.pe) < 1e-6) > 0)::int
             FROM load_answers a JOIN load_expected e USING (id)")
 check "the two models and the ensemble all answered while the deployment switched" $([ "$all3" = 1 ] && echo 0 || echo 1)
-# memory: per backend, RSS at the end against RSS after warm-up
-growth=$(join <(echo "$rss1") <(echo "$rss2") | awk 'BEGIN { m = 0 } { d = $3 - $2; if (d > m) m = d } END { print m + 0 }')
-nb=$(join <(echo "$rss1") <(echo "$rss2") | wc -l)
-echo "# backend private memory (RssAnon: RSS without shared buffers) after warm-up vs end, $nb backends: largest growth ${growth} kB"
-check "backend memory flat (largest growth ${growth} kB <= 4096 kB)" $([ "$nb" -gt 0 ] && [ "$growth" -le 4096 ] && echo 0 || echo 1)
+# memory: per backend, RSS at the end against RSS half way (and, shown,
+# against RSS after warm-up)
+maxgrowth() { join <(echo "$1") <(echo "$2") | awk 'BEGIN { m = 0 } { d = $3 - $2; if (d > m) m = d } END { print m + 0 }'; }
+early=$(maxgrowth "$rss1" "$rssm")
+growth=$(maxgrowth "$rssm" "$rss2")
+nb=$(join <(echo "$rssm") <(echo "$rss2") | wc -l)
+echo "# backend private memory (RssAnon: RSS without shared buffers), $nb backends: largest growth ${early} kB from warm-up to half way, ${growth} kB from half way to the end"
+check "backend memory flat (largest growth ${growth} kB <= 4096 kB over the second half)" $([ "$nb" -gt 0 ] && [ "$growth" -le 4096 ] && echo 0 || echo 1)
 
 rm -f "$out" "$err" "$err.deploy"
 psql -XAtq -d postgres -c "DROP DATABASE $db" >/dev/null 2>&1 || true
