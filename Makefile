@@ -15,14 +15,22 @@ OBJS = \
 	src/worker.o \
 	src/train.o \
 	src/runs.o \
-	src/ingest.o \
+	src/ingest/ingest.o \
+	src/ingest/ingest_target.o \
+	src/ingest/ingest_copy.o \
 	src/eo/statoil_json.o \
-	src/expectations.o \
-	src/featurestore.o \
-	src/statistics.o \
+	src/eo/statoil_record.o \
+	src/eo/statoil_pipeline.o \
+	src/featurestore/expectations.o \
+	src/featurestore/expectations_check.o \
+	src/featurestore/fs_types.o \
+	src/featurestore/featurestore.o \
+	src/featurestore/fs_commit.o \
+	src/featurestore/fs_sql.o \
+	src/featurestore/statistics.o \
 	src/pgarray.o \
-	src/features.o \
-	src/synthesize.o \
+	src/featurestore/features.o \
+	src/ingest/synthesize.o \
 	src/plot.o \
 	src/eo/sar.o \
 	src/eo/synth.o \
@@ -63,7 +71,7 @@ include $(PGXS)
 $(NN_OBJS) src/eo/sar.o: CFLAGS += -O3
 # PGXS tracks no header dependencies: rebuild everything when a header changes
 # (a struct that grew in a header must never meet an object built before).
-$(OBJS): $(wildcard include/*.h src/nn/*.h)
+$(OBJS): $(wildcard include/*.h src/*/*.h)
 else
 .DEFAULT_GOAL := all
 all install installcheck:

@@ -1,6 +1,6 @@
 /*
  * iceml_expectations.h - parsed expectation documents (internal to the
- * feature store: src/expectations.c parses and checks, src/featurestore.c
+ * feature store: src/featurestore/expectations.c parses and checks, src/featurestore/featurestore.c
  * runs the triggers).
  */
 #ifndef ICEML_EXPECTATIONS_H

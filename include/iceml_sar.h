@@ -1,7 +1,7 @@
 /*
  * iceml_sar.h - numeric kernels for SAR bands (plain C, no PostgreSQL headers).
  *
- * Used by the SQL functions of src/features.c, by the loader (band_avg), by
+ * Used by the SQL functions of src/featurestore/features.c, by the loader (band_avg), by
  * iceml_predict and by what-if analysis.  The kernels never allocate and never
  * report errors themselves: where an input can be out of their domain they
  * return the index of the first element at fault (or -1 when all is well), and

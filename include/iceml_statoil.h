@@ -2,7 +2,7 @@
  * iceml_statoil.h - the streaming reader of the Kaggle Statoil/C-CORE JSON
  * layout (src/eo/statoil_json.c), in plain C: no PostgreSQL headers, so that it
  * can run in a thread of its own beside the backend's COPY (see
- * src/ingest.c) and be tested as plain C.
+ * src/ingest/ingest.c) and be tested as plain C.
  *
  * The input, a file descriptor or a memory buffer, is a JSON array of records or JSON
  * lines (the first non-blank byte decides: '[' is an array).  It is read in

@@ -1,6 +1,6 @@
 /*
  * iceml_stats.h - the accumulators of iceml.compute_statistics
- * (src/statistics.c), shared with the sharded statistics of src/shard.c:
+ * (src/featurestore/statistics.c), shared with the sharded statistics of src/shard.c:
  * a node summarises its shard into mergeable state (moments, range,
  * HyperLogLog registers) and exact histograms over the coordinator's range.
  */

@@ -186,7 +186,13 @@ CronExtension(bool *seconds)
 	char	   *here = get_database_name(MyDatabaseId);
 	Oid			ext;
 
-	if (cron_db == NULL)
+	/*
+	 * cron.database_name set in postgresql.conf exists as a placeholder
+	 * even when pg_cron was never loaded: only pg_cron's own definition of
+	 * the setting says it is there.
+	 */
+	if (cron_db == NULL ||
+		(GetConfigOptionFlags("cron.database_name", true) & GUC_CUSTOM_PLACEHOLDER) != 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("pg_cron is not loaded, so iceml cannot schedule pipelines"),

@@ -5,7 +5,7 @@
  * a 75 x 75 chip is about 8 kB of text whatever its content (one <rect> per
  * pixel run would be 20 times more for speckled images).  The PNG is written
  * here, uncompressed (deflate "stored" blocks): it needs nothing but CRC-32
- * and Adler-32.  Grey levels map the band's own min .. max in dB linearly to
+ * (PostgreSQL's traditional CRC-32 is PNG's) and Adler-32.  Grey levels map the band's own min .. max in dB linearly to
  * black .. white; the colour bar beside the image gives the dB scale.
  */
 #include "postgres.h"
@@ -13,6 +13,7 @@
 #include "fmgr.h"
 #include "lib/stringinfo.h"
 #include "utils/builtins.h"
+#include "utils/pg_crc.h"
 
 #include "iceml_pgarray.h"
 #include "iceml_sar.h"
@@ -21,30 +22,6 @@ PG_FUNCTION_INFO_V1(plot_chip);
 
 /* The picture is drawn this many SVG units wide and high, whatever n. */
 #define PLOT_SIZE	300
-
-static uint32 png_crc_table[256];
-static bool png_crc_ready = false;
-
-static uint32
-PngCrc(uint32 crc, const unsigned char *p, size_t len)
-{
-	if (!png_crc_ready)
-	{
-		for (uint32 n = 0; n < 256; n++)
-		{
-			uint32		c = n;
-
-			for (int k = 0; k < 8; k++)
-				c = (c & 1) ? 0xEDB88320u ^ (c >> 1) : c >> 1;
-			png_crc_table[n] = c;
-		}
-		png_crc_ready = true;
-	}
-	crc = ~crc;
-	for (size_t i = 0; i < len; i++)
-		crc = png_crc_table[(crc ^ p[i]) & 0xff] ^ (crc >> 8);
-	return ~crc;
-}
 
 static void
 PutBE32(StringInfo s, uint32 v)
@@ -65,8 +42,11 @@ PngChunk(StringInfo png, const char *type, const unsigned char *data, size_t len
 	appendBinaryStringInfo(png, type, 4);
 	if (len > 0)
 		appendBinaryStringInfo(png, (const char *) data, len);
-	crc = PngCrc(0, (const unsigned char *) type, 4);
-	crc = PngCrc(crc, data, len);
+	/* PNG's CRC is the traditional CRC-32 that PostgreSQL provides */
+	INIT_TRADITIONAL_CRC32(crc);
+	COMP_TRADITIONAL_CRC32(crc, type, 4);
+	COMP_TRADITIONAL_CRC32(crc, data, len);
+	FIN_TRADITIONAL_CRC32(crc);
 	PutBE32(png, crc);
 }
 

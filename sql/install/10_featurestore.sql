@@ -4,7 +4,7 @@
 --
 -- A feature group is a real table iceml_fs.<name>_<version>, owned by the
 -- role that created it, registered in iceml.feature_groups.  Triggers in C
--- (src/featurestore.c, src/expectations.c) enforce its expectations for
+-- (src/featurestore/featurestore.c, src/featurestore/expectations.c) enforce its expectations for
 -- INSERT, UPDATE and COPY and record one iceml.feature_group_commits row per
 -- writing statement, and the findings of rules that did not block the write
 -- in iceml.validations.  Training datasets are materialised tables

@@ -1,7 +1,7 @@
 
 -- ====================================================================
 -- 20: loading Earth-observation data (API.md section 3): the streaming
--- Statoil/C-CORE JSON loader (src/ingest.c) and its quarantine.
+-- Statoil/C-CORE JSON loader (src/ingest/ingest.c) and its quarantine.
 -- ====================================================================
 
 CREATE TABLE iceml.quarantine (

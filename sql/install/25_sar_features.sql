@@ -1,6 +1,6 @@
 
 -- ====================================================================
--- 25: SAR feature functions (API.md section 3), src/features.c over the
+-- 25: SAR feature functions (API.md section 3), src/featurestore/features.c over the
 -- plain-C kernels of src/eo/sar.c.  Bands are one-dimensional real[] of
 -- 1 .. 16777216 finite values (a 4096 x 4096 image at most), no NULLs.
 -- ====================================================================

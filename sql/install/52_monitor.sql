@@ -71,6 +71,11 @@ DECLARE
     expr text;
     vals float8[];
 BEGIN
+    IF NOT EXISTS (SELECT FROM pg_class c WHERE c.oid OPERATOR(pg_catalog.=) training_dataset) THEN
+        RAISE EXCEPTION 'training dataset % does not exist', training_dataset::oid
+            USING ERRCODE = '42P01',
+                  HINT = 'It was dropped after the model was trained; drift is measured against the training split or the statistics of its feature group.';
+    END IF;
     SELECT t.feature_group INTO fg FROM iceml.training_datasets t WHERE t."table" = training_dataset;
     IF summary <> 'band_1_max' AND summary <> 'band_2_max' THEN
         SELECT s.histogram, s.mean INTO h, mean FROM iceml.feature_statistics s
@@ -190,6 +195,12 @@ BEGIN
     SELECT m.training_dataset INTO td FROM iceml.models m
      WHERE m.id = coalesce(deployed, (SELECT l.model_id FROM iceml.inference_log l WHERE l.name = monitor.name
                                        ORDER BY l.logged_at DESC LIMIT 1));
+    IF td IS NOT NULL AND NOT EXISTS (SELECT FROM pg_class c WHERE c.oid OPERATOR(pg_catalog.=) td) THEN
+        result := result || jsonb_build_object('training_dataset', NULL,
+            'drift_reason', format('the training dataset of model %s (relation oid %s) was dropped: there is no reference to measure drift against',
+                                   coalesce(deployed::text, 'logged last'), td::oid));
+        RETURN result || jsonb_build_object('drift', NULL, 'inputs', inputs);
+    END IF;
     IF td IS NOT NULL THEN
         FOREACH summary IN ARRAY ARRAY['band_1_mean', 'band_1_max', 'band_2_mean', 'band_2_max', 'inc_angle'] LOOP
             vals := CASE summary WHEN 'band_1_mean' THEN s.b1m WHEN 'band_1_max' THEN s.b1x

@@ -1,7 +1,8 @@
 /*
  * statoil_json.c - the streaming reader of the Kaggle Statoil/C-CORE JSON
- * layout, and the pipeline that runs it in a parse thread (see
- * include/iceml_statoil.h).
+ * layout: input, record boundaries and recovery after malformed records
+ * (see include/iceml_statoil.h).  statoil_record.c checks and converts one
+ * record; statoil_pipeline.c runs the reader in a parse thread.
  *
  * Plain C on json-c and libc only: no PostgreSQL call may happen here, since
  * the reader runs in a thread beside the backend.  Errors are returned, never
@@ -25,9 +26,8 @@
 #include <json-c/json.h>
 
 #include "iceml_statoil.h"
+#include "statoil_internal.h"
 
-#define STATOIL_ID_MAX		200		/* bytes of an id read from raw text */
-#define PIPELINE_SLOTS		4
 
 typedef enum TopState
 {
@@ -37,26 +37,6 @@ typedef enum TopState
 	TOP_LINES,					/* JSON lines: between records */
 	TOP_DONE					/* the input is exhausted */
 } TopState;
-
-/* lone UTF-16 surrogates in \u escapes: the scan of a record's bytes */
-typedef enum EscState
-{
-	ESC_PLAIN,					/* not after a backslash */
-	ESC_BACKSLASH,				/* after a backslash */
-	ESC_HEX,					/* in the 4 hex digits of \u */
-	ESC_NEED_BACKSLASH,			/* after a high surrogate: "\" must follow */
-	ESC_NEED_U					/* ... then "u" */
-} EscState;
-
-typedef struct EscScan
-{
-	EscState	state;
-	int			nhex;
-	unsigned	code;
-	unsigned	high;			/* a high surrogate waiting for its low half */
-	bool		bad;
-	unsigned	bad_code;		/* the lone surrogate */
-} EscScan;
 
 struct StatoilReader
 {
@@ -236,11 +216,8 @@ input_peek(StatoilReader *r)
 	}
 }
 
-static void
-set_reason(StatoilRecord *rec, const char *fmt,...) __attribute__((format(printf, 2, 3)));
-
-static void
-set_reason(StatoilRecord *rec, const char *fmt,...)
+void
+statoil_set_reason(StatoilRecord *rec, const char *fmt,...)
 {
 	va_list		ap;
 
@@ -312,8 +289,8 @@ raw_append(StatoilRecord *rec, const char *p, size_t n)
 	return true;
 }
 
-static bool
-set_id(StatoilRecord *rec, const char *id, size_t len)
+bool
+statoil_set_id(StatoilRecord *rec, const char *id, size_t len)
 {
 	if (len + 1 > rec->id_cap)
 	{
@@ -465,366 +442,6 @@ skip_malformed_value(StatoilReader *r, StatoilRecord *rec)
 }
 
 /* ----------------------------------------------------------------
- * One record: check and convert
- * ---------------------------------------------------------------- */
-
-/* Best effort for a record that did not parse: the first "id" in its text */
-static void
-id_from_raw(StatoilRecord *rec)
-{
-	const char *p = rec->raw;
-	const char *end;
-
-	/* nothing kept yet (a record bad from its first byte): no id */
-	if (p == NULL)
-		return;
-	end = p + rec->raw_len;
-	while (p < end)
-	{
-		const char *k = memchr(p, '"', end - p);
-		const char *q;
-
-		if (k == NULL || end - k < 4)
-			return;
-		if (strncmp(k, "\"id\"", 4) != 0)
-		{
-			p = k + 1;
-			continue;
-		}
-		q = k + 4;
-		while (q < end && (*q == ' ' || *q == '\t' || *q == '\r' || *q == '\n'))
-			q++;
-		if (q >= end || *q != ':')
-		{
-			p = k + 1;
-			continue;
-		}
-		q++;
-		while (q < end && (*q == ' ' || *q == '\t' || *q == '\r' || *q == '\n'))
-			q++;
-		if (q < end && *q == '"')
-		{
-			const char *s = q + 1;
-			const char *e = s;
-
-			while (e < end && *e != '"' && *e != '\\' && e - s < STATOIL_ID_MAX)
-				e++;
-			if (e < end && *e == '"')
-				(void) set_id(rec, s, e - s);
-		}
-		return;
-	}
-}
-
-static const char *
-json_type_text(json_object *v)
-{
-	switch (json_object_get_type(v))
-	{
-		case json_type_null:
-			return "null";
-		case json_type_boolean:
-			return "boolean";
-		case json_type_double:
-		case json_type_int:
-			return "number";
-		case json_type_object:
-			return "object";
-		case json_type_array:
-			return "array";
-		case json_type_string:
-			return "string";
-	}
-	return "value";
-}
-
-/*
- * The float4 of a JSON number, as PostgreSQL's float4in() reads its text.
- * json-c parses the text with strtod(); rounding that double to float is
- * exact unless the double lies exactly halfway between two floats (double
- * rounding), in which case the number's text is read again with strtof().
- * NULL on success, else why not (in buf).
- */
-static const char *
-number_to_float4(json_object *v, float *out, char *buf, size_t bufsize)
-{
-	double		d;
-	float		f;
-	uint64_t	bits;
-
-	if (json_object_get_type(v) == json_type_int)
-	{
-		*out = (float) json_object_get_int64(v);
-		return NULL;
-	}
-	if (json_object_get_type(v) != json_type_double)
-	{
-		snprintf(buf, bufsize, "is a JSON %s, not a number", json_type_text(v));
-		return buf;
-	}
-	d = json_object_get_double(v);
-	if (isnan(d) || isinf(d))
-	{
-		snprintf(buf, bufsize, "is not a finite number (%.40s)", json_object_get_string(v));
-		return buf;
-	}
-	f = (float) d;
-	memcpy(&bits, &d, sizeof(bits));
-	if ((bits & UINT64_C(0x1FFFFFFF)) == UINT64_C(0x10000000))
-		f = strtof(json_object_get_string(v), NULL);
-	if (isinf(f))
-	{
-		snprintf(buf, bufsize, "(%.40s) is out of range for type real", json_object_get_string(v));
-		return buf;
-	}
-	*out = f;
-	return NULL;
-}
-
-static bool
-read_band(StatoilRecord *rec, json_object *obj, const char *key, float *out)
-{
-	json_object *arr;
-	size_t		n;
-	char		why[128];
-
-	if (!json_object_object_get_ex(obj, key, &arr))
-	{
-		set_reason(rec, "\"%s\" is missing", key);
-		return false;
-	}
-	if (json_object_get_type(arr) != json_type_array)
-	{
-		set_reason(rec, "\"%s\" must be an array of %d numbers, not a JSON %s",
-				   key, STATOIL_BAND_LEN, json_type_text(arr));
-		return false;
-	}
-	n = json_object_array_length(arr);
-	if (n != STATOIL_BAND_LEN)
-	{
-		set_reason(rec, "\"%s\" has %zu values, not %d", key, n, STATOIL_BAND_LEN);
-		return false;
-	}
-	for (size_t i = 0; i < n; i++)
-	{
-		const char *bad = number_to_float4(json_object_array_get_idx(arr, i), &out[i],
-										   why, sizeof(why));
-
-		if (bad)
-		{
-			set_reason(rec, "%s[%zu] %s", key, i, bad);
-			return false;
-		}
-	}
-	return true;
-}
-
-/* Check a parsed record and convert it; false with rec->reason if bad */
-static bool
-check_record(StatoilRecord *rec, json_object *obj)
-{
-	json_object *v;
-	char		why[128];
-
-	if (json_object_get_type(obj) != json_type_object)
-	{
-		set_reason(rec, "the record is a JSON %s, not an object", json_type_text(obj));
-		return false;
-	}
-	if (!json_object_object_get_ex(obj, "id", &v))
-	{
-		set_reason(rec, "\"id\" is missing");
-		return false;
-	}
-	if (json_object_get_type(v) != json_type_string)
-	{
-		set_reason(rec, "\"id\" must be a string, not a JSON %s", json_type_text(v));
-		return false;
-	}
-	if (!set_id(rec, json_object_get_string(v), json_object_get_string_len(v)))
-	{
-		set_reason(rec, "out of memory");
-		return false;
-	}
-	if (strlen(rec->id) != (size_t) json_object_get_string_len(v))
-	{
-		set_reason(rec, "\"id\" contains a NUL character");
-		return false;
-	}
-
-	if (!read_band(rec, obj, "band_1", rec->band_1) ||
-		!read_band(rec, obj, "band_2", rec->band_2))
-		return false;
-
-	rec->angle_null = true;
-	if (json_object_object_get_ex(obj, "inc_angle", &v) &&
-		json_object_get_type(v) != json_type_null)
-	{
-		if (json_object_get_type(v) == json_type_string)
-		{
-			if (strcmp(json_object_get_string(v), "na") != 0)
-			{
-				set_reason(rec, "\"inc_angle\" must be a number or \"na\", not the string \"%.40s\"",
-						   json_object_get_string(v));
-				return false;
-			}
-		}
-		else if (json_object_get_type(v) == json_type_int ||
-				 json_object_get_type(v) == json_type_double)
-		{
-			const char *bad = number_to_float4(v, &rec->angle_f, why, sizeof(why));
-
-			if (bad)
-			{
-				set_reason(rec, "\"inc_angle\" %s", bad);
-				return false;
-			}
-			rec->angle = json_object_get_double(v);
-			rec->angle_null = false;
-		}
-		else
-		{
-			set_reason(rec, "\"inc_angle\" must be a number or \"na\", not a JSON %s",
-					   json_type_text(v));
-			return false;
-		}
-	}
-
-	rec->label_null = true;
-	if (json_object_object_get_ex(obj, "is_iceberg", &v) &&
-		json_object_get_type(v) != json_type_null)
-	{
-		int64_t		l = 0;
-
-		if (json_object_get_type(v) != json_type_int ||
-			((l = json_object_get_int64(v)) != 0 && l != 1))
-		{
-			set_reason(rec, "\"is_iceberg\" must be 0 or 1, not %.40s",
-					   json_object_get_string(v));
-			return false;
-		}
-		rec->label = (int) l;
-		rec->label_null = false;
-	}
-	return true;
-}
-
-/*
- * json-c turns a lone UTF-16 surrogate escape (\ud800 not followed by a low
- * half, or \udc00 alone) into U+FFFD, so that different ids would become
- * the same one.  The bytes of each record go through this scan as they go to
- * the tokener; a lone surrogate makes the record bad.  A backslash outside
- * strings is a syntax error the tokener reports itself.
- */
-static void
-esc_reset(EscScan *es)
-{
-	memset(es, 0, sizeof(*es));
-}
-
-static void
-esc_lone(EscScan *es, unsigned code)
-{
-	if (!es->bad)
-	{
-		es->bad = true;
-		es->bad_code = code;
-	}
-	es->high = 0;
-	es->state = ESC_PLAIN;
-}
-
-static void
-esc_scan(EscScan *es, const char *p, size_t n)
-{
-	const char *end = p + n;
-
-	while (p < end)
-	{
-		char		c;
-
-		if (es->state == ESC_PLAIN)
-		{
-			p = memchr(p, '\\', end - p);
-			if (p == NULL)
-				return;
-			es->state = ESC_BACKSLASH;
-			p++;
-			continue;
-		}
-		c = *p++;
-		switch (es->state)
-		{
-			case ESC_PLAIN:
-				break;
-			case ESC_BACKSLASH:
-				if (c == 'u')
-				{
-					es->state = ESC_HEX;
-					es->nhex = 0;
-					es->code = 0;
-				}
-				else
-					es->state = ESC_PLAIN;
-				break;
-			case ESC_NEED_BACKSLASH:
-				if (c == '\\')
-					es->state = ESC_NEED_U;
-				else
-					esc_lone(es, es->high);
-				break;
-			case ESC_NEED_U:
-				if (c == 'u')
-				{
-					es->state = ESC_HEX;
-					es->nhex = 0;
-					es->code = 0;
-				}
-				else
-					esc_lone(es, es->high);
-				break;
-			case ESC_HEX:
-				{
-					int			v;
-
-					if (c >= '0' && c <= '9')
-						v = c - '0';
-					else if (c >= 'a' && c <= 'f')
-						v = c - 'a' + 10;
-					else if (c >= 'A' && c <= 'F')
-						v = c - 'A' + 10;
-					else
-					{
-						/* not an escape: the tokener refuses it */
-						es->state = ESC_PLAIN;
-						es->high = 0;
-						break;
-					}
-					es->code = es->code * 16 + (unsigned) v;
-					if (++es->nhex < 4)
-						break;
-					es->state = ESC_PLAIN;
-					if (es->high)
-					{
-						if (es->code >= 0xDC00 && es->code <= 0xDFFF)
-							es->high = 0;	/* a pair */
-						else
-							esc_lone(es, es->high);
-					}
-					else if (es->code >= 0xD800 && es->code <= 0xDBFF)
-					{
-						es->high = es->code;
-						es->state = ESC_NEED_BACKSLASH;
-					}
-					else if (es->code >= 0xDC00 && es->code <= 0xDFFF)
-						esc_lone(es, es->code);
-				}
-				break;
-		}
-	}
-}
-
-/* ----------------------------------------------------------------
  * The next record
  * ---------------------------------------------------------------- */
 
@@ -846,7 +463,7 @@ bad(StatoilReader *r, StatoilRecord *rec)
 	rec->status = STATOIL_BAD;
 	rec->sqlstate = "22P02";
 	if (!rec->has_id)
-		id_from_raw(rec);
+		statoil_id_from_raw(rec);
 	return STATOIL_BAD;
 }
 
@@ -967,7 +584,7 @@ next_record(StatoilReader *r, StatoilRecord *rec)
 	/* one value, fed to the tokener chunk by chunk */
 	rec->recno = r->nread++;
 	json_tokener_reset(r->tok);
-	esc_reset(&r->esc);
+	statoil_esc_reset(&r->esc);
 	for (;;)
 	{
 		const char *p = r->buf + r->pos;
@@ -985,7 +602,7 @@ next_record(StatoilReader *r, StatoilRecord *rec)
 		used = json_tokener_get_parse_end(r->tok);
 		if (!raw_append(rec, p, used))
 			return fatal(r, rec, STATOIL_FATAL_NOMEM, "out of memory");
-		esc_scan(&r->esc, p, used);
+		statoil_esc_scan(&r->esc, p, used);
 		r->pos += used;
 
 		if (err == json_tokener_success)
@@ -994,7 +611,7 @@ next_record(StatoilReader *r, StatoilRecord *rec)
 			return too_big(r, rec);
 		if (err != json_tokener_continue)
 		{
-			set_reason(rec, "invalid JSON at byte %lld of the record: %s",
+			statoil_set_reason(rec, "invalid JSON at byte %lld of the record: %s",
 					   (long long) rec->raw_bytes, json_tokener_error_desc(err));
 			skip = r->lines ? skip_rest_of_line(r, rec) : skip_malformed_value(r, rec);
 			if (skip == SKIP_NOMEM)
@@ -1022,7 +639,7 @@ next_record(StatoilReader *r, StatoilRecord *rec)
 			r->obj = json_tokener_parse_ex(r->tok, "", 1);
 			if (json_tokener_get_error(r->tok) == json_tokener_success)
 				break;
-			set_reason(rec, "%s", nl ? "the line ends inside the record"
+			statoil_set_reason(rec, "%s", nl ? "the line ends inside the record"
 					   : "the input ends inside the record (truncated)");
 			/* nothing follows a record truncated by the end of the input */
 			if (!nl)
@@ -1036,11 +653,11 @@ next_record(StatoilReader *r, StatoilRecord *rec)
 	after_record(r);
 	if (r->esc.bad)
 	{
-		set_reason(rec, "a string has \\u%04x, half of a UTF-16 surrogate pair without its other half",
+		statoil_set_reason(rec, "a string has \\u%04x, half of a UTF-16 surrogate pair without its other half",
 				   r->esc.bad_code);
 		return bad(r, rec);
 	}
-	if (!check_record(rec, r->obj))
+	if (!statoil_check_record(rec, r->obj))
 		return bad(r, rec);
 	rec->status = STATOIL_GOOD;
 	return STATOIL_GOOD;
@@ -1055,229 +672,4 @@ statoil_next(StatoilReader *r, StatoilRecord *rec)
 	if (r->stopped && st != STATOIL_FATAL)
 		st = fatal(r, rec, STATOIL_FATAL_STOPPED, "stopped");
 	return st;
-}
-
-/* ----------------------------------------------------------------
- * The pipeline
- * ---------------------------------------------------------------- */
-
-struct StatoilPipeline
-{
-	StatoilReader *reader;		/* owned: freed with the pipeline */
-	bool		threaded;
-	pthread_t	thread;
-	pthread_mutex_t lock;
-	pthread_cond_t filled;		/* a slot was filled, or the thread ended */
-	pthread_cond_t freed;		/* a slot was released, or stop */
-	bool		stop;			/* under lock; also read by pipeline_stopping() */
-	bool		done;			/* the producer has returned EOF or FATAL */
-	bool		exited;			/* the thread is about to return */
-	bool		orphaned;		/* nobody waits: the thread frees everything */
-	StatoilRecord slots[PIPELINE_SLOTS];
-	int64_t		produced;		/* slots filled so far */
-	int64_t		consumed;		/* slots handed to the consumer */
-	int64_t		released;		/* slots given back */
-};
-
-static void
-pipeline_free(StatoilPipeline *pipe)
-{
-	for (int i = 0; i < PIPELINE_SLOTS; i++)
-		statoil_record_free(&pipe->slots[i]);
-	statoil_reader_free(pipe->reader);
-	pthread_mutex_destroy(&pipe->lock);
-	pthread_cond_destroy(&pipe->filled);
-	pthread_cond_destroy(&pipe->freed);
-	free(pipe);
-}
-
-/* The reader's stop function in the parse thread, asked once per chunk */
-static bool
-pipeline_stopping(void *arg)
-{
-	StatoilPipeline *pipe = arg;
-
-	return __atomic_load_n(&pipe->stop, __ATOMIC_ACQUIRE);
-}
-
-static void *
-pipeline_main(void *arg)
-{
-	StatoilPipeline *pipe = arg;
-	bool		orphaned;
-
-	for (;;)
-	{
-		StatoilRecord *rec;
-		StatoilStatus st;
-
-		pthread_mutex_lock(&pipe->lock);
-		while (!pipe->stop && pipe->produced - pipe->released >= PIPELINE_SLOTS)
-			pthread_cond_wait(&pipe->freed, &pipe->lock);
-		if (pipe->stop)
-		{
-			pthread_mutex_unlock(&pipe->lock);
-			break;
-		}
-		rec = &pipe->slots[pipe->produced % PIPELINE_SLOTS];
-		pthread_mutex_unlock(&pipe->lock);
-
-		st = statoil_next(pipe->reader, rec);
-
-		pthread_mutex_lock(&pipe->lock);
-		pipe->produced++;
-		if (st == STATOIL_EOF || st == STATOIL_FATAL)
-			pipe->done = true;
-		pthread_cond_signal(&pipe->filled);
-		pthread_mutex_unlock(&pipe->lock);
-		if (st == STATOIL_EOF || st == STATOIL_FATAL)
-			break;
-	}
-
-	pthread_mutex_lock(&pipe->lock);
-	pipe->exited = true;
-	orphaned = pipe->orphaned;
-	pthread_cond_broadcast(&pipe->filled);
-	pthread_mutex_unlock(&pipe->lock);
-	if (orphaned)
-		pipeline_free(pipe);
-	return NULL;
-}
-
-StatoilPipeline *
-statoil_pipeline_start(StatoilReader *reader, bool threaded)
-{
-	StatoilPipeline *pipe = calloc(1, sizeof(StatoilPipeline));
-
-	if (pipe == NULL)
-	{
-		statoil_reader_free(reader);
-		return NULL;
-	}
-	pipe->reader = reader;
-	pipe->threaded = threaded;
-	pthread_mutex_init(&pipe->lock, NULL);
-	pthread_cond_init(&pipe->filled, NULL);
-	pthread_cond_init(&pipe->freed, NULL);
-	if (threaded)
-	{
-		sigset_t	all;
-		sigset_t	old;
-		int			rc;
-
-		statoil_reader_set_stop(reader, pipeline_stopping, pipe);
-		/* the backend's signals must reach the backend's thread only */
-		sigfillset(&all);
-		pthread_sigmask(SIG_SETMASK, &all, &old);
-		rc = pthread_create(&pipe->thread, NULL, pipeline_main, pipe);
-		pthread_sigmask(SIG_SETMASK, &old, NULL);
-		if (rc != 0)
-		{
-			/* parse on demand instead */
-			pipe->threaded = false;
-			statoil_reader_set_stop(reader, NULL, NULL);
-		}
-	}
-	return pipe;
-}
-
-/* An absolute CLOCK_REALTIME time ms milliseconds from now */
-static struct timespec
-deadline_in(int ms)
-{
-	struct timespec t;
-
-	clock_gettime(CLOCK_REALTIME, &t);
-	t.tv_sec += ms / 1000;
-	t.tv_nsec += (long) (ms % 1000) * 1000000L;
-	if (t.tv_nsec >= 1000000000L)
-	{
-		t.tv_sec++;
-		t.tv_nsec -= 1000000000L;
-	}
-	return t;
-}
-
-StatoilRecord *
-statoil_pipeline_next(StatoilPipeline *pipe, int timeout_ms)
-{
-	StatoilRecord *rec;
-	struct timespec deadline;
-
-	if (!pipe->threaded)
-	{
-		/* one slot, parsed on demand */
-		rec = &pipe->slots[0];
-		if (pipe->done)
-			return rec;			/* EOF or FATAL again */
-		if (statoil_next(pipe->reader, rec) != STATOIL_GOOD &&
-			(rec->status == STATOIL_EOF || rec->status == STATOIL_FATAL))
-			pipe->done = true;
-		return rec;
-	}
-	deadline = deadline_in(timeout_ms);
-	pthread_mutex_lock(&pipe->lock);
-	while (pipe->consumed >= pipe->produced)
-	{
-		if (pthread_cond_timedwait(&pipe->filled, &pipe->lock, &deadline) == ETIMEDOUT &&
-			pipe->consumed >= pipe->produced)
-		{
-			pthread_mutex_unlock(&pipe->lock);
-			return NULL;
-		}
-	}
-	rec = &pipe->slots[pipe->consumed % PIPELINE_SLOTS];
-	/* the last record (EOF or FATAL) is handed out again and again */
-	if (!(pipe->done && pipe->consumed + 1 == pipe->produced))
-		pipe->consumed++;
-	else
-		pipe->consumed = pipe->produced - 1;
-	pthread_mutex_unlock(&pipe->lock);
-	return rec;
-}
-
-void
-statoil_pipeline_release(StatoilPipeline *pipe, StatoilRecord *rec)
-{
-	if (!pipe->threaded || rec->status == STATOIL_EOF || rec->status == STATOIL_FATAL)
-		return;
-	pthread_mutex_lock(&pipe->lock);
-	pipe->released++;
-	pthread_cond_signal(&pipe->freed);
-	pthread_mutex_unlock(&pipe->lock);
-}
-
-bool
-statoil_pipeline_stop(StatoilPipeline *pipe, int timeout_ms)
-{
-	struct timespec deadline;
-	bool		exited;
-
-	if (pipe == NULL)
-		return true;
-	if (!pipe->threaded)
-	{
-		pipeline_free(pipe);
-		return true;
-	}
-	deadline = deadline_in(timeout_ms);
-	pthread_mutex_lock(&pipe->lock);
-	__atomic_store_n(&pipe->stop, true, __ATOMIC_RELEASE);
-	pthread_cond_broadcast(&pipe->freed);
-	while (!pipe->exited)
-		if (pthread_cond_timedwait(&pipe->filled, &pipe->lock, &deadline) == ETIMEDOUT)
-			break;
-	exited = pipe->exited;
-	if (!exited)
-		pipe->orphaned = true;
-	pthread_mutex_unlock(&pipe->lock);
-	if (!exited)
-	{
-		/* the thread frees the pipeline and the reader when it returns */
-		pthread_detach(pipe->thread);
-		return false;
-	}
-	pthread_join(pipe->thread, NULL);
-	pipeline_free(pipe);
-	return true;
 }

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Ingest benchmarks of iceml.ingest_statoil (src/ingest.c):
+# Ingest benchmarks of iceml.ingest_statoil (src/ingest/ingest.c):
 #   (best of 3 runs for each loader)
 #   BENCH ingest_mb_per_s         a train.json-sized file (1604 synthetic
 #   BENCH ingest_records_per_s    records, ~210 MB, a JSON array) loaded from

@@ -6,7 +6,7 @@
 -- never write catalog tables (iceml writes them as their owner), except
 -- clearing their own quarantined records.
 BEGIN;
-SELECT plan(12);
+SELECT plan(14);
 SET client_min_messages = error;
 
 CREATE TEMP TABLE expected_fn (fn text PRIMARY KEY, lowest text NOT NULL);
@@ -100,6 +100,22 @@ SELECT is((SELECT string_agg(f.fn, ', ') FROM fns f JOIN pg_proc p ON p.oid = f.
             WHERE p.prolang = (SELECT oid FROM pg_language WHERE lanname = 'plpgsql')
               AND NOT coalesce(p.proconfig @> ARRAY['search_path=pg_catalog, pg_temp'], false)),
           NULL, 'every plpgsql function runs under search_path = pg_catalog, pg_temp');
+
+-- gates: the C function iceml_gate runs iceml._<name> with the same argument
+-- types; the declarations are written twice (the API and the implementation)
+-- and must say the same: names, defaults, result, set-returning
+SELECT is((SELECT string_agg(g.oid::regprocedure::text, ', ' ORDER BY 1)
+             FROM pg_proc g JOIN pg_namespace n ON n.oid = g.pronamespace
+            WHERE g.prolang = (SELECT oid FROM pg_language WHERE lanname = 'c') AND g.prosrc = 'iceml_gate'
+              AND NOT EXISTS (SELECT FROM pg_proc i
+                               WHERE i.pronamespace = g.pronamespace AND i.proname = '_' || g.proname
+                                 AND i.proargtypes = g.proargtypes AND i.prorettype = g.prorettype
+                                 AND i.proretset = g.proretset
+                                 AND i.proargnames IS NOT DISTINCT FROM g.proargnames
+                                 AND i.proargmodes IS NOT DISTINCT FROM g.proargmodes
+                                 AND pg_get_expr(i.proargdefaults, 0) IS NOT DISTINCT FROM pg_get_expr(g.proargdefaults, 0))),
+          NULL, 'every gate has its implementation with the same arguments, names, defaults and result');
+SELECT ok((SELECT count(*) >= 10 FROM pg_proc WHERE prosrc = 'iceml_gate'), 'and there are gates');
 
 -- tables: users read (through row-level security) and never write
 CREATE TEMP TABLE cat AS

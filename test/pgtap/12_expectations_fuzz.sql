@@ -1,4 +1,4 @@
--- Mutation fuzzing of the expectation-document parser (src/expectations.c).
+-- Mutation fuzzing of the expectation-document parser (src/featurestore/expectations.c).
 --
 -- That parser walks PostgreSQL's Jsonb and resolves types, collations,
 -- regular expressions and input functions in the server, so it cannot be

@@ -2,7 +2,7 @@
 -- each role may do (42501 otherwise), and inference logging through the
 -- monitor worker (its rows are committed by the worker and seen here).
 BEGIN;
-SELECT plan(55);
+SELECT plan(58);
 SET client_min_messages = error;
 
 -- ---- the objects ---------------------------------------------------------------
@@ -156,5 +156,14 @@ SELECT ok((SELECT (m->>'drift')::boolean AND (m->'inputs'->'band_1_mean'->>'drif
                   AND (m->'inputs'->'band_1_max'->>'drift')::boolean AND NOT (m->'inputs'->'band_2_mean'->>'drift')::boolean
                   AND (m->>'calls')::int = 240
              FROM iceml.monitor('tap_ice') m), 'monitor flags band_1 and not band_2');
+-- the training dataset dropped after training: no reference, said so, no error
+SELECT lives_ok($$DROP TABLE iceml_td.tap_pr_1$$, 'the training dataset is dropped');
+SELECT ok((SELECT m->'drift' = 'null'::jsonb AND m->'inputs' = '{}'::jsonb
+                  AND m->>'drift_reason' ~ '^the training dataset of model \d+ \(relation oid \d+\) was dropped'
+                  AND (m->>'calls')::int = 240
+             FROM iceml.monitor('tap_ice') m), 'monitor reports the latency and calls and why there is no drift verdict');
+SELECT throws_ok(format('SELECT * FROM iceml.drift_reference(%s::oid::regclass, %L)',
+                        (SELECT training_dataset::oid FROM iceml.models WHERE experiment = 'tap_ice' LIMIT 1), 'band_1_mean'),
+                 '42P01', NULL, 'drift_reference of a dropped dataset: 42P01');
 SELECT * FROM finish();
 ROLLBACK;

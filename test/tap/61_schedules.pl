@@ -98,4 +98,26 @@ is(psql("SELECT count(*) FROM cron.job"), '0', 'no job left');
 # the last run of the minute may still be going: let it end
 poll("SELECT count(*) FROM iceml.pipeline_runs WHERE status IN ('queued', 'running')", qr/^0$/, 60);
 
+# ---- a server without pg_cron preloaded ----------------------------------
+# (an embedded cluster of its own, restarted with iceml alone preloaded)
+{
+	my $cluster = "$FindBin::Bin/../harness/cluster.sh";
+	system("$cluster start nocron fresh >/dev/null") == 0 or BAIL_OUT('cluster nocron did not start');
+	my $env = `$cluster env nocron`;
+	my ($host) = $env =~ /PGHOST='([^']+)'/;
+	my ($port) = $env =~ /PGPORT=(\d+)/;
+	local $ENV{PGHOST} = $host;
+	local $ENV{PGPORT} = $port;
+	psql("ALTER SYSTEM SET shared_preload_libraries = 'iceml'", db => 'postgres');
+	system("$cluster start nocron >/dev/null") == 0 or BAIL_OUT('cluster nocron did not restart');
+	is(psql('SHOW shared_preload_libraries', db => 'postgres'), 'iceml', 'a server with iceml and without pg_cron');
+	psql(q{CREATE EXTENSION iceml; CREATE ROLE iceml_tap_sam LOGIN IN ROLE iceml_user;}, db => 'iceml');
+	($rc, $out) = psql("\\set VERBOSITY verbose\nSELECT iceml.schedule_pipeline('sched', '* * * * *', $config)",
+		db => 'iceml', user => 'iceml_tap_sam');
+	like($out, qr/ERROR:  55000: pg_cron is not loaded, so iceml cannot schedule pipelines.*HINT:  Add pg_cron to shared_preload_libraries/s,
+		'pg_cron not preloaded: 55000 with a hint');
+	is(psql('SELECT count(*) FROM iceml.schedules', db => 'iceml'), '0', 'and nothing was recorded');
+	system("$cluster stop nocron >/dev/null");
+}
+
 done_testing();

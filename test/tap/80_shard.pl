@@ -122,7 +122,7 @@ is(psql($cmp), join("\n", 'id/value:', 'band_1/elements:', 'band_1/row_means:', 
 	'inc_angle/value:', 'is_iceberg/value:'),
 	'sharded statistics equal one server\'s: counts, completeness, range, mean, stddev, distinct, histograms');
 # over 4096 values one server's histogram shares a few fine bins between
-# neighbours (src/statistics.c); the merged one counts exactly
+# neighbours (src/featurestore/statistics.c); the merged one counts exactly
 my $moved = psql(q{
 	SELECT max(d) FROM (
 	  SELECT (SELECT sum(abs(x.v::bigint - y.v::bigint)) FROM jsonb_array_elements_text(a.histogram->'counts') WITH ORDINALITY x(v, i)

@@ -20,6 +20,10 @@
  * Bad records either fail the call (on_error 'abort': nothing is inserted)
  * or are stored whole in iceml.quarantine (on_error 'quarantine'), the rest
  * being inserted: read = inserted + quarantined.
+ *
+ * This file: records, quarantine and the SQL function.  ingest_target.c:
+ * the target's columns, duplicate ids, the quarantine write.  ingest_copy.c:
+ * the binary COPY stream and the load.  ingest_internal.h: the shared state.
  */
 #include "postgres.h"
 
@@ -69,102 +73,7 @@
 #include "iceml_catalog.h"
 #include "iceml_sar.h"
 #include "iceml_statoil.h"
-
-
-#define INGEST_BAND_LEN		STATOIL_BAND_LEN	/* 5625 values per band */
-#define INGEST_RING			16	/* records remembered for COPY-time errors */
-#define INGEST_ID_MAX		200 /* bytes of an id quoted in messages */
-#define INGEST_WAIT_MS		100 /* the longest wait for the parse thread between interrupt checks */
-#define INGEST_STOP_WAIT_MS	5000	/* the longest wait for the thread to stop */
-
-typedef enum RecordResult
-{
-	REC_EOF,
-	REC_GOOD,
-	REC_BAD
-} RecordResult;
-
-/* What COPY-time errors and the reject hook need to know of a record */
-typedef struct RingSlot
-{
-	int64		tupleno;		/* 1-based COPY tuple number, 0 if unused */
-	int64		recno;			/* 0-based record number in the input */
-	StringInfoData id;
-	StringInfoData raw;			/* quarantine mode only */
-	bool		raw_capped;
-	int64		raw_bytes;
-} RingSlot;
-
-typedef struct IdEntry
-{
-	char	   *id;				/* key: pointer to the id string */
-	int64		recno;
-} IdEntry;
-
-typedef struct IngestState
-{
-	/* target */
-	Relation	rel;
-	Oid			relid;
-	char	   *relname;		/* qualified, for messages */
-	bool		quarantine;
-	Oid			angle_type;		/* FLOAT4OID, FLOAT8OID or InvalidOid */
-	Oid			label_type;		/* INT2OID, INT4OID, INT8OID, BOOLOID or InvalidOid */
-	bool		has_avg;
-	int16		nfields;
-
-	/* input: the reader, run by the pipeline (in a thread of its own) */
-	int			fd;				/* the server file (transient), else -1 */
-	const char *path;
-	const char *doc;
-	size_t		doc_len;
-	StatoilPipeline *pipe;		/* owns the reader */
-	StatoilRecord *rec;			/* the record being processed */
-	MemoryContext recordcxt;
-
-	/* the current record */
-	int64		recno;
-	const char *cur_id;
-	const char *reason;
-	const char *sqlstate;
-	float	   *avg;
-
-	/* COPY */
-	CopyFromState cstate;
-	StringInfoData out;
-	int			out_pos;
-	bool		header_sent;
-	bool		finished;
-	int64		ntuples;
-	RingSlot	ring[INGEST_RING];
-	ErrorContextCallback errcb;
-	ErrorContextCallback *outer_stack;
-
-	/* duplicates */
-	HTAB	   *ids;
-	MemoryContext idcxt;
-	Relation	idxrel;
-	IndexScanDesc scan;
-	TupleTableSlot *slot;
-	Oid			eqproc;
-	Oid			collation;
-	SnapshotData dirty;			/* of the index probes */
-	MemoryContext scancxt;		/* where the probe scan lives */
-
-	/* results */
-	int64		nread;
-	int64		nquarantined;
-	Tuplestorestate *qstore;
-	TupleDesc	qdesc;
-} IngestState;
-
-/* GUC iceml.ingest_parse_thread */
-static bool ingest_parse_thread = true;
-
-/* the data-source callback of COPY takes no argument */
-static IngestState *current_ingest = NULL;
-
-static const char binary_signature[11] = "PGCOPY\n\377\r\n";
+#include "ingest_internal.h"
 
 /* ----------------------------------------------------------------
  * One record
@@ -245,7 +154,7 @@ CheckDuplicate(IngestState *st)
  * inside a record, so that cancel and timeouts end an endless input.  It
  * leaves by longjmp; the pipeline is then only freed (RunCopy).
  */
-static bool
+bool
 IngestStopCheck(void *arg)
 {
 	(void) arg;
@@ -295,7 +204,7 @@ InputFatal(IngestState *st, StatoilRecord *rec)
  * Read the next record from the pipeline: REC_GOOD (in st->rec), REC_BAD
  * (st->reason, st->sqlstate) or REC_EOF.
  */
-static RecordResult
+RecordResult
 NextRecord(IngestState *st)
 {
 	StatoilRecord *rec;
@@ -305,7 +214,6 @@ NextRecord(IngestState *st)
 		statoil_pipeline_release(st->pipe, st->rec);
 		st->rec = NULL;
 	}
-	MemoryContextReset(st->recordcxt);
 	st->cur_id = NULL;
 	st->reason = NULL;
 	st->sqlstate = "22P02";
@@ -405,7 +313,7 @@ QuarantineAdd(IngestState *st, int64 recno, const char *id, const char *raw,
 }
 
 /* The bad record just read: fail the call, or keep it for the quarantine */
-static void
+void
 BadRecord(IngestState *st)
 {
 	if (!st->quarantine)
@@ -431,7 +339,7 @@ RingLookup(IngestState *st, int64 tupleno)
 }
 
 /* The feature store hands over a row its expectations block */
-static void
+void
 IngestRejectHook(Oid relid, HeapTuple tuple, const char *reason, void *arg)
 {
 	IngestState *st = (IngestState *) arg;
@@ -449,7 +357,7 @@ IngestRejectHook(Oid relid, HeapTuple tuple, const char *reason, void *arg)
 }
 
 /* Errors raised by COPY, constraints and triggers name the record */
-static void
+void
 IngestErrorCallback(void *arg)
 {
 	IngestState *st = (IngestState *) arg;
@@ -462,584 +370,6 @@ IngestErrorCallback(void *arg)
 				   RecordLabel(s->recno, s->id.data), st->relname);
 	else
 		errcontext("while ingesting into %s", st->relname);
-}
-
-/* ----------------------------------------------------------------
- * Binary COPY encoding
- * ---------------------------------------------------------------- */
-
-static inline void
-PutInt16(StringInfo out, int16 v)
-{
-	uint16		n = pg_hton16((uint16) v);
-
-	appendBinaryStringInfo(out, (char *) &n, 2);
-}
-
-static inline void
-PutInt32(StringInfo out, int32 v)
-{
-	uint32		n = pg_hton32((uint32) v);
-
-	appendBinaryStringInfo(out, (char *) &n, 4);
-}
-
-static void
-PutFloat4Array(StringInfo out, const float *v, int n)
-{
-	int			size = 20 + n * 8;
-	char	   *p;
-
-	PutInt32(out, size);
-	PutInt32(out, 1);			/* ndim */
-	PutInt32(out, 0);			/* no nulls */
-	PutInt32(out, FLOAT4OID);
-	PutInt32(out, n);
-	PutInt32(out, 1);			/* lower bound */
-	enlargeStringInfo(out, n * 8);
-	p = out->data + out->len;
-	for (int i = 0; i < n; i++)
-	{
-		uint32		len = pg_hton32(4);
-		uint32		bits;
-
-		memcpy(&bits, &v[i], 4);
-		bits = pg_hton32(bits);
-		memcpy(p, &len, 4);
-		memcpy(p + 4, &bits, 4);
-		p += 8;
-	}
-	out->len += n * 8;
-	out->data[out->len] = '\0';
-}
-
-static void
-EncodeRecord(IngestState *st)
-{
-	StringInfo	out = &st->out;
-	StatoilRecord *rec = st->rec;
-	int			idlen = strlen(st->cur_id);
-	char	   *id;
-
-	/* binary COPY reads text in the client encoding */
-	id = pg_server_to_client(st->cur_id, idlen);
-	if (id != st->cur_id)
-		idlen = strlen(id);
-	PutInt16(out, st->nfields);
-	PutInt32(out, idlen);
-	appendBinaryStringInfo(out, id, idlen);
-	PutFloat4Array(out, rec->band_1, INGEST_BAND_LEN);
-	PutFloat4Array(out, rec->band_2, INGEST_BAND_LEN);
-	if (st->angle_type != InvalidOid)
-	{
-		if (rec->angle_null)
-			PutInt32(out, -1);
-		else if (st->angle_type == FLOAT4OID)
-		{
-			float		f = rec->angle_f;
-			uint32		bits;
-
-			memcpy(&bits, &f, 4);
-			PutInt32(out, 4);
-			PutInt32(out, (int32) bits);
-		}
-		else
-		{
-			uint64		bits;
-
-			memcpy(&bits, &rec->angle, 8);
-			PutInt32(out, 8);
-			PutInt32(out, (int32) (bits >> 32));
-			PutInt32(out, (int32) (bits & 0xFFFFFFFF));
-		}
-	}
-	if (st->label_type != InvalidOid)
-	{
-		if (rec->label_null)
-			PutInt32(out, -1);
-		else if (st->label_type == BOOLOID)
-		{
-			PutInt32(out, 1);
-			appendStringInfoChar(out, rec->label ? 1 : 0);
-		}
-		else if (st->label_type == INT2OID)
-		{
-			PutInt32(out, 2);
-			PutInt16(out, (int16) rec->label);
-		}
-		else if (st->label_type == INT4OID)
-		{
-			PutInt32(out, 4);
-			PutInt32(out, rec->label);
-		}
-		else
-		{
-			PutInt32(out, 8);
-			PutInt32(out, 0);
-			PutInt32(out, rec->label);
-		}
-	}
-	if (st->has_avg)
-	{
-		iceml_band_avg(rec->band_1, rec->band_2, st->avg, INGEST_BAND_LEN);
-		PutFloat4Array(out, st->avg, INGEST_BAND_LEN);
-	}
-}
-
-/* Remember the record about to become COPY tuple number ++ntuples */
-static void
-RingRemember(IngestState *st)
-{
-	RingSlot   *s;
-
-	st->ntuples++;
-	s = &st->ring[st->ntuples % INGEST_RING];
-	s->tupleno = st->ntuples;
-	s->recno = st->recno;
-	resetStringInfo(&s->id);
-	appendStringInfoString(&s->id, st->cur_id);
-	if (st->quarantine)
-	{
-		resetStringInfo(&s->raw);
-		appendBinaryStringInfo(&s->raw, st->rec->raw, st->rec->raw_len);
-		s->raw_capped = st->rec->raw_capped;
-		s->raw_bytes = st->rec->raw_bytes;
-	}
-}
-
-/* Fill st->out with the next piece of the COPY stream */
-static void
-ProduceNext(IngestState *st)
-{
-	ErrorContextCallback *save = error_context_stack;
-
-	resetStringInfo(&st->out);
-	st->out_pos = 0;
-	if (!st->header_sent)
-	{
-		appendBinaryStringInfo(&st->out, binary_signature, 11);
-		PutInt32(&st->out, 0);	/* flags */
-		PutInt32(&st->out, 0);	/* header extension */
-		st->header_sent = true;
-		return;
-	}
-
-	/*
-	 * Errors of the records themselves name the record in their message;
-	 * COPY's context line ("COPY x, line n") would only confuse.
-	 */
-	error_context_stack = st->outer_stack;
-	for (;;)
-	{
-		RecordResult r;
-
-		CHECK_FOR_INTERRUPTS();
-		r = NextRecord(st);
-		if (r == REC_EOF)
-		{
-			PutInt16(&st->out, -1);
-			st->finished = true;
-			break;
-		}
-		if (r == REC_GOOD)
-		{
-			RingRemember(st);
-			EncodeRecord(st);
-
-			/*
-			 * COPY's multi-insert buffer flushes after 1000 rows or 64 kB of
-			 * input, counting the bytes in line_buf, which binary COPY
-			 * leaves empty: it would hold 1000 records (~70 MB).  Report
-			 * each record's size there, so that it flushes every record or
-			 * two as text COPY would (nothing else reads line_buf in binary
-			 * mode).
-			 */
-			if (st->cstate)
-				st->cstate->line_buf.len = st->out.len;
-			break;
-		}
-		BadRecord(st);
-	}
-	error_context_stack = save;
-}
-
-static int
-IngestCopySource(void *outbuf, int minread, int maxread)
-{
-	IngestState *st = current_ingest;
-	char	   *dst = (char *) outbuf;
-	int			n = 0;
-
-	Assert(st != NULL);
-	while (n < maxread)
-	{
-		if (st->out_pos < st->out.len)
-		{
-			int			k = Min(maxread - n, st->out.len - st->out_pos);
-
-			memcpy(dst + n, st->out.data + st->out_pos, k);
-			n += k;
-			st->out_pos += k;
-			continue;
-		}
-		/* produce no further ahead of COPY than asked */
-		if (n >= minread || st->finished)
-			break;
-		ProduceNext(st);
-	}
-	return n;
-}
-
-/* ----------------------------------------------------------------
- * Set-up
- * ---------------------------------------------------------------- */
-
-static uint32
-IdHash(const void *key, Size keysize)
-{
-	const char *s = *(const char *const *) key;
-
-	(void) keysize;
-	return hash_bytes((const unsigned char *) s, strlen(s));
-}
-
-static int
-IdMatch(const void *a, const void *b, Size keysize)
-{
-	(void) keysize;
-	return strcmp(*(const char *const *) a, *(const char *const *) b);
-}
-
-static AttrNumber
-FindColumn(TupleDesc desc, const char *name)
-{
-	for (int i = 0; i < desc->natts; i++)
-	{
-		Form_pg_attribute a = TupleDescAttr(desc, i);
-
-		if (!a->attisdropped && strcmp(NameStr(a->attname), name) == 0)
-			return a->attnum;
-	}
-	return InvalidAttrNumber;
-}
-
-static void
-ColumnTypeError(IngestState *st, const char *col, Oid found, const char *wanted)
-{
-	ereport(ERROR,
-			(errcode(ERRCODE_DATATYPE_MISMATCH),
-			 errmsg("column \"%s\" of %s has type %s, which ingest_statoil cannot fill",
-					col, st->relname, format_type_be(found)),
-			 errdetail("ingest_statoil fills \"%s\" when it is of type %s.", col, wanted)));
-}
-
-/*
- * Map the Statoil fields to the target's columns by name; returns the COPY
- * column list.
- */
-static List *
-MapColumns(IngestState *st)
-{
-	TupleDesc	desc = RelationGetDescr(st->rel);
-	List	   *cols = NIL;
-	static const char *const required[] = {"id", "band_1", "band_2"};
-	AttrNumber	att;
-
-	for (int i = 0; i < 3; i++)
-	{
-		Oid			type;
-
-		att = FindColumn(desc, required[i]);
-		if (att == InvalidAttrNumber)
-			ereport(ERROR,
-					(errcode(ERRCODE_UNDEFINED_COLUMN),
-					 errmsg("%s has no column \"%s\"", st->relname, required[i]),
-					 errdetail("The target of ingest_statoil needs columns id (text), band_1 and band_2 (real[]); inc_angle, is_iceberg and band_avg are filled when present.")));
-		type = TupleDescAttr(desc, att - 1)->atttypid;
-		if (i == 0 && type != TEXTOID && type != VARCHAROID && type != BPCHAROID)
-			ColumnTypeError(st, required[i], type, "text, varchar or char");
-		if (i > 0 && type != FLOAT4ARRAYOID)
-			ColumnTypeError(st, required[i], type, "real[]");
-		cols = lappend(cols, makeString(pstrdup(required[i])));
-	}
-
-	att = FindColumn(desc, "inc_angle");
-	if (att != InvalidAttrNumber)
-	{
-		st->angle_type = TupleDescAttr(desc, att - 1)->atttypid;
-		if (st->angle_type != FLOAT4OID && st->angle_type != FLOAT8OID)
-			ColumnTypeError(st, "inc_angle", st->angle_type, "real or double precision");
-		cols = lappend(cols, makeString(pstrdup("inc_angle")));
-	}
-	att = FindColumn(desc, "is_iceberg");
-	if (att != InvalidAttrNumber)
-	{
-		st->label_type = TupleDescAttr(desc, att - 1)->atttypid;
-		if (st->label_type != INT2OID && st->label_type != INT4OID &&
-			st->label_type != INT8OID && st->label_type != BOOLOID)
-			ColumnTypeError(st, "is_iceberg", st->label_type,
-							"smallint, integer, bigint or boolean");
-		cols = lappend(cols, makeString(pstrdup("is_iceberg")));
-	}
-	att = FindColumn(desc, "band_avg");
-	if (att != InvalidAttrNumber && TupleDescAttr(desc, att - 1)->attgenerated == '\0')
-	{
-		Oid			type = TupleDescAttr(desc, att - 1)->atttypid;
-
-		if (type != FLOAT4ARRAYOID)
-			ColumnTypeError(st, "band_avg", type, "real[]");
-		st->has_avg = true;
-		cols = lappend(cols, makeString(pstrdup("band_avg")));
-	}
-	st->nfields = list_length(cols);
-	return cols;
-}
-
-/*
- * Duplicate ids are bad records only when the target has a unique btree
- * index on id alone (its primary key, typically): then they are found in
- * the input (a hash of the ids seen) and in the table (a probe of that
- * index), so that a quarantine load never dies of a unique violation.
- */
-static void
-SetupDuplicateCheck(IngestState *st)
-{
-	AttrNumber	idatt = FindColumn(RelationGetDescr(st->rel), "id");
-	List	   *indexes;
-	ListCell   *lc;
-	HASHCTL		ctl;
-
-	if (st->rel->rd_rel->relkind != RELKIND_RELATION)
-		return;
-	indexes = RelationGetIndexList(st->rel);
-	foreach(lc, indexes)
-	{
-		Relation	idx = index_open(lfirst_oid(lc), AccessShareLock);
-		Form_pg_index form = idx->rd_index;
-
-		if (form->indisunique && form->indisvalid && form->indimmediate &&
-			form->indnkeyatts == 1 && form->indkey.values[0] == idatt &&
-			idx->rd_rel->relam == BTREE_AM_OID &&
-			RelationGetIndexPredicate(idx) == NIL)
-		{
-			Oid			optype = idx->rd_opcintype[0];
-			Oid			op = get_opfamily_member(idx->rd_opfamily[0], optype, optype,
-												 BTEqualStrategyNumber);
-
-			if (OidIsValid(op))
-			{
-				st->idxrel = idx;
-				st->eqproc = get_opcode(op);
-				st->collation = idx->rd_indcollation[0];
-				break;
-			}
-		}
-		index_close(idx, AccessShareLock);
-	}
-	list_free(indexes);
-	if (st->idxrel == NULL)
-		return;
-
-	st->idcxt = AllocSetContextCreate(CurrentMemoryContext, "ingest ids",
-									  ALLOCSET_DEFAULT_SIZES);
-	memset(&ctl, 0, sizeof(ctl));
-	ctl.keysize = sizeof(char *);
-	ctl.entrysize = sizeof(IdEntry);
-	ctl.hash = IdHash;
-	ctl.match = IdMatch;
-	ctl.hcxt = st->idcxt;
-	st->ids = hash_create("ingest ids", 1024, &ctl,
-						  HASH_ELEM | HASH_FUNCTION | HASH_COMPARE | HASH_CONTEXT);
-	/*
-	 * Quarantine loads into one table take turns, so that two of them with
-	 * the same ids quarantine the later copies instead of dying of a unique
-	 * violation: each sees the other's rows once it has committed (the
-	 * probes use a dirty snapshot).  The lock is iceml's own (an advisory
-	 * tag of a kind SQL's advisory locks do not use) and lasts until the end
-	 * of the transaction; 'abort' loads do not take it.
-	 */
-	if (st->quarantine)
-	{
-		LOCKTAG		tag;
-
-		SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, st->relid, 0x1CE, 3);
-		(void) LockAcquire(&tag, ExclusiveLock, false, false);
-	}
-	InitDirtySnapshot(st->dirty);
-	st->scancxt = CurrentMemoryContext;
-	st->slot = table_slot_create(st->rel, NULL);
-	st->scan = index_beginscan(st->rel, st->idxrel, &st->dirty, 1, 0);
-}
-
-static void
-CloseDuplicateCheck(IngestState *st)
-{
-	if (st->scan)
-		index_endscan(st->scan);
-	if (st->slot)
-		ExecDropSingleTupleTableSlot(st->slot);
-	if (st->idxrel)
-		index_close(st->idxrel, AccessShareLock);
-	st->scan = NULL;
-	st->slot = NULL;
-	st->idxrel = NULL;
-}
-
-/*
- * Write the quarantined records, in input order: as the catalog owner (users
- * only read iceml's catalogs), recorded as the calling role's.
- */
-static void
-WriteQuarantine(IngestState *st)
-{
-	TupleTableSlot *slot;
-	SPIPlanPtr	plan;
-	Oid			types[9] = {OIDOID, INT8OID, TEXTOID, TEXTOID, BOOLOID, INT8OID,
-	TEXTOID, TEXTOID, OIDOID};
-
-	IcemlOwnerContext own;
-	Oid			caller = IcemlCaller();
-
-	if (st->nquarantined == 0)
-		return;
-	BecomeCatalogOwner(&own);
-	plan = SPI_prepare("INSERT INTO iceml.quarantine (feature_group, record_number, record_id,"
-					   " raw, raw_truncated, raw_bytes, reason, sqlstate, role)"
-					   " VALUES ($1::pg_catalog.regclass, $2, $3, $4, $5, $6, $7, $8,"
-					   " $9::pg_catalog.regrole)",
-					   9, types);
-	if (plan == NULL)
-		elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
-	slot = MakeSingleTupleTableSlot(st->qdesc, &TTSOpsMinimalTuple);
-	while (tuplestore_gettupleslot(st->qstore, true, false, slot))
-	{
-		Datum		values[9];
-		char		nulls[9];
-
-		values[0] = ObjectIdGetDatum(st->relid);
-		nulls[0] = ' ';
-		values[8] = ObjectIdGetDatum(caller);
-		nulls[8] = ' ';
-		for (int i = 0; i < 7; i++)
-		{
-			bool		isnull;
-
-			values[i + 1] = slot_getattr(slot, i + 1, &isnull);
-			nulls[i + 1] = isnull ? 'n' : ' ';
-		}
-		if (SPI_execute_plan(plan, values, nulls, false, 0) != SPI_OK_INSERT)
-			elog(ERROR, "could not write to iceml.quarantine");
-	}
-	ExecDropSingleTupleTableSlot(slot);
-	RestoreUser(&own);
-}
-
-/*
- * The load itself: COPY from IngestCopySource(), with the reject hook set in
- * quarantine mode and the record named in every error COPY or a trigger
- * raises.  Returns the rows inserted.
- */
-static pg_noinline uint64
-RunCopy(IngestState *st, ParseState *pstate, List *cols)
-{
-	volatile uint64 inserted = 0;
-	volatile bool external_fd = false;
-
-	current_ingest = st;
-	st->outer_stack = error_context_stack;
-	st->errcb.callback = IngestErrorCallback;
-	st->errcb.arg = st;
-	st->errcb.previous = error_context_stack;
-	error_context_stack = &st->errcb;
-	if (st->quarantine && IsFeatureGroup(st->relid))
-		FeatureGroupSetRejectHook(IngestRejectHook, st);
-	PG_TRY();
-	{
-		CopyFromState cstate;
-		StatoilReader *reader;
-
-		/*
-		 * The parse thread lives inside this block only.  It reads a file
-		 * descriptor of its own (a dup, counted as an external FD), so
-		 * that a thread left to finish alone (see below) never reads one
-		 * the backend has closed or reused.
-		 */
-		if (st->fd >= 0)
-		{
-			int			rfd;
-
-			if (!AcquireExternalFD())
-				ereport(ERROR,
-						(errcode(ERRCODE_INSUFFICIENT_RESOURCES),
-						 errmsg("could not read file \"%s\": too many open files", st->path),
-						 errhint("Close other sessions or raise max_files_per_process.")));
-			external_fd = true;
-			rfd = dup(st->fd);
-			if (rfd < 0)
-				ereport(ERROR,
-						(errcode_for_file_access(),
-						 errmsg("could not read file \"%s\": %m", st->path)));
-			reader = statoil_reader_fd(rfd);
-		}
-		else
-			reader = statoil_reader_buffer(st->doc, st->doc_len);
-		if (reader)
-		{
-			/* parsing in this thread: the reader looks at interrupts itself */
-			if (!ingest_parse_thread)
-				statoil_reader_set_stop(reader, IngestStopCheck, NULL);
-			st->pipe = statoil_pipeline_start(reader, ingest_parse_thread);
-		}
-		if (st->pipe == NULL)
-			ereport(ERROR,
-					(errcode(ERRCODE_OUT_OF_MEMORY),
-					 errmsg("out of memory")));
-
-		cstate = BeginCopyFrom(pstate, st->rel, NULL, NULL, false,
-							   IngestCopySource, cols,
-							   list_make1(makeDefElem("format",
-													  (Node *) makeString("binary"), -1)));
-		st->cstate = cstate;
-		inserted = CopyFrom(cstate);
-		st->cstate = NULL;
-		EndCopyFrom(cstate);
-	}
-	PG_FINALLY();
-	{
-		FeatureGroupSetRejectHook(NULL, NULL);
-		current_ingest = NULL;
-
-		/*
-		 * The thread notices a stop within one chunk of input; a thread
-		 * stuck beyond that (a hung file system) is left to finish alone
-		 * rather than holding this backend, so that cancel, terminate and
-		 * other sessions' barriers are never blocked by it.
-		 */
-		if (!statoil_pipeline_stop(st->pipe, INGEST_STOP_WAIT_MS))
-			ereport(WARNING,
-					(errmsg("the parse thread of ingest_statoil did not stop within %d ms",
-							INGEST_STOP_WAIT_MS),
-					 errdetail("It was left to end by itself; it frees what it holds when its read returns.")));
-		if (external_fd)
-			ReleaseExternalFD();
-		st->pipe = NULL;
-		st->rec = NULL;
-	}
-	PG_END_TRY();
-	error_context_stack = st->errcb.previous;
-	return inserted;
-}
-
-void
-IngestInit(void)
-{
-	DefineCustomBoolVariable("iceml.ingest_parse_thread",
-							 "Parse the input of ingest_statoil() in a thread of its own.",
-							 "The thread runs json-c only, one record ahead of the backend, which inserts meanwhile; off parses in the backend itself.",
-							 &ingest_parse_thread,
-							 true,
-							 PGC_USERSET, 0,
-							 NULL, NULL, NULL);
 }
 
 /* ----------------------------------------------------------------
@@ -1170,7 +500,6 @@ iceml_ingest_statoil(PG_FUNCTION_ARGS)
 				 errhint("Ingest into a table without row-level security, or as a role that bypasses it.")));
 
 	/* working state */
-	st->recordcxt = AllocSetContextCreate(cxt, "ingest record", ALLOCSET_DEFAULT_SIZES);
 	initStringInfo(&st->out);
 	for (int i = 0; i < INGEST_RING; i++)
 	{
@@ -1238,3 +567,4 @@ iceml_ingest_statoil(PG_FUNCTION_ARGS)
 	MemoryContextDelete(cxt);
 	return (Datum) 0;
 }
+
