@@ -15,15 +15,7 @@ my $cluster = "$repo/test/harness/cluster.sh";
 my $node = 'engine_env';
 
 # psql on the extra cluster, as its superuser, in its iceml database
-sub epsql {
-	my ($sql) = @_;
-	my $env = `$cluster env $node`;
-	my ($host) = $env =~ /PGHOST='([^']+)'/;
-	my ($port) = $env =~ /PGPORT=(\d+)/;
-	local $ENV{PGHOST} = $host;
-	local $ENV{PGPORT} = $port;
-	return psql($sql, db => 'iceml');
-}
+sub epsql { return psql_on($node, @_) }
 
 sub start_with {
 	my ($fresh, %env) = @_;
