@@ -12,9 +12,13 @@ MODULE_big  = iceml
 OBJS = \
 	src/iceml.o \
 	src/catalog.o \
-	src/worker.o \
-	src/train.o \
-	src/runs.o \
+	src/jobs/worker.o \
+	src/jobs/supervisor.o \
+	src/jobs/studies.o \
+	src/jobs/hyperparams.o \
+	src/jobs/train.o \
+	src/jobs/run_record.o \
+	src/jobs/runs.o \
 	src/ingest/ingest.o \
 	src/ingest/ingest_target.o \
 	src/ingest/ingest_copy.o \

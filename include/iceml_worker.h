@@ -1,6 +1,9 @@
 /*
- * iceml_worker.h - background workers that train, and the catalog access
- * they share with the SQL functions.
+ * iceml_worker.h - jobs (src/jobs/): the queue and its workers, the
+ * supervisor, hyperparameters, studies and what a training run records;
+ * and the SPI and worker-transaction helpers other areas use too.
+ * src/jobs/worker.c's opening comment walks a run from iceml.train() to
+ * its model: read it first.
  */
 #ifndef ICEML_WORKER_H
 #define ICEML_WORKER_H
@@ -8,8 +11,13 @@
 #include "postgres.h"
 
 #include "executor/spi.h"
+#include "postmaster/bgworker.h"
+
+#include "nodes/pg_list.h"
+#include "utils/jsonb.h"
 
 #include "iceml_catalog.h"
+#include "iceml_nn.h"
 
 /* What a launched worker needs besides its job id (in bgw_extra). */
 typedef struct IcemlWorkerExtra
@@ -18,6 +26,37 @@ typedef struct IcemlWorkerExtra
 	Oid			login_role;		/* the caller's session user: connects */
 	Oid			role;			/* the caller's current role: reads data */
 } IcemlWorkerExtra;
+
+/* ---- hyperparameters (src/jobs/hyperparams.c) --- */
+
+/* Hyperparameter "deploy": what a run does with its model (50_predict.sql). */
+typedef enum IcemlDeploy
+{
+	ICEML_DEPLOY_IF_BETTER = 0,
+	ICEML_DEPLOY_ALWAYS = 1,
+	ICEML_DEPLOY_NEVER = 2
+} IcemlDeploy;
+
+/* A run's hyperparameters, parsed: the engine's part and the worker's. */
+typedef struct IcemlRunConfig
+{
+	IcemlTrainConfig train;		/* batch size, optimiser, schedule, epochs, ... */
+	int			init;			/* IcemlInit */
+	int			patience;		/* early stopping, 0 for none */
+	int			checkpoint_every;	/* epochs, 0 for none */
+	int			threads;
+	int			deploy;			/* IcemlDeploy */
+	List	   *channels;		/* of char *: input channels in order */
+} IcemlRunConfig;
+
+/*
+ * Check hyperparameters (22023 naming the key and value, the range as a
+ * hint), fill in the defaults and parse them into *cfg; `dataset`, unless
+ * InvalidOid, must have the channels.  Returns the resolved object.
+ */
+extern Jsonb *ResolveHyperparams(Jsonb *given, Oid dataset, IcemlRunConfig *cfg);
+/* Their names, comma-separated; `tunable`: those a search may set. */
+extern char *HyperparameterNames(bool tunable);
 
 /*
  * Start a worker for run `id` when the current transaction commits; it
@@ -28,25 +67,72 @@ extern void LaunchAtCommit(int64 id, Oid role, Oid login);
 extern void LaunchPipelineAtCommit(int64 id, Oid role, Oid login);
 
 /*
- * Start workers for the oldest queued runs of this database, within
- * iceml.max_workers and each study's parallel limit.  Returns how many were
- * started.  Needs a transaction.
+ * Start workers for the oldest queued runs of this database, within the
+ * free trainer slots and each study's parallel limit.  Returns how many
+ * were started.  Needs a transaction.
  */
 extern int	LaunchQueuedRuns(void);
 
 /*
  * Mark runs whose worker is gone (killed, crashed, server restarted) as
- * failed.  Returns how many; does nothing in a read-only transaction.
+ * failed; `startup` names a server restart as the reason.  Returns how
+ * many; does nothing in a read-only transaction.
  */
-extern int	ReapOrphanedRuns(void);
+extern int	ReapOrphanedRuns(bool startup);
+
+/*
+ * The lazy path: reap and start queued runs now, unless the supervisor
+ * does it (iceml preloaded).  Returns how many runs were reaped.
+ */
+extern int	JobsMaintain(void);
+
+/* Queued and running jobs of this database.  SPI connected. */
+typedef struct JobsQueueState
+{
+	int64		queued;
+	int64		running;
+} JobsQueueState;
+extern JobsQueueState QueueState(void);
+
+/* ---- the supervisor and trainer slots (src/jobs/supervisor.c) --- */
+
+/* Is iceml preloaded, with its supervisor and slots in shared memory? */
+extern bool JobsSupervised(void);
+/* Take / give back one of iceml.max_workers trainer slots (preloaded). */
+extern bool TakeTrainerSlot(int64 run_id);
+extern void ReleaseTrainerSlot(bool wake);
+extern int	TrainerSlotsFree(void);
+/* Ask for a visit of `db`, or note that it has runs waiting for a slot. */
+extern void WakeSupervisor(Oid db, bool visit, bool queued);
+/* Ask for a visit of this database when this process exits. */
+extern void WakeSupervisorAtExit(void);
+extern void SupervisorInit(void);
+
+/* ---- who may train (src/jobs/runs.c, src/jobs/studies.c) --- */
+
+/* The caller is a member of iceml_user, or 42501. */
+extern void RequireTrainer(void);
+/* A study the caller owns and that is still running, or 42704.  SPI connected. */
+extern void RequireOwnRunningStudy(int64 study_id);
+
+/* ---- studies (src/jobs/studies.c) --- */
 
 /*
  * End the studies (or study `study_id`) none of whose trials is queued or
- * running, recording the best trial.  Needs SPI, as the catalog owner.
+ * running, recording the best trial and offering it for deployment.  Needs
+ * SPI, as the catalog owner.
  */
 extern void FinishStudies(int64 study_id);
 
-/* Switching to the catalog owner: see iceml_catalog.h. */
+/*
+ * ASHA, stopping form: should the trial `run_id` of study `study_id` stop
+ * after `epoch` of `epochs`?  Rungs at min_epochs * 3^k.  Needs a worker
+ * transaction (SPI connected).
+ */
+extern bool AshaStops(int64 study_id, int64 run_id, const char *metric,
+					  int min_epochs, int epoch, int epochs);
+
+/* ---- SPI and worker transactions --- */
 
 /*
  * SPI helpers: run one statement (SPI must be connected), error out with
@@ -57,11 +143,49 @@ extern uint64 SpiExec(const char *sql, int nargs, Oid *argtypes, Datum *values,
 /* Column `col` (1-based) of row `row` of SPI_tuptable; false if NULL. */
 extern bool SpiGetDatum(uint64 row, int col, Datum *out);
 extern char *SpiGetText(uint64 row, int col);
+/* An INSERT ... RETURNING id run as the catalog owner (SPI connected): the id. */
+extern int64 OwnerInsertId(const char *sql, int nargs, Oid *argtypes, Datum *values,
+						   const char *nulls);
 
-/* The training body, in src/train.c; called by the worker main. */
+/* In a worker: a short transaction with SPI connected, committed at the end. */
+extern void WorkerBeginTx(void);
+extern void WorkerEndTx(void);
+/* One catalog statement as the owner, in a transaction of its own. */
+extern uint64 OwnerExec(const char *sql, int nargs, Oid *types, Datum *values,
+						const char *nulls);
+/* Register a dynamic iceml worker connected to a database (src/jobs/worker.c). */
+extern bool RegisterIcemlWorker(const char *function, const char *type, const char *name,
+								Datum arg, const void *extra, size_t extra_len,
+								bool notify, BackgroundWorkerHandle **handle);
+/* A launched worker's start: signals, connection; returns its job id. */
+extern int64 WorkerConnect(IcemlWorkerExtra *extra);
+
+/* ---- what a training worker records (src/jobs/run_record.c) --- */
+
+/* A failed run's error text: message, SQLSTATE, detail and hint. */
+extern char *ErrorText(ErrorData *edata);
+extern bool RunCancelRequested(int64 run_id);
+/*
+ * One epoch's metrics (val NULL without a validation split), the run's
+ * epoch and best epoch, and with ckpt the checkpoint (best: the model of
+ * the best epoch so far).
+ */
+extern void RecordEpoch(int64 run_id, int epoch, double train_loss, double train_acc,
+						const IcemlMetrics *val, double seconds,
+						const void *ckpt, size_t ckpt_len, const void *best, size_t best_len,
+						int best_epoch);
+/*
+ * How the run ended: succeeded (with the model: net, c input channels,
+ * blob, metrics), failed (error), cancelled or stopped; ends its study.
+ */
+extern void FinishRun(int64 run_id, int64 study_id, int c, const char *status, const char *error,
+					  IcemlNet *net, const void *blob, size_t blob_len,
+					  const IcemlMetrics *metrics, int best_epoch);
+
+/* The training body, in src/jobs/train.c; called by the worker main. */
 extern void TrainRunInWorker(int64 run_id, Oid role);
 
-/* Set up transaction callbacks; called from _PG_init. */
+/* Transaction callbacks and the supervisor; called from _PG_init. */
 extern void WorkerInit(void);
 
 #endif							/* ICEML_WORKER_H */

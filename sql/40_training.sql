@@ -68,6 +68,21 @@ SELECT iceml.train('e', 'iceml_td.tr_1', 'tiny_cnn', '{"lr_step_epochs": 0}');
 \echo :LAST_ERROR_SQLSTATE
 SELECT iceml.train('e', 'iceml_td.tr_1', 'tiny_cnn', '[1]');
 \echo :LAST_ERROR_SQLSTATE
+SELECT iceml.train('e', 'iceml_td.tr_1', 'tiny_cnn', '"fast"');
+\echo :LAST_ERROR_SQLSTATE
+SELECT iceml.train('e', 'iceml_td.tr_1', 'tiny_cnn', '{"deploy": "sometimes"}');
+\echo :LAST_ERROR_SQLSTATE
+SELECT iceml.train('e', 'iceml_td.tr_1', 'tiny_cnn', '{"momentum": 1}');
+\echo :LAST_ERROR_SQLSTATE
+SELECT iceml.train('e', 'iceml_td.tr_1', 'tiny_cnn', '{"seed": -1}');
+\echo :LAST_ERROR_SQLSTATE
+SELECT iceml.train('e', 'iceml_td.tr_1', 'tiny_cnn', '{"channels": []}');
+\echo :LAST_ERROR_SQLSTATE
+-- the hint names the range (verbose errors from here)
+\set VERBOSITY default
+SELECT iceml.train('e', 'iceml_td.tr_1', 'tiny_cnn', '{"weight_decay": 2}');
+SELECT iceml.train('e', 'iceml_td.tr_1', 'tiny_cnn', '{"lr_schedule": "linear"}');
+\set VERBOSITY terse
 SELECT count(*) AS runs_queued FROM iceml.runs;
 
 -- unknown ids, and runs that cannot be resumed

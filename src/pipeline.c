@@ -6,8 +6,9 @@
  * (iceml._pipeline_check, 22023 naming the JSON path of a fault), records
  * the run and its planned steps in iceml.pipeline_runs / pipeline_steps as
  * the catalog owner, and asks for a worker at commit, as iceml.train() does
- * (src/worker.c: same launch-at-commit machinery, same id sequence, queued
- * pipelines started by iceml._maintain when no slot was free).
+ * (src/jobs/worker.c: same launch-at-commit machinery, worker set-up and
+ * transaction helpers, same id sequence; a queued pipeline that found no
+ * slot is started by the supervisor, or by the lazy path).
  *
  * The worker connects as the caller's session user and runs each step as
  * the caller's role, in a transaction of its own, by calling
@@ -79,11 +80,9 @@ RequirePipelineUser(void)
 static int64
 EnqueuePipeline(text *name, Jsonb *config, int64 cron_job, int repeat_seconds)
 {
-	IcemlOwnerContext own;
 	Oid			types[8] = {TEXTOID, JSONBOID, NAMEOID, OIDOID, OIDOID, OIDOID, INT8OID, INT4OID};
 	Datum		values[8];
 	char		nulls[9] = "        ";
-	Datum		d;
 	int64		id;
 
 	values[0] = PointerGetDatum(name);
@@ -97,8 +96,7 @@ EnqueuePipeline(text *name, Jsonb *config, int64 cron_job, int repeat_seconds)
 	values[7] = Int32GetDatum(repeat_seconds);
 	nulls[7] = repeat_seconds > 0 ? ' ' : 'n';
 
-	BecomeCatalogOwner(&own);
-	SpiExec("WITH c AS (SELECT iceml._pipeline_check($1, $2) AS config),"
+	id = OwnerInsertId("WITH c AS (SELECT iceml._pipeline_check($1, $2) AS config),"
 			"     r AS (INSERT INTO iceml.pipeline_runs (name, config, owner, role, login, database, cron_job, repeat_seconds)"
 			"           SELECT $1, c.config, $3, $4, $5, $6, $7, $8 FROM c RETURNING id, config),"
 			"     s AS (INSERT INTO iceml.pipeline_steps (run_id, ordinal, step)"
@@ -106,9 +104,6 @@ EnqueuePipeline(text *name, Jsonb *config, int64 cron_job, int repeat_seconds)
 			"                  pg_catalog.unnest(iceml._pipeline_plan(r.config)) WITH ORDINALITY AS p(step, ordinality))"
 			" SELECT id FROM r",
 			8, types, values, nulls);
-	SpiGetDatum(0, 1, &d);
-	id = DatumGetInt64(d);
-	RestoreUser(&own);
 	LaunchPipelineAtCommit(id, IcemlCaller(), GetSessionUserId());
 	return id;
 }
@@ -434,38 +429,6 @@ typedef struct PipelineJob
 	int		   *ordinals;
 } PipelineJob;
 
-static void
-BeginTx(void)
-{
-	SetCurrentStatementStartTimestamp();
-	StartTransactionCommand();
-	PushActiveSnapshot(GetTransactionSnapshot());
-	SPI_connect();
-}
-
-static void
-EndTx(void)
-{
-	SPI_finish();
-	PopActiveSnapshot();
-	CommitTransactionCommand();
-}
-
-/* one catalog statement as the owner, in a transaction of its own */
-static uint64
-OwnerExec(const char *sql, int nargs, Oid *types, Datum *values, const char *nulls)
-{
-	IcemlOwnerContext own;
-	uint64		n;
-
-	BeginTx();
-	BecomeCatalogOwner(&own);
-	n = SpiExec(sql, nargs, types, values, nulls);
-	RestoreUser(&own);
-	EndTx();
-	return n;
-}
-
 static bool
 ClaimPipeline(PipelineJob *job)
 {
@@ -475,7 +438,7 @@ ClaimPipeline(PipelineJob *job)
 	bool		ok;
 	MemoryContext old;
 
-	BeginTx();
+	WorkerBeginTx();
 	BecomeCatalogOwner(&own);
 	args[0] = Int64GetDatum(job->id);
 	args[1] = Int32GetDatum(MyProcPid);
@@ -526,7 +489,7 @@ ClaimPipeline(PipelineJob *job)
 		}
 	}
 	RestoreUser(&own);
-	EndTx();
+	WorkerEndTx();
 	return ok;
 }
 
@@ -538,12 +501,12 @@ CancelRequested(PipelineJob *job)
 	IcemlOwnerContext own;
 	bool		cancel;
 
-	BeginTx();
+	WorkerBeginTx();
 	BecomeCatalogOwner(&own);
 	cancel = SpiExec("SELECT 1 FROM iceml.pipeline_runs WHERE id OPERATOR(pg_catalog.=) $1 AND cancel_requested",
 					 1, &type, &arg, NULL) == 1;
 	RestoreUser(&own);
-	EndTx();
+	WorkerEndTx();
 	return cancel;
 }
 
@@ -728,10 +691,9 @@ WaitForTraining(PipelineJob *job, int i, int64 wait_id, bool study, Jsonb *detai
 		Datum		d;
 
 		CHECK_FOR_INTERRUPTS();
-		BeginTx();
-		/* starts the run if it found no slot at commit, marks dead workers */
-		ReapOrphanedRuns();
-		LaunchQueuedRuns();
+		WorkerBeginTx();
+		/* without the supervisor: start the run, mark dead workers */
+		JobsMaintain();
 		BecomeCatalogOwner(&own);
 		if (SpiExec(study ?
 					"SELECT status, NULL::pg_catalog.text, best_model, 0, 0 FROM iceml.studies WHERE id OPERATOR(pg_catalog.=) $1" :
@@ -751,7 +713,7 @@ WaitForTraining(PipelineJob *job, int i, int64 wait_id, bool study, Jsonb *detai
 			epochs = DatumGetInt32(d);
 		}
 		RestoreUser(&own);
-		EndTx();
+		WorkerEndTx();
 
 		if (status == NULL)
 		{
@@ -792,12 +754,12 @@ WaitForTraining(PipelineJob *job, int i, int64 wait_id, bool study, Jsonb *detai
 			Oid			save_userid;
 			int			save_sec;
 
-			BeginTx();
+			WorkerBeginTx();
 			GetUserIdAndSecContext(&save_userid, &save_sec);
 			SetUserIdAndSecContext(job->role, save_sec | SECURITY_LOCAL_USERID_CHANGE);
 			SpiExec("SELECT iceml.cancel($1)", 1, &type, &arg, NULL);
 			SetUserIdAndSecContext(save_userid, save_sec);
-			EndTx();
+			WorkerEndTx();
 			cancel_sent = true;
 		}
 		{
@@ -921,7 +883,7 @@ NextRepeat(PipelineJob *job, int repeat, int64 *k, TimestampTz tick)
 
 	/* a copy of the run, queued, with its planned steps; then claimed here */
 	arg = Int64GetDatum(job->id);
-	BeginTx();
+	WorkerBeginTx();
 	{
 		IcemlOwnerContext own;
 		bool		found;
@@ -943,7 +905,7 @@ NextRepeat(PipelineJob *job, int repeat, int64 *k, TimestampTz tick)
 		if (found)
 			SpiGetDatum(0, 1, &d);
 		RestoreUser(&own);
-		EndTx();
+		WorkerEndTx();
 		if (!found)
 			return false;		/* unscheduled meanwhile */
 	}
@@ -958,12 +920,9 @@ iceml_pipeline_main(Datum main_arg)
 	IcemlWorkerExtra extra;
 
 	memset(&job, 0, sizeof(job));
-	job.id = DatumGetInt64(main_arg);
-	memcpy(&extra, MyBgworkerEntry->bgw_extra, sizeof(extra));
-
-	pqsignal(SIGTERM, die);
-	BackgroundWorkerUnblockSignals();
-	BackgroundWorkerInitializeConnectionByOid(extra.database, extra.login_role, 0);
+	job.id = WorkerConnect(&extra);
+	/* a pipeline run left 'running' is reaped when this worker is gone */
+	WakeSupervisorAtExit();
 
 	if (!ClaimPipeline(&job))
 		proc_exit(0);

@@ -110,16 +110,6 @@ COMMENT ON FUNCTION iceml.create_architecture(text, jsonb) IS
 
 -- ---- runs ------------------------------------------------------------------
 
-CREATE FUNCTION iceml._enqueue_run(experiment text, training_dataset regclass, architecture text,
-                                   spec jsonb, hyperparams jsonb, epochs integer, label text,
-                                   val_split text, channels text[], lineage jsonb,
-                                   study_id bigint, trial text, launch boolean)
-    RETURNS bigint
-    AS 'MODULE_PATHNAME', 'iceml_enqueue_run'
-    LANGUAGE C VOLATILE;
-COMMENT ON FUNCTION iceml._enqueue_run(text, regclass, text, jsonb, jsonb, integer, text, text, text[], jsonb, bigint, text, boolean) IS
-    'records a queued run as the catalog owner, on behalf of the calling role; internal to iceml.train and studies';
-
 CREATE FUNCTION iceml._insert_study(kind text, experiment text, training_dataset regclass,
                                     architecture text, strategy text, search_space jsonb,
                                     components jsonb, trials integer, parallel integer,
@@ -175,231 +165,47 @@ $$;
 COMMENT ON FUNCTION iceml._dataset_info(regclass) IS
     'label column, validation split and lineage of a training dataset';
 
--- Hyperparameters with their defaults filled in; every fault is 22023 naming the field.
+-- Hyperparameters with their defaults filled in; every fault is 22023
+-- naming the key and the value.  src/jobs/hyperparams.c holds the one table of
+-- hyperparameters, their ranges and defaults; the worker parses a run's
+-- hyperparameters with it too.
 CREATE FUNCTION iceml._resolve_hyperparams(hyperparams jsonb, training_dataset regclass)
     RETURNS jsonb
-    LANGUAGE plpgsql STABLE
-    SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    known constant text[] := ARRAY['epochs', 'batch_size', 'learning_rate', 'optimizer', 'seed',
-                                   'threads', 'augment', 'early_stopping_patience', 'channels',
-                                   'deploy', 'momentum', 'weight_decay', 'checkpoint_every',
-                                   'init', 'lr_schedule', 'warmup_epochs', 'lr_step_epochs',
-                                   'lr_step_gamma'];
-    hp jsonb;
-    k text;
-    ch text;
-    cols text[];
-BEGIN
-    IF hyperparams IS NULL THEN
-        hyperparams := '{}';
-    END IF;
-    IF jsonb_typeof(hyperparams) <> 'object' THEN
-        RAISE EXCEPTION 'hyperparams must be a JSON object, not %', jsonb_typeof(hyperparams)
-            USING ERRCODE = '22023';
-    END IF;
-    FOR k IN SELECT jsonb_object_keys(hyperparams) LOOP
-        IF NOT k = ANY (known) THEN
-            RAISE EXCEPTION 'unknown hyperparameter "%"', k
-                USING ERRCODE = '22023',
-                      HINT = 'Known hyperparameters: ' || array_to_string(known, ', ') || '.';
-        END IF;
-    END LOOP;
-
-    hp := jsonb_build_object(
-        'epochs', 20, 'batch_size', 32, 'learning_rate', 0.001, 'optimizer', 'adam',
-        'seed', 42, 'threads', current_setting('iceml.train_threads')::int, 'augment', false,
-        'early_stopping_patience', 0, 'channels', '["band_1", "band_2", "band_avg"]'::jsonb,
-        'deploy', 'if_better', 'momentum', 0.9, 'weight_decay', 0, 'checkpoint_every', 1,
-        'init', 'torch_default', 'lr_schedule', 'constant', 'warmup_epochs', 0,
-        'lr_step_epochs', 10, 'lr_step_gamma', 0.1)
-        || hyperparams;
-
-    PERFORM iceml._check_integer(hp, 'epochs', 1, 100000);
-    PERFORM iceml._check_integer(hp, 'batch_size', 1, 65536);
-    PERFORM iceml._check_integer(hp, 'seed', 0, 2147483647);
-    PERFORM iceml._check_integer(hp, 'threads', 1, iceml._max_train_threads());
-    PERFORM iceml._check_integer(hp, 'early_stopping_patience', 0, 100000);
-    PERFORM iceml._check_integer(hp, 'checkpoint_every', 0, 100000);
-    IF jsonb_typeof(hp->'learning_rate') <> 'number' OR (hp->>'learning_rate')::float8 <= 0
-       OR (hp->>'learning_rate')::float8 > 10 THEN
-        RAISE EXCEPTION 'hyperparameter "learning_rate" must be a number in (0, 10], not %', hp->'learning_rate'
-            USING ERRCODE = '22023';
-    END IF;
-    IF jsonb_typeof(hp->'momentum') <> 'number' OR (hp->>'momentum')::float8 NOT BETWEEN 0 AND 0.999999 THEN
-        RAISE EXCEPTION 'hyperparameter "momentum" must be a number in [0, 1), not %', hp->'momentum'
-            USING ERRCODE = '22023';
-    END IF;
-    IF jsonb_typeof(hp->'weight_decay') <> 'number' OR (hp->>'weight_decay')::float8 NOT BETWEEN 0 AND 1 THEN
-        RAISE EXCEPTION 'hyperparameter "weight_decay" must be a number in [0, 1], not %', hp->'weight_decay'
-            USING ERRCODE = '22023';
-    END IF;
-    IF jsonb_typeof(hp->'optimizer') <> 'string' OR NOT hp->>'optimizer' IN ('adam', 'sgd') THEN
-        RAISE EXCEPTION 'unknown optimizer %', hp->'optimizer'
-            USING ERRCODE = '22023', HINT = 'Use "adam" or "sgd".';
-    END IF;
-    IF jsonb_typeof(hp->'augment') <> 'boolean' THEN
-        RAISE EXCEPTION 'hyperparameter "augment" must be true or false, not %', hp->'augment'
-            USING ERRCODE = '22023';
-    END IF;
-    -- issue 16: initialisation and learning-rate schedule
-    PERFORM iceml._check_integer(hp, 'lr_step_epochs', 1, 100000);
-    IF jsonb_typeof(hp->'init') <> 'string'
-       OR NOT hp->>'init' IN ('torch_default', 'he_normal', 'glorot_uniform') THEN
-        RAISE EXCEPTION 'unknown initialisation %', hp->'init'
-            USING ERRCODE = '22023', HINT = 'Use "torch_default", "he_normal" or "glorot_uniform".';
-    END IF;
-    IF jsonb_typeof(hp->'lr_schedule') <> 'string'
-       OR NOT hp->>'lr_schedule' IN ('constant', 'step', 'cosine') THEN
-        RAISE EXCEPTION 'unknown learning-rate schedule %', hp->'lr_schedule'
-            USING ERRCODE = '22023', HINT = 'Use "constant", "step" or "cosine".';
-    END IF;
-    IF jsonb_typeof(hp->'warmup_epochs') <> 'number'
-       OR (hp->>'warmup_epochs')::float8 NOT BETWEEN 0 AND (hp->>'epochs')::float8 THEN
-        RAISE EXCEPTION 'hyperparameter "warmup_epochs" must be a number between 0 and "epochs" (%), not %',
-                        hp->'epochs', hp->'warmup_epochs'
-            USING ERRCODE = '22023';
-    END IF;
-    IF jsonb_typeof(hp->'lr_step_gamma') <> 'number'
-       OR (hp->>'lr_step_gamma')::float8 <= 0 OR (hp->>'lr_step_gamma')::float8 > 1 THEN
-        RAISE EXCEPTION 'hyperparameter "lr_step_gamma" must be a number in (0, 1], not %', hp->'lr_step_gamma'
-            USING ERRCODE = '22023';
-    END IF;
-    IF jsonb_typeof(hp->'deploy') <> 'string' OR NOT hp->>'deploy' IN ('if_better', 'always', 'never') THEN
-        RAISE EXCEPTION 'hyperparameter "deploy" must be "if_better", "always" or "never", not %', hp->'deploy'
-            USING ERRCODE = '22023';
-    END IF;
-
-    -- channels: real[] columns of the dataset, or band_avg computed from band_1 and band_2
-    IF jsonb_typeof(hp->'channels') <> 'array' OR jsonb_array_length(hp->'channels') = 0 THEN
-        RAISE EXCEPTION 'hyperparameter "channels" must be a non-empty array of column names, not %', hp->'channels'
-            USING ERRCODE = '22023';
-    END IF;
-    IF EXISTS (SELECT FROM jsonb_array_elements(hp->'channels') e WHERE jsonb_typeof(e) <> 'string') THEN
-        RAISE EXCEPTION 'hyperparameter "channels" must name columns as strings, not %', hp->'channels'
-            USING ERRCODE = '22023', HINT = 'For example ["band_1", "band_2", "band_avg"].';
-    END IF;
-    IF (SELECT count(DISTINCT e) <> count(*) FROM jsonb_array_elements_text(hp->'channels') e) THEN
-        RAISE EXCEPTION 'hyperparameter "channels" names a column twice: %', hp->'channels'
-            USING ERRCODE = '22023';
-    END IF;
-    SELECT array_agg(a.attname::text) INTO cols
-      FROM pg_attribute a
-     WHERE a.attrelid = training_dataset AND a.attnum > 0 AND NOT a.attisdropped
-       AND a.atttypid = 'real[]'::regtype;
-    FOR ch IN SELECT jsonb_array_elements_text(hp->'channels') LOOP
-        IF NOT (ch = ANY (coalesce(cols, '{}'))
-                OR (ch = 'band_avg' AND 'band_1' = ANY (coalesce(cols, '{}')) AND 'band_2' = ANY (coalesce(cols, '{}')))) THEN
-            RAISE EXCEPTION 'unknown channel "%"', ch
-                USING ERRCODE = '22023',
-                      DETAIL = format('Training dataset %s has the real[] columns %s.', training_dataset,
-                                      coalesce(array_to_string(cols, ', '), '(none)')),
-                      HINT = 'band_avg is computed from band_1 and band_2 when it is not a column.';
-        END IF;
-    END LOOP;
-    RETURN hp;
-END
-$$;
+    AS 'MODULE_PATHNAME', 'iceml_resolve_hyperparams'
+    LANGUAGE C STABLE PARALLEL SAFE;
 COMMENT ON FUNCTION iceml._resolve_hyperparams(jsonb, regclass) IS
     'checks training hyperparameters against a training dataset and fills in their defaults';
 
-CREATE FUNCTION iceml._check_integer(hp jsonb, key text, lo bigint, hi bigint) RETURNS void
-    LANGUAGE plpgsql IMMUTABLE
-    SET search_path = pg_catalog, pg_temp
-AS $$
-BEGIN
-    IF jsonb_typeof(hp->key) <> 'number' OR (hp->>key)::numeric <> trunc((hp->>key)::numeric)
-       OR (hp->>key)::numeric NOT BETWEEN lo AND hi THEN
-        RAISE EXCEPTION 'hyperparameter "%" must be an integer between % and %, not %', key, lo, hi, hp->key
-            USING ERRCODE = '22023';
-    END IF;
-END
-$$;
-COMMENT ON FUNCTION iceml._check_integer(jsonb, text, bigint, bigint) IS
-    'refuses a hyperparameter that is not an integer in range';
+CREATE FUNCTION iceml._tunable_hyperparameters() RETURNS text[]
+    AS 'MODULE_PATHNAME', 'iceml_tunable_hyperparameters'
+    LANGUAGE C IMMUTABLE PARALLEL SAFE;
+COMMENT ON FUNCTION iceml._tunable_hyperparameters() IS
+    'the hyperparameters a search space may set';
 
--- Queue one run after checking everything a worker would trip over.
+-- Queue one run after checking everything a worker would trip over (the
+-- dataset, hyperparameters, spec, memory limits, channels); its worker
+-- starts at commit when launch is true.  Internal to iceml.train and studies.
 CREATE FUNCTION iceml._queue_run(experiment text, training_dataset regclass, architecture text,
                                  spec jsonb, hyperparams jsonb, study_id bigint, trial text,
                                  launch boolean)
     RETURNS bigint
-    LANGUAGE plpgsql VOLATILE
-    SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    hp jsonb;
-    ds record;
-    info record;
-    channels text[];
-BEGIN
-    IF experiment IS NULL OR experiment = '' THEN
-        RAISE EXCEPTION 'experiment must be a non-empty name' USING ERRCODE = '22023';
-    END IF;
-    -- the experiment name is the deployment name: iceml_predict, the
-    -- inference log and iceml.monitor keep names of up to 63 bytes
-    IF octet_length(experiment) > 63 THEN
-        RAISE EXCEPTION 'experiment name "%" is too long', experiment
-            USING ERRCODE = '22023',
-                  DETAIL = format('It has %s bytes; an experiment (and deployment) name has at most 63.', octet_length(experiment));
-    END IF;
-    IF training_dataset IS NULL THEN
-        RAISE EXCEPTION 'training_dataset must not be NULL' USING ERRCODE = '22023';
-    END IF;
-    SELECT * INTO ds FROM iceml._dataset_info(training_dataset);
-    hp := iceml._resolve_hyperparams(hyperparams, training_dataset);
-    SELECT * INTO info FROM iceml._spec_info(spec);
-    -- the model and the worker's memory for this batch size and dataset
-    PERFORM iceml._check_limits(architecture, info.spec, (hp->>'batch_size')::int,
-                                (SELECT sum(e.value::bigint) FROM iceml.training_datasets t,
-                                        jsonb_each_text(t.row_counts) e
-                                  WHERE t."table" = _queue_run.training_dataset)::bigint);
-    channels := ARRAY(SELECT jsonb_array_elements_text(hp->'channels'));
-    IF info.channels <> cardinality(channels) THEN
-        RAISE EXCEPTION 'architecture "%" takes % input channels but "channels" names %',
-                        architecture, info.channels, cardinality(channels)
-            USING ERRCODE = '22023',
-                  HINT = 'Set "channels" in hyperparams, or change "input" in the architecture.';
-    END IF;
-    RETURN iceml._enqueue_run(experiment, training_dataset, architecture, info.spec, hp,
-                              (hp->>'epochs')::int, ds.label, ds.val_split, channels,
-                              ds.lineage, study_id, trial, launch);
-END
-$$;
+    AS 'MODULE_PATHNAME', 'iceml_queue_run'
+    LANGUAGE C VOLATILE;
 COMMENT ON FUNCTION iceml._queue_run(text, regclass, text, jsonb, jsonb, bigint, text, boolean) IS
-    'checks and queues one training run; internal to iceml.train and studies';
+    'checks and queues one training run on behalf of the calling role; internal to iceml.train and studies';
 
 CREATE FUNCTION iceml._architecture_spec(architecture text) RETURNS jsonb
-    LANGUAGE plpgsql STABLE
-    SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    s jsonb;
-BEGIN
-    SELECT a.spec INTO s FROM iceml.architectures a WHERE a.name = architecture;
-    IF NOT FOUND THEN
-        RAISE EXCEPTION 'unknown architecture "%"', architecture
-            USING ERRCODE = '22023',
-                  HINT = 'Known: ' || (SELECT string_agg(name, ', ' ORDER BY name) FROM iceml.architectures)
-                         || '; add one with iceml.create_architecture().';
-    END IF;
-    RETURN s;
-END
-$$;
+    AS 'MODULE_PATHNAME', 'iceml_architecture_spec'
+    LANGUAGE C STABLE;
 COMMENT ON FUNCTION iceml._architecture_spec(text) IS 'the spec of a named architecture, or a clear error';
 
+-- iceml.train's implementation, in C (src/jobs/runs.c): the architecture by
+-- name, then the same checks and queueing as every trial (_queue_run)
 CREATE FUNCTION iceml._train(experiment text, training_dataset regclass,
                             architecture text DEFAULT 'statoil_cnn', hyperparams jsonb DEFAULT '{}')
     RETURNS bigint
-    LANGUAGE plpgsql VOLATILE
-    SET search_path = pg_catalog, pg_temp
-AS $$
-BEGIN
-    PERFORM iceml._maintain();
-    RETURN iceml._queue_run(experiment, training_dataset, architecture,
-                            iceml._architecture_spec(architecture), hyperparams, NULL, NULL, true);
-END
-$$;
+    AS 'MODULE_PATHNAME', 'iceml_train_impl'
+    LANGUAGE C VOLATILE;
 CREATE FUNCTION iceml.train(experiment text, training_dataset regclass,
                             architecture text DEFAULT 'statoil_cnn', hyperparams jsonb DEFAULT '{}')
     RETURNS bigint

@@ -322,21 +322,10 @@ $$;
 COMMENT ON FUNCTION iceml._fill_template(jsonb, jsonb) IS
     'an architecture spec with its "$name" placeholders replaced by a trial''s values';
 
+-- src/jobs/studies.c holds the one table of study metrics and their names
 CREATE FUNCTION iceml._study_metric(metric text) RETURNS text
-    LANGUAGE plpgsql IMMUTABLE
-    SET search_path = pg_catalog, pg_temp
-AS $$
-BEGIN
-    CASE metric
-    WHEN 'val_log_loss', 'val_loss', 'log_loss' THEN RETURN 'val_log_loss';
-    WHEN 'val_acc', 'val_accuracy', 'accuracy' THEN RETURN 'val_acc';
-    WHEN 'val_auc', 'val_roc_auc', 'roc_auc' THEN RETURN 'val_auc';
-    ELSE
-        RAISE EXCEPTION 'unknown study metric "%"', metric
-            USING ERRCODE = '22023', HINT = 'Use val_log_loss (lower is better), val_acc or val_auc (higher is better).';
-    END CASE;
-END
-$$;
+    AS 'MODULE_PATHNAME', 'iceml_study_metric'
+    LANGUAGE C IMMUTABLE PARALLEL SAFE;
 COMMENT ON FUNCTION iceml._study_metric(text) IS 'the canonical name of a study metric';
 
 CREATE FUNCTION iceml._check_parallel(parallel integer) RETURNS void
@@ -385,9 +374,7 @@ AS $$
 DECLARE
     hp jsonb := coalesce(hyperparams, '{}');
     arch record;
-    known constant text[] := ARRAY['epochs', 'batch_size', 'learning_rate', 'optimizer', 'seed',
-                                   'augment', 'early_stopping_patience', 'momentum', 'weight_decay',
-                                   'init', 'lr_schedule', 'warmup_epochs', 'lr_step_epochs', 'lr_step_gamma'];
+    known constant text[] := iceml._tunable_hyperparameters();
     study bigint;
     config jsonb;
     trial_hp jsonb;

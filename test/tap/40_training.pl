@@ -89,7 +89,8 @@ my $pid = psql("SELECT worker_pid FROM iceml.runs WHERE id = $k");
 ok(kill('KILL', $pid), "worker $pid killed");
 # the postmaster restarts every backend after a crash; wait for it
 poll('SELECT 1', qr/^1$/, 60);
-# iceml.wait() (like iceml.train()) marks runs whose worker is gone as failed
+# the supervisor (or, without preloading, the next iceml.wait() or
+# iceml.train()) marks runs whose worker is gone as failed
 poll("SELECT iceml.wait($k, '0 s')", qr/^failed/, 30);
 like(psql("SELECT status || ': ' || error FROM iceml.progress WHERE run = $k"),
 	qr/^failed: the worker \(pid $pid\) ended without finishing the run/, 'a killed worker leaves the run failed with the reason');
@@ -102,7 +103,7 @@ my $r = psql(q{SELECT iceml.train('restarted', 'iceml_td.chips_1', 'tiny_cnn', '
 	user => 'iceml_tap_alice');
 poll("SELECT epoch >= 2 FROM iceml.runs WHERE id = $r", qr/^t$/, 60);
 restart();
-like(poll("SELECT iceml.wait($r, '0 s')", qr/^failed$/, 30), qr/^failed$/, 'a server restart leaves the run failed (marked by the next iceml.wait or iceml.train)');
+like(poll("SELECT iceml.wait($r, '0 s')", qr/^failed$/, 30), qr/^failed$/, 'a server restart leaves the run failed');
 is(psql("SELECT iceml.resume($r)", user => 'iceml_tap_alice'), $r, 'resume after restart');
 is(psql("SELECT iceml.wait($r, '180 s')", user => 'iceml_tap_alice'), 'succeeded', 'and it finishes');
 
@@ -117,6 +118,28 @@ my $s = psql(q{SELECT iceml.train('spoofed', 'iceml_td.chips_1', 'tiny_cnn', '{"
 is(psql("SELECT iceml.wait($s, '120 s')", user => 'iceml_tap_alice'), 'succeeded',
 	'five sessions named "iceml train ..." by a role with no iceml role do not stop training');
 psql(q{SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name LIKE 'iceml train 9999%'}, db => 'postgres');
+
+# ---- bad values in the training data: the worker names row, column, element --
+psql(q{
+	SELECT iceml.create_feature_group('badchips', '[{"name":"id","type":"int"},{"name":"band_1","type":"real[]"},{"name":"band_2","type":"real[]"},{"name":"is_iceberg","type":"smallint"}]', ARRAY['id'], validation => 'NONE');
+	INSERT INTO iceml_fs.badchips_1
+	SELECT i, array_fill(-20::real, ARRAY[5625]), array_fill(-25::real, ARRAY[5625]), (i % 2)::smallint FROM generate_series(1, 20) i;
+	UPDATE iceml_fs.badchips_1 SET band_2[7] = 'NaN';
+	SELECT iceml.create_training_dataset('badchips', 'iceml_fs.badchips_1', 'is_iceberg', seed => 1);
+}, user => 'iceml_tap_alice');
+my $bad = psql(q{SELECT iceml.train('bad', 'iceml_td.badchips_1', 'tiny_cnn', '{"epochs": 1}')}, user => 'iceml_tap_alice');
+is(psql("SELECT iceml.wait($bad, '60 s')", user => 'iceml_tap_alice'), 'failed', 'a NaN in the training data fails the run');
+like(psql("SELECT error FROM iceml.runs WHERE id = $bad"),
+	qr/^training dataset iceml_td\.badchips_1, row \d+: "band_2" has a non-finite value \(NaN\) at index 7 \(SQLSTATE 22023\)/,
+	'naming the dataset, row, column and element');
+psql(q{UPDATE iceml_fs.badchips_1 SET band_2 = array_fill(-25::real, ARRAY[5625]), band_1 = band_1[1:100];
+	SELECT iceml.create_training_dataset('badchips', 'iceml_fs.badchips_1', 'is_iceberg', seed => 1);},
+	user => 'iceml_tap_alice');
+$bad = psql(q{SELECT iceml.train('bad', 'iceml_td.badchips_2', 'tiny_cnn', '{"epochs": 1}')}, user => 'iceml_tap_alice');
+is(psql("SELECT iceml.wait($bad, '60 s')", user => 'iceml_tap_alice'), 'failed', 'a band of the wrong size fails the run');
+like(psql("SELECT error FROM iceml.runs WHERE id = $bad"),
+	qr/^training dataset iceml_td\.badchips_2, row \d+: "band_1" has 100 values, not 5625 \(SQLSTATE 22023\) HINT: The architecture's input is 3x75x75\./,
+	'naming the size the architecture takes');
 
 # ---- a dataset dropped before the worker starts: a clear error in the run --
 # (one transaction: the worker starts at commit, when the table is gone)

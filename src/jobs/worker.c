@@ -1,18 +1,48 @@
 /*
- * worker.c - starting training workers, and the catalog plumbing they share
- * with the SQL functions.
+ * worker.c - the queue: launching workers at commit, claiming a run,
+ * reaping orphans, and the training worker's main; plus the SPI and
+ * transaction helpers every iceml worker uses.
+ *
+ * The path of a run, from iceml.train() to a model.  It crosses from SQL
+ * into C once, at the gate; plpgsql appears only where a study builds its
+ * trials (sql/install/42_studies.sql) and where a stored model is deployed
+ * (iceml._deploy_if_better, sql/install/50_predict.sql).
+ *
+ *   iceml.train()             the gate (src/catalog.c) becomes the catalog
+ *                             owner and calls its implementation
+ *   iceml._train()            C (src/jobs/runs.c): JobsMaintain (the lazy path
+ *                             only), the architecture's spec, QueueRun:
+ *                             the dataset (iceml._dataset_info), the
+ *                             hyperparameters (src/jobs/hyperparams.c), spec,
+ *                             limits and channels; INSERT 'queued';
+ *                             LaunchAtCommit
+ *   COMMIT                    WorkerXactCallback registers the worker
+ *   iceml_worker_main         ClaimRun: a trainer slot (src/jobs/supervisor.c)
+ *                             and the run's row
+ *     TrainRunInWorker        src/jobs/train.c: LoadJob (the same hyperparameter
+ *                             parser), ReadDataset, the epochs (RecordEpoch,
+ *                             AshaStops), FinishRun (src/jobs/run_record.c:
+ *                             the model, iceml._deploy_if_better, and
+ *                             FinishStudies in src/jobs/studies.c)
+ *   exit                      the slot goes back and wakes the supervisor,
+ *                             which starts the next queued run
+ *
+ * iceml.tune() and iceml.ablation_study() make their trials in plpgsql and
+ * queue each with iceml._queue_run(), the same QueueRun.
  *
  * A run is a row in iceml.runs.  iceml.train() inserts it as 'queued' and
  * asks for a worker when the transaction commits (a rolled-back call starts
  * nothing).  The worker claims the run under a cluster-wide lock, within
  * iceml.max_workers and its study's parallel limit; a run that finds no
- * room, or no free background worker slot, stays queued and is started by
- * the next worker that finishes in its database, or by the next
- * iceml.train(), iceml.wait() or iceml.progress look there.
+ * room, or no free background worker slot, stays queued.  With iceml
+ * preloaded the supervisor starts it when a slot frees; without, the next
+ * worker that finishes in its database, or the next iceml.train() or
+ * iceml.wait() there (the lazy path, JobsMaintain).
  *
- * A claimed worker advertises itself as application_name 'iceml train <id>'
- * and records its pid and start time in the run; a run whose worker is no
- * longer alive with that start time is marked failed by ReapOrphanedRuns().
+ * A claimed worker records its pid and start time in the run; a run whose
+ * worker is no longer alive with that start time is marked failed by
+ * ReapOrphanedRuns().  It also names itself 'iceml train <id>' in
+ * pg_stat_activity, for people: no budget counts that name.
  */
 #include "postgres.h"
 
@@ -73,6 +103,67 @@ SpiGetText(uint64 row, int col)
 	return SPI_getvalue(SPI_tuptable->vals[row], SPI_tuptable->tupdesc, col);
 }
 
+int64
+OwnerInsertId(const char *sql, int nargs, Oid *argtypes, Datum *values, const char *nulls)
+{
+	IcemlOwnerContext own;
+	Datum		d;
+
+	BecomeCatalogOwner(&own);
+	if (SpiExec(sql, nargs, argtypes, values, nulls) != 1 || !SpiGetDatum(0, 1, &d))
+		elog(ERROR, "iceml: no id returned by: %s", sql);
+	RestoreUser(&own);
+	return DatumGetInt64(d);
+}
+
+/* ---- worker transactions ------------------------------------------------- */
+
+void
+WorkerBeginTx(void)
+{
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	SPI_connect();
+}
+
+void
+WorkerEndTx(void)
+{
+	SPI_finish();
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+}
+
+uint64
+OwnerExec(const char *sql, int nargs, Oid *types, Datum *values, const char *nulls)
+{
+	IcemlOwnerContext own;
+	uint64		n;
+
+	WorkerBeginTx();
+	BecomeCatalogOwner(&own);
+	n = SpiExec(sql, nargs, types, values, nulls);
+	RestoreUser(&own);
+	WorkerEndTx();
+	return n;
+}
+
+/*
+ * The start of every launched worker: SIGTERM sets ProcDiePending (noticed
+ * between batches and steps), then connect as the caller's session user.
+ * Returns the job id.
+ */
+int64
+WorkerConnect(IcemlWorkerExtra *extra)
+{
+	memcpy(extra, MyBgworkerEntry->bgw_extra, sizeof(*extra));
+	pqsignal(SIGTERM, die);
+	BackgroundWorkerUnblockSignals();
+	BackgroundWorkerInitializeConnectionByOid(extra->database, extra->login_role, 0);
+	return DatumGetInt64(MyBgworkerEntry->bgw_main_arg);
+}
+
 /* ---- launching at commit ------------------------------------------------- */
 
 typedef struct PendingLaunch
@@ -87,28 +178,45 @@ static List *pending_launches = NIL;	/* in TopMemoryContext */
 
 static int	StartQueued(uint64 n, bool pipeline);
 
-static bool
-StartWorker(int64 id, IcemlWorkerExtra *extra, bool pipeline)
+/*
+ * Register a dynamic worker of iceml's connected to a database: `function`
+ * is its entry point, `type` what pg_stat_activity shows as backend_type
+ * (no session can set it), arg and extra what it is told; the postmaster
+ * tells this backend when it stops if `notify`.  False when no background
+ * worker slot is free.
+ */
+bool
+RegisterIcemlWorker(const char *function, const char *type, const char *name,
+					Datum arg, const void *extra, size_t extra_len,
+					bool notify, BackgroundWorkerHandle **handle)
 {
 	BackgroundWorker worker;
-	BackgroundWorkerHandle *handle;
 
+	Assert(extra_len <= BGW_EXTRALEN);
 	memset(&worker, 0, sizeof(worker));
 	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
 	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
 	worker.bgw_restart_time = BGW_NEVER_RESTART;
-	snprintf(worker.bgw_library_name, BGW_MAXLEN, "iceml");
-	snprintf(worker.bgw_function_name, BGW_MAXLEN,
-			 pipeline ? "iceml_pipeline_main" : "iceml_worker_main");
-	snprintf(worker.bgw_name, BGW_MAXLEN, "iceml %s %lld",
-			 pipeline ? "pipeline" : "train", (long long) id);
-	/* pipeline workers mostly wait: they are not counted as trainers */
-	snprintf(worker.bgw_type, BGW_MAXLEN, pipeline ? "iceml pipeline" : ICEML_WORKER_TYPE);
-	worker.bgw_main_arg = Int64GetDatum(id);
-	memcpy(worker.bgw_extra, extra, sizeof(*extra));
-	worker.bgw_notify_pid = 0;
+	strlcpy(worker.bgw_library_name, "iceml", BGW_MAXLEN);
+	strlcpy(worker.bgw_function_name, function, BGW_MAXLEN);
+	strlcpy(worker.bgw_name, name, BGW_MAXLEN);
+	strlcpy(worker.bgw_type, type, BGW_MAXLEN);
+	worker.bgw_main_arg = arg;
+	memcpy(worker.bgw_extra, extra, extra_len);
+	worker.bgw_notify_pid = notify ? MyProcPid : 0;
+	return RegisterDynamicBackgroundWorker(&worker, handle);
+}
 
-	return RegisterDynamicBackgroundWorker(&worker, &handle);
+static bool
+StartWorker(int64 id, IcemlWorkerExtra *extra, bool pipeline)
+{
+	BackgroundWorkerHandle *handle;
+
+	/* pipeline workers mostly wait: they are not counted as trainers */
+	return RegisterIcemlWorker(pipeline ? "iceml_pipeline_main" : "iceml_worker_main",
+							   pipeline ? "iceml pipeline" : ICEML_WORKER_TYPE,
+							   psprintf("iceml %s %lld", pipeline ? "pipeline" : "train", (long long) id),
+							   Int64GetDatum(id), extra, sizeof(*extra), false, &handle);
 }
 
 static void
@@ -128,10 +236,16 @@ LaunchPending(void)
 	pending_launches = NIL;
 
 	if (failed > 0)
+	{
+		/* the supervisor tries again when it can (preloaded) */
+		WakeSupervisor(MyDatabaseId, true, true);
 		ereport(WARNING,
 				(errmsg("no free background worker slot for %d iceml run(s); they stay queued", failed),
-				 errdetail("A queued run starts when another iceml run finishes, or at the next iceml.train(), iceml.wait() or look at iceml.progress."),
+				 JobsSupervised() ?
+				 errdetail("The iceml supervisor starts them when a background worker slot is free.") :
+				 errdetail("A queued run starts when another iceml run finishes, or at the next iceml.train() or iceml.wait()."),
 				 errhint("Raise max_worker_processes (restart required) or lower the load of other background workers.")));
+	}
 }
 
 static void
@@ -243,14 +357,17 @@ WorkerInit(void)
 {
 	RegisterXactCallback(WorkerXactCallback, NULL);
 	RegisterSubXactCallback(WorkerSubXactCallback, NULL);
+	SupervisorInit();
 }
 
-/* ---- claiming a run ------------------------------------------------------ */
+/* ---- room for trainers ---------------------------------------------------- */
 
 /*
- * Workers that hold a run anywhere in the cluster: background workers of
- * type "iceml train" (the type is set at registration; a client session
- * can name itself anything, but is never a background worker).
+ * Without preloading (no shared memory): the background workers of type
+ * "iceml train" that have claimed a run, anywhere in the cluster.  The type
+ * is set at registration, which no client session can do; the name
+ * 'iceml train <id>' is set by the worker's own code once it has claimed
+ * (and tells a claimed worker from one that is still starting).
  */
 static int
 ClaimedWorkers(void)
@@ -283,6 +400,15 @@ ClaimedWorkers(void)
 			claimed++;
 	}
 	return claimed;
+}
+
+/* How many more runs may start training now. */
+static int
+TrainerRoom(void)
+{
+	if (JobsSupervised())
+		return TrainerSlotsFree();
+	return Max(iceml_max_workers - ClaimedWorkers(), 0);
 }
 
 /*
@@ -338,9 +464,7 @@ LaunchQueuedRuns(void)
 	started += LaunchQueuedPipelines();
 	SPI_finish();
 
-	if (iceml_max_workers <= 0)
-		return started;
-	room = iceml_max_workers - ClaimedWorkers();
+	room = TrainerRoom();
 	if (room <= 0)
 		return started;
 
@@ -366,89 +490,51 @@ LaunchQueuedRuns(void)
 				1, types, args, NULL);
 	RestoreUser(&own);
 
-	started = StartQueued(n, false);
+	started += StartQueued(n, false);
 	SPI_finish();
 	return started;
 }
 
-/*
- * A study ends when none of its trials is queued or running: it records its
- * best trial (by the study's metric, among trials that kept a model) and
- * ends succeeded, or failed when no trial kept one.  Trials end in separate
- * workers at the same time, so the study row is locked first: the last of
- * two concurrent trials then waits, and its check (a fresh snapshot per
- * statement) sees the other's end.  The lock is FOR NO KEY UPDATE: a
- * finishing trial already holds FOR KEY SHARE on its study (the foreign key
- * check of its second update of its run row), and two such holders each
- * asking FOR UPDATE deadlocked.  study_id 0: every running study.
- * Needs SPI and the catalog owner.
- */
-void
-FinishStudies(int64 study_id)
+/* Queued and running runs and pipeline runs of this database.  SPI connected. */
+JobsQueueState
+QueueState(void)
 {
-	Datum		arg = Int64GetDatum(study_id);
-	Oid			type = INT8OID;
-	uint64		n;
-	int64	   *ids;
+	IcemlOwnerContext own;
+	JobsQueueState st = {0, 0};
+	Datum		d;
 
-	if (study_id != 0)
-		n = SpiExec("SELECT id FROM iceml.studies"
-					" WHERE id OPERATOR(pg_catalog.=) $1 AND status OPERATOR(pg_catalog.=) 'running'"
-					" FOR NO KEY UPDATE",
-					1, &type, &arg, NULL);
-	else
-		/* a sweep: skip studies a finishing trial holds, it ends them itself */
-		n = SpiExec("SELECT s.id FROM iceml.studies s"
-					" WHERE s.status OPERATOR(pg_catalog.=) 'running'"
-					"   AND NOT EXISTS (SELECT 1 FROM iceml.runs r"
-					"                    WHERE r.study_id OPERATOR(pg_catalog.=) s.id"
-					"                      AND r.status OPERATOR(pg_catalog.=) ANY (ARRAY['queued', 'running']))"
-					" ORDER BY s.id FOR NO KEY UPDATE SKIP LOCKED",
-					0, NULL, NULL, NULL);
-	ids = palloc(sizeof(int64) * (n + 1));
-	for (uint64 i = 0; i < n; i++)
-	{
-		Datum		d;
-
-		SpiGetDatum(i, 1, &d);
-		ids[i] = DatumGetInt64(d);
-	}
-	for (uint64 i = 0; i < n; i++)
-	{
-		arg = Int64GetDatum(ids[i]);
-		if (SpiExec("WITH t AS (SELECT r.id, r.model_id, r.status,"
-				"                  (m.metrics OPERATOR(pg_catalog.->>) 'log_loss')::float8 AS loss,"
-				"                  (m.metrics OPERATOR(pg_catalog.->>) 'accuracy')::float8 AS acc,"
-				"                  (m.metrics OPERATOR(pg_catalog.->>) 'roc_auc')::float8 AS auc"
-				"             FROM iceml.runs r LEFT JOIN iceml.models m ON m.id OPERATOR(pg_catalog.=) r.model_id"
-				"            WHERE r.study_id OPERATOR(pg_catalog.=) $1),"
-				"     s AS (SELECT * FROM iceml.studies WHERE id OPERATOR(pg_catalog.=) $1 AND status OPERATOR(pg_catalog.=) 'running'"
-				"             AND NOT EXISTS (SELECT 1 FROM t WHERE t.status OPERATOR(pg_catalog.=) ANY (ARRAY['queued', 'running']))),"
-				"     best AS (SELECT t.id, t.model_id FROM t, s WHERE t.model_id IS NOT NULL"
-				"               ORDER BY CASE s.metric WHEN 'val_log_loss' THEN t.loss"
-				"                                      WHEN 'val_auc' THEN -t.auc ELSE -t.acc END NULLS LAST, t.id LIMIT 1)"
-				" UPDATE iceml.studies st SET finished_at = pg_catalog.now(),"
-				"        status = CASE WHEN EXISTS (SELECT 1 FROM best) THEN 'succeeded' ELSE 'failed' END,"
-				"        best_run = (SELECT id FROM best), best_model = (SELECT model_id FROM best)"
-				"   FROM s WHERE st.id OPERATOR(pg_catalog.=) s.id"
-				" RETURNING st.best_run",
-				1, &type, &arg, NULL) == 1)
-		{
-			Datum		best;
-
-			/* the best trial is offered for deployment as its "deploy" says */
-			if (SpiGetDatum(0, 1, &best))
-				SpiExec("SELECT iceml._deploy_if_better($1, true)", 1, &type, &best, NULL);
-		}
-	}
-	pfree(ids);
+	BecomeCatalogOwner(&own);
+	SpiExec("SELECT (SELECT pg_catalog.count(*) FROM iceml.runs"
+			"         WHERE status OPERATOR(pg_catalog.=) 'queued')"
+			"     OPERATOR(pg_catalog.+) (SELECT pg_catalog.count(*) FROM iceml.pipeline_runs"
+			"         WHERE status OPERATOR(pg_catalog.=) 'queued' AND NOT cancel_requested),"
+			"       (SELECT pg_catalog.count(*) FROM iceml.runs"
+			"         WHERE status OPERATOR(pg_catalog.=) 'running')"
+			"     OPERATOR(pg_catalog.+) (SELECT pg_catalog.count(*) FROM iceml.pipeline_runs"
+			"         WHERE status OPERATOR(pg_catalog.=) 'running')",
+			0, NULL, NULL, NULL);
+	SpiGetDatum(0, 1, &d);
+	st.queued = DatumGetInt64(d);
+	SpiGetDatum(0, 2, &d);
+	st.running = DatumGetInt64(d);
+	RestoreUser(&own);
+	return st;
 }
 
+/*
+ * Mark runs and pipeline runs whose worker is gone as failed, with the
+ * reason; `startup`: the supervisor's first look after a server start or
+ * crash, when no worker of before can be alive.  Returns how many runs.
+ */
 int
-ReapOrphanedRuns(void)
+ReapOrphanedRuns(bool startup)
 {
 	IcemlOwnerContext own;
 	uint64		n;
+	Datum		arg = CStringGetTextDatum(startup ?
+										  "the server restarted or crashed while it ran" :
+										  "it was killed, crashed or the server restarted");
+	Oid			type = TEXTOID;
 
 	if (XactReadOnly || RecoveryInProgress())
 		return 0;
@@ -464,17 +550,16 @@ ReapOrphanedRuns(void)
 	BecomeCatalogOwner(&own);
 	n = SpiExec("UPDATE iceml.runs r SET status = 'failed', finished_at = pg_catalog.now(),"
 				"       error = pg_catalog.format('the worker (pid %s) ended without finishing the run:"
-				" it was killed, crashed or the server restarted; iceml.resume(%s) continues"
-				" from the last checkpoint', r.worker_pid, r.id)"
+				" %s; iceml.resume(%s) continues from the last checkpoint', r.worker_pid, $1, r.id)"
 				" WHERE r.status OPERATOR(pg_catalog.=) 'running'"
 				"   AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_stat_activity a"
 				"                    WHERE a.pid OPERATOR(pg_catalog.=) r.worker_pid"
 				"                      AND a.backend_start OPERATOR(pg_catalog.=) r.worker_start)",
-				0, NULL, NULL, NULL);
+				1, &type, &arg, NULL);
 	/* pipeline runs likewise: the step under way is marked with the reason */
 	SpiExec("WITH p AS (UPDATE iceml.pipeline_runs r SET status = 'failed', finished = pg_catalog.now(),"
 			"       error = pg_catalog.format('the pipeline worker (pid %s) ended without finishing the run:"
-			" it was killed, crashed or the server restarted', r.worker_pid)"
+			" %s', r.worker_pid, $1)"
 			" WHERE r.status OPERATOR(pg_catalog.=) 'running'"
 			"   AND r.database OPERATOR(pg_catalog.=) (SELECT oid FROM pg_catalog.pg_database"
 			"                   WHERE datname OPERATOR(pg_catalog.=) pg_catalog.current_database())"
@@ -486,7 +571,7 @@ ReapOrphanedRuns(void)
 			"        sqlstate = '57P01', error = 'the pipeline worker ended during this step'"
 			"   FROM p WHERE s.run_id OPERATOR(pg_catalog.=) p.id"
 			"    AND s.status OPERATOR(pg_catalog.=) ANY (ARRAY['pending', 'running'])",
-			0, NULL, NULL, NULL);
+			1, &type, &arg, NULL);
 	/* studies whose last trials were among them, or were cancelled */
 	FinishStudies(0);
 	RestoreUser(&own);
@@ -495,10 +580,28 @@ ReapOrphanedRuns(void)
 }
 
 /*
- * Claim run `id` for this worker: under the claim lock, check the cluster
- * budget and the study's parallel limit, then move it from queued to
+ * The lazy path: without the supervisor (iceml not preloaded), reap
+ * orphans and start queued runs now.  With it, nothing: the supervisor
+ * does both without being asked.  Needs a transaction.
+ */
+int
+JobsMaintain(void)
+{
+	int			reaped;
+
+	if (JobsSupervised())
+		return 0;
+	reaped = ReapOrphanedRuns(false);
+	LaunchQueuedRuns();
+	return reaped;
+}
+
+/*
+ * Claim run `id` for this worker: under the claim lock, take a trainer slot
+ * and check the study's parallel limit, then move the run from queued to
  * running.  Returns false when the run is not ours to train (already
- * claimed, cancelled, or no room: it stays queued).
+ * claimed, cancelled, or no room: it stays queued, and the supervisor
+ * knows this database waits for a slot).
  */
 static bool
 ClaimRun(int64 id)
@@ -507,13 +610,15 @@ ClaimRun(int64 id)
 	Datum		args[3];
 	Oid			types[3] = {INT8OID, INT4OID, TIMESTAMPTZOID};
 	bool		ok = false;
+	bool		room;
 
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
 	PushActiveSnapshot(GetTransactionSnapshot());
 	LockClaims();
 
-	if (ClaimedWorkers() < iceml_max_workers)
+	room = JobsSupervised() ? TakeTrainerSlot(id) : ClaimedWorkers() < iceml_max_workers;
+	if (room)
 	{
 		SPI_connect();
 		BecomeCatalogOwner(&own);
@@ -534,6 +639,8 @@ ClaimRun(int64 id)
 		RestoreUser(&own);
 		SPI_finish();
 	}
+	else
+		WakeSupervisor(MyDatabaseId, false, true);
 	if (ok)
 	{
 		char		appname[NAMEDATALEN];
@@ -543,6 +650,12 @@ ClaimRun(int64 id)
 	}
 	PopActiveSnapshot();
 	CommitTransactionCommand();
+	if (!ok && room && JobsSupervised())
+	{
+		/* not ours (cancelled, claimed, its study full): the slot goes back */
+		ReleaseTrainerSlot(false);
+		WakeSupervisor(MyDatabaseId, false, true);
+	}
 	return ok;
 }
 
@@ -551,28 +664,23 @@ ClaimRun(int64 id)
 void
 iceml_worker_main(Datum main_arg)
 {
-	int64		id = DatumGetInt64(main_arg);
 	IcemlWorkerExtra extra;
-
-	memcpy(&extra, MyBgworkerEntry->bgw_extra, sizeof(extra));
-
-	/* SIGTERM sets ProcDiePending; training notices it between batches */
-	pqsignal(SIGTERM, die);
-	BackgroundWorkerUnblockSignals();
-	BackgroundWorkerInitializeConnectionByOid(extra.database, extra.login_role, 0);
+	int64		id = WorkerConnect(&extra);
 
 	if (!ClaimRun(id))
 		proc_exit(0);
 
 	TrainRunInWorker(id, extra.role);
 
-	/* hand the freed slot to the next queued run of this database */
-	SetCurrentStatementStartTimestamp();
-	StartTransactionCommand();
-	PushActiveSnapshot(GetTransactionSnapshot());
-	pgstat_report_appname("iceml launcher");
-	LaunchQueuedRuns();
-	PopActiveSnapshot();
-	CommitTransactionCommand();
+	/* the slot goes back and the supervisor starts the next queued run */
+	ReleaseTrainerSlot(true);
+	if (!JobsSupervised())
+	{
+		/* the lazy path: hand the freed slot to this database's queue */
+		WorkerBeginTx();
+		pgstat_report_appname("iceml launcher");
+		LaunchQueuedRuns();
+		WorkerEndTx();
+	}
 	proc_exit(0);
 }

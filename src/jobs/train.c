@@ -32,6 +32,7 @@
 
 #include "iceml.h"
 #include "iceml_nn.h"
+#include "iceml_pgarray.h"
 #include "iceml_sar.h"
 #include "iceml_worker.h"
 
@@ -47,15 +48,11 @@ typedef struct TrainJob
 	char	   *val_split;		/* NULL when the dataset has none */
 	List	   *channels;		/* of char* */
 	int			epochs;
-	int			patience;
-	int			checkpoint_every;
-	int			threads;
-	IcemlTrainConfig cfg;
+	IcemlRunConfig run;			/* the hyperparameters, parsed */
 	int64		study_id;		/* 0 when not a trial */
 	char	   *study_metric;	/* within an ASHA study */
 	int			asha_min_epochs;	/* 0 unless the study is ASHA */
 	int			resume_epoch;	/* last checkpointed epoch, 0 for a fresh start */
-	int			init;			/* IcemlInit */
 
 	/* data: raw channels, N x C x H x W */
 	int			c,
@@ -74,55 +71,6 @@ typedef struct TrainJob
 	bool		terminated;
 } TrainJob;
 
-/* ---- small transaction helpers ------------------------------------------- */
-
-static void
-BeginTx(void)
-{
-	SetCurrentStatementStartTimestamp();
-	StartTransactionCommand();
-	PushActiveSnapshot(GetTransactionSnapshot());
-	SPI_connect();
-}
-
-static void
-EndTx(void)
-{
-	SPI_finish();
-	PopActiveSnapshot();
-	CommitTransactionCommand();
-}
-
-static char *
-JsonbFieldText(Jsonb *jb, const char *key)
-{
-	JsonbValue	k;
-	JsonbValue *v;
-
-	k.type = jbvString;
-	k.val.string.val = (char *) key;
-	k.val.string.len = strlen(key);
-	v = findJsonbValueFromContainer(&jb->root, JB_FOBJECT, &k);
-	if (v == NULL || v->type == jbvNull)
-		return NULL;
-	if (v->type == jbvString)
-		return pnstrdup(v->val.string.val, v->val.string.len);
-	if (v->type == jbvNumeric)
-		return DatumGetCString(DirectFunctionCall1(numeric_out, NumericGetDatum(v->val.numeric)));
-	if (v->type == jbvBool)
-		return pstrdup(v->val.boolean ? "true" : "false");
-	/* arrays and objects: their text */
-	return JsonbToCString(NULL, (JsonbContainer *) v->val.binary.data, v->val.binary.len);
-}
-
-static double
-JsonbFieldNumber(Jsonb *jb, const char *key, double dflt)
-{
-	char	   *s = JsonbFieldText(jb, key);
-
-	return s ? strtod(s, NULL) : dflt;
-}
-
 /* ---- loading the run ----------------------------------------------------- */
 
 static void
@@ -137,7 +85,7 @@ LoadJob(TrainJob *job)
 	MemoryContext keep = TopMemoryContext;
 	MemoryContext old;
 
-	BeginTx();
+	WorkerBeginTx();
 	BecomeCatalogOwner(&own);
 	if (SpiExec("SELECT r.training_dataset::pg_catalog.oid, r.label, r.spec::pg_catalog.text,"
 				"       r.val_split, r.channels, r.hyperparams, r.epochs,"
@@ -203,53 +151,10 @@ LoadJob(TrainJob *job)
 	}
 	job->resume_epoch = SpiGetDatum(0, 12, &d) ? DatumGetInt32(d) : 0;
 
-	iceml_train_config_defaults(&job->cfg);
-	job->cfg.batch_size = (int) JsonbFieldNumber(hp, "batch_size", job->cfg.batch_size);
-	job->cfg.learning_rate = (float) JsonbFieldNumber(hp, "learning_rate", job->cfg.learning_rate);
-	s = JsonbFieldText(hp, "optimizer");
-	job->cfg.optimizer = (s && strcmp(s, "sgd") == 0) ? ICEML_OPT_SGD : ICEML_OPT_ADAM;
-	job->cfg.momentum = (float) JsonbFieldNumber(hp, "momentum", job->cfg.momentum);
-	job->cfg.weight_decay = (float) JsonbFieldNumber(hp, "weight_decay", job->cfg.weight_decay);
-	job->cfg.seed = (uint64_t) JsonbFieldNumber(hp, "seed", 42);
-	s = JsonbFieldText(hp, "augment");
-	job->cfg.augment = (s && strcmp(s, "true") == 0) ?
-		(ICEML_AUG_FLIP_H | ICEML_AUG_FLIP_V | ICEML_AUG_ROT90) : 0;
-	/* issue 16: initialisation and learning-rate schedule (checked in SQL) */
-	s = JsonbFieldText(hp, "init");
-	job->init = s ? iceml_init_scheme_parse(s) : ICEML_INIT_DEFAULT;
-	if (job->init < 0)
-		job->init = ICEML_INIT_DEFAULT;
-	s = JsonbFieldText(hp, "lr_schedule");
-	job->cfg.schedule = s == NULL ? ICEML_SCHED_CONSTANT :
-		strcmp(s, "cosine") == 0 ? ICEML_SCHED_COSINE :
-		strcmp(s, "step") == 0 ? ICEML_SCHED_STEP : ICEML_SCHED_CONSTANT;
-	job->cfg.warmup_epochs = (float) JsonbFieldNumber(hp, "warmup_epochs", 0);
-	job->cfg.step_epochs = (int) JsonbFieldNumber(hp, "lr_step_epochs", job->cfg.step_epochs);
-	job->cfg.step_gamma = (float) JsonbFieldNumber(hp, "lr_step_gamma", job->cfg.step_gamma);
-	job->patience = (int) JsonbFieldNumber(hp, "early_stopping_patience", 0);
-	job->checkpoint_every = (int) JsonbFieldNumber(hp, "checkpoint_every", 1);
-	job->threads = (int) JsonbFieldNumber(hp, "threads", iceml_train_threads);
+	/* the one parser: the stored object was resolved by it at queue time */
+	(void) ResolveHyperparams(hp, InvalidOid, &job->run);
 	MemoryContextSwitchTo(old);
-	EndTx();
-}
-
-/*
- * What a failed run records: the message, then its SQLSTATE, detail and
- * hint, so that iceml.runs.error says what the client would have been told.
- */
-static char *
-ErrorText(ErrorData *edata)
-{
-	StringInfoData buf;
-
-	initStringInfo(&buf);
-	appendStringInfo(&buf, "%s (SQLSTATE %s)", edata->message ? edata->message : "unknown error",
-					 unpack_sql_state(edata->sqlerrcode));
-	if (edata->detail)
-		appendStringInfo(&buf, " DETAIL: %s", edata->detail);
-	if (edata->hint)
-		appendStringInfo(&buf, " HINT: %s", edata->hint);
-	return buf.data;
+	WorkerEndTx();
 }
 
 /* ---- reading the training dataset ---------------------------------------- */
@@ -266,6 +171,7 @@ CopyChannel(TrainJob *job, float *x, int64 row, int ch, Datum d, bool isnull,
 	int			hw = job->h * job->w;
 	ArrayType  *arr;
 	const float *v;
+	int			n;
 
 	if (isnull)
 		ereport(ERROR,
@@ -273,20 +179,15 @@ CopyChannel(TrainJob *job, float *x, int64 row, int ch, Datum d, bool isnull,
 				 errmsg("training dataset %s has a NULL \"%s\" in row %lld",
 						job->dataset, column, (long long) ordinal)));
 	arr = DatumGetArrayTypeP(d);
-	if (ARR_ELEMTYPE(arr) != FLOAT4OID || ARR_NDIM(arr) != 1 || ARR_HASNULL(arr) ||
-		ARR_DIMS(arr)[0] != hw)
+	/* the checks of every band at iceml's edge (src/pgarray.c), then the size */
+	v = IcemlRealArrayArg(arr, psprintf("training dataset %s, row %lld", job->dataset, (long long) ordinal),
+						  psprintf("\"%s\"", column), &n);
+	if (n != hw)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("training dataset %s: \"%s\" in row %lld is not a real[] of %d values without NULLs",
-						job->dataset, column, (long long) ordinal, hw),
+				 errmsg("training dataset %s, row %lld: \"%s\" has %d values, not %d",
+						job->dataset, (long long) ordinal, column, n, hw),
 				 errhint("The architecture's input is %dx%dx%d.", job->c, job->h, job->w)));
-	v = (const float *) ARR_DATA_PTR(arr);
-	for (int i = 0; i < hw; i++)
-		if (!isfinite(v[i]))
-			ereport(ERROR,
-					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-					 errmsg("training dataset %s: \"%s\" in row %lld has a non-finite value at element %d",
-							job->dataset, column, (long long) ordinal, i + 1)));
 	dst = x + (row * job->c + ch) * (int64) hw;
 	if (average)
 		iceml_band_avg(dst, v, dst, hw);	/* band_1 is already in dst */
@@ -324,13 +225,14 @@ ReadDataset(TrainJob *job)
 	int			avg_ch = -1;
 	ListCell   *lc;
 	Portal		portal;
+	MemoryContext rows;
 	int64		cap_train = 0,
 				cap_val = 0,
 				ordinal = 0;
 	int			hw = job->h * job->w;
 	int			ncols;
 
-	BeginTx();
+	WorkerBeginTx();
 	/* read as the role that asked for the run */
 	GetUserIdAndSecContext(&own.save_userid, &own.save_sec_context);
 	SetUserIdAndSecContext(job->role, own.save_sec_context | SECURITY_LOCAL_USERID_CHANGE);
@@ -357,12 +259,21 @@ ReadDataset(TrainJob *job)
 	if (job->val_split)
 		appendStringInfo(&sql, " OR split OPERATOR(pg_catalog.=) %s", quote_literal_cstr(job->val_split));
 
+	/*
+	 * Values are read binary (SPI_getbinval) and copied straight into the
+	 * engine's buffers; what detoasting allocates goes into a context reset
+	 * after every fetch, so reading costs the same memory at any size.
+	 */
+	rows = AllocSetContextCreate(CurrentMemoryContext, "iceml dataset rows", ALLOCSET_DEFAULT_SIZES);
 	portal = SPI_cursor_open_with_args(NULL, sql.data, 0, NULL, NULL, NULL, true, 0);
 	for (;;)
 	{
+		MemoryContext spi = CurrentMemoryContext;
+
 		SPI_cursor_fetch(portal, true, 128);
 		if (SPI_processed == 0)
 			break;
+		MemoryContextSwitchTo(rows);
 		for (uint64 r = 0; r < SPI_processed; r++)
 		{
 			HeapTuple	tup = SPI_tuptable->vals[r];
@@ -421,12 +332,15 @@ ReadDataset(TrainJob *job)
 								job->dataset, job->label, (*yp)[row], (long long) ordinal)));
 			(*np)++;
 		}
+		MemoryContextSwitchTo(spi);
+		MemoryContextReset(rows);
 		SPI_freetuptable(SPI_tuptable);
 		CHECK_FOR_INTERRUPTS();
 	}
 	SPI_cursor_close(portal);
+	MemoryContextDelete(rows);
 	SetUserIdAndSecContext(own.save_userid, own.save_sec_context);
-	EndTx();
+	WorkerEndTx();
 
 	if (job->n_train == 0)
 		ereport(ERROR,
@@ -455,235 +369,10 @@ BatchCallback(void *arg, int64_t done, int64_t total, double batch_loss)
 	now = GetCurrentTimestamp();
 	if (TimestampDifferenceExceeds(job->last_cancel_check, now, 200))
 	{
-		Datum		arg1 = Int64GetDatum(job->id);
-		Oid			type = INT8OID;
-		Datum		d;
-		IcemlOwnerContext own;
-
 		job->last_cancel_check = now;
-		BeginTx();
-		BecomeCatalogOwner(&own);
-		if (SpiExec("SELECT cancel_requested FROM iceml.runs WHERE id OPERATOR(pg_catalog.=) $1",
-					1, &type, &arg1, NULL) == 1 &&
-			SpiGetDatum(0, 1, &d) && DatumGetBool(d))
-			job->cancelled = true;
-		RestoreUser(&own);
-		EndTx();
+		job->cancelled |= RunCancelRequested(job->id);
 	}
 	return job->cancelled ? 1 : 0;
-}
-
-static Datum
-NullableFloat8(double v, char *null)
-{
-	*null = isfinite(v) ? ' ' : 'n';
-	return Float8GetDatum(isfinite(v) ? v : 0.0);
-}
-
-static void
-RecordEpoch(TrainJob *job, int epoch, double train_loss, double train_acc,
-			const IcemlMetrics *val, double seconds,
-			const void *ckpt, size_t ckpt_len, const void *best, size_t best_len,
-			int best_epoch)
-{
-	IcemlOwnerContext own;
-	Oid			types[8] = {INT8OID, INT4OID, FLOAT8OID, FLOAT8OID, FLOAT8OID,
-	FLOAT8OID, FLOAT8OID, FLOAT8OID};
-	Datum		v[8];
-	char		n[9] = "        ";
-
-	BeginTx();
-	BecomeCatalogOwner(&own);
-	v[0] = Int64GetDatum(job->id);
-	v[1] = Int32GetDatum(epoch);
-	v[2] = NullableFloat8(train_loss, &n[2]);
-	v[3] = NullableFloat8(train_acc, &n[3]);
-	v[4] = NullableFloat8(val ? val->log_loss : NAN, &n[4]);
-	v[5] = NullableFloat8(val ? val->accuracy : NAN, &n[5]);
-	v[6] = NullableFloat8(val ? val->auc : NAN, &n[6]);
-	v[7] = Float8GetDatum(seconds);
-	SpiExec("INSERT INTO iceml.run_metrics (run_id, epoch, train_loss, train_acc, val_loss, val_acc, val_auc, seconds)"
-			" VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
-			" ON CONFLICT (run_id, epoch) DO UPDATE SET train_loss = EXCLUDED.train_loss,"
-			"   train_acc = EXCLUDED.train_acc, val_loss = EXCLUDED.val_loss, val_acc = EXCLUDED.val_acc,"
-			"   val_auc = EXCLUDED.val_auc, seconds = EXCLUDED.seconds, recorded_at = pg_catalog.now()",
-			8, types, v, n);
-	v[2] = Int32GetDatum(best_epoch);
-	types[2] = INT4OID;
-	n[2] = best_epoch > 0 ? ' ' : 'n';
-	SpiExec("UPDATE iceml.runs SET epoch = $2, best_epoch = $3 WHERE id OPERATOR(pg_catalog.=) $1",
-			3, types, v, n);
-	if (ckpt)
-	{
-		bytea	   *state = palloc(VARHDRSZ + ckpt_len);
-		bytea	   *beststate = palloc(VARHDRSZ + best_len);
-		Oid			ctypes[4] = {INT8OID, INT4OID, BYTEAOID, BYTEAOID};
-		Datum		cv[4];
-		char		cn[5] = "    ";
-
-		SET_VARSIZE(state, VARHDRSZ + ckpt_len);
-		memcpy(VARDATA(state), ckpt, ckpt_len);
-		SET_VARSIZE(beststate, VARHDRSZ + best_len);
-		if (best_len)
-			memcpy(VARDATA(beststate), best, best_len);
-		cv[0] = Int64GetDatum(job->id);
-		cv[1] = Int32GetDatum(epoch);
-		cv[2] = PointerGetDatum(state);
-		cv[3] = PointerGetDatum(beststate);
-		cn[3] = best_len ? ' ' : 'n';
-		SpiExec("INSERT INTO iceml.checkpoints (run_id, epoch, state, best_state) VALUES ($1, $2, $3, $4)"
-				" ON CONFLICT (run_id) DO UPDATE SET epoch = EXCLUDED.epoch, state = EXCLUDED.state,"
-				"   best_state = EXCLUDED.best_state, saved_at = pg_catalog.now()",
-				4, ctypes, cv, cn);
-	}
-	RestoreUser(&own);
-	EndTx();
-}
-
-/*
- * ASHA, stopping form: at each rung (asha_min_epochs * 3^k epochs) a trial
- * goes on only if it is among the best third of the trials of its study
- * that have reached that rung so far.
- */
-static bool
-AshaStops(TrainJob *job, int epoch)
-{
-	IcemlOwnerContext own;
-	int			rung = job->asha_min_epochs;
-	bool		lower_better;
-	const char *column;
-	Datum		args[3];
-	Oid			types[3] = {INT8OID, INT4OID, INT8OID};
-	Datum		d;
-	int64		better,
-				total;
-
-	if (job->asha_min_epochs <= 0)
-		return false;
-	while (rung < epoch)
-		rung *= 3;
-	if (rung != epoch || epoch >= job->epochs)
-		return false;
-
-	lower_better = strcmp(job->study_metric, "val_log_loss") == 0;
-	column = lower_better ? "val_loss" :
-		strcmp(job->study_metric, "val_auc") == 0 ? "val_auc" : "val_acc";
-
-	BeginTx();
-	BecomeCatalogOwner(&own);
-	args[0] = Int64GetDatum(job->study_id);
-	args[1] = Int32GetDatum(epoch);
-	args[2] = Int64GetDatum(job->id);
-	SpiExec(psprintf("WITH m AS (SELECT m.run_id, m.%s AS v FROM iceml.run_metrics m"
-					 "            JOIN iceml.runs r ON r.id OPERATOR(pg_catalog.=) m.run_id"
-					 "           WHERE r.study_id OPERATOR(pg_catalog.=) $1 AND m.epoch OPERATOR(pg_catalog.=) $2"
-					 "             AND m.%s IS NOT NULL)"
-					 " SELECT (SELECT pg_catalog.count(*) FROM m, m AS me"
-					 "          WHERE me.run_id OPERATOR(pg_catalog.=) $3 AND m.v OPERATOR(pg_catalog.%s) me.v),"
-					 "        (SELECT pg_catalog.count(*) FROM m)",
-					 column, column, lower_better ? "<" : ">"),
-			3, types, args, NULL);
-	SpiGetDatum(0, 1, &d);
-	better = DatumGetInt64(d);
-	SpiGetDatum(0, 2, &d);
-	total = DatumGetInt64(d);
-	RestoreUser(&own);
-	EndTx();
-
-	/* go on while fewer than ceil(total / 3) trials are better */
-	return better >= (total + 2) / 3;
-}
-
-/* ---- the end of a run ---------------------------------------------------- */
-
-static char *
-MetricsJson(const IcemlMetrics *m)
-{
-	return psprintf("{\"n\": %lld, \"log_loss\": %.9g, \"accuracy\": %.9g, \"precision\": %.9g,"
-					" \"recall\": %.9g, \"f1\": %.9g, \"roc_auc\": %s,"
-					" \"confusion\": {\"tp\": %lld, \"fp\": %lld, \"tn\": %lld, \"fn\": %lld}}",
-					(long long) m->n, m->log_loss, m->accuracy, m->precision, m->recall, m->f1,
-					isfinite(m->auc) ? psprintf("%.9g", m->auc) : "null",
-					(long long) m->tp, (long long) m->fp, (long long) m->tn, (long long) m->fn);
-}
-
-static char *
-NormalisationJson(IcemlNet *net, int c)
-{
-	const float *mean = iceml_net_norm_mean(net);
-	const float *std = iceml_net_norm_std(net);
-	StringInfoData s;
-
-	initStringInfo(&s);
-	appendStringInfoString(&s, "{\"mean\": [");
-	for (int i = 0; i < c; i++)
-		appendStringInfo(&s, "%s%.9g", i ? ", " : "", mean[i]);
-	appendStringInfoString(&s, "], \"std\": [");
-	for (int i = 0; i < c; i++)
-		appendStringInfo(&s, "%s%.9g", i ? ", " : "", std[i]);
-	appendStringInfoString(&s, "]}");
-	return s.data;
-}
-
-/*
- * Record how the run ended.  status is succeeded, failed, cancelled or
- * stopped; model data only for succeeded (and stopped ASHA trials keep none).
- */
-static void
-FinishRun(TrainJob *job, const char *status, const char *error,
-		  IcemlNet *net, const void *blob, size_t blob_len,
-		  const IcemlMetrics *metrics, int best_epoch)
-{
-	IcemlOwnerContext own;
-	Datum		v[8];
-	Oid			t[8];
-	char		n[9] = "        ";
-
-	BeginTx();
-	BecomeCatalogOwner(&own);
-	v[0] = Int64GetDatum(job->id);
-	t[0] = INT8OID;
-	if (blob)
-	{
-		bytea	   *weights = palloc(VARHDRSZ + blob_len);
-
-		SET_VARSIZE(weights, VARHDRSZ + blob_len);
-		memcpy(VARDATA(weights), blob, blob_len);
-		v[1] = PointerGetDatum(weights);
-		t[1] = BYTEAOID;
-		v[2] = CStringGetTextDatum(MetricsJson(metrics));
-		t[2] = TEXTOID;
-		v[3] = CStringGetTextDatum(NormalisationJson(net, job->c));
-		t[3] = TEXTOID;
-		v[4] = Int64GetDatum(iceml_net_param_count(net));
-		t[4] = INT8OID;
-		SpiExec("WITH m AS (INSERT INTO iceml.models (run_id, experiment, architecture, spec, parameters,"
-				"                         channels, normalisation, metrics, training_dataset, lineage, weights, owner)"
-				"           SELECT r.id, r.experiment, r.architecture, r.spec, $5, r.channels,"
-				"                  $4::jsonb, $3::jsonb, r.training_dataset, r.lineage, $2, r.owner"
-				"             FROM iceml.runs r WHERE r.id OPERATOR(pg_catalog.=) $1"
-				"           RETURNING id)"
-				" UPDATE iceml.runs SET model_id = (SELECT id FROM m) WHERE id OPERATOR(pg_catalog.=) $1",
-				5, t, v, NULL);
-		/* hyperparameter "deploy" (default if_better): see 50_predict.sql */
-		SpiExec("SELECT iceml._deploy_if_better($1)", 1, t, v, NULL);
-	}
-	v[1] = CStringGetTextDatum(status);
-	t[1] = TEXTOID;
-	v[2] = error ? CStringGetTextDatum(error) : (Datum) 0;
-	t[2] = TEXTOID;
-	n[2] = error ? ' ' : 'n';
-	v[3] = Int32GetDatum(best_epoch);
-	t[3] = INT4OID;
-	n[3] = best_epoch > 0 ? ' ' : 'n';
-	SpiExec("UPDATE iceml.runs SET status = $2, error = $3, finished_at = pg_catalog.now(),"
-			"       best_epoch = COALESCE($4, best_epoch), worker_pid = NULL"
-			" WHERE id OPERATOR(pg_catalog.=) $1",
-			4, t, v, n);
-	if (job->study_id != 0)
-		FinishStudies(job->study_id);
-	RestoreUser(&own);
-	EndTx();
 }
 
 /* ---- the run ------------------------------------------------------------- */
@@ -708,6 +397,27 @@ EngineStopped(TrainJob *job)
 	IcemlEngineInterrupted("the training run");
 }
 
+/*
+ * Metrics of the net on n images (inference mode, prob as scratch); false
+ * when a terminate request stopped the pass.
+ */
+static bool
+Evaluate(TrainJob *job, IcemlNet *net, const float *x, const float *y, int64 n,
+		 float *prob, IcemlMetrics *m)
+{
+	char		err[ICEML_NN_ERRLEN];
+	int			rc = iceml_net_predict(net, x, n, prob, err, sizeof(err));
+
+	if (rc == ICEML_NN_INTERRUPTED && EngineStopped(job))
+		return false;
+	if (rc < 0)
+		ereport(ERROR,
+				(ENGINE_ERRCODE(err, ERRCODE_INTERNAL_ERROR),
+				 errmsg("prediction failed: %s", err)));
+	iceml_metrics_compute(prob, y, n, 0.5, m);
+	return true;
+}
+
 static void
 Train(TrainJob *job)
 {
@@ -728,7 +438,7 @@ Train(TrainJob *job)
 
 	/* the limits again, before allocating: they may have changed since */
 	IcemlCheckSpecLimits(psprintf("the architecture of run %lld", (long long) job->id),
-						 job->spec, job->cfg.batch_size, 0);
+						 job->spec, job->run.train.batch_size, 0);
 	net = iceml_net_create(job->spec, err, sizeof(err));
 	if (net == NULL)
 		ereport(ERROR,
@@ -744,18 +454,18 @@ Train(TrainJob *job)
 	pgstat_report_activity(STATE_RUNNING, "reading the training dataset");
 	ReadDataset(job);
 	IcemlCheckSpecLimits(psprintf("the architecture of run %lld", (long long) job->id),
-						 job->spec, job->cfg.batch_size, job->n_train + job->n_val);
+						 job->spec, job->run.train.batch_size, job->n_train + job->n_val);
 
 	/* standardisation from the training split only */
 	mean = palloc(sizeof(float) * job->c);
 	std = palloc(sizeof(float) * job->c);
 	iceml_nn_channel_stats(job->x_train, job->n_train, job->c, job->h * job->w, mean, std);
 	iceml_net_set_normalisation(net, mean, std);
-	iceml_net_init_params_scheme(net, job->cfg.seed, (IcemlInit) job->init);
-	iceml_nn_set_threads(job->threads);
-	job->cfg.epochs = job->epochs;	/* the cosine schedule's length */
+	iceml_net_init_params_scheme(net, job->run.train.seed, (IcemlInit) job->run.init);
+	iceml_nn_set_threads(job->run.threads);
+	job->run.train.epochs = job->epochs;	/* the cosine schedule's length */
 
-	tr = iceml_trainer_create(net, &job->cfg, err, sizeof(err));
+	tr = iceml_trainer_create(net, &job->run.train, err, sizeof(err));
 	if (tr == NULL)
 		ereport(ERROR,
 				(ENGINE_ERRCODE(err, ERRCODE_INVALID_PARAMETER_VALUE),
@@ -771,7 +481,7 @@ Train(TrainJob *job)
 		Datum		d;
 		bytea	   *state;
 
-		BeginTx();
+		WorkerBeginTx();
 		BecomeCatalogOwner(&own);
 		SpiExec("DELETE FROM iceml.run_metrics m USING iceml.checkpoints c"
 				" WHERE m.run_id OPERATOR(pg_catalog.=) $1 AND c.run_id OPERATOR(pg_catalog.=) $1"
@@ -803,7 +513,7 @@ Train(TrainJob *job)
 			best_loss = DatumGetFloat8(d);
 		bad_epochs = job->resume_epoch - best_epoch;
 		RestoreUser(&own);
-		EndTx();
+		WorkerEndTx();
 	}
 
 	/*
@@ -844,31 +554,18 @@ Train(TrainJob *job)
 			break;
 		}
 
-		rc = iceml_net_predict(net, job->x_train, n_acc, prob, err, sizeof(err));
-		if (rc == ICEML_NN_INTERRUPTED && EngineStopped(job))
+		if (!Evaluate(job, net, job->x_train, job->y_train, n_acc, prob, &train_m))
 		{
 			end_status = "failed";
 			break;
 		}
-		if (rc < 0)
-			ereport(ERROR,
-					(ENGINE_ERRCODE(err, ERRCODE_INTERNAL_ERROR),
-					 errmsg("prediction failed: %s", err)));
-		iceml_metrics_compute(prob, job->y_train, n_acc, 0.5, &train_m);
-
 		if (job->n_val > 0)
 		{
-			rc = iceml_net_predict(net, job->x_val, job->n_val, prob, err, sizeof(err));
-			if (rc == ICEML_NN_INTERRUPTED && EngineStopped(job))
+			if (!Evaluate(job, net, job->x_val, job->y_val, job->n_val, prob, &val_m))
 			{
 				end_status = "failed";
 				break;
 			}
-			if (rc < 0)
-				ereport(ERROR,
-						(ENGINE_ERRCODE(err, ERRCODE_INTERNAL_ERROR),
-						 errmsg("prediction failed: %s", err)));
-			iceml_metrics_compute(prob, job->y_val, job->n_val, 0.5, &val_m);
 			improved = val_m.log_loss < best_loss;
 		}
 		else
@@ -893,8 +590,8 @@ Train(TrainJob *job)
 		else
 			bad_epochs++;
 
-		if (job->checkpoint_every > 0 &&
-			(epoch % job->checkpoint_every == 0 || epoch == job->epochs))
+		if (job->run.checkpoint_every > 0 &&
+			(epoch % job->run.checkpoint_every == 0 || epoch == job->epochs))
 			if (iceml_trainer_save(tr, &ckpt, &ckpt_len) < 0)
 				ereport(ERROR,
 						(errcode(ERRCODE_OUT_OF_MEMORY),
@@ -902,17 +599,26 @@ Train(TrainJob *job)
 								epoch, (long long) job->id)));
 
 		TimestampDifference(start, GetCurrentTimestamp(), &secs, &usecs);
-		RecordEpoch(job, epoch, train_loss, train_m.accuracy,
+		RecordEpoch(job->id, epoch, train_loss, train_m.accuracy,
 					job->n_val > 0 ? &val_m : NULL, secs + usecs / 1e6,
 					ckpt, ckpt_len, best_blob, best_len, best_epoch);
 		free(ckpt);
 
-		if (job->patience > 0 && job->n_val > 0 && bad_epochs >= job->patience)
+		if (job->run.patience > 0 && job->n_val > 0 && bad_epochs >= job->run.patience)
 			break;				/* early stopping: keep the best epoch */
-		if (job->study_metric && AshaStops(job, epoch))
+		if (job->study_metric)
 		{
-			end_status = "stopped";
-			break;
+			bool		stop;
+
+			WorkerBeginTx();
+			stop = AshaStops(job->study_id, job->id, job->study_metric,
+							 job->asha_min_epochs, epoch, job->epochs);
+			WorkerEndTx();
+			if (stop)
+			{
+				end_status = "stopped";
+				break;
+			}
 		}
 		/* cancel or shutdown noticed after the last batch of an epoch */
 		if (BatchCallback(job, 0, 0, 0) != 0)
@@ -930,20 +636,20 @@ Train(TrainJob *job)
 		kept = iceml_net_load(best_blob, best_len, err, sizeof(err));
 		if (kept == NULL)
 			elog(ERROR, "could not reload the kept model: %s", err);
-		FinishRun(job, "succeeded", NULL, kept, best_blob, best_len, &best_metrics, best_epoch);
+		FinishRun(job->id, job->study_id, job->c, "succeeded", NULL, kept, best_blob, best_len, &best_metrics, best_epoch);
 		iceml_net_free(kept);
 	}
 	else if (strcmp(end_status, "failed") == 0)
 	{
 		/* a shutdown is pending: record why before it takes the worker */
 		HOLD_INTERRUPTS();
-		FinishRun(job, "failed",
+		FinishRun(job->id, job->study_id, job->c, "failed",
 				  "the worker was asked to terminate (server shutdown or pg_terminate_backend); iceml.resume() continues from the last checkpoint",
 				  NULL, NULL, 0, NULL, best_epoch);
 		RESUME_INTERRUPTS();
 	}
 	else
-		FinishRun(job, end_status, NULL, NULL, NULL, 0, NULL, best_epoch);
+		FinishRun(job->id, job->study_id, job->c, end_status, NULL, NULL, NULL, 0, NULL, best_epoch);
 
 	free(best_blob);
 	iceml_trainer_free(tr);
@@ -977,7 +683,7 @@ TrainRunInWorker(int64 run_id, Oid role)
 		AbortOutOfAnyTransaction();
 		/* record the failure even when a shutdown is pending */
 		HOLD_INTERRUPTS();
-		FinishRun(&job, "failed", ErrorText(edata), NULL, NULL, 0, NULL, 0);
+		FinishRun(job.id, job.study_id, job.c, "failed", ErrorText(edata), NULL, NULL, 0, NULL, 0);
 		RESUME_INTERRUPTS();
 	}
 	PG_END_TRY();
