@@ -38,9 +38,10 @@ OBJS = \
 	src/plot.o \
 	src/eo/sar.o \
 	src/eo/synth.o \
-	src/predict.o \
-	src/monitor.o \
-	src/analysis.o \
+	src/serving/predict.o \
+	src/serving/predict_batch.o \
+	src/serving/monitor.o \
+	src/serving/analysis.o \
 	src/limits.o \
 	src/pipeline.o \
 	src/shard.o \

@@ -1,11 +1,14 @@
 /*
- * iceml_predict.h - in-database inference (src/predict.c) and inference
- * monitoring (src/monitor.c).
+ * iceml_predict.h - in-database inference (src/serving/predict.c: the model cache
+ * and iceml_predict; src/serving/predict_batch.c: test-time augmentation,
+ * ensembles and batched scoring) and inference monitoring (src/serving/monitor.c).
  *
- * Other subsystems (what-if analysis, evaluation, pipelines) reuse the
- * per-backend model cache through PredictGetModel and run the net with
- * PredictFillInput + PredictRun, so that they compute exactly what
- * iceml_predict() computes.
+ * Other subsystems (what-if analysis, evaluation, pipelines, shards) reuse
+ * the per-backend model cache through PredictGetModel and score chips with
+ * PredictFillInput + PredictRun (one chip) or PredictScore (n chips), so
+ * that they compute exactly what iceml_predict() computes: the mean
+ * probability over a deployment's members and, with test-time
+ * augmentation, over the flips and quarter turns of each chip.
  */
 #ifndef ICEML_PREDICT_H
 #define ICEML_PREDICT_H
@@ -18,18 +21,33 @@
 #include "iceml_nn.h"
 
 #define ICEML_PREDICT_MAX_CHANNELS 8
+#define ICEML_PREDICT_MAX_MEMBERS 16	/* models of an ensemble deployment */
+#define ICEML_PREDICT_MAX_VIEWS 8	/* test-time augmentation: the 8 flips and quarter turns */
+#define ICEML_PREDICT_CHUNK 64	/* images (views included) per engine call of PredictScore */
 
-/* A cached, ready-to-run model.  Owned by the cache: do not free. */
+/* A cached, ready-to-run model or ensemble.  Owned by the cache: do not free. */
 typedef struct IcemlModel
 {
-	int64		model_id;
+	int64		model_id;		/* the model; an ensemble's first member */
 	int64		deployment_id;	/* 0 when looked up by id */
-	IcemlNet   *net;
+	IcemlNet   *net;			/* == members[0] */
 	int			c,
 				h,
-				w;				/* the net's input shape */
+				w;				/* the input shape all members take */
 	int			channel[ICEML_PREDICT_MAX_CHANNELS];	/* what builds each channel */
 	float	   *input;			/* c*h*w scratch for one image */
+	/* test-time augmentation and ensembles (src/serving/predict_batch.c) */
+	int			nmembers;		/* 1 for a single model */
+	IcemlNet   *members[ICEML_PREDICT_MAX_MEMBERS];
+	int64		member_ids[ICEML_PREDICT_MAX_MEMBERS];
+	int			views;			/* 1, or with tta 8 (4 for a non-square input: flips only) */
+	/*
+	 * The engine keeps a one-image workspace per net until it is given more
+	 * than one image at once; then a 32-image one (about 190 MB for
+	 * statoil_cnn), which the cache counts from then on.
+	 */
+	bool		batched;		/* a call gave the members several images at once */
+	size_t		batch_bytes;	/* what their 32-image workspaces add */
 } IcemlModel;
 
 /*
@@ -40,20 +58,45 @@ typedef struct IcemlModel
 extern IcemlModel *PredictGetModel(const char *name, int64 model_id);
 
 /*
+ * Keep m in the cache until the statement ends, whatever other models
+ * queries run meanwhile load (a caller that holds m across queries: the
+ * relation iceml.predict_table reads may itself call iceml_predict).
+ */
+extern void PredictPin(IcemlModel *m);
+
+/*
  * Check a band argument of function `fn` (one-dimensional real[], n values,
  * no NULLs, finite); returns a pointer into the array's data.
  */
 extern const float *PredictCheckBand(ArrayType *arr, const char *fn,
 									 const char *argname, int n);
 
-/* Build m->input from two raw bands of m->h * m->w values. */
+/*
+ * Build one image of the net's input (m->c * m->h * m->w floats at dst)
+ * from two raw bands of m->h * m->w values: the one place where a chip
+ * becomes the net's input.  PredictFillInput fills m->input.
+ */
+extern void PredictFillImage(IcemlModel *m, float *dst, const float *band_1, const float *band_2);
 extern void PredictFillInput(IcemlModel *m, const float *band_1, const float *band_2);
 
 /* The probability for one image x (m->c * m->h * m->w raw values). */
 extern float PredictRun(IcemlModel *m, const float *x);
 
 /*
- * Inference logging (src/monitor.c): a sampled call goes into shared memory;
+ * Probabilities of n images x (as PredictFillImage builds them), scored in
+ * the engine's batches over `threads` threads; `fn` names the caller in
+ * errors.  The same values PredictRun gives one by one, up to the last
+ * bits of float rounding.  n = 1 (even augmented) runs the engine one image
+ * at a time, so that per-row calls keep the engine's small workspace.
+ */
+extern void PredictScore(IcemlModel *m, const float *x, int64 n, float *prob,
+						 int threads, const char *fn);
+
+/* iceml.predict_batch_threads: threads of one batched scoring call */
+extern int	iceml_predict_batch_threads;
+
+/*
+ * Inference logging (src/serving/monitor.c): a sampled call goes into shared memory;
  * a background worker writes it to iceml.inference_log.  No-op unless
  * iceml was preloaded.
  */
@@ -62,6 +105,7 @@ extern void MonitorRecord(IcemlModel *m, const char *name, const float *band_1,
 						  float prob, instr_time start);
 
 extern void PredictInit(void);
+extern void PredictBatchInit(void);
 extern void MonitorInit(void);
 
 #endif							/* ICEML_PREDICT_H */

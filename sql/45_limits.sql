@@ -20,6 +20,8 @@ SET iceml.predict_threads = 64;
 \echo :LAST_ERROR_SQLSTATE
 SET iceml.predict_cache_mb = 65536;
 \echo :LAST_ERROR_SQLSTATE
+SET iceml.predict_batch_threads = 64;
+\echo :LAST_ERROR_SQLSTATE
 SET ROLE lim_user;
 SET iceml.train_threads = 64;
 \echo :LAST_ERROR_SQLSTATE

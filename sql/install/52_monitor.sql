@@ -1,6 +1,6 @@
 -- 52: inference monitoring.  iceml_predict() samples calls at
 -- iceml.log_inferences into shared memory; the "iceml monitor" background
--- worker writes them here (src/monitor.c).  iceml.monitor() summarises them
+-- worker writes them here (src/serving/monitor.c).  iceml.monitor() summarises them
 -- and measures the drift of the inputs against the training data.
 
 CREATE TABLE iceml.inference_log (
@@ -144,6 +144,8 @@ DECLARE
     psi float8;
     result jsonb;
     deployed bigint;
+    dep_tta boolean;
+    dep_members bigint[];
 BEGIN
     IF monitor.name IS NULL OR since IS NULL OR psi_threshold IS NULL OR psi_threshold <= 0 THEN
         RAISE EXCEPTION 'monitor: name, since and a positive psi_threshold are required' USING ERRCODE = '22023';
@@ -152,7 +154,8 @@ BEGIN
         RAISE EXCEPTION 'monitor: min_samples must be a positive number of calls, not %', coalesce(min_samples::text, 'NULL')
             USING ERRCODE = '22023';
     END IF;
-    SELECT d.model_id INTO deployed FROM iceml.deployments d WHERE d.name = monitor.name ORDER BY d.id DESC LIMIT 1;
+    SELECT d.model_id, d.tta, d.members INTO deployed, dep_tta, dep_members
+      FROM iceml.deployments d WHERE d.name = monitor.name ORDER BY d.id DESC LIMIT 1;
     -- the calls under the name, and calls by id of that experiment's models
     SELECT count(*) AS calls, min(l.logged_at) AS first, max(l.logged_at) AS last,
            percentile_cont(0.5) WITHIN GROUP (ORDER BY l.latency_ms) AS p50,
@@ -171,6 +174,11 @@ BEGIN
     result := jsonb_build_object('name', monitor.name, 'since', since::text, 'calls', s.calls,
                                  'deployed_model_id', deployed, 'psi_threshold', psi_threshold,
                                  'min_samples', min_samples);
+    -- how the deployed predictions are made: test-time augmentation, an
+    -- ensemble's members (the drift reference is its first member's data)
+    IF deployed IS NOT NULL THEN
+        result := result || jsonb_build_object('deployed_tta', dep_tta, 'deployed_members', dep_members);
+    END IF;
     -- ten bins of a handful of calls make a PSI of noise: below min_samples
     -- calls the monitor gives no verdict (the figures are still shown)
     IF s.calls < min_samples THEN

@@ -6,6 +6,11 @@
 #                                  SELECT iceml_predict(...) of a cached chip; average latency
 #   BENCH predict_sql_overhead_pct the two compared (target: at most 10)
 #   BENCH predict_sql_rows_per_s   SELECT count(iceml_predict(...)) over 8424 rows, parallel query
+#   BENCH predict_engine_batch_images_per_s  the engine alone, 1283 images in one call, 2 threads
+#   BENCH predict_sql_batch_rows_per_s  iceml.predict_table over the same 8424 rows: one
+#                                  backend, engine batches on iceml.predict_batch_threads (2)
+#   BENCH predict_sql_batch_vs_engine_pct  the two batched figures compared (target: at least 90)
+#   BENCH predict_sql_batch_vs_rows    batched against per-row SQL (x)
 #   BENCH predict_backend_rss_mb   private memory a backend adds by loading and running the model
 #   BENCH predict_logging_overhead_pct  iceml.log_inferences = 1 against 0, 2000 rows, one backend
 # Best of 3 for each (the machine is shared).  Needs PGHOST/PGPORT/PGUSER/
@@ -81,6 +86,30 @@ done | sort -g | tail -1)
 plan=$(psql -tA -c "SET max_parallel_workers_per_gather = 2" -c "EXPLAIN SELECT count(iceml_predict('bench', band_1, band_2, inc_angle)) FROM bench_chips" | grep -c Gather || true)
 [ "$plan" -gt 0 ] || echo "predict.sh: WARNING: the 8424-row query did not get a parallel plan" >&2
 echo "BENCH predict_sql_rows_per_s $rows rows/s"
+
+# batched, and the engine's batched figure, alternately (the machine is
+# shared: a figure and its yardstick are taken side by side)
+pairs=$(for i in 1 2 3; do
+	OPENBLAS_CORETYPE=$coretype /tmp/iceml_predict_engine batch 2 | awk '{ print "engine", $3 }'
+	psql -tA <<'SQL' | awk '{ print "sql", $1 }'
+CREATE FUNCTION pg_temp.rate() RETURNS double precision LANGUAGE plpgsql AS $$
+DECLARE t0 timestamptz; n bigint;
+BEGIN
+    t0 := clock_timestamp();
+    SELECT count(probability) INTO n FROM iceml.predict_table('bench', 'bench_chips');
+    IF n <> 8424 THEN RAISE EXCEPTION 'predict_table scored % rows, not 8424', n; END IF;
+    RETURN n / extract(epoch FROM clock_timestamp() - t0);
+END $$;
+SELECT round(pg_temp.rate());
+SQL
+done)
+engine_batch=$(echo "$pairs" | awk '$1 == "engine" { print $2 }' | sort -g | tail -1)
+sql_batch=$(echo "$pairs" | awk '$1 == "sql" { print $2 }' | sort -g | tail -1)
+echo "BENCH predict_engine_batch_images_per_s $engine_batch images/s"
+echo "BENCH predict_sql_batch_rows_per_s $sql_batch rows/s"
+awk -v a="$sql_batch" -v b="$engine_batch" 'BEGIN { printf "BENCH predict_sql_batch_vs_engine_pct %.1f pct\n", a * 100 / b }'
+awk -v a="$sql_batch" -v b="$rows" 'BEGIN { printf "BENCH predict_sql_batch_vs_rows %.2f x\n", a / b }'
+echo "predict.sh: load average during the batched figures: $(cut -d' ' -f1-3 /proc/loadavg)" >&2
 
 # private memory a backend adds by holding the reference model
 rss=$(for i in 1 2 3; do psql -tA <<'SQL'

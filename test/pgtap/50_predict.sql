@@ -2,7 +2,7 @@
 -- each role may do (42501 otherwise), and inference logging through the
 -- monitor worker (its rows are committed by the worker and seen here).
 BEGIN;
-SELECT plan(58);
+SELECT plan(73);
 SET client_min_messages = error;
 
 -- ---- the objects ---------------------------------------------------------------
@@ -11,8 +11,16 @@ SELECT has_function('public', 'iceml_predict', ARRAY['bigint', 'real[]', 'real[]
 SELECT volatility_is('public', 'iceml_predict', ARRAY['text', 'real[]', 'real[]', 'real'], 'stable', 'iceml_predict is STABLE');
 SELECT is((SELECT proparallel FROM pg_proc WHERE oid = 'iceml_predict(text, real[], real[], real)'::regprocedure), 's',
           'iceml_predict is PARALLEL SAFE');
-SELECT has_function('iceml', 'deploy', ARRAY['text', 'text']);
-SELECT has_function('iceml', 'deploy', ARRAY['text', 'bigint']);
+SELECT has_function('iceml', 'deploy', ARRAY['text', 'text', 'boolean']);
+SELECT has_function('iceml', 'deploy', ARRAY['text', 'bigint', 'boolean']);
+SELECT has_function('iceml', 'deploy_ensemble', ARRAY['text', 'bigint[]', 'boolean']);
+SELECT has_function('iceml', 'predict_table', ARRAY['text', 'regclass', 'text', 'text', 'text', 'text']);
+SELECT has_function('iceml', 'predict_batch', ARRAY['text', 'real[]', 'real[]', 'real[]']);
+SELECT is((SELECT proparallel FROM pg_proc WHERE oid = 'iceml.predict_batch(text, real[], real[], real[])'::regprocedure), 's',
+          'predict_batch is PARALLEL SAFE');
+SELECT is((SELECT proparallel FROM pg_proc WHERE oid = 'iceml.predict_table(text, regclass, text, text, text, text)'::regprocedure), 'r',
+          'predict_table is PARALLEL RESTRICTED (it reads the relation itself, with its own threads)');
+SELECT has_table('iceml', 'deployment_members', 'the members of ensemble deployments');
 SELECT has_function('iceml', 'evaluate', ARRAY['text', 'regclass', 'text']);
 SELECT has_function('iceml', 'evaluate_slices', ARRAY['text', 'regclass', 'text', 'integer', 'text']);
 SELECT has_function('iceml', 'what_if', ARRAY['text', 'real[]', 'real[]', 'real', 'jsonb']);
@@ -68,6 +76,14 @@ SELECT ok((SELECT count(*) FROM iceml.model_summaries m WHERE m.experiment = 'ta
           'iceml_reader reads model, run and deployment metadata (SELECT * of the summaries)');
 SELECT throws_ok($$SELECT weights FROM iceml.models$$, '42501', NULL, 'iceml_reader cannot read weights');
 SELECT throws_ok($$SELECT iceml.deploy('tap_ice', 'most_recent')$$, '42501', NULL, 'iceml_reader cannot deploy');
+SELECT throws_ok($$SELECT iceml.deploy_ensemble('tap_ice', ARRAY(SELECT id FROM iceml.model_summaries))$$, '42501', NULL,
+                 'iceml_reader cannot deploy an ensemble');
+SELECT is((SELECT count(probability)::int FROM iceml.predict_table('tap_ice', 'iceml_td.tap_pr_1', key => 'id')), 60,
+          'iceml_reader scores a table it may read');
+SELECT is((SELECT array_length(iceml.predict_batch('tap_ice', array_agg(band_1), array_agg(band_2)), 1) FROM iceml_td.tap_pr_1), 60,
+          'iceml_reader scores a batch');
+SELECT throws_ok($$SELECT * FROM iceml.predict_table('tap_ice', 'iceml_fs.tap_pr_1')$$, '42501', NULL,
+                 'iceml_reader cannot score a table it may not read');
 SELECT throws_ok($$INSERT INTO iceml.deployments (name, model_id, strategy) SELECT 'tap_ice', id, 'model_id' FROM iceml.models LIMIT 1$$,
                  '42501', NULL, 'iceml_reader cannot write deployments');
 SELECT throws_ok($$SELECT iceml.train('tap_ice', 'iceml_td.tap_pr_1', 'tiny_cnn')$$, '42501', NULL, 'iceml_reader cannot train');
@@ -156,11 +172,27 @@ SELECT ok((SELECT (m->>'drift')::boolean AND (m->'inputs'->'band_1_mean'->>'drif
                   AND (m->'inputs'->'band_1_max'->>'drift')::boolean AND NOT (m->'inputs'->'band_2_mean'->>'drift')::boolean
                   AND (m->>'calls')::int = 240
              FROM iceml.monitor('tap_ice') m), 'monitor flags band_1 and not band_2');
+-- batched scoring logs each row it scores, and an augmented ensemble's
+-- rows carry the ensemble's probability
+SELECT ok(iceml.deploy_ensemble('tap_ice', ARRAY(SELECT id FROM iceml.models WHERE experiment = 'tap_ice' ORDER BY id), tta => true) > 0,
+          'an augmented ensemble of the two models');
+SET iceml.log_inferences = 1;
+SELECT is((SELECT count(probability)::int FROM iceml.predict_table('tap_ice', 'iceml_td.tap_pr_1')), 60, 'predict_table scores the dataset');
+SET iceml.log_inferences = 0;
+SELECT ok(pg_temp.flushed(), 'flushed');
+SELECT is((SELECT count(*)::int FROM iceml.inference_log l JOIN iceml_td.tap_pr_1 t ON l.name = 'tap_ice'
+             AND l.deployment_id = (SELECT deployment_id FROM iceml.deployed_models WHERE name = 'tap_ice')
+             AND l.band_1_max = (SELECT max(x) FROM unnest(t.band_1) x) AND l.inc_angle = t.inc_angle
+             AND abs(l.prediction - iceml_predict('tap_ice', t.band_1, t.band_2)) < 1e-6), 60,
+          'every row logged under the ensemble''s deployment with its prediction');
+SELECT ok((SELECT (m->>'calls')::int = 300 AND (m->>'deployed_tta')::boolean
+                  AND m->'deployed_members' = (SELECT to_jsonb(members) FROM iceml.deployed_models WHERE name = 'tap_ice')
+             FROM iceml.monitor('tap_ice') m), 'monitor counts them and shows the deployment''s augmentation and members');
 -- the training dataset dropped after training: no reference, said so, no error
 SELECT lives_ok($$DROP TABLE iceml_td.tap_pr_1$$, 'the training dataset is dropped');
 SELECT ok((SELECT m->'drift' = 'null'::jsonb AND m->'inputs' = '{}'::jsonb
                   AND m->>'drift_reason' ~ '^the training dataset of model \d+ \(relation oid \d+\) was dropped'
-                  AND (m->>'calls')::int = 240
+                  AND (m->>'calls')::int = 300
              FROM iceml.monitor('tap_ice') m), 'monitor reports the latency and calls and why there is no drift verdict');
 SELECT throws_ok(format('SELECT * FROM iceml.drift_reference(%s::oid::regclass, %L)',
                         (SELECT training_dataset::oid FROM iceml.models WHERE experiment = 'tap_ice' LIMIT 1), 'band_1_mean'),

@@ -136,6 +136,27 @@ like($del, qr/violates foreign key constraint "deployments_model_id_fkey"/, 'a d
 is($a->run($q), $by_id->($m4), 'A still uses it');
 is(psql("SELECT iceml.deploy('tap', 'rollback')"), $m1, 'rollback to the model before it');
 is($a->run($q), $by_id->($m1), 'A follows');
+
+# ---- ensembles and test-time augmentation, from another session -----------------
+my $is_mean = qq{SELECT abs(iceml_predict('tap', band_1, band_2)
+                    - (iceml_predict($m1, band_1, band_2)::float8 + iceml_predict($m3, band_1, band_2)) / 2) < 1e-6
+                   FROM iceml_fs.chips_1 WHERE id = 1};
+ok(psql("SELECT iceml.deploy_ensemble('tap', ARRAY[$m1, $m3])") > 0, 'B deploys an ensemble of two models');
+is($a->run($is_mean), 't', 'A\'s next statement predicts the mean of the members');
+my $plain = $a->run($q);
+my $loads = $a->run(q{SELECT loads FROM iceml.predict_cache() WHERE key = 'tap'});
+psql("SELECT iceml.deploy_ensemble('tap', ARRAY[$m1, $m3], tta => true)");
+isnt($a->run($q), $plain, 'B turns test-time augmentation on: A\'s prediction changes');
+is($a->run(q{SELECT loads FROM iceml.predict_cache() WHERE key = 'tap'}), $loads + 1, 'after one reload');
+my (undef, $del2) = psql("DELETE FROM iceml.models WHERE id = $m3");
+# (m3 may have been deployed alone before, whose foreign key then answers first)
+like($del2, qr/violates foreign key constraint "deployment(_member)?s_model_id_fkey"/, 'a member cannot be deleted');
+# a run's if_better deploy replaces an ensemble only when it beats every member, and keeps tta
+my ($r5, $s5, $m5) = train('{"epochs": 2, "batch_size": 16, "seed": 5}');
+my $beats = loss($m5) < loss($m1) && loss($m5) < loss($m3);
+is(psql(q{SELECT strategy || ' ' || tta FROM iceml.deployed_models WHERE name = 'tap'}),
+	$beats ? 'if_better true' : 'ensemble true',
+	'if_better against an ensemble: ' . ($beats ? 'beats' : 'does not beat') . ' every member (' . loss($m5) . ' vs ' . loss($m1) . ', ' . loss($m3) . ')');
 $a->close;
 
 psql("DROP DATABASE $db", db => 'postgres');

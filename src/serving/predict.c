@@ -75,10 +75,13 @@ typedef struct PredictEntry
 	bool		used;
 	char		key[PREDICT_KEY_LEN];	/* deployment name, or "#<id>" */
 	int64		deployment_id;	/* 0 for the model-id form */
-	int64		model_id;
-	TransactionId model_xmin;	/* the model row's version */
+	int			nmembers;		/* 1, or an ensemble's size */
+	bool		tta;
+	int64		model_ids[ICEML_PREDICT_MAX_MEMBERS];
+	TransactionId model_xmins[ICEML_PREDICT_MAX_MEMBERS];	/* each model row's version */
 	TimestampTz checked_basis;	/* statement/xact start of the last check */
 	uint64		last_used;
+	TimestampTz pinned_basis;	/* not evicted during this statement (PredictPin) */
 	size_t		bytes;			/* accounted against iceml.predict_cache_mb */
 	IcemlModel	model;
 } PredictEntry;
@@ -87,7 +90,6 @@ static PredictEntry entries[PREDICT_MAX_ENTRIES];
 static uint64 use_clock = 0;
 static TimestampTz last_inval = 0;	/* when a deployment/model change arrived */
 static Oid	deployments_relid = InvalidOid;
-static int	threads_set = 0;
 static int	predict_cache_mb = 256;
 
 /* counters for iceml.predict_cache() */
@@ -159,12 +161,28 @@ iceml_predict_cache_invalidate(PG_FUNCTION_ARGS)
 
 /* ---- entries -------------------------------------------------------------- */
 
+/* Free a model's nets and buffers (any of them may be missing). */
+static void
+FreeModel(IcemlModel *m)
+{
+	for (int i = 0; i < m->nmembers; i++)
+		iceml_net_free(m->members[i]);
+	free(m->input);
+	memset(m, 0, sizeof(*m));
+}
+
 static void
 FreeEntry(PredictEntry *e)
 {
-	iceml_net_free(e->model.net);
-	free(e->model.input);
+	FreeModel(&e->model);
 	memset(e, 0, sizeof(*e));
+}
+
+/* An entry's memory: with the engine's batch workspace once a batched call made it. */
+static size_t
+EntryBytes(const PredictEntry *e)
+{
+	return e->bytes + (e->model.batched ? e->model.batch_bytes : 0);
 }
 
 static size_t
@@ -174,7 +192,7 @@ CacheBytes(void)
 
 	for (int i = 0; i < PREDICT_MAX_ENTRIES; i++)
 		if (entries[i].used)
-			total += entries[i].bytes;
+			total += EntryBytes(&entries[i]);
 	return total;
 }
 
@@ -196,10 +214,11 @@ MakeRoom(size_t need, PredictEntry *keep)
 			return;
 		for (int i = 0; i < PREDICT_MAX_ENTRIES; i++)
 			if (entries[i].used && &entries[i] != keep &&
+				entries[i].pinned_basis != CheckBasis() &&
 				(victim == NULL || entries[i].last_used < victim->last_used))
 				victim = &entries[i];
 		if (victim == NULL)
-			return;				/* only `keep` is left: it may exceed the budget */
+			return;				/* only `keep` and pinned ones are left: may exceed the budget */
 		FreeEntry(victim);
 		stat_evictions++;
 	}
@@ -215,64 +234,131 @@ FindEntry(const char *key)
 }
 
 /*
- * Build an IcemlModel from a serialised net and the model's channels.
- * Errors (ereport) leave nothing allocated.
+ * Add member k (model model_id, a serialised net and its channels) to m.
+ * The first member sets the input shape and channels; the others must take
+ * the same (iceml.deploy_ensemble checks it; a restored or rewritten row
+ * could still differ).  On error the caller frees m with FreeModel.
  */
 static void
-BuildModel(IcemlModel *m, int64 model_id, bytea *weights, ArrayType *channels)
+AddMember(IcemlModel *m, int k, int64 model_id, bytea *weights, ArrayType *channels)
 {
 	char		err[ICEML_NN_ERRLEN];
 	IcemlNet   *net;
 	Datum	   *elems;
 	bool	   *nulls;
-	int			nch;
+	int			nch,
+				c,
+				h,
+				w;
 
 	net = iceml_net_load(VARDATA_ANY(weights), VARSIZE_ANY_EXHDR(weights), err, sizeof(err));
 	if (net == NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_DATA_CORRUPTED),
 				 errmsg("model %lld cannot be loaded: %s", (long long) model_id, err)));
-	memset(m, 0, sizeof(*m));
-	m->net = net;
-	m->model_id = model_id;
-	iceml_net_input_shape(net, &m->c, &m->h, &m->w);
-	deconstruct_array(channels, TEXTOID, -1, false, TYPALIGN_INT, &elems, &nulls, &nch);
-	if (nch != m->c || m->c > ICEML_PREDICT_MAX_CHANNELS)
+	m->members[k] = net;
+	m->member_ids[k] = model_id;
+	m->nmembers = k + 1;
 	{
-		iceml_net_free(net);
+		IcemlNetMemory mem;
+
+		/* what the engine's 32-image inference workspace adds (PredictScore) */
+		iceml_net_memory(net, 1, &mem);
+		m->batch_bytes += (size_t) (mem.predict_bytes - mem.model_bytes);
+	}
+	iceml_net_input_shape(net, &c, &h, &w);
+	deconstruct_array(channels, TEXTOID, -1, false, TYPALIGN_INT, &elems, &nulls, &nch);
+	if (nch != c || c > ICEML_PREDICT_MAX_CHANNELS)
 		ereport(ERROR,
 				(errcode(ERRCODE_DATA_CORRUPTED),
 				 errmsg("model %lld names %d channels but its net takes %d",
-						(long long) model_id, nch, m->c)));
-	}
+						(long long) model_id, nch, c)));
+	if (k > 0 && (c != m->c || h != m->h || w != m->w))
+		ereport(ERROR,
+				(errcode(ERRCODE_DATA_CORRUPTED),
+				 errmsg("model %lld takes %dx%dx%d images but model %lld, the first member of the ensemble, takes %dx%dx%d",
+						(long long) model_id, c, h, w, (long long) m->model_id, m->c, m->h, m->w)));
 	for (int i = 0; i < nch; i++)
 	{
 		char	   *ch = TextDatumGetCString(elems[i]);
+		int			code;
 
 		if (strcmp(ch, "band_1") == 0)
-			m->channel[i] = CH_BAND_1;
+			code = CH_BAND_1;
 		else if (strcmp(ch, "band_2") == 0)
-			m->channel[i] = CH_BAND_2;
+			code = CH_BAND_2;
 		else if (strcmp(ch, "band_avg") == 0)
-			m->channel[i] = CH_BAND_AVG;
+			code = CH_BAND_AVG;
 		else
-		{
-			iceml_net_free(net);
 			ereport(ERROR,
 					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
 					 errmsg("model %lld takes channel \"%s\", which iceml_predict cannot build",
 							(long long) model_id, ch),
 					 errdetail("iceml_predict builds band_1, band_2 and band_avg from its arguments.")));
+		if (k > 0 && code != m->channel[i])
+			ereport(ERROR,
+					(errcode(ERRCODE_DATA_CORRUPTED),
+					 errmsg("model %lld takes channel \"%s\" in place %d, unlike model %lld, the first member of the ensemble",
+							(long long) model_id, ch, i + 1, (long long) m->model_id)));
+		m->channel[i] = code;
+	}
+	if (k == 0)
+	{
+		m->net = net;
+		m->model_id = model_id;
+		m->c = c;
+		m->h = h;
+		m->w = w;
+		m->input = malloc(sizeof(float) * (size_t) c * h * w);
+		if (m->input == NULL)
+			ereport(ERROR,
+					(errcode(ERRCODE_OUT_OF_MEMORY),
+					 errmsg("out of memory loading model %lld", (long long) model_id)));
+	}
+}
+
+/*
+ * Load the members of a deployment (or one model) into m: all or nothing.
+ * Runs inside the catalog owner's SPI connection.
+ */
+static size_t
+BuildModel(IcemlModel *m, int nmembers, const int64 *ids, bool tta)
+{
+	size_t		bytes = 0;
+
+	memset(m, 0, sizeof(*m));
+	PG_TRY();
+	{
+		for (int k = 0; k < nmembers; k++)
+		{
+			Datum		arg = Int64GetDatum(ids[k]);
+			Oid			argtype = INT8OID;
+			Datum		d;
+			bytea	   *weights;
+
+			if (SPI_execute_with_args("SELECT weights, channels FROM iceml.models"
+									  " WHERE id OPERATOR(pg_catalog.=) $1",
+									  1, &argtype, &arg, NULL, true, 1) != SPI_OK_SELECT ||
+				SPI_processed != 1)
+				elog(ERROR, "iceml: model %lld vanished while loading", (long long) ids[k]);
+			SpiGetDatum(0, 1, &d);
+			weights = DatumGetByteaPP(d);
+			bytes += VARSIZE_ANY_EXHDR(weights) * 2;
+			SpiGetDatum(0, 2, &d);
+			AddMember(m, k, ids[k], weights, DatumGetArrayTypeP(d));
+			SPI_freetuptable(SPI_tuptable);
 		}
 	}
-	m->input = malloc(sizeof(float) * (size_t) m->c * m->h * m->w);
-	if (m->input == NULL)
+	PG_CATCH();
 	{
-		iceml_net_free(net);
-		ereport(ERROR,
-				(errcode(ERRCODE_OUT_OF_MEMORY),
-				 errmsg("out of memory loading model %lld", (long long) model_id)));
+		FreeModel(m);
+		PG_RE_THROW();
 	}
+	PG_END_TRY();
+	/* flips keep a non-square image's shape; quarter turns need a square */
+	m->views = !tta ? 1 : m->h == m->w ? 8 : 4;
+	bytes += sizeof(float) * (size_t) m->c * m->h * m->w;	/* m->input */
+	return bytes;
 }
 
 /*
@@ -284,100 +370,115 @@ CheckEntryQueries(const char *key, const char *name, int64 model_id_arg, Predict
 {
 	Datum		arg;
 	Oid			argtype;
-	uint64		n;
 	int64		deployment_id = 0;
-	int64		model_id;
-	TransactionId xmin;
+	int64		ids[ICEML_PREDICT_MAX_MEMBERS];
+	TransactionId xmins[ICEML_PREDICT_MAX_MEMBERS];
+	int			nmembers = 1;
+	bool		tta = false;
 	Datum		d;
 
+	if (name)
 	{
-		if (name)
+		Datum	   *ide,
+				   *xe;
+		bool	   *idn,
+				   *xn;
+		int			nx;
+
+		arg = CStringGetTextDatum(name);
+		argtype = TEXTOID;
+		/* the latest deployment: its models in order, and each one's row version */
+		if (SPI_execute_with_args("SELECT d.id, d.tta, u.ids,"
+								  "       ARRAY(SELECT m.xmin::text::bigint"
+								  "               FROM pg_catalog.unnest(u.ids) WITH ORDINALITY x(id, k)"
+								  "               LEFT JOIN iceml.models m ON m.id OPERATOR(pg_catalog.=) x.id"
+								  "              ORDER BY x.k)"
+								  "  FROM iceml.deployments d,"
+								  "       LATERAL (SELECT COALESCE(d.members, ARRAY[d.model_id]) AS ids) u"
+								  " WHERE d.name OPERATOR(pg_catalog.=) $1"
+								  " ORDER BY d.id DESC LIMIT 1",
+								  1, &argtype, &arg, NULL, true, 1) != SPI_OK_SELECT)
+			elog(ERROR, "iceml: deployment lookup failed");
+		if (SPI_processed == 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_UNDEFINED_OBJECT),
+					 errmsg("no model is deployed under the name \"%s\"", name),
+					 errhint("Deploy one with iceml.deploy('%s'), or call iceml_predict with a model id.", name)));
+		SpiGetDatum(0, 1, &d);
+		deployment_id = DatumGetInt64(d);
+		SpiGetDatum(0, 2, &d);
+		tta = DatumGetBool(d);
+		SpiGetDatum(0, 3, &d);
+		deconstruct_array(DatumGetArrayTypeP(d), INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE,
+						  &ide, &idn, &nmembers);
+		SpiGetDatum(0, 4, &d);
+		deconstruct_array(DatumGetArrayTypeP(d), INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE,
+						  &xe, &xn, &nx);
+		if (nmembers < 1 || nmembers > ICEML_PREDICT_MAX_MEMBERS || nx != nmembers)
+			ereport(ERROR,
+					(errcode(ERRCODE_DATA_CORRUPTED),
+					 errmsg("deployment %lld under the name \"%s\" has %d models; iceml_predict runs 1 to %d",
+							(long long) deployment_id, name, nmembers, ICEML_PREDICT_MAX_MEMBERS)));
+		for (int k = 0; k < nmembers; k++)
 		{
-			arg = CStringGetTextDatum(name);
-			argtype = TEXTOID;
-			if (SPI_execute_with_args("SELECT d.id, d.model_id, m.xmin::text::bigint"
-									  "  FROM iceml.deployments d"
-									  "  LEFT JOIN iceml.models m ON m.id OPERATOR(pg_catalog.=) d.model_id"
-									  " WHERE d.name OPERATOR(pg_catalog.=) $1"
-									  " ORDER BY d.id DESC LIMIT 1",
-									  1, &argtype, &arg, NULL, true, 1) != SPI_OK_SELECT)
-				elog(ERROR, "iceml: deployment lookup failed");
-			n = SPI_processed;
-			if (n == 0)
+			ids[k] = DatumGetInt64(ide[k]);
+			if (xn[k])
 				ereport(ERROR,
 						(errcode(ERRCODE_UNDEFINED_OBJECT),
-						 errmsg("no model is deployed under the name \"%s\"", name),
-						 errhint("Deploy one with iceml.deploy('%s'), or call iceml_predict with a model id.", name)));
-			SpiGetDatum(0, 1, &d);
-			deployment_id = DatumGetInt64(d);
-			SpiGetDatum(0, 2, &d);
-			model_id = DatumGetInt64(d);
-			if (!SpiGetDatum(0, 3, &d))
-				ereport(ERROR,
-						(errcode(ERRCODE_UNDEFINED_OBJECT),
-						 errmsg("model %lld deployed under the name \"%s\" no longer exists", (long long) model_id, name),
+						 errmsg("model %lld deployed under the name \"%s\" no longer exists", (long long) ids[k], name),
 						 errhint("Deploy another model with iceml.deploy('%s', 'rollback') or iceml.deploy('%s', <model id>).",
 								 name, name)));
-			xmin = (TransactionId) DatumGetInt64(d);
+			xmins[k] = (TransactionId) DatumGetInt64(xe[k]);
 		}
-		else
-		{
-			model_id = model_id_arg;
-			arg = Int64GetDatum(model_id);
-			argtype = INT8OID;
-			if (SPI_execute_with_args("SELECT m.xmin::text::bigint FROM iceml.models m"
-									  " WHERE m.id OPERATOR(pg_catalog.=) $1",
-									  1, &argtype, &arg, NULL, true, 1) != SPI_OK_SELECT)
-				elog(ERROR, "iceml: model lookup failed");
-			if (SPI_processed == 0)
-				ereport(ERROR,
-						(errcode(ERRCODE_UNDEFINED_OBJECT),
-						 errmsg("model %lld does not exist", (long long) model_id)));
-			SpiGetDatum(0, 1, &d);
-			xmin = (TransactionId) DatumGetInt64(d);
-		}
-
-		if (e == NULL || e->model_id != model_id || e->model_xmin != xmin)
-		{
-			IcemlModel m;
-			bytea	   *weights;
-			ArrayType  *channels;
-			size_t		bytes;
-
-			arg = Int64GetDatum(model_id);
-			argtype = INT8OID;
-			if (SPI_execute_with_args("SELECT weights, channels FROM iceml.models"
-									  " WHERE id OPERATOR(pg_catalog.=) $1",
-									  1, &argtype, &arg, NULL, true, 1) != SPI_OK_SELECT ||
-				SPI_processed != 1)
-				elog(ERROR, "iceml: model %lld vanished while loading", (long long) model_id);
-			SpiGetDatum(0, 1, &d);
-			weights = DatumGetByteaPP(d);
-			SpiGetDatum(0, 2, &d);
-			channels = DatumGetArrayTypeP(d);
-			bytes = VARSIZE_ANY_EXHDR(weights) * 2 + sizeof(float) * 8 * 75 * 75;
-			if (e)
-				FreeEntry(e);
-			MakeRoom(bytes, NULL);
-			BuildModel(&m, model_id, weights, channels);
-			stat_loads++;
-			/* a free slot exists after MakeRoom */
-			for (int i = 0; i < PREDICT_MAX_ENTRIES && e == NULL; i++)
-				if (!entries[i].used)
-					e = &entries[i];
-			Assert(e != NULL);
-			memset(e, 0, sizeof(*e));
-			e->used = true;
-			strlcpy(e->key, key, sizeof(e->key));
-			e->model = m;
-			e->bytes = bytes;
-		}
-		e->deployment_id = deployment_id;
-		e->model_id = model_id;
-		e->model_xmin = xmin;
-		e->model.deployment_id = deployment_id;
-		e->checked_basis = CheckBasis();
 	}
+	else
+	{
+		ids[0] = model_id_arg;
+		arg = Int64GetDatum(model_id_arg);
+		argtype = INT8OID;
+		if (SPI_execute_with_args("SELECT m.xmin::text::bigint FROM iceml.models m"
+								  " WHERE m.id OPERATOR(pg_catalog.=) $1",
+								  1, &argtype, &arg, NULL, true, 1) != SPI_OK_SELECT)
+			elog(ERROR, "iceml: model lookup failed");
+		if (SPI_processed == 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_UNDEFINED_OBJECT),
+					 errmsg("model %lld does not exist", (long long) model_id_arg)));
+		SpiGetDatum(0, 1, &d);
+		xmins[0] = (TransactionId) DatumGetInt64(d);
+	}
+
+	if (e == NULL || e->nmembers != nmembers || e->tta != tta ||
+		memcmp(e->model_ids, ids, sizeof(int64) * nmembers) != 0 ||
+		memcmp(e->model_xmins, xmins, sizeof(TransactionId) * nmembers) != 0)
+	{
+		IcemlModel m;
+		size_t		bytes;
+
+		if (e)
+			FreeEntry(e);
+		e = NULL;
+		bytes = BuildModel(&m, nmembers, ids, tta);
+		MakeRoom(bytes, NULL);
+		stat_loads++;
+		/* a free slot exists after MakeRoom */
+		for (int i = 0; i < PREDICT_MAX_ENTRIES && e == NULL; i++)
+			if (!entries[i].used)
+				e = &entries[i];
+		Assert(e != NULL);
+		memset(e, 0, sizeof(*e));
+		e->used = true;
+		strlcpy(e->key, key, sizeof(e->key));
+		e->model = m;
+		e->bytes = bytes;
+		e->nmembers = nmembers;
+		e->tta = tta;
+		memcpy(e->model_ids, ids, sizeof(int64) * nmembers);
+		memcpy(e->model_xmins, xmins, sizeof(TransactionId) * nmembers);
+	}
+	e->deployment_id = deployment_id;
+	e->model.deployment_id = deployment_id;
+	e->checked_basis = CheckBasis();
 	return e;
 }
 
@@ -443,6 +544,14 @@ PredictGetModel(const char *name, int64 model_id)
 	return &e->model;
 }
 
+void
+PredictPin(IcemlModel *m)
+{
+	for (int i = 0; i < PREDICT_MAX_ENTRIES; i++)
+		if (entries[i].used && &entries[i].model == m)
+			entries[i].pinned_basis = CheckBasis();
+}
+
 /* ---- arguments ------------------------------------------------------------ */
 
 /*
@@ -464,50 +573,47 @@ PredictCheckBand(ArrayType *arr, const char *fn, const char *argname, int n)
 	return v;
 }
 
+/*
+ * The one place where a chip becomes the net's input: the model's channels
+ * say what to build from the two bands.
+ */
 void
-PredictFillInput(IcemlModel *m, const float *b1, const float *b2)
+PredictFillImage(IcemlModel *m, float *dst, const float *b1, const float *b2)
 {
 	int			hw = m->h * m->w;
 
 	for (int c = 0; c < m->c; c++)
 	{
-		float	   *dst = m->input + (size_t) c * hw;
+		float	   *ch = dst + (size_t) c * hw;
 
 		switch ((PredictChannel) m->channel[c])
 		{
 			case CH_BAND_1:
-				memcpy(dst, b1, sizeof(float) * hw);
+				memcpy(ch, b1, sizeof(float) * hw);
 				break;
 			case CH_BAND_2:
-				memcpy(dst, b2, sizeof(float) * hw);
+				memcpy(ch, b2, sizeof(float) * hw);
 				break;
 			case CH_BAND_AVG:
 				/* as training and the loader compute it */
-				iceml_band_avg(b1, b2, dst, hw);
+				iceml_band_avg(b1, b2, ch, hw);
 				break;
 		}
 	}
 }
 
+void
+PredictFillInput(IcemlModel *m, const float *b1, const float *b2)
+{
+	PredictFillImage(m, m->input, b1, b2);
+}
+
 float
 PredictRun(IcemlModel *m, const float *x)
 {
-	char		err[ICEML_NN_ERRLEN];
 	float		p;
-	int			rc;
 
-	if (threads_set != iceml_predict_threads)
-	{
-		iceml_nn_set_threads(iceml_predict_threads);
-		threads_set = iceml_predict_threads;
-	}
-	rc = iceml_net_predict(m->net, x, 1, &p, err, sizeof(err));
-	if (rc == ICEML_NN_INTERRUPTED)
-		IcemlEngineInterrupted("iceml_predict");
-	if (rc != 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_OUT_OF_MEMORY),
-				 errmsg("iceml_predict with model %lld failed: %s", (long long) m->model_id, err)));
+	PredictScore(m, x, 1, &p, iceml_predict_threads, "iceml_predict");
 	return p;
 }
 
@@ -585,19 +691,21 @@ iceml_predict_cache(PG_FUNCTION_ARGS)
 	InitMaterializedSRF(fcinfo, 0);
 	for (int i = 0; i < PREDICT_MAX_ENTRIES; i++)
 	{
-		Datum		v[8];
-		bool		n[8] = {0};
+		Datum		v[9];
+		bool		n[9] = {0};
 
 		if (!entries[i].used)
 			continue;
 		v[0] = CStringGetTextDatum(entries[i].key);
 		v[1] = Int64GetDatum(entries[i].deployment_id);
 		n[1] = entries[i].deployment_id == 0;
-		v[2] = Int64GetDatum(entries[i].model_id);
-		v[3] = Int64GetDatum((int64) entries[i].bytes);
+		v[2] = Int64GetDatum(entries[i].model_ids[0]);
+		v[3] = Int64GetDatum((int64) EntryBytes(&entries[i]));
 		v[4] = Int64GetDatum(stat_loads);
 		v[5] = Int64GetDatum(stat_checks);
 		v[6] = Int64GetDatum(stat_evictions);
+		v[7] = Int32GetDatum(entries[i].nmembers);
+		v[8] = BoolGetDatum(entries[i].tta);
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, v, n);
 	}
 	return (Datum) 0;
@@ -686,5 +794,6 @@ PredictInit(void)
 							256, 1, 65536,
 							PGC_SUSET, GUC_UNIT_MB,
 							NULL, NULL, NULL);
+	PredictBatchInit();
 	CacheRegisterRelcacheCallback(PredictRelcacheCallback, (Datum) 0);
 }

@@ -1,0 +1,691 @@
+/*
+ * predict_batch.c - scoring many chips at once: the mean over a
+ * deployment's members and test-time augmentation views (PredictScore),
+ * and the batched SQL entry points iceml.predict_table() and
+ * iceml.predict_batch().
+ *
+ * Why batches.  iceml_predict() is called once per row, so every row is a
+ * one-image forward pass: the engine's sgemms are then thin and its
+ * threads idle.  The engine is fastest on batches of images
+ * (iceml_net_predict works in batches of 32).  predict_table reads the
+ * rows of a relation as the caller, ICEML_PREDICT_CHUNK at a time, builds
+ * their input images with PredictFillImage (the same code as
+ * iceml_predict) and scores each chunk in one engine call over
+ * iceml.predict_batch_threads threads.  predict_batch does the same for
+ * chips a client sends as two-dimensional arrays.
+ *
+ * Test-time augmentation (a deployment's tta) scores each chip as its 8
+ * flips and quarter turns (the dihedral group of the square: valid for SAR
+ * chips, which have no up or down) and averages the probabilities; an
+ * ensemble averages its members'.  For a chunk the views are laid out
+ * image by image, so each member runs once per chunk of views.
+ */
+#include "postgres.h"
+
+#include <math.h>
+
+#include "access/parallel.h"
+#include "access/xact.h"
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "funcapi.h"
+#include "miscadmin.h"
+#include "portability/instr_time.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/guc.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/regproc.h"
+
+#include "iceml.h"
+#include "iceml_nn.h"
+#include "iceml_pgarray.h"
+#include "iceml_predict.h"
+
+int			iceml_predict_batch_threads = 2;
+static int	threads_set = 0;
+
+/*
+ * Scratch buffers of this backend, kept for its life and grown as needed:
+ * freeing and allocating megabytes per call (or per deployment switch)
+ * makes malloc keep ever more of them, so a busy backend's memory grows.
+ * views: the views of one chunk (test-time augmentation, inside
+ * PredictScore, which runs no SQL).  input: the images a batched call
+ * builds; a call nested in another's scan (a relation that itself runs
+ * predict_table) takes a palloc'd buffer instead.
+ */
+typedef struct Scratch
+{
+	float	   *buf;
+	size_t		floats;
+	bool		busy;
+} Scratch;
+
+static Scratch views_scratch;
+static Scratch input_scratch;
+
+static float *
+ScratchGet(Scratch *s, size_t floats)
+{
+	if (s->floats < floats)
+	{
+		float	   *b = malloc(sizeof(float) * floats);
+
+		if (b == NULL)
+			ereport(ERROR,
+					(errcode(ERRCODE_OUT_OF_MEMORY),
+					 errmsg("out of memory for %zu MB of image buffers", sizeof(float) * floats >> 20)));
+		free(s->buf);
+		s->buf = b;
+		s->floats = floats;
+	}
+	return s->buf;
+}
+
+/* the input buffer of a batched call: the backend's, unless a caller up the stack has it */
+static float *
+InputBuffer(size_t floats, bool *own)
+{
+	if (input_scratch.busy)
+	{
+		*own = false;
+		return palloc(sizeof(float) * floats);
+	}
+	*own = true;
+	input_scratch.busy = true;
+	return ScratchGet(&input_scratch, floats);
+}
+
+/* ---- the views of test-time augmentation --------------------------------- */
+
+/*
+ * View v of an image of c channels of h x w: 0 itself, 1 left-right flip,
+ * 2 top-bottom flip, 3 half turn, and on a square image 4 a quarter turn
+ * clockwise, 5 three quarter turns, 6 the transpose, 7 the anti-transpose
+ * (quarter turns of the flips).  out[r][c] = in[source of (r, c)].
+ */
+static void
+MakeView(const float *src, float *dst, int c, int h, int w, int v)
+{
+	size_t		hw = (size_t) h * w;
+
+	for (int ch = 0; ch < c; ch++)
+	{
+		const float *s = src + ch * hw;
+		float	   *d = dst + ch * hw;
+
+		for (int r = 0; r < h; r++)
+			for (int col = 0; col < w; col++)
+			{
+				int			sr,
+							sc;
+
+				switch (v)
+				{
+					case 1:
+						sr = r, sc = w - 1 - col;
+						break;
+					case 2:
+						sr = h - 1 - r, sc = col;
+						break;
+					case 3:
+						sr = h - 1 - r, sc = w - 1 - col;
+						break;
+					case 4:
+						sr = w - 1 - col, sc = r;
+						break;
+					case 5:
+						sr = col, sc = w - 1 - r;
+						break;
+					case 6:
+						sr = col, sc = r;
+						break;
+					case 7:
+						sr = w - 1 - col, sc = h - 1 - r;
+						break;
+					default:
+						sr = r, sc = col;
+						break;
+				}
+				d[(size_t) r * w + col] = s[(size_t) sr * w + sc];
+			}
+	}
+}
+
+/* ---- scoring ---------------------------------------------------------------- */
+
+static void
+SetThreads(int threads)
+{
+	if (threads_set != threads)
+	{
+		iceml_nn_set_threads(threads);
+		threads_set = threads;
+	}
+}
+
+static void
+RunNet(IcemlModel *m, int k, const float *x, int64 n, float *prob, const char *fn)
+{
+	char		err[ICEML_NN_ERRLEN];
+	int			rc;
+
+	if (n > 1)
+		m->batched = true;		/* the engine makes its batch workspace */
+	rc = iceml_net_predict(m->members[k], x, n, prob, err, sizeof(err));
+
+	if (rc == ICEML_NN_INTERRUPTED)
+		IcemlEngineInterrupted(fn);
+	if (rc != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_OUT_OF_MEMORY),
+				 errmsg("%s with model %lld failed: %s", fn, (long long) m->member_ids[k], err)));
+}
+
+void
+PredictScore(IcemlModel *m, const float *x, int64 n, float *prob, int threads, const char *fn)
+{
+	size_t		img = (size_t) m->c * m->h * m->w;
+	int			per = ICEML_PREDICT_CHUNK / m->views;	/* images per chunk */
+	float	   *views = NULL;
+
+	SetThreads(threads);
+	if (m->nmembers == 1 && m->views == 1)
+	{
+		/* a single model: the engine's own batches, exactly as before */
+		RunNet(m, 0, x, n, prob, fn);
+		return;
+	}
+	if (m->views > 1)
+		views = ScratchGet(&views_scratch, img * ICEML_PREDICT_CHUNK);
+	for (int64 at = 0; at < n; at += per)
+	{
+		int			b = (int) Min(n - at, per);
+		int			cnt = b * m->views;
+		const float *in = x + at * img;
+		float		p[ICEML_PREDICT_CHUNK];
+		double		sum[ICEML_PREDICT_CHUNK];
+
+		if (m->views > 1)
+		{
+			for (int i = 0; i < b; i++)
+				for (int v = 0; v < m->views; v++)
+					MakeView(x + (at + i) * img, views + ((size_t) i * m->views + v) * img,
+							 m->c, m->h, m->w, v);
+			in = views;
+		}
+		for (int i = 0; i < b; i++)
+			sum[i] = 0;
+		for (int k = 0; k < m->nmembers; k++)
+		{
+			if (n == 1)
+			{
+				/* one chip (iceml_predict): its views one at a time */
+				for (int v = 0; v < cnt; v++)
+					RunNet(m, k, in + v * img, 1, p + v, fn);
+			}
+			else
+				RunNet(m, k, in, cnt, p, fn);
+			for (int i = 0; i < b; i++)
+				for (int v = 0; v < m->views; v++)
+					sum[i] += p[i * m->views + v];
+		}
+		for (int i = 0; i < b; i++)
+			prob[at + i] = (float) (sum[i] / ((double) m->nmembers * m->views));
+	}
+}
+
+/* the threads of a batched call: iceml.predict_threads inside a parallel query */
+static int
+BatchThreads(void)
+{
+	return IsInParallelMode() ? iceml_predict_threads : iceml_predict_batch_threads;
+}
+
+static float
+AngleArg(float angle, const char *fn)
+{
+	if (!isfinite(angle) || angle < 0 || angle > 90)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("%s: inc_angle must be between 0 and 90 degrees, not %g", fn, angle)));
+	return angle;
+}
+
+/* ---- iceml.predict_table ------------------------------------------------------ */
+
+typedef struct TableScan
+{
+	const char *relname;
+	const char *key;			/* of the row being read, for the error context */
+} TableScan;
+
+static void
+TableScanContext(void *arg)
+{
+	TableScan  *ts = (TableScan *) arg;
+
+	if (ts->key)
+		errcontext("iceml.predict_table, row with key %s of %s", ts->key, ts->relname);
+}
+
+/*
+ * A column of the relation, quoted: it must exist, and be of type `want`
+ * (ANYOID: any type; InvalidOid: a number).
+ */
+static char *
+ColumnArg(Oid relid, const char *relname, const char *argname, const char *col, Oid want)
+{
+	AttrNumber	att = get_attnum(relid, col);
+	Oid			type;
+
+	if (att == InvalidAttrNumber || att < 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_COLUMN),
+				 errmsg("iceml.predict_table: %s column \"%s\" of %s does not exist", argname, col, relname)));
+	type = get_atttype(relid, att);
+	if (OidIsValid(want) && want != ANYOID && type != want)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATATYPE_MISMATCH),
+				 errmsg("iceml.predict_table: %s column \"%s\" of %s is %s, not %s",
+						argname, col, relname, format_type_be(type), format_type_be(want))));
+	if (!OidIsValid(want) && !(type == FLOAT4OID || type == FLOAT8OID || type == NUMERICOID ||
+							   type == INT2OID || type == INT4OID))
+		ereport(ERROR,
+				(errcode(ERRCODE_DATATYPE_MISMATCH),
+				 errmsg("iceml.predict_table: %s column \"%s\" of %s is %s, not a number",
+						argname, col, relname, format_type_be(type))));
+	return pstrdup(quote_identifier(col));
+}
+
+/* The relation's single-column primary key (for key => NULL). */
+static char *
+PrimaryKeyColumn(Oid relid, const char *relname)
+{
+	Datum		arg = ObjectIdGetDatum(relid);
+	Oid			argtype = OIDOID;
+	char	   *col = NULL;
+
+	if (SPI_execute_with_args("SELECT a.attname::pg_catalog.text FROM pg_catalog.pg_index i"
+							  "  JOIN pg_catalog.pg_attribute a ON a.attrelid OPERATOR(pg_catalog.=) i.indrelid"
+							  "   AND a.attnum OPERATOR(pg_catalog.=) ANY (i.indkey)"
+							  " WHERE i.indrelid OPERATOR(pg_catalog.=) $1 AND i.indisprimary"
+							  "   AND i.indnatts OPERATOR(pg_catalog.=) 1",
+							  1, &argtype, &arg, NULL, true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "iceml: primary key lookup failed");
+	if (SPI_processed == 1)
+		col = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+	if (col == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("iceml.predict_table: %s has no single-column primary key", relname),
+				 errhint("Name the column that identifies a row: iceml.predict_table(model, relation, key => 'id').")));
+	return col;
+}
+
+static const char *
+TextArg(FunctionCallInfo fcinfo, int i, const char *argname)
+{
+	if (PG_ARGISNULL(i))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("iceml.predict_table: %s must not be NULL", argname)));
+	return text_to_cstring(PG_GETARG_TEXT_PP(i));
+}
+
+/*
+ * iceml.predict_table(model, relation regclass, key text DEFAULT NULL,
+ *     band_1 text DEFAULT 'band_1', band_2 text DEFAULT 'band_2',
+ *     inc_angle text DEFAULT NULL)
+ *   RETURNS TABLE (key text, probability real)
+ *
+ * Reads the relation as the caller (so with the caller's privileges and
+ * row-level security), one row per chip, and returns each row's key and
+ * probability (NULL when a band is NULL), in the relation's scan order.
+ * inc_angle NULL: the column inc_angle when the relation has one.
+ */
+static Datum
+PredictTable(FunctionCallInfo fcinfo, const char *name, int64 model_id)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	Oid			relid;
+	char	   *relname;
+	char	   *qualified;
+	char	   *keycol,
+			   *b1col,
+			   *b2col,
+			   *anglecol = NULL;
+	IcemlModel *m;
+	StringInfoData q;
+	SPIPlanPtr	plan;
+	Portal		portal;
+	MemoryContext batchcxt;
+	MemoryContext oldcxt;
+	ErrorContextCallback errcb;
+	TableScan	ts = {0};
+	float	   *x;
+	float		prob[ICEML_PREDICT_CHUNK];
+	size_t		img;
+	int			hw;
+	bool		logging = iceml_log_inferences > 0;
+	volatile bool own_x = false;
+
+	if (PG_ARGISNULL(1))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("iceml.predict_table: relation must not be NULL")));
+	relid = PG_GETARG_OID(1);
+	relname = get_rel_name(relid);
+	if (relname == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_TABLE),
+				 errmsg("iceml.predict_table: relation with OID %u does not exist", relid)));
+	qualified = quote_qualified_identifier(get_namespace_name(get_rel_namespace(relid)), relname);
+	/* as the relation is named in messages: schema-qualified when not visible */
+	relname = DatumGetCString(DirectFunctionCall1(regclassout, ObjectIdGetDatum(relid)));
+
+	/* the model first: an unknown deployment is the first thing to hear about */
+	m = PredictGetModel(name, model_id);
+	PredictPin(m);
+	hw = m->h * m->w;
+	img = (size_t) m->c * hw;
+
+	InitMaterializedSRF(fcinfo, 0);
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	keycol = PG_ARGISNULL(2) ? PrimaryKeyColumn(relid, relname) : (char *) TextArg(fcinfo, 2, "key");
+	keycol = ColumnArg(relid, relname, "key", keycol, ANYOID);
+	b1col = ColumnArg(relid, relname, "band_1", TextArg(fcinfo, 3, "band_1"), FLOAT4ARRAYOID);
+	b2col = ColumnArg(relid, relname, "band_2", TextArg(fcinfo, 4, "band_2"), FLOAT4ARRAYOID);
+	if (!PG_ARGISNULL(5))
+		anglecol = ColumnArg(relid, relname, "inc_angle", TextArg(fcinfo, 5, "inc_angle"), InvalidOid);
+	else if (get_attnum(relid, "inc_angle") != InvalidAttrNumber)
+		anglecol = ColumnArg(relid, relname, "inc_angle", "inc_angle", InvalidOid);
+
+	initStringInfo(&q);
+	appendStringInfo(&q, "SELECT (%s)::pg_catalog.text, %s, %s, (%s)::pg_catalog.float4 FROM %s",
+					 keycol, b1col, b2col, anglecol ? anglecol : "NULL", qualified);
+	/* as the caller: a role without SELECT on the relation gets 42501 here */
+	plan = SPI_prepare(q.data, 0, NULL);
+	if (plan == NULL)
+		elog(ERROR, "iceml.predict_table: SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
+	portal = SPI_cursor_open(NULL, plan, NULL, NULL, true);
+
+	batchcxt = AllocSetContextCreate(CurrentMemoryContext, "iceml predict_table batch",
+									 ALLOCSET_DEFAULT_SIZES);
+	{
+		bool		own;
+
+		x = InputBuffer(img * ICEML_PREDICT_CHUNK, &own);
+		own_x = own;
+	}
+	ts.relname = relname;
+	errcb.callback = TableScanContext;
+	errcb.arg = &ts;
+	errcb.previous = error_context_stack;
+	error_context_stack = &errcb;
+
+	PG_TRY();
+	{
+	for (;;)
+	{
+		SPITupleTable *tt;
+		uint64		rows;
+		int			nb = 0;
+		int			slot[ICEML_PREDICT_CHUNK];	/* row -> image, -1 for NULL bands */
+		const float *b1s[ICEML_PREDICT_CHUNK];
+		const float *b2s[ICEML_PREDICT_CHUNK];
+		instr_time	start;
+
+		CHECK_FOR_INTERRUPTS();
+		SPI_cursor_fetch(portal, true, ICEML_PREDICT_CHUNK);
+		rows = SPI_processed;
+		tt = SPI_tuptable;
+		if (rows == 0)
+			break;
+		oldcxt = MemoryContextSwitchTo(batchcxt);
+		for (uint64 r = 0; r < rows; r++)
+		{
+			bool		n1,
+						n2,
+						nk;
+			Datum		k = SPI_getbinval(tt->vals[r], tt->tupdesc, 1, &nk);
+			Datum		d1 = SPI_getbinval(tt->vals[r], tt->tupdesc, 2, &n1);
+			Datum		d2 = SPI_getbinval(tt->vals[r], tt->tupdesc, 3, &n2);
+
+			ts.key = nk ? "NULL" : TextDatumGetCString(k);
+			slot[r] = -1;
+			if (n1 || n2)
+				continue;
+			b1s[nb] = PredictCheckBand(DatumGetArrayTypeP(d1), "iceml.predict_table", "band_1", hw);
+			b2s[nb] = PredictCheckBand(DatumGetArrayTypeP(d2), "iceml.predict_table", "band_2", hw);
+			PredictFillImage(m, x + (size_t) nb * img, b1s[nb], b2s[nb]);
+			slot[r] = nb++;
+		}
+		ts.key = NULL;
+		INSTR_TIME_SET_CURRENT(start);
+		if (nb > 0)
+			PredictScore(m, x, nb, prob, BatchThreads(), "iceml.predict_table");
+		MemoryContextSwitchTo(oldcxt);
+		for (uint64 r = 0; r < rows; r++)
+		{
+			Datum		v[2];
+			bool		n[2] = {false, slot[r] < 0};
+			bool		a_null;
+			Datum		a = SPI_getbinval(tt->vals[r], tt->tupdesc, 4, &a_null);
+
+			v[0] = SPI_getbinval(tt->vals[r], tt->tupdesc, 1, &n[0]);
+			v[1] = Float4GetDatum(slot[r] < 0 ? 0 : prob[slot[r]]);
+			tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, v, n);
+			if (logging && slot[r] >= 0)
+				MonitorRecord(m, name, b1s[slot[r]], b2s[slot[r]], hw, !a_null,
+							  a_null ? 0 : DatumGetFloat4(a), prob[slot[r]], start);
+		}
+		SPI_freetuptable(tt);
+		MemoryContextReset(batchcxt);
+	}
+	}
+	PG_FINALLY();
+	{
+		if (own_x)
+			input_scratch.busy = false;
+	}
+	PG_END_TRY();
+	error_context_stack = errcb.previous;
+	SPI_cursor_close(portal);
+	SPI_finish();
+	return (Datum) 0;
+}
+
+PG_FUNCTION_INFO_V1(iceml_predict_table_name);
+Datum
+iceml_predict_table_name(PG_FUNCTION_ARGS)
+{
+	if (PG_ARGISNULL(0))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("iceml.predict_table: model must not be NULL")));
+	return PredictTable(fcinfo, text_to_cstring(PG_GETARG_TEXT_PP(0)), 0);
+}
+
+PG_FUNCTION_INFO_V1(iceml_predict_table_id);
+Datum
+iceml_predict_table_id(PG_FUNCTION_ARGS)
+{
+	if (PG_ARGISNULL(0))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("iceml.predict_table: model must not be NULL")));
+	return PredictTable(fcinfo, NULL, PG_GETARG_INT64(0));
+}
+
+/* ---- iceml.predict_batch ------------------------------------------------------ */
+
+/*
+ * A batch of bands: a two-dimensional real[] of n rows of hw values, no
+ * NULLs, all finite.  Returns its data and sets *n.
+ */
+static const float *
+BatchBandArg(ArrayType *arr, const char *argname, int hw, int *n)
+{
+	const float *v;
+	int			total;
+
+	if (ARR_ELEMTYPE(arr) != FLOAT4OID)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATATYPE_MISMATCH),
+				 errmsg("iceml.predict_batch: %s must be an array of real, not of %s",
+						argname, format_type_be(ARR_ELEMTYPE(arr)))));
+	if (ARR_NDIM(arr) != 2 || ARR_DIMS(arr)[1] != hw)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("iceml.predict_batch: %s must be a two-dimensional array of chips of %d values, not %s",
+						argname, hw,
+						ARR_NDIM(arr) == 2 ? psprintf("%d x %d", ARR_DIMS(arr)[0], ARR_DIMS(arr)[1])
+						: psprintf("%d-dimensional", ARR_NDIM(arr))),
+				 errhint("Aggregate the chips of the rows: array_agg(band_1) gives one row per chip.")));
+	if (ARR_HASNULL(arr) && array_contains_nulls(arr))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("iceml.predict_batch: %s has NULL elements", argname)));
+	*n = ARR_DIMS(arr)[0];
+	total = ArrayGetNItems(2, ARR_DIMS(arr));
+	v = (const float *) ARR_DATA_PTR(arr);
+	for (int i = 0; i < total; i++)
+		if (!isfinite(v[i]))
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("iceml.predict_batch: %s has a non-finite value (%g) in chip %d at index %d",
+							argname, v[i], i / hw + 1, i % hw + 1)));
+	return v;
+}
+
+/* Score n chips of two bands each, a chunk at a time: memory bounded whatever n. */
+static void
+ScoreBands(IcemlModel *m, const float *b1, const float *b2, int n, float *prob)
+{
+	int			hw = m->h * m->w;
+	size_t		img = (size_t) m->c * hw;
+	bool		own;
+	float	   *x = InputBuffer(img * ICEML_PREDICT_CHUNK, &own);
+	volatile bool own_x = own;
+
+	PG_TRY();
+	{
+		for (int at = 0; at < n; at += ICEML_PREDICT_CHUNK)
+		{
+			int			b = Min(n - at, ICEML_PREDICT_CHUNK);
+
+			for (int i = 0; i < b; i++)
+				PredictFillImage(m, x + (size_t) i * img, b1 + (size_t) (at + i) * hw,
+								 b2 + (size_t) (at + i) * hw);
+			PredictScore(m, x, b, prob + at, BatchThreads(), "iceml.predict_batch");
+			CHECK_FOR_INTERRUPTS();
+		}
+	}
+	PG_FINALLY();
+	{
+		if (own_x)
+			input_scratch.busy = false;
+	}
+	PG_END_TRY();
+}
+
+/*
+ * iceml.predict_batch(model, band_1 real[][], band_2 real[][],
+ *     inc_angle real[] DEFAULT NULL) RETURNS real[]:
+ * the probabilities of n chips sent as n x (h*w) arrays, in order.
+ */
+static Datum
+PredictBatch(FunctionCallInfo fcinfo, const char *name, int64 model_id)
+{
+	IcemlModel *m;
+	const float *b1,
+			   *b2;
+	int			n1,
+				n2,
+				hw;
+	float	   *prob;
+	ArrayType  *angles = NULL;
+	ArrayType  *out;
+	instr_time	start;
+
+	if (PG_ARGISNULL(1) || PG_ARGISNULL(2))
+		PG_RETURN_NULL();
+	INSTR_TIME_SET_CURRENT(start);
+	m = PredictGetModel(name, model_id);
+	hw = m->h * m->w;
+	b1 = BatchBandArg(PG_GETARG_ARRAYTYPE_P(1), "band_1", hw, &n1);
+	b2 = BatchBandArg(PG_GETARG_ARRAYTYPE_P(2), "band_2", hw, &n2);
+	if (n1 != n2)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("iceml.predict_batch: band_1 has %d chips but band_2 has %d", n1, n2)));
+	if (!PG_ARGISNULL(3))
+	{
+		angles = PG_GETARG_ARRAYTYPE_P(3);
+		if (ARR_ELEMTYPE(angles) != FLOAT4OID || ARR_NDIM(angles) != 1 || ARR_DIMS(angles)[0] != n1)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("iceml.predict_batch: inc_angle must be a real[] of one angle per chip (%d), or NULL", n1)));
+	}
+	prob = palloc(sizeof(float) * n1);
+	{
+		bool	   *anull = NULL;
+		Datum	   *avals = NULL;
+		int			na = 0;
+
+		if (angles)
+		{
+			deconstruct_array(angles, FLOAT4OID, 4, true, TYPALIGN_INT, &avals, &anull, &na);
+			for (int i = 0; i < na; i++)
+				if (!anull[i])
+					AngleArg(DatumGetFloat4(avals[i]), "iceml.predict_batch");
+		}
+		ScoreBands(m, b1, b2, n1, prob);
+		if (iceml_log_inferences > 0)
+			for (int i = 0; i < n1; i++)
+				MonitorRecord(m, name, b1 + (size_t) i * hw, b2 + (size_t) i * hw, hw,
+							  angles && !anull[i], angles && !anull[i] ? DatumGetFloat4(avals[i]) : 0,
+							  prob[i], start);
+	}
+	{
+		float	   *data;
+
+		out = IcemlNewRealArray(n1, &data);
+		memcpy(data, prob, sizeof(float) * n1);
+	}
+	PG_RETURN_ARRAYTYPE_P(out);
+}
+
+PG_FUNCTION_INFO_V1(iceml_predict_batch_name);
+Datum
+iceml_predict_batch_name(PG_FUNCTION_ARGS)
+{
+	if (PG_ARGISNULL(0))
+		PG_RETURN_NULL();
+	return PredictBatch(fcinfo, text_to_cstring(PG_GETARG_TEXT_PP(0)), 0);
+}
+
+PG_FUNCTION_INFO_V1(iceml_predict_batch_id);
+Datum
+iceml_predict_batch_id(PG_FUNCTION_ARGS)
+{
+	if (PG_ARGISNULL(0))
+		PG_RETURN_NULL();
+	return PredictBatch(fcinfo, NULL, PG_GETARG_INT64(0));
+}
+
+void
+PredictBatchInit(void)
+{
+	DefineCustomIntVariable("iceml.predict_batch_threads",
+							"Threads the engine uses for one iceml.predict_table() or iceml.predict_batch() call.",
+							"Inside a parallel query iceml.predict_threads applies instead.",
+							&iceml_predict_batch_threads,
+							2, 1, 64,
+							PGC_SUSET, 0,
+							NULL, NULL, NULL);
+}
