@@ -10,10 +10,12 @@
  * OPENBLAS_CORETYPE=Haswell for the whole server.  So the engine chooses
  * itself, once (nn_init), for the kernel set it runs:
  *   avx512  SkylakeX (Cooperlake, OpenBLAS's name for SkylakeX with BF16,
- *           has the same sgemm and is kept), except on AMD family 19h
- *           (Zen 4), which splits every 512-bit FMA in two: there OpenBLAS's
- *           Haswell kernels run the engine's sgemm shapes as fast or 5-15%
- *           faster (measured, README);
+ *           has the same sgemm and is kept).  On AMD family 19h (Zen 4)
+ *           the Haswell kernels measured as fast or 5-15% faster on one
+ *           core, but they give a column of a product another rounding
+ *           depending on where it falls in the matrix, so one image and the
+ *           same image in a batch would differ in the last bits (serving
+ *           promises the same value both ways): SkylakeX there too;
  *   avx2    Haswell (or Zen, the same sgemm kernels);
  *   generic whatever OpenBLAS chose.
  * ICEML_BLAS_CORE=<name> asks for another core (benchmarks).  A different
@@ -32,9 +34,6 @@
 #include <strings.h>
 
 #include <cblas.h>
-#if defined(__x86_64__) && defined(__GNUC__)
-#include <cpuid.h>
-#endif
 
 #include "nn_kernels.h"
 
@@ -45,33 +44,6 @@ extern void gotoblas_dynamic_init(void) __attribute__((weak));
 extern void gotoblas_dynamic_quit(void) __attribute__((weak));
 
 static char blas_core[32] = "unknown";
-
-/* x86 family (base + extended) and whether the vendor is AMD */
-static int
-cpu_family(int *amd)
-{
-	*amd = 0;
-#if defined(__x86_64__) && defined(__GNUC__)
-	{
-		unsigned int a,
-					b,
-					c,
-					d,
-					fam;
-
-		if (!__get_cpuid(0, &a, &b, &c, &d))
-			return 0;
-		*amd = b == 0x68747541 && d == 0x69746e65 && c == 0x444d4163;	/* AuthenticAMD */
-		if (!__get_cpuid(1, &a, &b, &c, &d))
-			return 0;
-		fam = (a >> 8) & 0xf;
-		if (fam == 0xf)
-			fam += (a >> 20) & 0xff;
-		return (int) fam;
-	}
-#endif
-	return 0;
-}
 
 static const char *
 current_core(void)
@@ -100,8 +72,8 @@ core_in(const char *core, const char *list)
 
 /*
  * Choose OpenBLAS's core for kernel set k (see the head of this file);
- * describe the result in buf ("OpenBLAS core Haswell, chosen for AMD family
- * 19h (OpenBLAS had chosen Cooperlake)").  Sets OpenBLAS to one thread: the
+ * describe the result in buf ("OpenBLAS core SkylakeX, chosen for avx512
+ * (OpenBLAS had chosen Haswell)").  Sets OpenBLAS to one thread: the
  * engine splits its sgemms itself.
  */
 void
@@ -113,8 +85,6 @@ nn_blas_choose_core(const NnKernels *k, char *buf, size_t len)
 			   *same = NULL,
 			   *why = "";
 	char		reason[64] = "";
-	int			amd,
-				fam = cpu_family(&amd);
 
 	if (openblas_set_num_threads)
 		openblas_set_num_threads(1);
@@ -127,12 +97,6 @@ nn_blas_choose_core(const NnKernels *k, char *buf, size_t len)
 	{
 		want = same = forced;
 		why = " (ICEML_BLAS_CORE)";
-	}
-	else if (k == &nn_kernels_avx512 && amd && fam == 0x19)
-	{
-		want = "Haswell";
-		same = "Haswell Zen";
-		snprintf(reason, sizeof(reason), ", chosen for AMD family %xh", fam);
 	}
 	else if (k == &nn_kernels_avx512)
 	{
