@@ -9,8 +9,10 @@
  * of SkylakeX's (README, "Speed"), and a machine may even set
  * OPENBLAS_CORETYPE=Haswell for the whole server.  So the engine chooses
  * itself, once (nn_init), for the kernel set it runs:
- *   avx512  SkylakeX (Cooperlake, OpenBLAS's name for SkylakeX with BF16,
- *           has the same sgemm and is kept).  On AMD family 19h (Zen 4)
+ *   avx512  SkylakeX, also over Cooperlake (SkylakeX with BF16; its sgemm
+ *           blocks differently, so its results differ in the last bits from
+ *           the SkylakeX ones every test and figure was made with).  On AMD
+ *           family 19h (Zen 4)
  *           the Haswell kernels measured as fast or 5-15% faster on one
  *           core, but they give a column of a product another rounding
  *           depending on where it falls in the matrix, so one image and the
@@ -101,7 +103,7 @@ nn_blas_choose_core(const NnKernels *k, char *buf, size_t len)
 	else if (k == &nn_kernels_avx512)
 	{
 		want = "SkylakeX";
-		same = "SkylakeX Cooperlake";
+		same = "SkylakeX";
 		snprintf(reason, sizeof(reason), ", chosen for avx512");
 	}
 	else if (k == &nn_kernels_avx2)
