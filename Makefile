@@ -43,13 +43,19 @@ OBJS = \
 	src/serving/monitor.o \
 	src/serving/analysis.o \
 	src/limits.o \
-	src/pipeline.o \
-	src/shard.o \
+	src/jobs/pipeline.o \
+	src/jobs/schedules.o \
+	src/shard/shard.o \
+	src/shard/shard_stats.o \
+	src/shard/shard_predict.o \
+	src/shard/shipped_model.o \
 	$(NN_OBJS)
 
-# The install script is assembled from one file per topic, in name order.
+# The install script is assembled from one file per topic of src/sql/, in
+# name order; upgrade scripts (iceml--A--B.sql) would sit beside them.
+# sql/ and expected/ hold pg_regress's inputs and expected output only.
 DATA_built  = iceml--$(EXTVERSION).sql
-DATA        = $(wildcard sql/iceml--*--*.sql)
+DATA        = $(wildcard src/sql/iceml--*--*.sql)
 
 # pg_regress: every sql/NN_name.sql, in order, against expected/NN_name.out.
 REGRESS     = $(patsubst sql/%.sql,%,$(sort $(wildcard sql/[0-9][0-9]_*.sql)))
@@ -64,7 +70,7 @@ PG_CPPFLAGS += -isystem $(shell $(PG_CONFIG) --includedir-server 2>/dev/null)
 # compiler's new warning cannot break a user's plain `make install`.
 PG_CFLAGS   = -Wall -Wextra -Wno-unused-parameter \
 	$(if $(ICEML_STRICT),-Werror)
-# libpq: src/shard.c's connections to nodes (scale-out)
+# libpq: src/shard/shard.c's connections to nodes (scale-out)
 SHLIB_LINK += -lopenblas -ljson-c -lm -lpq
 
 PG_CONFIG ?= pg_config
@@ -84,7 +90,7 @@ all install installcheck:
 	@exit 1
 endif
 
-iceml--$(EXTVERSION).sql: $(sort $(wildcard sql/install/*.sql))
+iceml--$(EXTVERSION).sql: $(sort $(wildcard src/sql/[0-9][0-9]_*.sql))
 	cat $^ > $@
 
 .PHONY: demo test unit bench psql stop fuzz

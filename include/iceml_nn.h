@@ -90,6 +90,32 @@ extern int	iceml_net_set_normalisation(IcemlNet *net, const float *mean,
 extern const float *iceml_net_norm_mean(const IcemlNet *net);
 extern const float *iceml_net_norm_std(const IcemlNet *net);
 
+/* ---- side inputs ---------------------------------------------------- */
+
+/*
+ * Scalar side inputs (issue 16): a "side" layer ({"type": "side",
+ * "inputs": ["inc_angle"]}, on flat features, one per net) appends, per
+ * input, its standardised value and a missing indicator, so the dense
+ * layers after it see the image features, the value and whether it was
+ * there.  A missing value (NaN, or side NULL) is standardised to 0, the
+ * training mean, with the indicator 1.  The standardisation (mean and
+ * standard deviation over the present training values) is stored with the
+ * model.  Side arrays are N x nside floats, raw, in the order of "inputs".
+ */
+#define ICEML_NN_MAX_SIDE 8
+
+extern int	iceml_net_side_count(const IcemlNet *net);
+extern const char *iceml_net_side_name(const IcemlNet *net, int i);
+/* mean and std of each of nside inputs over its present (finite) values */
+extern void iceml_nn_side_stats(const float *side, int64_t n, int nside,
+								float *mean, float *std);
+extern int	iceml_net_set_side_normalisation(IcemlNet *net, const float *mean,
+											 const float *std);
+/* pointers into the net (iceml_net_side_count values); NULL when never set */
+extern const float *iceml_net_side_mean(const IcemlNet *net);
+extern const float *iceml_net_side_std(const IcemlNet *net);
+
+
 /* ---- the machine: kernels, OpenBLAS, threads -------------------------- */
 
 /*
@@ -127,6 +153,9 @@ extern void iceml_nn_set_threads(int threads);
  */
 extern int	iceml_net_predict(IcemlNet *net, const float *x, int64_t n,
 							  float *prob, char *err, size_t errlen);
+/* The same with side inputs (n x side count, NaN missing; NULL: all missing). */
+extern int	iceml_net_predict_side(IcemlNet *net, const float *x, const float *side,
+								   int64_t n, float *prob, char *err, size_t errlen);
 
 /* ---- training ------------------------------------------------------- */
 
@@ -204,6 +233,11 @@ extern int	iceml_trainer_epoch(IcemlTrainer *tr, const float *x, const float *y,
 								int64_t n, int epoch, IcemlBatchCallback cb,
 								void *cb_arg, double *mean_loss,
 								char *err, size_t errlen);
+/* The same with side inputs (n x side count, NaN missing; NULL: all missing). */
+extern int	iceml_trainer_epoch_side(IcemlTrainer *tr, const float *x, const float *side,
+									 const float *y, int64_t n, int epoch,
+									 IcemlBatchCallback cb, void *cb_arg,
+									 double *mean_loss, char *err, size_t errlen);
 
 /*
  * Checkpoint: weights, optimiser state, step counters, in one malloc'd blob;
@@ -235,7 +269,8 @@ extern void iceml_metrics_compute(const float *prob, const float *y, int64_t n,
 
 /*
  * A versioned binary model: magic, format version, spec, normalisation,
- * weights, checksum.  Load refuses a truncated, corrupted or foreign blob
+ * weights, side-input standardisation (format 2), checksum.  Format 1
+ * (before side inputs) still loads.  Load refuses a truncated, corrupted or foreign blob
  * with a message (never a crash).  Round trip is exact.
  */
 extern int	iceml_net_save(const IcemlNet *net, void **blob, size_t *len);

@@ -48,6 +48,8 @@ typedef struct IcemlModel
 	 */
 	bool		batched;		/* a call gave the members several images at once */
 	size_t		batch_bytes;	/* what their 32-image workspaces add */
+	float		angle;			/* the call's inc_angle, NaN when NULL: the
+								 * side input of members that take it */
 } IcemlModel;
 
 /*
@@ -56,6 +58,15 @@ typedef struct IcemlModel
  * committed deploy or model change.  ERRORs (42704) when there is none.
  */
 extern IcemlModel *PredictGetModel(const char *name, int64 model_id);
+
+/*
+ * A model built from a serialised net and its channels (text[]), outside
+ * the cache (src/shard/shard_predict.c keeps its own, by content hash); ERRORs
+ * leave nothing allocated.  PredictFreeModel releases it.
+ */
+extern void PredictBuildModel(IcemlModel *m, int64 model_id, bytea *weights,
+							  ArrayType *channels);
+extern void PredictFreeModel(IcemlModel *m);
 
 /*
  * Keep m in the cache until the statement ends, whatever other models
@@ -85,12 +96,13 @@ extern float PredictRun(IcemlModel *m, const float *x);
 /*
  * Probabilities of n images x (as PredictFillImage builds them), scored in
  * the engine's batches over `threads` threads; `fn` names the caller in
- * errors.  The same values PredictRun gives one by one, up to the last
+ * errors.  angles: each image's inc_angle (NaN when missing), the side
+ * input of members that take it, or NULL when every angle is missing.  The same values PredictRun gives one by one, up to the last
  * bits of float rounding.  n = 1 (even augmented) runs the engine one image
  * at a time, so that per-row calls keep the engine's small workspace.
  */
-extern void PredictScore(IcemlModel *m, const float *x, int64 n, float *prob,
-						 int threads, const char *fn);
+extern void PredictScore(IcemlModel *m, const float *x, const float *angles, int64 n,
+						 float *prob, int threads, const char *fn);
 
 /* iceml.predict_batch_threads: threads of one batched scoring call */
 extern int	iceml_predict_batch_threads;

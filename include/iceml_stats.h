@@ -1,6 +1,6 @@
 /*
  * iceml_stats.h - the accumulators of iceml.compute_statistics
- * (src/featurestore/statistics.c), shared with the sharded statistics of src/shard.c:
+ * (src/featurestore/statistics.c), shared with the sharded statistics of src/shard/shard.c:
  * a node summarises its shard into mergeable state (moments, range,
  * HyperLogLog registers) and exact histograms over the coordinator's range.
  */
@@ -58,7 +58,7 @@ extern int64 HllEstimate(Acc *a);
 /* A numeric Datum of type typid as a double. */
 extern double StatsToDouble(Datum d, Oid typid);
 
-/* Is relid a sharded feature group (src/shard.c)?  Its merged statistics. */
+/* Is relid a sharded feature group (src/shard/shard.c)?  Its merged statistics. */
 extern bool ShardIsSharded(Oid relid);
 extern int64 ShardComputeStatistics(Oid relid);
 extern void ShardInit(void);

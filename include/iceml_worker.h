@@ -63,8 +63,10 @@ extern char *HyperparameterNames(bool tunable);
  * connects as `login` and reads data as `role` (the run's).
  */
 extern void LaunchAtCommit(int64 id, Oid role, Oid login);
-/* Likewise for pipeline run `id` (src/pipeline.c). */
+/* Likewise for pipeline run `id` (src/jobs/pipeline.c). */
 extern void LaunchPipelineAtCommit(int64 id, Oid role, Oid login);
+/* 42501 unless the caller may run pipelines (src/jobs/pipeline.c) */
+extern void RequirePipelineUser(void);
 
 /*
  * Start workers for the oldest queued runs of this database, within the

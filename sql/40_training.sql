@@ -17,6 +17,16 @@ SELECT iceml.create_architecture('too_deep', '{"input": [3, 8, 8], "layers": [
     {"type": "maxpool", "size": 7, "name": "p1"}, {"type": "flatten"}, {"type": "dense", "units": 1}]}');
 SELECT iceml.create_architecture('odd', '{"input": [3, 75, 75], "layers": [{"type": "conv3d"}]}');
 SELECT iceml.create_architecture('odd', '{"input": [3, 75, 75], "layers": [{"type": "flatten"}, {"type": "dense", "units": 2}]}');
+-- side inputs: the incidence angle joined to the flat features (value and
+-- missing indicator: 2 more inputs to the dense layer after it)
+SELECT iceml.create_architecture('with_angle', '{"input": [3, 75, 75], "layers": [
+    {"type": "conv2d", "filters": 8, "kernel": 5, "stride": 2, "activation": "relu"},
+    {"type": "gap"}, {"type": "side", "name": "angle", "inputs": ["inc_angle"]}, {"type": "dense", "units": 1}]}');
+SELECT spec->'layers'->2 AS side_layer FROM iceml.architectures WHERE name = 'with_angle';
+SELECT iceml.create_architecture('odd', '{"input": [3, 75, 75], "layers": [{"type": "gap"}, {"type": "side", "inputs": ["wind_speed"]}, {"type": "dense", "units": 1}]}');
+SELECT iceml.create_architecture('odd', '{"input": [3, 75, 75], "layers": [{"type": "side", "inputs": ["inc_angle"]}, {"type": "gap"}, {"type": "dense", "units": 1}]}');
+SELECT iceml.create_architecture('odd', '{"input": [3, 75, 75], "layers": [{"type": "gap"}, {"type": "side", "inputs": []}, {"type": "dense", "units": 1}]}');
+SELECT iceml.create_architecture('odd', '{"input": [3, 75, 75], "layers": [{"type": "gap"}, {"type": "side", "inputs": ["inc_angle", "inc_angle"]}, {"type": "dense", "units": 1}]}');
 
 -- a training dataset to check arguments against
 SELECT iceml.create_feature_group('tr_chips', '[{"name":"id","type":"int"},{"name":"band_1","type":"real[]"},{"name":"band_2","type":"real[]"},{"name":"is_iceberg","type":"smallint"}]', ARRAY['id'], validation => 'NONE');
@@ -83,6 +93,9 @@ SELECT iceml.train('e', 'iceml_td.tr_1', 'tiny_cnn', '{"channels": []}');
 SELECT iceml.train('e', 'iceml_td.tr_1', 'tiny_cnn', '{"weight_decay": 2}');
 SELECT iceml.train('e', 'iceml_td.tr_1', 'tiny_cnn', '{"lr_schedule": "linear"}');
 \set VERBOSITY terse
+-- an architecture with the angle needs a real column inc_angle
+SELECT iceml.train('e', 'iceml_td.tr_1', 'with_angle');
+\echo :LAST_ERROR_SQLSTATE
 SELECT count(*) AS runs_queued FROM iceml.runs;
 
 -- unknown ids, and runs that cannot be resumed

@@ -182,3 +182,26 @@ BEGIN
     END LOOP;
 END
 $$;
+
+-- side inputs: a net that takes the angle gets iceml_predict's inc_angle
+-- (NULL: a missing angle; these weights have no angle standardisation, so
+-- 0 and 1 degrees are the values 0 and 1), one that names another side
+-- input is refused
+CREATE FUNCTION pr_side_model(experiment text, side text) RETURNS bigint
+LANGUAGE sql AS $$
+    INSERT INTO iceml.models (experiment, architecture, spec, parameters, channels, normalisation,
+                              metrics, training_dataset, lineage, weights, owner)
+    SELECT experiment, 'side_net', s.spec, 7, '{band_1,band_2,band_avg}',
+           '{"mean": [-20, -28, -24], "std": [4, 2, 3]}', '{"log_loss": 0.5}', 'iceml_td.pr_1', '{}',
+           iceml._untrained_weights(s.spec::text, 5, '{-20,-28,-24}', '{4,2,3}'), current_user
+      FROM (SELECT jsonb_build_object('input', '[3, 75, 75]'::jsonb, 'layers', jsonb_build_array(
+                '{"type": "gap"}'::jsonb, jsonb_build_object('type', 'side', 'inputs', jsonb_build_array(side)),
+                '{"type": "dense", "units": 1}'::jsonb)) AS spec) s
+    RETURNING id
+$$;
+SELECT pr_side_model('angle', 'inc_angle') AS m_angle \gset
+SELECT count(DISTINCT round(iceml_predict(:m_angle, band_1, band_2, a)::numeric, 6)) AS distinct_predictions,
+       bool_and(iceml_predict(:m_angle, band_1, band_2, a) IS NOT DISTINCT FROM iceml_predict(:m_angle, band_1, band_2, a)) AS repeatable
+  FROM iceml_fs.pr_chips_1, (VALUES (NULL::real), (0), (1)) v(a) WHERE id = 1;
+SELECT pr_side_model('wind', 'wind_speed') AS m_wind \gset
+SELECT iceml_predict(:m_wind, band_1, band_2, 40) FROM iceml_fs.pr_chips_1 WHERE id = 1;

@@ -2,7 +2,7 @@
  * featurestore.c - the triggers that make a feature group table enforce its
  * expectations and keep its commit history, the reject hook of the loader,
  * (this file), the statement triggers that write commits and validations
- * (fs_commit.c), and the C helpers of sql/install/10_featurestore.sql
+ * (fs_commit.c), and the C helpers of src/sql/10_featurestore.sql
  * (fs_sql.c).
  *
  * Per feature group table there are four triggers (created by

@@ -1,6 +1,6 @@
 /*
  * fs_sql.c - C helpers of the feature store's SQL functions
- * (sql/install/10_featurestore.sql): names checked as identifiers, the DDL
+ * (src/sql/10_featurestore.sql): names checked as identifiers, the DDL
  * of a feature group table, expectation documents checked before they are
  * stored.
  */

@@ -13,6 +13,7 @@
 #include "executor/spi.h"
 #include "lib/stringinfo.h"
 #include "utils/builtins.h"
+#include "utils/json.h"
 
 #include "iceml.h"
 #include "iceml_nn.h"
@@ -154,7 +155,21 @@ NormalisationJson(IcemlNet *net, int c)
 	appendStringInfoString(&s, "], \"std\": [");
 	for (int i = 0; i < c; i++)
 		appendStringInfo(&s, "%s%.9g", i ? ", " : "", std[i]);
-	appendStringInfoString(&s, "]}");
+	appendStringInfoChar(&s, ']');
+	/* side inputs: {"side": {"inc_angle": {"mean": m, "std": s}}} */
+	if (iceml_net_side_mean(net) != NULL)
+	{
+		appendStringInfoString(&s, ", \"side\": {");
+		for (int k = 0; k < iceml_net_side_count(net); k++)
+		{
+			appendStringInfo(&s, "%s", k ? ", " : "");
+			escape_json(&s, iceml_net_side_name(net, k));
+			appendStringInfo(&s, ": {\"mean\": %.9g, \"std\": %.9g}",
+							 iceml_net_side_mean(net)[k], iceml_net_side_std(net)[k]);
+		}
+		appendStringInfoChar(&s, '}');
+	}
+	appendStringInfoChar(&s, '}');
 	return s.data;
 }
 

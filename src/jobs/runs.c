@@ -2,7 +2,7 @@
  * runs.c - the privileged core of iceml.train(), iceml.tune(),
  * iceml.cancel() and iceml.resume().
  *
- * The SQL-level functions (sql/install/41_training_api.sql) validate their
+ * The SQL-level functions (src/sql/41_training_api.sql) validate their
  * arguments as the calling role; these C functions then write the catalog
  * as its owner, recording who asked.  Each checks for itself what the
  * caller may do, because users can call them directly.
@@ -52,6 +52,19 @@ DescribeSpec(Jsonb *spec)
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("invalid architecture spec: %s", err),
 				 errhint("See \"The engine\" in README.md for the layer types and their keys.")));
+	/* a model is served by iceml_predict, which has the angle and nothing else */
+	for (int k = 0; k < iceml_net_side_count(net); k++)
+		if (strcmp(iceml_net_side_name(net, k), "inc_angle") != 0)
+		{
+			char	   *side = pstrdup(iceml_net_side_name(net, k));
+
+			iceml_net_free(net);
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("invalid architecture spec: side input \"%s\" is not supported", side),
+					 errdetail("iceml_predict supplies one side input, inc_angle."),
+					 errhint("Use \"inputs\": [\"inc_angle\"].")));
+		}
 	return net;
 }
 
@@ -233,6 +246,11 @@ iceml_queue_run(PG_FUNCTION_ARGS)
 							 PG_GETARG_BOOL(7)));
 }
 
+/* the recipe's hyperparameters: recipe_cnn's defaults (README, "the recipe") */
+#define RECIPE_HYPERPARAMS \
+	"{\"epochs\": 15, \"augment\": true, \"learning_rate\": 0.002, \"lr_schedule\": \"cosine\"," \
+	" \"warmup_epochs\": 1, \"weight_decay\": 0.01}"
+
 static int64
 QueueRun(text *experiment, Oid dataset, text *architecture, Jsonb *spec, Jsonb *given,
 		 int64 study_id, text *trial, bool launch)
@@ -283,11 +301,43 @@ QueueRun(text *experiment, Oid dataset, text *architecture, Jsonb *spec, Jsonb *
 		images = DatumGetInt64(d);
 	RestoreUser(&own);
 
+	/*
+	 * The recipe (README): recipe_cnn trains with its own defaults, which
+	 * the caller's hyperparameters override one by one.
+	 */
+	if (architecture != NULL && strcmp(text_to_cstring(architecture), "recipe_cnn") == 0 &&
+		(given == NULL || JB_ROOT_IS_OBJECT(given)))
+	{
+		Datum		recipe = DirectFunctionCall1(jsonb_in, CStringGetDatum(RECIPE_HYPERPARAMS));
+
+		given = given == NULL ? DatumGetJsonbP(recipe) :
+			DatumGetJsonbP(DirectFunctionCall2(jsonb_concat, recipe, JsonbPGetDatum(given)));
+	}
+
 	/* the hyperparameters, the spec, the limits, the channels */
 	hp = ResolveHyperparams(given, dataset, &cfg);
 	net = DescribeSpec(spec);
 	canon = iceml_net_spec_json(net);
 	iceml_net_input_shape(net, &c, &h, &w);
+	/* side inputs (the engine's "side" layer): real columns of the dataset */
+	for (int k = 0; k < iceml_net_side_count(net); k++)
+	{
+		const char *side = iceml_net_side_name(net, k);
+		AttrNumber	att = get_attnum(dataset, side);
+
+		if (att == InvalidAttrNumber || get_atttype(dataset, att) != FLOAT4OID)
+		{
+			char	   *name = pstrdup(side);
+
+			iceml_net_free(net);
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("architecture \"%s\" takes the side input \"%s\" but training dataset %s has no real column \"%s\"",
+							text_to_cstring(architecture), name,
+							DatumGetCString(DirectFunctionCall1(regclassout, ObjectIdGetDatum(dataset))), name),
+					 errhint("Create the training dataset from a feature group with an inc_angle column, or use an architecture without a side layer.")));
+		}
+	}
 	iceml_net_free(net);
 	IcemlCheckSpecLimits(psprintf("architecture \"%s\"", text_to_cstring(architecture)),
 						 canon, cfg.train.batch_size, images);

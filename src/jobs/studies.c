@@ -4,7 +4,7 @@
  * of a study (its best trial, offered for deployment).
  *
  * A study is a row of iceml.studies plus one run per trial
- * (sql/install/42_studies.sql makes the trials; src/jobs/runs.c queues them).
+ * (src/sql/42_studies.sql makes the trials; src/jobs/runs.c queues them).
  * Its metric has one name here and two columns elsewhere: the key of the
  * validation metrics in iceml.models.metrics and the column of
  * iceml.run_metrics.  The table below is the only translation.

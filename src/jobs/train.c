@@ -64,6 +64,11 @@ typedef struct TrainJob
 			   *y_val;
 	int64		n_train,
 				n_val;
+	/* side inputs (issue 16): one per net side input, n x nside, NaN missing */
+	int			nside;
+	char		side_names[ICEML_NN_MAX_SIDE][64];
+	float	   *s_train,
+			   *s_val;
 
 	/* during training */
 	TimestampTz last_cancel_check;
@@ -253,9 +258,12 @@ ReadDataset(TrainJob *job)
 			appendStringInfo(&sql, "%s, ", quote_identifier(ch));
 	}
 	ncols = nch + (avg_ch >= 0 ? 1 : 0);
-	appendStringInfo(&sql, "%s::pg_catalog.float4, split OPERATOR(pg_catalog.=) 'train'"
-					 " FROM %s WHERE split OPERATOR(pg_catalog.=) 'train'",
-					 quote_identifier(job->label), job->dataset);
+	appendStringInfo(&sql, "%s::pg_catalog.float4, split OPERATOR(pg_catalog.=) 'train'",
+					 quote_identifier(job->label));
+	/* side inputs after the split flag: real columns (checked by train()) */
+	for (int k = 0; k < job->nside; k++)
+		appendStringInfo(&sql, ", %s::pg_catalog.float4", quote_identifier(job->side_names[k]));
+	appendStringInfo(&sql, " FROM %s WHERE split OPERATOR(pg_catalog.=) 'train'", job->dataset);
 	if (job->val_split)
 		appendStringInfo(&sql, " OR split OPERATOR(pg_catalog.=) %s", quote_literal_cstr(job->val_split));
 
@@ -282,6 +290,7 @@ ReadDataset(TrainJob *job)
 			bool		is_train = DatumGetBool(SPI_getbinval(tup, desc, ncols + 2, &isnull));
 			float	  **xp = is_train ? &job->x_train : &job->x_val;
 			float	  **yp = is_train ? &job->y_train : &job->y_val;
+			float	  **sp = is_train ? &job->s_train : &job->s_val;
 			int64	   *np = is_train ? &job->n_train : &job->n_val;
 			int64	   *capp = is_train ? &cap_train : &cap_val;
 			int64		row = *np;
@@ -296,6 +305,9 @@ ReadDataset(TrainJob *job)
 				int64		c2 = oldcap;
 
 				*yp = GrowBuffer(*yp, &c2, *capp, 1);
+				c2 = oldcap;
+				if (job->nside > 0)
+					*sp = GrowBuffer(*sp, &c2, *capp, (size_t) job->nside);
 			}
 			for (int ch = 0; ch < nch; ch++)
 			{
@@ -330,6 +342,20 @@ ReadDataset(TrainJob *job)
 						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 						 errmsg("training dataset %s: label \"%s\" is %g in row %lld; it must be 0 or 1",
 								job->dataset, job->label, (*yp)[row], (long long) ordinal)));
+			/* side inputs: NULL is missing (the engine's NaN) */
+			for (int k = 0; k < job->nside; k++)
+			{
+				Datum		v = SPI_getbinval(tup, desc, ncols + 3 + k, &isnull);
+				float		f = isnull ? NAN : DatumGetFloat4(v);
+
+				if (!isnull && !isfinite(f))
+					ereport(ERROR,
+							(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+							 errmsg("training dataset %s: side input \"%s\" is %g in row %lld",
+									job->dataset, job->side_names[k], f, (long long) ordinal),
+							 errhint("A missing value is NULL; the model learns what a missing value means.")));
+				(*sp)[row * job->nside + k] = f;
+			}
 			(*np)++;
 		}
 		MemoryContextSwitchTo(spi);
@@ -398,15 +424,16 @@ EngineStopped(TrainJob *job)
 }
 
 /*
- * Metrics of the net on n images (inference mode, prob as scratch); false
+ * Metrics of the net on n images and their side inputs (inference mode,
+ * prob as scratch); false
  * when a terminate request stopped the pass.
  */
 static bool
-Evaluate(TrainJob *job, IcemlNet *net, const float *x, const float *y, int64 n,
-		 float *prob, IcemlMetrics *m)
+Evaluate(TrainJob *job, IcemlNet *net, const float *x, const float *side, const float *y,
+		 int64 n, float *prob, IcemlMetrics *m)
 {
 	char		err[ICEML_NN_ERRLEN];
-	int			rc = iceml_net_predict(net, x, n, prob, err, sizeof(err));
+	int			rc = iceml_net_predict_side(net, x, side, n, prob, err, sizeof(err));
 
 	if (rc == ICEML_NN_INTERRUPTED && EngineStopped(job))
 		return false;
@@ -451,6 +478,10 @@ Train(TrainJob *job)
 				 errmsg("the architecture takes %d input channels but the run names %d",
 						job->c, list_length(job->channels))));
 
+	job->nside = iceml_net_side_count(net);
+	for (int k = 0; k < job->nside; k++)
+		strlcpy(job->side_names[k], iceml_net_side_name(net, k), sizeof(job->side_names[k]));
+
 	pgstat_report_activity(STATE_RUNNING, "reading the training dataset");
 	ReadDataset(job);
 	IcemlCheckSpecLimits(psprintf("the architecture of run %lld", (long long) job->id),
@@ -461,6 +492,14 @@ Train(TrainJob *job)
 	std = palloc(sizeof(float) * job->c);
 	iceml_nn_channel_stats(job->x_train, job->n_train, job->c, job->h * job->w, mean, std);
 	iceml_net_set_normalisation(net, mean, std);
+	if (job->nside > 0)
+	{
+		float		smean[ICEML_NN_MAX_SIDE],
+					sstd[ICEML_NN_MAX_SIDE];
+
+		iceml_nn_side_stats(job->s_train, job->n_train, job->nside, smean, sstd);
+		iceml_net_set_side_normalisation(net, smean, sstd);
+	}
 	iceml_net_init_params_scheme(net, job->run.train.seed, (IcemlInit) job->run.init);
 	iceml_nn_set_threads(job->run.threads);
 	job->run.train.epochs = job->epochs;	/* the cosine schedule's length */
@@ -540,8 +579,8 @@ Train(TrainJob *job)
 
 		pgstat_report_activity(STATE_RUNNING,
 							   psprintf("epoch %d of %d", epoch, job->epochs));
-		rc = iceml_trainer_epoch(tr, job->x_train, job->y_train, job->n_train, epoch,
-								 BatchCallback, job, &train_loss, err, sizeof(err));
+		rc = iceml_trainer_epoch_side(tr, job->x_train, job->s_train, job->y_train, job->n_train,
+									  epoch, BatchCallback, job, &train_loss, err, sizeof(err));
 		if (rc == ICEML_NN_INTERRUPTED && EngineStopped(job))
 			rc = 1;
 		if (rc < 0)
@@ -554,14 +593,14 @@ Train(TrainJob *job)
 			break;
 		}
 
-		if (!Evaluate(job, net, job->x_train, job->y_train, n_acc, prob, &train_m))
+		if (!Evaluate(job, net, job->x_train, job->s_train, job->y_train, n_acc, prob, &train_m))
 		{
 			end_status = "failed";
 			break;
 		}
 		if (job->n_val > 0)
 		{
-			if (!Evaluate(job, net, job->x_val, job->y_val, job->n_val, prob, &val_m))
+			if (!Evaluate(job, net, job->x_val, job->s_val, job->y_val, job->n_val, prob, &val_m))
 			{
 				end_status = "failed";
 				break;
@@ -692,4 +731,6 @@ TrainRunInWorker(int64 run_id, Oid role)
 	free(job.y_train);
 	free(job.x_val);
 	free(job.y_val);
+	free(job.s_train);
+	free(job.s_val);
 }

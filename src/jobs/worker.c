@@ -5,8 +5,8 @@
  *
  * The path of a run, from iceml.train() to a model.  It crosses from SQL
  * into C once, at the gate; plpgsql appears only where a study builds its
- * trials (sql/install/42_studies.sql) and where a stored model is deployed
- * (iceml._deploy_if_better, sql/install/50_predict.sql).
+ * trials (src/sql/42_studies.sql) and where a stored model is deployed
+ * (iceml._deploy_if_better, src/sql/50_predict.sql).
  *
  *   iceml.train()             the gate (src/catalog.c) becomes the catalog
  *                             owner and calls its implementation
@@ -171,7 +171,7 @@ typedef struct PendingLaunch
 	int64		id;
 	int			nest_level;		/* subtransaction that asked */
 	IcemlWorkerExtra extra;		/* who the worker connects and acts as */
-	bool		pipeline;		/* a pipeline run (src/pipeline.c), else a training run */
+	bool		pipeline;		/* a pipeline run (src/jobs/pipeline.c), else a training run */
 } PendingLaunch;
 
 static List *pending_launches = NIL;	/* in TopMemoryContext */

@@ -109,6 +109,9 @@ nn_forward(IcemlNet *net, Plan *plan, int b, int training, uint64_t dropout_seed
 			case L_GAP:
 				nn_gap_forward(&p);
 				break;
+			case L_SIDE:
+				nn_side_forward(p.l, p.x, plan->aux[i], p.y, b);
+				break;
 		}
 		if (nn_profile_acc)
 			nn_profile_acc[2 * i] += nn_clock() - t0;
@@ -165,6 +168,10 @@ nn_backward(IcemlNet *net, Plan *plan, int b, float *grads)
 				break;
 			case L_GAP:
 				nn_gap_backward(&p);
+				break;
+			case L_SIDE:
+				if (p.dx)
+					nn_side_backward(p.l, p.dy, p.dx, b);
 				break;
 		}
 		if (nn_profile_acc)

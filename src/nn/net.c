@@ -259,6 +259,13 @@ sigmoidf(float z)
 int
 iceml_net_predict(IcemlNet *net, const float *x, int64_t n, float *prob, char *err, size_t errlen)
 {
+	return iceml_net_predict_side(net, x, NULL, n, prob, err, errlen);
+}
+
+int
+iceml_net_predict_side(IcemlNet *net, const float *x, const float *side, int64_t n,
+					   float *prob, char *err, size_t errlen)
+{
 	size_t		img = (size_t) net->c * net->h * net->w;
 
 	if (net->infer == NULL)
@@ -288,6 +295,7 @@ iceml_net_predict(IcemlNet *net, const float *x, int64_t n, float *prob, char *e
 		const float *z;
 
 		nn_gather(net, net->infer, x + (size_t) at * img, NULL, b, NULL);
+		nn_gather_side(net, net->infer, side ? side + (size_t) at * net->nside : NULL, NULL, b);
 		z = nn_forward(net, net->infer, b, 0, 0);
 		if (z == NULL)
 		{
@@ -402,10 +410,12 @@ iceml_metrics_compute(const float *prob, const float *y, int64_t n, double thres
  *   "ICEMLNN\0"  u32 format version  u32 spec length  spec bytes
  *   u32 channels  f32 mean[c]  f32 std[c]  u32 has_norm
  *   u64 nparams  f32 params[]  u64 nstate  f32 state[]
+ *   (version 2) u32 side inputs s  f32 side_mean[s]  f32 side_std[s]  u32 has_side_norm
  *   u32 crc32 of everything before it
+ * Version 1 (before side inputs) ends after the state; it still loads.
  */
 #define NET_MAGIC "ICEMLNN"
-#define NET_VERSION 1
+#define NET_VERSION 2
 
 uint32_t
 nn_crc32(const void *data, size_t len)
@@ -468,6 +478,15 @@ write_net(const IcemlNet *net, Writer *w)
 	put(w, net->params, sizeof(float) * np);
 	put(w, &ns, 8);
 	put(w, net->state, sizeof(float) * ns);
+	{
+		uint32_t	nside = (uint32_t) net->nside,
+					hs = (uint32_t) net->has_side_norm;
+
+		put(w, &nside, 4);
+		put(w, net->side_mean, sizeof(float) * nside);
+		put(w, net->side_std, sizeof(float) * nside);
+		put(w, &hs, 4);
+	}
 }
 
 int
@@ -506,6 +525,25 @@ take(Reader *r, void *dst, size_t n)
 	return 0;
 }
 
+/* version 2's side-input standardisation; false when it does not fit the net */
+static int
+take_side(Reader *r, IcemlNet *net)
+{
+	uint32_t	nside,
+				hs;
+
+	if (take(r, &nside, 4) < 0 || nside != (uint32_t) net->nside ||
+		take(r, net->side_mean, sizeof(float) * nside) < 0 ||
+		take(r, net->side_std, sizeof(float) * nside) < 0 ||
+		take(r, &hs, 4) < 0)
+		return 0;
+	for (uint32_t k = 0; k < nside; k++)
+		if (!isfinite(net->side_mean[k]) || !(net->side_std[k] > 0.0f) || !isfinite(net->side_std[k]))
+			return 0;
+	net->has_side_norm = hs != 0;
+	return 1;
+}
+
 IcemlNet *
 iceml_net_load(const void *blob, size_t len, char *err, size_t errlen)
 {
@@ -534,9 +572,9 @@ iceml_net_load(const void *blob, size_t len, char *err, size_t errlen)
 		return NULL;
 	}
 	take(&r, &version, 4);
-	if (version != NET_VERSION)
+	if (version < 1 || version > NET_VERSION)
 	{
-		snprintf(err, errlen, "iceml model format version %u is not supported (this build reads version %d)",
+		snprintf(err, errlen, "iceml model format version %u is not supported (this build reads versions 1 to %d)",
 				 version, NET_VERSION);
 		return NULL;
 	}
@@ -569,7 +607,9 @@ iceml_net_load(const void *blob, size_t len, char *err, size_t errlen)
 		take(&r, &np, 8) < 0 || np != net->nparams ||
 		take(&r, net->params, sizeof(float) * np) < 0 ||
 		take(&r, &ns, 8) < 0 || ns != net->nstate ||
-		take(&r, net->state, sizeof(float) * ns) < 0 || r.left != 0)
+		take(&r, net->state, sizeof(float) * ns) < 0 ||
+		(version >= 2 && !take_side(&r, net)) ||
+		(version == 1 && net->nside != 0) || r.left != 0)
 	{
 		iceml_net_free(net);
 		snprintf(err, errlen, "iceml model is inconsistent: its sizes do not match its architecture");

@@ -27,7 +27,8 @@ typedef enum LayerType
 	L_DROPOUT,
 	L_BATCHNORM,
 	L_FLATTEN,
-	L_GAP
+	L_GAP,
+	L_SIDE						/* flat features + the side inputs (side.c) */
 } LayerType;
 
 typedef enum Activation
@@ -121,6 +122,13 @@ struct IcemlNet
 	float	   *mean;			/* per input channel standardisation */
 	float	   *std;
 	int			has_norm;
+	/* side inputs (side.c): the one "side" layer, names, standardisation */
+	int			side_layer;		/* its index, -1 when the net has none */
+	int			nside;
+	char		side_name[ICEML_NN_MAX_SIDE][64];
+	float		side_mean[ICEML_NN_MAX_SIDE];
+	float		side_std[ICEML_NN_MAX_SIDE];
+	int			has_side_norm;
 	int			final_sigmoid;	/* last layer's sigmoid folded into loss / predict */
 	Plan	   *infer;			/* inference plan, made on first predict */
 };
@@ -178,6 +186,20 @@ extern int	nn_backward(IcemlNet *net, Plan *plan, int b, float *grads);
 extern void nn_set_profile(double *acc);
 /* whether the caller's interrupt check asks to stop (between layers) */
 extern int	nn_interrupted(void);
+
+/* side.c */
+/*
+ * Side inputs of images index[0..b) (or 0..b) of side (N x nside, raw, NaN
+ * missing) into the side layer's plan buffer, standardised, with the
+ * missing indicators; side NULL: all missing.  No-op for a net without one.
+ */
+extern void nn_gather_side(const IcemlNet *net, Plan *plan, const float *side,
+						   const int64_t *index, int b);
+/* y (B x oc) = x (B x ic) joined with the gathered feat (B x 2 nside) */
+extern void nn_side_forward(const Layer *l, const float *x, const float *feat,
+							float *y, int b);
+/* dx = the first ic columns of dy (the side inputs take no gradient) */
+extern void nn_side_backward(const Layer *l, const float *dy, float *dx, int b);
 
 /* random numbers: splitmix64 (static inline) */
 static inline uint64_t

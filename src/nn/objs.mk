@@ -23,4 +23,5 @@ NN_OBJS = \
 	src/nn/kernels_avx2.o \
 	src/nn/kernels_avx512.o \
 	src/nn/blas.o \
-	src/nn/pool.o
+	src/nn/pool.o \
+	src/nn/side.o

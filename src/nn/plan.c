@@ -104,6 +104,8 @@ plan_sizes(const IcemlNet *net, const uint8_t *ch, int batch, int training,
 			sz[i * 5 + 3] = o;
 		if (l->type == L_BATCHNORM)
 			sz[i * 5 + 4] = 2 * (size_t) l->oc;
+		if (l->type == L_SIDE)	/* the gathered side features (side.c) */
+			sz[i * 5 + 3] = (size_t) (l->oc - l->ic) * batch;
 		if (training && (ch[i] & PLAN_POOL_GRAD))
 			sz[i * 5 + 4] = (size_t) l->ic * batch;	/* per-plane bias gradient sums */
 	}

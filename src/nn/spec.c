@@ -39,7 +39,9 @@ static const char statoil_cnn[] =
 /*
  * The recipe's network (README, "the recipe"): four 3x3 convolutions, each
  * followed by batch normalisation and a ReLU, max-pooling after the first
- * three, global average pooling, dropout and the logit.  A third of the
+ * three, global average pooling, dropout, the incidence angle as a side
+ * input (its value and a missing indicator, after the dropout so that it is
+ * never dropped) and the logit.  A third of the
  * reference's multiply-adds and a sixth of its parameters.  Batch norm's
  * running averages use momentum 0.9 (PyTorch's 0.1): about 40 batches an
  * epoch leave Keras's 0.99 behind the weights for the first epochs.
@@ -63,6 +65,7 @@ static const char recipe_cnn[] =
 "{\"type\": \"relu\", \"name\": \"relu4\"},"
 "{\"type\": \"gap\", \"name\": \"gap\"},"
 "{\"type\": \"dropout\", \"rate\": 0.3, \"group\": \"dropout\", \"name\": \"drop\"},"
+"{\"type\": \"side\", \"inputs\": [\"inc_angle\"], \"group\": \"side\", \"name\": \"angle\"},"
 "{\"type\": \"dense\", \"units\": 1, \"activation\": \"sigmoid\", \"name\": \"out\"}]}";
 
 const char *
@@ -76,7 +79,7 @@ iceml_nn_builtin_spec(const char *name)
 }
 
 static const char *const type_names[] = {
-	"conv2d", "maxpool", "dense", "relu", "sigmoid", "dropout", "batchnorm", "flatten", "gap"
+	"conv2d", "maxpool", "dense", "relu", "sigmoid", "dropout", "batchnorm", "flatten", "gap", "side"
 };
 
 /* The keys each layer type takes, besides type, name and group. */
@@ -89,7 +92,8 @@ static const char *const type_keys[][6] = {
 	{"rate", NULL},
 	{"momentum", "epsilon", NULL},
 	{NULL},
-	{NULL}
+	{NULL},
+	{"inputs", NULL}
 };
 
 typedef struct SpecError
@@ -258,9 +262,52 @@ get_label(json_object *v, const char *key, char *out, const char *at, SpecError 
 	return 0;
 }
 
+/*
+ * A side layer's "inputs": 1 to ICEML_NN_MAX_SIDE distinct names, kept in
+ * the net (a net has at most one side layer).
+ */
+static int
+get_side_inputs(json_object *v, IcemlNet *net, int i, const char *at, SpecError *e)
+{
+	int			n;
+
+	if (net->side_layer >= 0)
+	{
+		fail(e, "%s: the net already has a side layer (layer %d); put all side inputs in one", at,
+			 net->side_layer);
+		return -1;
+	}
+	if (!json_object_is_type(v, json_type_array) || (n = (int) json_object_array_length(v)) < 1 ||
+		n > ICEML_NN_MAX_SIDE)
+	{
+		fail(e, "%s: \"inputs\" must be an array of 1 to %d names, such as [\"inc_angle\"]", at,
+			 ICEML_NN_MAX_SIDE);
+		return -1;
+	}
+	for (int k = 0; k < n; k++)
+	{
+		if (get_label(json_object_array_get_idx(v, k), "inputs", net->side_name[k], at, e) < 0)
+			return -1;
+		for (int j = 0; j < k; j++)
+			if (strcmp(net->side_name[j], net->side_name[k]) == 0)
+			{
+				fail(e, "%s: side input \"%s\" is named twice", at, net->side_name[k]);
+				return -1;
+			}
+	}
+	net->nside = n;
+	net->side_layer = i;
+	for (int k = 0; k < n; k++)
+	{
+		net->side_mean[k] = 0.0f;
+		net->side_std[k] = 1.0f;
+	}
+	return 0;
+}
+
 /* Parse one layer object into l (type, options, defaults); shapes later. */
 static int
-parse_layer(json_object *obj, int i, Layer *l, SpecError *e)
+parse_layer(json_object *obj, int i, Layer *l, IcemlNet *net, SpecError *e)
 {
 	json_object *tv;
 	const char *type;
@@ -275,16 +322,16 @@ parse_layer(json_object *obj, int i, Layer *l, SpecError *e)
 	}
 	if (!json_object_object_get_ex(obj, "type", &tv) || !json_object_is_type(tv, json_type_string))
 	{
-		fail(e, "layer %d: \"type\" is missing (one of conv2d, maxpool, dense, relu, sigmoid, dropout, batchnorm, flatten, gap)", i);
+		fail(e, "layer %d: \"type\" is missing (one of conv2d, maxpool, dense, relu, sigmoid, dropout, batchnorm, flatten, gap, side)", i);
 		return -1;
 	}
 	type = json_object_get_string(tv);
-	for (t = 0; t <= L_GAP; t++)
+	for (t = 0; t <= L_SIDE; t++)
 		if (strcmp(type, type_names[t]) == 0)
 			break;
-	if (t > L_GAP)
+	if (t > L_SIDE)
 	{
-		fail(e, "layer %d: unknown layer type \"%s\" (one of conv2d, maxpool, dense, relu, sigmoid, dropout, batchnorm, flatten, gap)", i, type);
+		fail(e, "layer %d: unknown layer type \"%s\" (one of conv2d, maxpool, dense, relu, sigmoid, dropout, batchnorm, flatten, gap, side)", i, type);
 		return -1;
 	}
 	l->type = (LayerType) t;
@@ -311,7 +358,8 @@ parse_layer(json_object *obj, int i, Layer *l, SpecError *e)
 	{
 		int			have_filters = 0,
 					have_units = 0,
-					have_kernel = 0;
+					have_kernel = 0,
+					have_inputs = 0;
 
 		json_object_object_foreach(obj, key, val)
 		{
@@ -391,6 +439,17 @@ parse_layer(json_object *obj, int i, Layer *l, SpecError *e)
 				if (get_num(val, key, 1e-12, 1.0, 0, &l->bn_epsilon, at, e) < 0)
 					return -1;
 			}
+			else if (strcmp(key, "inputs") == 0)
+			{
+				if (get_side_inputs(val, net, i, at, e) < 0)
+					return -1;
+				have_inputs = 1;
+			}
+		}
+		if (l->type == L_SIDE && !have_inputs)
+		{
+			fail(e, "%s: needs \"inputs\", the names of its side inputs (such as [\"inc_angle\"])", at);
+			return -1;
 		}
 		if (l->type == L_CONV && (!have_filters || !have_kernel))
 		{
@@ -519,6 +578,16 @@ infer_shapes(IcemlNet *net, SpecError *e)
 				l->oc = c;
 				l->oh = l->ow = 1;
 				break;
+			case L_SIDE:
+				if (!flat)
+				{
+					fail(e, "%s: input %s is not flat; put the side layer after a flatten or gap layer", at, in);
+					return -1;
+				}
+				/* per side input: the standardised value and a missing indicator */
+				l->oc = c + 2 * net->nside;
+				l->oh = l->ow = 1;
+				break;
 			default:			/* relu, sigmoid, dropout: same shape */
 				l->oc = c;
 				l->oh = h;
@@ -530,7 +599,8 @@ infer_shapes(IcemlNet *net, SpecError *e)
 			fail(e, "%s: output %dx%dx%d is too large", at, l->oc, l->oh, l->ow);
 			return -1;
 		}
-		l->out_flat = (l->type == L_FLATTEN || l->type == L_GAP || l->type == L_DENSE) ? 1 : flat;
+		l->out_flat = (l->type == L_FLATTEN || l->type == L_GAP || l->type == L_DENSE ||
+					   l->type == L_SIDE) ? 1 : flat;
 		l->w_off = np;
 		np += l->nw;
 		l->b_off = np;
@@ -642,6 +712,15 @@ canonical(const IcemlNet *net)
 				json_object_object_add(o, "momentum", json_object_new_double((double) l->bn_momentum));
 				json_object_object_add(o, "epsilon", json_object_new_double((double) l->bn_epsilon));
 				break;
+			case L_SIDE:
+				{
+					json_object *names = json_object_new_array();
+
+					for (int k = 0; k < net->nside; k++)
+						json_object_array_add(names, json_object_new_string(net->side_name[k]));
+					json_object_object_add(o, "inputs", names);
+					break;
+				}
 			default:
 				break;
 		}
@@ -725,12 +804,13 @@ build(const char *spec_json, int with_params, char *err, size_t errlen)
 		goto bad;
 	}
 	net->nlayers = n;
+	net->side_layer = -1;
 	if (get_int(json_object_array_get_idx(input, 0), "input", 1, 64, &net->c, "input channels", &e) < 0 ||
 		get_int(json_object_array_get_idx(input, 1), "input", 1, MAX_DIM, &net->h, "input height", &e) < 0 ||
 		get_int(json_object_array_get_idx(input, 2), "input", 1, MAX_DIM, &net->w, "input width", &e) < 0)
 		goto bad;
 	for (int i = 0; i < n; i++)
-		if (parse_layer(json_object_array_get_idx(layers, i), i, &net->layers[i], &e) < 0)
+		if (parse_layer(json_object_array_get_idx(layers, i), i, &net->layers[i], net, &e) < 0)
 			goto bad;
 	if (infer_shapes(net, &e) < 0)
 		goto bad;

@@ -207,6 +207,14 @@ iceml_trainer_epoch(IcemlTrainer *tr, const float *x, const float *y, int64_t n,
 					IcemlBatchCallback cb, void *cb_arg, double *mean_loss,
 					char *err, size_t errlen)
 {
+	return iceml_trainer_epoch_side(tr, x, NULL, y, n, epoch, cb, cb_arg, mean_loss, err, errlen);
+}
+
+int
+iceml_trainer_epoch_side(IcemlTrainer *tr, const float *x, const float *side, const float *y,
+						 int64_t n, int epoch, IcemlBatchCallback cb, void *cb_arg,
+						 double *mean_loss, char *err, size_t errlen)
+{
 	IcemlNet   *net = tr->net;
 	int			B = tr->cfg.batch_size;
 	uint64_t	s;
@@ -264,6 +272,7 @@ iceml_trainer_epoch(IcemlTrainer *tr, const float *x, const float *y, int64_t n,
 				tr->aug[k] = a;
 			}
 		nn_gather(net, tr->plan, x, tr->order + at, b, tr->cfg.augment ? tr->aug : NULL);
+		nn_gather_side(net, tr->plan, side, tr->order + at, b);
 		z = nn_forward(net, tr->plan, b, 1, nn_splitmix64(&bs));
 		if (z == NULL)
 		{

@@ -259,6 +259,14 @@ AddMember(IcemlModel *m, int k, int64 model_id, bytea *weights, ArrayType *chann
 	m->members[k] = net;
 	m->member_ids[k] = model_id;
 	m->nmembers = k + 1;
+	/* side inputs (issue 16): iceml_predict supplies the incidence angle */
+	for (int i = 0; i < iceml_net_side_count(net); i++)
+		if (i > 0 || strcmp(iceml_net_side_name(net, i), "inc_angle") != 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+					 errmsg("model %lld takes side input \"%s\", which iceml_predict cannot supply",
+							(long long) model_id, iceml_net_side_name(net, i)),
+					 errdetail("iceml_predict supplies one side input, inc_angle.")));
 	{
 		IcemlNetMemory mem;
 
@@ -357,8 +365,38 @@ BuildModel(IcemlModel *m, int nmembers, const int64 *ids, bool tta)
 	PG_END_TRY();
 	/* flips keep a non-square image's shape; quarter turns need a square */
 	m->views = !tta ? 1 : m->h == m->w ? 8 : 4;
+	m->angle = NAN;
 	bytes += sizeof(float) * (size_t) m->c * m->h * m->w;	/* m->input */
 	return bytes;
+}
+
+/*
+ * For src/shard/shard_predict.c (scale-out), a few lines kept here so that the
+ * channel mapping stays in one place: a model built from a serialised net
+ * and its channels outside the cache, and its release.
+ */
+void
+PredictBuildModel(IcemlModel *m, int64 model_id, bytea *weights, ArrayType *channels)
+{
+	memset(m, 0, sizeof(*m));
+	PG_TRY();
+	{
+		AddMember(m, 0, model_id, weights, channels);
+	}
+	PG_CATCH();
+	{
+		FreeModel(m);
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+	m->views = 1;
+	m->angle = NAN;
+}
+
+void
+PredictFreeModel(IcemlModel *m)
+{
+	FreeModel(m);
 }
 
 /*
@@ -613,7 +651,8 @@ PredictRun(IcemlModel *m, const float *x)
 {
 	float		p;
 
-	PredictScore(m, x, 1, &p, iceml_predict_threads, "iceml_predict");
+	/* m->angle: the call's inc_angle, for members that take it */
+	PredictScore(m, x, &m->angle, 1, &p, iceml_predict_threads, "iceml_predict");
 	return p;
 }
 
@@ -649,6 +688,7 @@ Predict(FunctionCallInfo fcinfo, const char *name, int64 model_id)
 	b1 = PredictCheckBand(a1, "iceml_predict", "band_1", m->h * m->w);
 	b2 = PredictCheckBand(a2, "iceml_predict", "band_2", m->h * m->w);
 	PredictFillInput(m, b1, b2);
+	m->angle = has_angle ? angle : NAN;	/* a NULL angle is a missing one */
 	p = PredictRun(m, m->input);
 	if (iceml_log_inferences > 0)
 		MonitorRecord(m, name, b1, b2, m->h * m->w, has_angle, angle, p, start);

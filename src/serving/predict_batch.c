@@ -166,15 +166,20 @@ SetThreads(int threads)
 	}
 }
 
+/* member k on n images; side: their angles (NaN missing, NULL all missing) */
 static void
-RunNet(IcemlModel *m, int k, const float *x, int64 n, float *prob, const char *fn)
+RunNet(IcemlModel *m, int k, const float *x, const float *side, int64 n, float *prob,
+	   const char *fn)
 {
 	char		err[ICEML_NN_ERRLEN];
 	int			rc;
 
 	if (n > 1)
 		m->batched = true;		/* the engine makes its batch workspace */
-	rc = iceml_net_predict(m->members[k], x, n, prob, err, sizeof(err));
+	if (iceml_net_side_count(m->members[k]) > 0)	/* inc_angle only (AddMember) */
+		rc = iceml_net_predict_side(m->members[k], x, side, n, prob, err, sizeof(err));
+	else
+		rc = iceml_net_predict(m->members[k], x, n, prob, err, sizeof(err));
 
 	if (rc == ICEML_NN_INTERRUPTED)
 		IcemlEngineInterrupted(fn);
@@ -185,7 +190,8 @@ RunNet(IcemlModel *m, int k, const float *x, int64 n, float *prob, const char *f
 }
 
 void
-PredictScore(IcemlModel *m, const float *x, int64 n, float *prob, int threads, const char *fn)
+PredictScore(IcemlModel *m, const float *x, const float *angles, int64 n, float *prob,
+			 int threads, const char *fn)
 {
 	size_t		img = (size_t) m->c * m->h * m->w;
 	int			per = ICEML_PREDICT_CHUNK / m->views;	/* images per chunk */
@@ -195,7 +201,7 @@ PredictScore(IcemlModel *m, const float *x, int64 n, float *prob, int threads, c
 	if (m->nmembers == 1 && m->views == 1)
 	{
 		/* a single model: the engine's own batches, exactly as before */
-		RunNet(m, 0, x, n, prob, fn);
+		RunNet(m, 0, x, angles, n, prob, fn);
 		return;
 	}
 	if (m->views > 1)
@@ -205,6 +211,8 @@ PredictScore(IcemlModel *m, const float *x, int64 n, float *prob, int threads, c
 		int			b = (int) Min(n - at, per);
 		int			cnt = b * m->views;
 		const float *in = x + at * img;
+		const float *side = angles ? angles + at : NULL;
+		float		sidev[ICEML_PREDICT_CHUNK];	/* each view takes its chip's angle */
 		float		p[ICEML_PREDICT_CHUNK];
 		double		sum[ICEML_PREDICT_CHUNK];
 
@@ -215,6 +223,13 @@ PredictScore(IcemlModel *m, const float *x, int64 n, float *prob, int threads, c
 					MakeView(x + (at + i) * img, views + ((size_t) i * m->views + v) * img,
 							 m->c, m->h, m->w, v);
 			in = views;
+			if (angles)
+			{
+				for (int i = 0; i < b; i++)
+					for (int v = 0; v < m->views; v++)
+						sidev[i * m->views + v] = angles[at + i];
+				side = sidev;
+			}
 		}
 		for (int i = 0; i < b; i++)
 			sum[i] = 0;
@@ -224,10 +239,10 @@ PredictScore(IcemlModel *m, const float *x, int64 n, float *prob, int threads, c
 			{
 				/* one chip (iceml_predict): its views one at a time */
 				for (int v = 0; v < cnt; v++)
-					RunNet(m, k, in + v * img, 1, p + v, fn);
+					RunNet(m, k, in + v * img, side ? side + v : NULL, 1, p + v, fn);
 			}
 			else
-				RunNet(m, k, in, cnt, p, fn);
+				RunNet(m, k, in, side, cnt, p, fn);
 			for (int i = 0; i < b; i++)
 				for (int v = 0; v < m->views; v++)
 					sum[i] += p[i * m->views + v];
@@ -437,6 +452,7 @@ PredictTable(FunctionCallInfo fcinfo, const char *name, int64 model_id)
 		int			slot[ICEML_PREDICT_CHUNK];	/* row -> image, -1 for NULL bands */
 		const float *b1s[ICEML_PREDICT_CHUNK];
 		const float *b2s[ICEML_PREDICT_CHUNK];
+		float		angles[ICEML_PREDICT_CHUNK];	/* NaN: missing */
 		instr_time	start;
 
 		CHECK_FOR_INTERRUPTS();
@@ -461,13 +477,19 @@ PredictTable(FunctionCallInfo fcinfo, const char *name, int64 model_id)
 				continue;
 			b1s[nb] = PredictCheckBand(DatumGetArrayTypeP(d1), "iceml.predict_table", "band_1", hw);
 			b2s[nb] = PredictCheckBand(DatumGetArrayTypeP(d2), "iceml.predict_table", "band_2", hw);
+			{
+				bool		na;
+				Datum		da = SPI_getbinval(tt->vals[r], tt->tupdesc, 4, &na);
+
+				angles[nb] = na ? NAN : AngleArg(DatumGetFloat4(da), "iceml.predict_table");
+			}
 			PredictFillImage(m, x + (size_t) nb * img, b1s[nb], b2s[nb]);
 			slot[r] = nb++;
 		}
 		ts.key = NULL;
 		INSTR_TIME_SET_CURRENT(start);
 		if (nb > 0)
-			PredictScore(m, x, nb, prob, BatchThreads(), "iceml.predict_table");
+			PredictScore(m, x, angles, nb, prob, BatchThreads(), "iceml.predict_table");
 		MemoryContextSwitchTo(oldcxt);
 		for (uint64 r = 0; r < rows; r++)
 		{
@@ -564,7 +586,8 @@ BatchBandArg(ArrayType *arr, const char *argname, int hw, int *n)
 
 /* Score n chips of two bands each, a chunk at a time: memory bounded whatever n. */
 static void
-ScoreBands(IcemlModel *m, const float *b1, const float *b2, int n, float *prob)
+ScoreBands(IcemlModel *m, const float *b1, const float *b2, const float *angles, int n,
+		   float *prob)
 {
 	int			hw = m->h * m->w;
 	size_t		img = (size_t) m->c * hw;
@@ -581,7 +604,8 @@ ScoreBands(IcemlModel *m, const float *b1, const float *b2, int n, float *prob)
 			for (int i = 0; i < b; i++)
 				PredictFillImage(m, x + (size_t) i * img, b1 + (size_t) (at + i) * hw,
 								 b2 + (size_t) (at + i) * hw);
-			PredictScore(m, x, b, prob + at, BatchThreads(), "iceml.predict_batch");
+			PredictScore(m, x, angles ? angles + at : NULL, b, prob + at, BatchThreads(),
+						 "iceml.predict_batch");
 			CHECK_FOR_INTERRUPTS();
 		}
 	}
@@ -637,14 +661,16 @@ PredictBatch(FunctionCallInfo fcinfo, const char *name, int64 model_id)
 		Datum	   *avals = NULL;
 		int			na = 0;
 
+		float	   *av = NULL;	/* NaN: missing */
+
 		if (angles)
 		{
 			deconstruct_array(angles, FLOAT4OID, 4, true, TYPALIGN_INT, &avals, &anull, &na);
+			av = palloc(sizeof(float) * n1);
 			for (int i = 0; i < na; i++)
-				if (!anull[i])
-					AngleArg(DatumGetFloat4(avals[i]), "iceml.predict_batch");
+				av[i] = anull[i] ? NAN : AngleArg(DatumGetFloat4(avals[i]), "iceml.predict_batch");
 		}
-		ScoreBands(m, b1, b2, n1, prob);
+		ScoreBands(m, b1, b2, av, n1, prob);
 		if (iceml_log_inferences > 0)
 			for (int i = 0; i < n1; i++)
 				MonitorRecord(m, name, b1 + (size_t) i * hw, b2 + (size_t) i * hw, hw,

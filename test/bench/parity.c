@@ -8,7 +8,18 @@
  * options: --epochs N (15)  --seed S (42)  --arch NAME|SPEC (statoil_cnn)
  *          --init he_normal|glorot_uniform|torch_default (the engine's default)
  *          --eps E  --augment  --schedule none|step|cosine  --warmup N
- *          --weight-decay W  --lr L  --side  --name NAME
+ *          --weight-decay W  --lr L  --name NAME
+ *          --side       insert the angle as a side input before the first
+ *                       dense layer (recipe_cnn has it built in: no-op)
+ *          --no-angle   give the net no angles (every one missing): the
+ *                       angle's contribution, by ablation
+ *          --no-dropout every dropout rate 0
+ *          --batch-log  print "batch EPOCH K loss" after every batch
+ *          --dump FILE  write the initial weights (conv and dense, weights
+ *                       then biases, layer by layer) and each epoch's
+ *                       batch order (int32, 1283 per epoch) for
+ *                       torch_parity.py --lockstep FILE: both programs then
+ *                       train from the same weights in the same order
  *
  * The chip file: N x 3 x 75 x 75 floats (band_1, band_2, band_avg in dB),
  * then N labels, then N incidence angles (NaN when missing), N = 1604; the
@@ -24,6 +35,7 @@
 
 #include "iceml_nn.h"
 #include "iceml_synth.h"
+#include "nn_internal.h"		/* --no-dropout, --dump: layers and the shuffle */
 #include "bench_util.h"
 
 #define NTRAIN 1283
@@ -74,6 +86,80 @@ write_chips(const char *path, uint32_t seed)
 	return 0;
 }
 
+/*
+ * The initial weights and the trainer's batch order per epoch (the same
+ * shuffle as trainer.c: a Fisher-Yates driven by (seed, epoch)).
+ */
+static int
+dump_lockstep(const char *path, const IcemlNet *net, uint64_t seed, int epochs)
+{
+	FILE	   *f = fopen(path, "wb");
+	int32_t    *order = malloc(sizeof(int32_t) * NTRAIN);
+
+	if (f == NULL)
+	{
+		perror(path);
+		return 1;
+	}
+	for (int i = 0; i < net->nlayers; i++)
+	{
+		const Layer *l = &net->layers[i];
+
+		if (l->type == L_CONV || l->type == L_DENSE)
+		{
+			fwrite(net->params + l->w_off, sizeof(float), l->nw, f);
+			fwrite(net->params + l->b_off, sizeof(float), l->nb, f);
+		}
+	}
+	for (int e = 1; e <= epochs; e++)
+	{
+		uint64_t	s = nn_mix(seed, 0xE0000 + (uint64_t) e);
+
+		for (int i = 0; i < NTRAIN; i++)
+			order[i] = i;
+		for (int i = NTRAIN - 1; i > 0; i--)
+		{
+			int			j = (int) (nn_splitmix64(&s) % (uint64_t) (i + 1));
+			int32_t		t = order[i];
+
+			order[i] = order[j];
+			order[j] = t;
+		}
+		fwrite(order, sizeof(int32_t), NTRAIN, f);
+	}
+	fclose(f);
+	free(order);
+	return 0;
+}
+
+static int	log_epoch;
+
+static int
+batch_log(void *arg, int64_t done, int64_t total, double batch_loss)
+{
+	(void) arg;
+	(void) total;
+	printf("batch %d %lld %.7f\n", log_epoch, (long long) done, batch_loss);
+	return 0;
+}
+
+/* spec with a side layer for the angle inserted before its first dense layer */
+static char *
+with_side(const char *spec)
+{
+	static const char side[] = "{\"type\": \"side\", \"name\": \"angle\", \"inputs\": [\"inc_angle\"]}, ";
+	const char *at = strstr(spec, "{\"type\": \"dense\"");
+	char	   *out;
+
+	if (at == NULL)
+		return NULL;
+	out = malloc(strlen(spec) + sizeof(side));
+	memcpy(out, spec, (size_t) (at - spec));
+	strcpy(out + (at - spec), side);
+	strcat(out, at);
+	return out;
+}
+
 static char *
 read_text(const char *path)
 {
@@ -113,7 +199,12 @@ main(int argc, char **argv)
 	IcemlNet   *net;
 	IcemlTrainer *tr;
 	FILE	   *f;
-	int			init = -1;
+	int			init = -1,
+				side = 0,
+				no_angle = 0,
+				no_dropout = 0,
+				blog = 0;
+	const char *dump = NULL;
 	double		t_all;
 
 	if (argc >= 3 && strcmp(argv[1], "write") == 0)
@@ -132,6 +223,16 @@ main(int argc, char **argv)
 		if (strcmp(o, "--augment") == 0)
 		{
 			cfg.augment = ICEML_AUG_FLIP_H | ICEML_AUG_FLIP_V | ICEML_AUG_ROT90;
+			continue;
+		}
+		if (strcmp(o, "--no-dropout") == 0 || strcmp(o, "--batch-log") == 0)
+		{
+			*(o[2] == 'n' ? &no_dropout : &blog) = 1;
+			continue;
+		}
+		if (strcmp(o, "--side") == 0 || strcmp(o, "--no-angle") == 0)
+		{
+			*(o[2] == 's' ? &side : &no_angle) = 1;
 			continue;
 		}
 		if (strcmp(o, "--recipe") == 0)
@@ -154,6 +255,8 @@ main(int argc, char **argv)
 			arch = v;
 		else if (strcmp(o, "--name") == 0)
 			name = v;
+		else if (strcmp(o, "--dump") == 0)
+			dump = v;
 		else if (strcmp(o, "--lr") == 0)
 			cfg.learning_rate = (float) atof(v);
 		else if (strcmp(o, "--eps") == 0)
@@ -199,6 +302,13 @@ main(int argc, char **argv)
 	spec = iceml_nn_builtin_spec(arch);
 	if (spec == NULL)
 		spec = read_text(arch);
+	if (side && spec != NULL && strstr(spec, "\"side\"") == NULL)
+		spec = with_side(spec);
+	if (spec == NULL)
+	{
+		fprintf(stderr, "architecture %s: cannot read it, or it has no dense layer for --side\n", arch);
+		return 1;
+	}
 	net = iceml_net_create(spec, err, sizeof(err));
 	if (net == NULL)
 	{
@@ -207,10 +317,27 @@ main(int argc, char **argv)
 	}
 	iceml_nn_channel_stats(x, NTRAIN, C, HW, mean, sd);
 	iceml_net_set_normalisation(net, mean, sd);
+	if (iceml_net_side_count(net) > 0)
+	{
+		float		am[1],
+					as[1];
+
+		if (no_angle)
+			for (int i = 0; i < NALL; i++)
+				angle[i] = NAN;
+		iceml_nn_side_stats(angle, NTRAIN, 1, am, as);
+		iceml_net_set_side_normalisation(net, am, as);
+	}
 	if (init >= 0)
 		iceml_net_init_params_scheme(net, cfg.seed, (IcemlInit) init);
 	else
 		iceml_net_init_params(net, cfg.seed);
+	if (no_dropout)
+		for (int i = 0; i < net->nlayers; i++)
+			if (net->layers[i].type == L_DROPOUT)
+				net->layers[i].rate = 0.0f;
+	if (dump && dump_lockstep(dump, net, cfg.seed, epochs) != 0)
+		return 1;
 	iceml_nn_set_threads(2);
 	tr = iceml_trainer_create(net, &cfg, err, sizeof(err));
 	if (tr == NULL)
@@ -226,12 +353,14 @@ main(int argc, char **argv)
 					loss;
 		IcemlMetrics m;
 
-		if (iceml_trainer_epoch(tr, x, y, NTRAIN, e, NULL, NULL, &loss, err, sizeof(err)) != 0)
+		log_epoch = e;
+		if (iceml_trainer_epoch_side(tr, x, angle, y, NTRAIN, e, blog ? batch_log : NULL, NULL,
+									 &loss, err, sizeof(err)) != 0)
 		{
 			fprintf(stderr, "epoch %d: %s\n", e, err);
 			return 1;
 		}
-		iceml_net_predict(net, x + (size_t) NTRAIN * C * HW, NTEST, prob, err, sizeof(err));
+		iceml_net_predict_side(net, x + (size_t) NTRAIN * C * HW, angle + NTRAIN, NTEST, prob, err, sizeof(err));
 		iceml_metrics_compute(prob, y + NTRAIN, NTEST, 0.5, &m);
 		curve[e - 1] = m.log_loss;
 		printf("curve %s %d %.4f %.4f %.3f %.2f\n", name, e, loss, m.log_loss, m.accuracy, now() - t0);

@@ -3,6 +3,7 @@ iceml, on the same chips and split, for the parity benchmark:
 
     python3 torch_parity.py CHIPS.f32 [--epochs 15] [--seed 42] [--name N]
                             [--init torch_default|he_normal] [--threads 2]
+                            [--lockstep FILE] [--no-dropout] [--batch-log]
 
 CHIPS.f32 is written by `parity write`: 1604 chips of 3 x 75 x 75 floats,
 1604 labels, 1604 incidence angles; the first 1283 train, the last 321 test.
@@ -11,7 +12,13 @@ deviation, as iceml), batch 32, Adam (lr 1e-3), BCE on the logit, a fresh
 shuffle per epoch with the last partial batch kept, evaluation in eval mode.
 Prints the same lines as parity.c: "curve NAME EPOCH train_loss test_loss
 test_acc seconds" per epoch, then BENCH NAME_best / _final / _last5_std /
-_train_s."""
+_train_s.
+
+--lockstep FILE (written by `parity train ... --dump FILE`) starts from
+iceml's initial weights and takes iceml's batch order in every epoch; with
+--no-dropout on both sides the two programs then compute the same training
+up to floating-point rounding, which shows whether anything but the random
+draws (weights, order, dropout masks) differs."""
 import argparse
 import math
 import time
@@ -51,6 +58,9 @@ def main():
     ap.add_argument("--name", default="parity_logloss_torch")
     ap.add_argument("--init", default="torch_default", choices=["torch_default", "he_normal"])
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--lockstep")
+    ap.add_argument("--no-dropout", action="store_true")
+    ap.add_argument("--batch-log", action="store_true")
     a = ap.parse_args()
 
     torch.manual_seed(a.seed)
@@ -67,6 +77,22 @@ def main():
     model = reference_cnn()
     if a.init == "he_normal":
         he_normal_(model)
+    orders = None
+    if a.no_dropout:
+        for m in model:
+            if isinstance(m, nn.Dropout):
+                m.p = 0.0
+    if a.lockstep:
+        blob = np.fromfile(a.lockstep, dtype=np.float32)
+        at = 0
+        with torch.no_grad():
+            for m in model:
+                if isinstance(m, (nn.Conv2d, nn.Linear)):
+                    for p in (m.weight, m.bias):
+                        p.copy_(torch.from_numpy(blob[at:at + p.numel()].reshape(p.shape)))
+                        at += p.numel()
+        orders = torch.from_numpy(blob[at:].view(np.int32).astype(np.int64)).reshape(-1, N_TRAIN)
+        assert orders.shape[0] >= a.epochs
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     loss_fn = nn.BCEWithLogitsLoss()
     curve = []
@@ -74,7 +100,7 @@ def main():
     for epoch in range(1, a.epochs + 1):
         t0 = time.perf_counter()
         model.train()
-        perm = torch.randperm(N_TRAIN)
+        perm = orders[epoch - 1] if orders is not None else torch.randperm(N_TRAIN)
         total = 0.0
         for at in range(0, N_TRAIN, 32):
             idx = perm[at:at + 32]
@@ -83,6 +109,8 @@ def main():
             loss.backward()
             opt.step()
             total += loss.item() * len(idx)
+            if a.batch_log:
+                print(f"batch {epoch} {at + len(idx)} {loss.item():.7f}", flush=True)
         model.eval()
         with torch.no_grad():
             p = torch.sigmoid(torch.cat([model(xv[i:i + 64]) for i in range(0, N_TEST, 64)])).numpy().ravel()

@@ -1,7 +1,8 @@
 /*
  * make_seeds.c - writes the binary seeds of the blob target
  * (corpus/blob/seed_*): a model and a checkpoint of small nets, each with
- * the mode byte of fuzz_blob.c in front.  Run by `make -C test/fuzz seeds`;
+ * the mode byte of fuzz_blob.c in front (seed_model_v1_*: written in model
+ * format 1, before side inputs, and kept).  Run by `make -C test/fuzz seeds`;
  * the output is committed.
  */
 #include <stdio.h>
@@ -18,6 +19,8 @@ static const char *const specs[] = {
 	"\"activation\":\"relu\"},{\"type\":\"dropout\",\"rate\":0.5},{\"type\":\"dense\",\"units\":1}]}",
 	"{\"input\":[3,8,8],\"layers\":[{\"type\":\"conv2d\",\"filters\":2,\"kernel\":[3,1],\"padding\":\"same\"},"
 	"{\"type\":\"relu\"},{\"type\":\"gap\"},{\"type\":\"dense\",\"units\":1,\"activation\":\"sigmoid\"}]}",
+	"{\"input\":[2,4,4],\"layers\":[{\"type\":\"gap\"},{\"type\":\"side\",\"inputs\":[\"inc_angle\"]},"
+	"{\"type\":\"dense\",\"units\":2,\"activation\":\"relu\"},{\"type\":\"dense\",\"units\":1}]}",
 };
 
 static void
@@ -60,6 +63,13 @@ main(int argc, char **argv)
 		}
 		iceml_net_init_params(net, 7);
 		iceml_net_set_normalisation(net, mean, std);
+		if (iceml_net_side_count(net) > 0)
+		{
+			float		am[1] = {39.0f},
+						as[1] = {3.5f};
+
+			iceml_net_set_side_normalisation(net, am, as);
+		}
 		if (iceml_net_save(net, &blob, &len) != 0)
 			return 1;
 		snprintf(name, sizeof(name), "seed_model_%zu", i);

@@ -37,6 +37,8 @@ INSERT INTO expected_fn VALUES
     ('iceml.add_node(text,text)', 'iceml_admin'),
     ('iceml.drop_node(text)', 'iceml_admin'),
     ('iceml.shard_statistics(regclass)', 'iceml_user'),
+    ('iceml.receive_model(bigint,text,bytea,text[])', 'iceml_user'),
+    ('iceml.predict_model(bigint,bytea,real[],real[],real)', 'iceml_reader'),
     ('iceml.shard_histogram(regclass,text[],text[],double precision[],double precision[])', 'iceml_user'),
     ('iceml.drop_feature_group(regclass,boolean)', 'iceml_user'),
     ('iceml.add_expectation(regclass,jsonb)', 'iceml_user'),

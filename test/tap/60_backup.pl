@@ -98,6 +98,9 @@ psql(q{SET iceml.log_inferences = 1;
 	SELECT count(iceml_predict('bk', band_1, band_2, inc_angle)) FROM iceml_fs.chips_1 WHERE id <> 'bad';});
 is(poll('SELECT count(*) FROM iceml.inference_log', qr/^120$/, 30), '120', 'inference log rows flushed');
 
+# a node's copy of a model (scale-out: what a coordinator ships)
+psql(q{SELECT iceml.receive_model(id, iceml._model_content_hash(weights, channels), weights, channels)
+         FROM iceml.models ORDER BY id LIMIT 1});
 # every catalog the extension dumps must be non-empty, so the round trip
 # tests each of them
 my @tables = split /\n/, psql(q{

@@ -145,6 +145,81 @@ is(scalar(() = $plan =~ /Remote SQL: SELECT id FROM iceml_fs\.chips_1 WHERE .*ic
 is(psql("SELECT count(*) FROM iceml_fs.chips_1 $where", %sam), psql("SELECT count(*) FROM iceml_fs.flat_1 $where", %sam),
 	'and selects what one server selects');
 
+# ---- predictions where the rows are -----------------------------------------
+# a model of sam's (seeded weights, as the training worker stores one),
+# deployed; iceml_predict over the sharded group runs on the nodes
+my $model = q{
+	WITH i AS (INSERT INTO iceml.models (experiment, architecture, spec, parameters, channels, normalisation,
+	                          metrics, training_dataset, lineage, weights, owner)
+	SELECT 'sp', 'tiny_cnn', a.spec, a.parameters, '{band_1,band_2,band_avg}',
+	       '{"mean": [-20, -28, -24], "std": [4, 2, 3]}', '{"log_loss": 0.5}', NULL, '{}',
+	       iceml._untrained_weights(a.spec::text, SEED, '{-20,-28,-24}', '{4,2,3}'), 'iceml_tap_sam'
+	  FROM iceml.architectures a WHERE a.name = 'tiny_cnn' RETURNING id) SELECT id FROM i};
+my ($m1, $m2) = map { my $q = $model; $q =~ s/SEED/$_/; scalar psql($q) } (1, 2);
+my %hash = map { ($_ => scalar psql("SELECT iceml._model_content_hash(weights, channels) FROM iceml.models WHERE id = $_")) } ($m1, $m2);
+is(psql("SELECT iceml.deploy('sp', ${m1}::bigint)", %sam), $m1, 'a model deployed on the coordinator');
+my $scores = q{SELECT id, iceml_predict('sp', band_1, band_2, inc_angle) AS p FROM iceml_fs.TABLE};
+(my $sharded = $scores) =~ s/TABLE/chips_1/;
+(my $flat = $scores) =~ s/TABLE/flat_1/;
+$plan = psql("EXPLAIN (VERBOSE, COSTS OFF) $sharded", %sam);
+is(scalar(() = $plan =~ /Async Foreign Scan/g), 2, 'scoring the sharded group: both shards at once (async append)') or diag($plan);
+is(scalar(() = $plan =~ /Remote SQL: SELECT id, min\(iceml\.predict_model\(\Q$m1\E::bigint, E'\\\\x$hash{$m1}'::bytea, band_1, band_2, inc_angle\)\) FROM iceml_fs\.chips_1 GROUP BY 1/g), 2,
+	'the remote SQL runs the deployed model (by id and content hash) on each node') or diag($plan);
+for my $n (@nodes) {
+	is(npsql($n, q{SELECT string_agg(content_hash || ':' || model_id, ' ') FROM iceml.shipped_models}), "$hash{$m1}:$m1",
+		"the model was copied to $n under its content hash");
+}
+my $same = "SELECT count(*) FILTER (WHERE s.p = f.p) || '/' || count(*) FROM ($sharded) s FULL JOIN ($flat) f USING (id)";
+is(psql($same, %sam), '114/114', 'predictions from the sharded group equal one server\'s, row by row');
+my $filter = q{SELECT count(*) FROM iceml_fs.TABLE WHERE iceml_predict('sp', band_1, band_2) > 0.2};
+(my $fs = $filter) =~ s/TABLE/chips_1/;
+(my $ff = $filter) =~ s/TABLE/flat_1/;
+like(psql("EXPLAIN (VERBOSE, COSTS OFF) $fs", %sam), qr/Remote SQL: SELECT NULL FROM iceml_fs\.chips_1 WHERE \(\(iceml\.predict_model\(/,
+	'a WHERE clause that predicts runs on the nodes');
+is(psql($fs, %sam), psql($ff, %sam), 'and selects what one server selects');
+
+# a deployment on the coordinator is what the nodes use from the next
+# statement on: never a rolled-back or stale one, prepared statements too
+my $agg = "SELECT string_agg(id || '=' || p, ',' ORDER BY id) FROM (%s) q";
+my ($want1, $want2) = map { scalar psql(sprintf($agg, "SELECT id, iceml_predict($_, band_1, band_2, inc_angle) AS p FROM iceml_fs.flat_1"), %sam) } ($m1, $m2);
+isnt($want1, $want2, 'the two models predict differently');
+my $seq = psql(sprintf("PREPARE s AS $agg;", $sharded) . qq{
+	EXECUTE s; EXECUTE s; EXECUTE s; EXECUTE s; EXECUTE s; EXECUTE s;
+	BEGIN; SELECT NULL FROM iceml.deploy('sp', ${m2}::bigint); ROLLBACK;
+	EXECUTE s;
+	SELECT NULL FROM iceml.deploy('sp', ${m2}::bigint);
+	EXECUTE s;
+	SELECT NULL FROM iceml.deploy('sp', 'rollback');
+	EXECUTE s;}, %sam);
+my @got = grep { $_ ne '' } split /\n/, $seq;
+is(scalar(@got), 9, 'nine executions of a prepared scoring statement');
+is_deeply([@got[0 .. 5]], [($want1) x 6], 'model 1 while it is deployed (the generic plan too)');
+is($got[6], $want1, 'a rolled-back deploy changes nothing');
+is($got[7], $want2, 'a committed deploy: the next execution predicts with the new model on the nodes');
+is($got[8], $want1, 'and a rollback deploy brings the first back');
+for my $n (@nodes) {
+	is(npsql($n, q{SELECT count(*) FROM iceml.shipped_models}), '2', "$n holds each model once");
+}
+# iceml.shard_predict = off: the coordinator fetches the bands and predicts
+like(psql("SET iceml.shard_predict = off; EXPLAIN (VERBOSE, COSTS OFF) $sharded", %sam),
+	qr/Output: chips_1_1\.id, iceml_predict\('sp'::text.*Remote SQL: SELECT id, band_1, band_2, inc_angle FROM iceml_fs\.chips_1$/ms,
+	'iceml.shard_predict = off predicts on the coordinator');
+
+# a node that stops and comes back under one session: the statement while
+# it is down fails naming the node, writes nothing; the next one connects again
+my $script = "/tmp/iceml_shard_predict_$$.sql";
+open(my $sf, '>', $script) or die;
+print $sf "SELECT count(p) FROM ($sharded) s;\n\\! $cluster stop shard_b >/dev/null\n",
+	"SELECT count(p) FROM ($sharded) s;\n\\! $cluster start shard_b >/dev/null\n",
+	"SELECT count(p) FROM ($sharded) s;\n";
+close $sf;
+my $models = psql('SELECT count(*) FROM iceml.models');
+my $restarted = `psql -XAtq -U iceml_tap_sam -d $db -f $script 2>&1`;
+like($restarted, qr/^114\n.*ERROR:  could not connect to node "b".*\n114$/s,
+	'scoring while a node is down names the node; after its restart the same session scores again') or diag($restarted);
+is(psql('SELECT count(*) FROM iceml.models'), $models, 'and nothing was written on the coordinator');
+unlink $script;
+
 # ---- a node that goes away --------------------------------------------------
 my $stats = psql('SELECT count(*) FROM iceml.feature_statistics');
 my $before_a = scalar npsql('shard_a', 'SELECT count(*) FROM iceml_fs.chips_1');

@@ -15,8 +15,9 @@
 
 #define HW ICEML_CHIP_PIXELS
 
+/* chips from..from+n of the generator: images, labels, angles (NaN missing) */
 static void
-load(uint32_t seed, int from, int n, float *x, float *y)
+load(uint32_t seed, int from, int n, float *x, float *y, float *angle)
 {
 	IcemlChip  *c = malloc(sizeof(IcemlChip));
 
@@ -32,6 +33,8 @@ load(uint32_t seed, int from, int n, float *x, float *y)
 			img[2 * HW + p] = (c->band_1[p] + c->band_2[p]) * 0.5f;
 		}
 		y[i] = (float) c->is_iceberg;
+		if (angle)
+			angle[i] = c->inc_angle;
 	}
 	free(c);
 }
@@ -54,9 +57,13 @@ TEST(recipe_learns_synthetic_chips)
 			   *xv = malloc(sizeof(float) * NV * 3 * HW),
 				yt[NT],
 				yv[NV],
+				at[NT],
+				av[NV],
 				pv[NV],
 				mean[3],
-				sd[3];
+				sd[3],
+				am[1],
+				as[1];
 	char		err[ICEML_NN_ERRLEN];
 	IcemlNet   *net = iceml_net_create(iceml_nn_builtin_spec("recipe_cnn"), err, sizeof(err));
 	IcemlTrainConfig cfg;
@@ -67,10 +74,14 @@ TEST(recipe_learns_synthetic_chips)
 	CHECK(net != NULL, "%s", err);
 	if (net == NULL)
 		return;
-	load(2026, 0, NT, xt, yt);
-	load(2026, NT, NV, xv, yv);
+	load(2026, 0, NT, xt, yt, at);
+	load(2026, NT, NV, xv, yv, av);
 	iceml_nn_channel_stats(xt, NT, 3, HW, mean, sd);
 	iceml_net_set_normalisation(net, mean, sd);
+	/* the recipe takes the incidence angle as a side input */
+	iceml_nn_side_stats(at, NT, 1, am, as);
+	CHECK(iceml_net_side_count(net) == 1 && iceml_net_set_side_normalisation(net, am, as) == 0,
+		  "recipe_cnn takes the angle");
 	iceml_net_init_params(net, 42);
 	iceml_train_config_defaults(&cfg);
 	cfg.augment = ICEML_AUG_FLIP_H | ICEML_AUG_FLIP_V | ICEML_AUG_ROT90;
@@ -85,8 +96,9 @@ TEST(recipe_learns_synthetic_chips)
 	{
 		time_t		t0 = time(NULL);
 
-		CHECK(iceml_trainer_epoch(tr, xt, yt, NT, e, NULL, NULL, &loss, err, sizeof(err)) == 0, "%s", err);
-		iceml_net_predict(net, xv, NV, pv, err, sizeof(err));
+		CHECK(iceml_trainer_epoch_side(tr, xt, at, yt, NT, e, NULL, NULL, &loss, err, sizeof(err)) == 0,
+			  "%s", err);
+		iceml_net_predict_side(net, xv, av, NV, pv, err, sizeof(err));
 		iceml_metrics_compute(pv, yv, NV, 0.5, &m);
 		printf("    epoch %d: train loss %.4f, val loss %.4f, val acc %.3f, val auc %.3f (%ld s)\n",
 			   e, loss, m.log_loss, m.accuracy, m.auc, (long) (time(NULL) - t0));
@@ -132,8 +144,8 @@ TEST(reference_cnn_validation_log_loss_after_3_epochs)
 	IcemlMetrics m;
 	double		loss;
 
-	load(2026, 0, NT, xt, yt);
-	load(2026, NT, NV, xv, yv);
+	load(2026, 0, NT, xt, yt, NULL);
+	load(2026, NT, NV, xv, yv, NULL);
 	iceml_nn_channel_stats(xt, NT, 3, HW, mean, sd);
 	iceml_net_set_normalisation(net, mean, sd);
 	iceml_net_init_params(net, 42);

@@ -10,6 +10,7 @@
 
 #include "../../src/nn/nn_kernels.h"
 #include "unit.h"
+#include "model_v1.h"
 
 #define ERR char err[ICEML_NN_ERRLEN] = ""
 
@@ -54,8 +55,18 @@ batch_loss(IcemlNet *net, Plan *plan, int b, const float *y, uint64_t seed, int 
  * parameters of every parametric layer.  Batch norm running statistics
  * move in every training forward; they do not enter the training loss.
  */
+static void gradient_check_side(const char *spec, int b, int per_layer, double max_bad,
+								const float *side);
+
 static void
 gradient_check(const char *spec, int b, int per_layer, double max_bad)
+{
+	gradient_check_side(spec, b, per_layer, max_bad, NULL);
+}
+
+/* the same with side inputs (b x the net's side count, NaN missing) */
+static void
+gradient_check_side(const char *spec, int b, int per_layer, double max_bad, const float *side)
 {
 	IcemlNet   *net = make_net(spec);
 	Plan	   *plan;
@@ -81,6 +92,7 @@ gradient_check(const char *spec, int b, int per_layer, double max_bad)
 		y[k] = (float) (k % 2);
 	plan = nn_plan_create(net, b, 1);
 	nn_gather(net, plan, x, NULL, b, NULL);
+	nn_gather_side(net, plan, side, NULL, b);
 	batch_loss(net, plan, b, y, 99, 1);
 	nn_backward(net, plan, b, grads);
 
@@ -1333,6 +1345,289 @@ TEST(weight_decay_by_hand_and_against_central_differences)
 	}
 }
 
+
+/*
+ * Side inputs (issue 16): a "side" layer joins standardised scalars and
+ * their missing indicators to the flat features.  Central differences
+ * through the layers before and after it, with a missing value in the
+ * batch; the side features take no gradient, the dense layer's weights on
+ * them do.
+ */
+TEST(gradients_side_inputs)
+{
+	float		side[4 * 2] = {38.0f, 1.0f, NAN, 0.0f, 31.5f, NAN, 44.0f, 2.0f};
+
+	gradient_check_side("{\"input\":[2,6,6],\"layers\":["
+						"{\"type\":\"conv2d\",\"filters\":3,\"kernel\":3,\"activation\":\"relu\"},"
+						"{\"type\":\"batchnorm\"},{\"type\":\"gap\"},"
+						"{\"type\":\"side\",\"inputs\":[\"inc_angle\",\"other\"]},"
+						"{\"type\":\"dense\",\"units\":4,\"activation\":\"relu\"},"
+						"{\"type\":\"dropout\",\"rate\":0.25},"
+						"{\"type\":\"dense\",\"units\":1}]}", 4, 40, 0.01, side);
+	/* straight into the logit: every weight of the logit is checked */
+	gradient_check_side("{\"input\":[1,4,4],\"layers\":["
+						"{\"type\":\"conv2d\",\"filters\":2,\"kernel\":2,\"activation\":\"sigmoid\"},"
+						"{\"type\":\"flatten\"},{\"type\":\"side\",\"inputs\":[\"inc_angle\",\"other\"]},"
+						"{\"type\":\"dense\",\"units\":1}]}", 4, 40, 0.0, side);
+}
+
+TEST(side_inputs_by_hand_and_malformed_side_layers)
+{
+	IcemlNet   *net = make_net("{\"input\":[1,2,2],\"layers\":[{\"type\":\"flatten\"},"
+								"{\"type\":\"side\",\"name\":\"angle\",\"inputs\":[\"inc_angle\"]},"
+								"{\"type\":\"dense\",\"units\":1}]}");
+	float		img[2 * 4] = {1, 2, 3, 4, 5, 6, 7, 8};
+	float		side[2] = {40.0f, NAN};
+	float		all[6] = {30.0f, NAN, 50.0f, 40.0f, INFINITY, 30.0f};
+	float		mean[1],
+				sd[1],
+				prob[2];
+	char	   *canon;
+	Plan	   *plan;
+	ERR;
+
+	if (!net)
+		return;
+	CHECK(iceml_net_side_count(net) == 1 && strcmp(iceml_net_side_name(net, 0), "inc_angle") == 0,
+		  "side inputs");
+	CHECK(iceml_net_side_name(net, 1) == NULL, "out of range");
+	CHECK(net->layers[1].oc == 4 + 2 && net->layers[2].nw == 6, "4 features, value and indicator");
+	CHECK(iceml_net_side_mean(net) == NULL, "no standardisation before it is set");
+	/* statistics over the present, finite values only */
+	iceml_nn_side_stats(all, 6, 1, mean, sd);
+	CHECK(fabsf(mean[0] - 37.5f) < 1e-5f && fabsf(sd[0] - sqrtf(68.75f)) < 1e-4f,
+		  "mean %g std %g", mean[0], sd[0]);
+	iceml_nn_side_stats(all, 1, 1, mean, sd);
+	CHECK(mean[0] == 30.0f && sd[0] == 1.0f, "a constant input: std 1, not 0 (%g)", sd[0]);
+	iceml_nn_side_stats(all + 1, 1, 1, mean, sd);
+	CHECK(mean[0] == 0.0f && sd[0] == 1.0f, "no value present");
+	mean[0] = 35.0f;
+	sd[0] = 2.5f;
+	CHECK(iceml_net_set_side_normalisation(net, mean, sd) == 0, "set");
+	CHECK(iceml_net_side_mean(net)[0] == 35.0f, "kept");
+	sd[0] = 0.0f;
+	CHECK(iceml_net_set_side_normalisation(net, mean, sd) < 0, "std 0 refused");
+	/* logit = sum(pixels) * 0 + 0.5 * z + 3 * missing - 1 */
+	memset(net->params, 0, sizeof(float) * net->nparams);
+	net->params[4] = 0.5f;
+	net->params[5] = 3.0f;
+	net->params[6] = -1.0f;
+	plan = nn_plan_create(net, 2, 0);
+	nn_gather(net, plan, img, NULL, 2, NULL);
+	nn_gather_side(net, plan, side, NULL, 2);
+	nn_forward(net, plan, 2, 0, 0);
+	CHECK(plan->out[1][4] == 2.0f && plan->out[1][5] == 0.0f, "(40 - 35) / 2.5 = 2, present: %g %g",
+		  plan->out[1][4], plan->out[1][5]);
+	CHECK(plan->out[1][10] == 0.0f && plan->out[1][11] == 1.0f, "missing: 0 and indicator 1");
+	CHECK(plan->out[1][6] == 5.0f && plan->out[1][9] == 8.0f, "image features pass through");
+	CHECK(iceml_net_predict_side(net, img, side, 2, prob, err, sizeof(err)) == 0, "%s", err);
+	CHECK(fabsf(prob[0] - 1.0f / (1.0f + expf(-0.0f))) < 1e-6f, "p %g", prob[0]);
+	CHECK(fabsf(prob[1] - 1.0f / (1.0f + expf(-2.0f))) < 1e-6f, "p %g", prob[1]);
+	/* without side values every image counts as missing */
+	CHECK(iceml_net_predict(net, img, 2, prob, err, sizeof(err)) == 0, "%s", err);
+	CHECK(fabsf(prob[0] - 1.0f / (1.0f + expf(-2.0f))) < 1e-6f, "p %g", prob[0]);
+	nn_plan_free(plan);
+	/* the canonical form keeps the layer and builds the same net */
+	canon = iceml_net_spec_json(net);
+	CHECK(strstr(canon, "\"type\":\"side\",\"name\":\"angle\",\"inputs\":[\"inc_angle\"]") != NULL, "%s", canon);
+	{
+		IcemlNet   *again = iceml_net_create(canon, err, sizeof(err));
+
+		CHECK(again && strcmp(again->spec, canon) == 0 && again->nside == 1, "%s", err);
+		iceml_net_free(again);
+	}
+	free(canon);
+	iceml_net_free(net);
+
+	/* malformed side layers: each refused naming the layer */
+	{
+		static const char *const bad[][2] = {
+			{"{\"input\":[1,4,4],\"layers\":[{\"type\":\"side\",\"inputs\":[\"a\"]},{\"type\":\"flatten\"},{\"type\":\"dense\",\"units\":1}]}",
+			"layer 0 (side): input 1x4x4 is not flat; put the side layer after a flatten or gap layer"},
+			{"{\"input\":[1,4,4],\"layers\":[{\"type\":\"flatten\"},{\"type\":\"side\"},{\"type\":\"dense\",\"units\":1}]}",
+			"layer 1 (side): needs \"inputs\""},
+			{"{\"input\":[1,4,4],\"layers\":[{\"type\":\"flatten\"},{\"type\":\"side\",\"inputs\":[]},{\"type\":\"dense\",\"units\":1}]}",
+			"layer 1 (side): \"inputs\" must be an array of 1 to 8 names"},
+			{"{\"input\":[1,4,4],\"layers\":[{\"type\":\"flatten\"},{\"type\":\"side\",\"inputs\":\"inc_angle\"},{\"type\":\"dense\",\"units\":1}]}",
+			"layer 1 (side): \"inputs\" must be an array of 1 to 8 names"},
+			{"{\"input\":[1,4,4],\"layers\":[{\"type\":\"flatten\"},{\"type\":\"side\",\"inputs\":[\"a\",\"b\",\"a\"]},{\"type\":\"dense\",\"units\":1}]}",
+			"layer 1 (side): side input \"a\" is named twice"},
+			{"{\"input\":[1,4,4],\"layers\":[{\"type\":\"flatten\"},{\"type\":\"side\",\"inputs\":[7]},{\"type\":\"dense\",\"units\":1}]}",
+			"layer 1 (side): \"inputs\" must be a non-empty string"},
+			{"{\"input\":[1,4,4],\"layers\":[{\"type\":\"flatten\"},{\"type\":\"side\",\"inputs\":[\"a\"]},{\"type\":\"side\",\"inputs\":[\"b\"]},{\"type\":\"dense\",\"units\":1}]}",
+			"layer 2 (side): the net already has a side layer (layer 1)"},
+			{"{\"input\":[1,4,4],\"layers\":[{\"type\":\"flatten\"},{\"type\":\"side\",\"inputs\":[\"a\"],\"units\":3},{\"type\":\"dense\",\"units\":1}]}",
+			"layer 1 (side): unknown key \"units\""},
+			{"{\"input\":[1,4,4],\"layers\":[{\"type\":\"flatten\"},{\"type\":\"dense\",\"units\":1,\"inputs\":[\"a\"]}]}",
+			"layer 1 (dense): unknown key \"inputs\""},
+		};
+
+		for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		{
+			IcemlNet   *n = iceml_net_create(bad[i][0], err, sizeof(err));
+
+			CHECK(n == NULL && strstr(err, bad[i][1]) != NULL, "case %zu: got \"%s\"", i, err);
+			iceml_net_free(n);
+			n = iceml_net_describe(bad[i][0], err, sizeof(err));
+			CHECK(n == NULL, "case %zu described", i);
+			iceml_net_free(n);
+		}
+	}
+}
+
+/*
+ * Model format 2 adds the side inputs' standardisation.  A model written
+ * in format 1 by the engine before it (model_v1.h) still loads and predicts
+ * what it predicted then; a net with side inputs round-trips with its
+ * standardisation; a format from the future is refused.
+ */
+TEST(model_format_1_still_loads_and_format_2_keeps_side_inputs)
+{
+	IcemlNet   *old,
+			   *back;
+	float		x[4 * 72],
+				p[4],
+				side[4] = {35.0f, NAN, 41.0f, 30.0f},
+				mean[1] = {37.0f},
+				sd[1] = {4.0f},
+				p1[4],
+				p2[4];
+	void	   *blob;
+	size_t		len;
+	unsigned char *copy;
+	uint32_t	v,
+				crc;
+	ERR;
+
+	old = iceml_net_load(v1_blob, sizeof(v1_blob), err, sizeof(err));
+	CHECK(old != NULL, "%s", err);
+	if (old == NULL)
+		return;
+	CHECK(iceml_net_side_count(old) == 0, "no side inputs");
+	for (int i = 0; i < 4 * 72; i++)
+		x[i] = -22.0f + (float) ((i * 37) % 19) * 0.5f;
+	CHECK(iceml_net_predict(old, x, 4, p, err, sizeof(err)) == 0, "%s", err);
+	for (int k = 0; k < 4; k++)
+		CHECK(fabsf(p[k] - v1_prob[k]) < 1e-6f, "image %d: %.9g, format 1 said %.9g", k, p[k], v1_prob[k]);
+	/* saved again it is format 2, and loads the same */
+	CHECK(iceml_net_save(old, &blob, &len) == 0 && len == sizeof(v1_blob) + 8, "%zu bytes", len);
+	memcpy(&v, (unsigned char *) blob + 8, 4);
+	CHECK(v == 2, "format %u", v);
+	back = iceml_net_load(blob, len, err, sizeof(err));
+	CHECK(back && iceml_net_predict(back, x, 4, p1, err, sizeof(err)) == 0 && memcmp(p, p1, sizeof(p)) == 0,
+		  "format 2 round trip %s", err);
+	iceml_net_free(back);
+	/* a format-1 header on a format-2 body, and a format 3, are refused */
+	copy = malloc(len);
+	memcpy(copy, blob, len);
+	v = 1;
+	memcpy(copy + 8, &v, 4);
+	crc = nn_crc32(copy, len - 4);
+	memcpy(copy + len - 4, &crc, 4);
+	CHECK(iceml_net_load(copy, len, err, sizeof(err)) == NULL && strstr(err, "inconsistent"), "%s", err);
+	v = 3;
+	memcpy(copy + 8, &v, 4);
+	crc = nn_crc32(copy, len - 4);
+	memcpy(copy + len - 4, &crc, 4);
+	CHECK(iceml_net_load(copy, len, err, sizeof(err)) == NULL && strstr(err, "version 3 is not supported"),
+		  "%s", err);
+	free(copy);
+	free(blob);
+	iceml_net_free(old);
+
+	/* side inputs: the standardisation travels, predictions are identical */
+	old = make_net("{\"input\":[2,6,6],\"layers\":[{\"type\":\"conv2d\",\"filters\":3,\"kernel\":3,\"activation\":\"relu\"},"
+				   "{\"type\":\"gap\"},{\"type\":\"side\",\"inputs\":[\"inc_angle\"]},"
+				   "{\"type\":\"dense\",\"units\":4,\"activation\":\"relu\"},{\"type\":\"dense\",\"units\":1}]}");
+	if (old == NULL)
+		return;
+	iceml_net_init_params(old, 9);
+	iceml_net_set_side_normalisation(old, mean, sd);
+	CHECK(iceml_net_save(old, &blob, &len) == 0, "save");
+	back = iceml_net_load(blob, len, err, sizeof(err));
+	CHECK(back != NULL, "%s", err);
+	if (back)
+	{
+		CHECK(iceml_net_side_mean(back) && iceml_net_side_mean(back)[0] == 37.0f &&
+			  iceml_net_side_std(back)[0] == 4.0f, "standardisation kept");
+		iceml_net_predict_side(old, x, side, 4, p1, err, sizeof(err));
+		iceml_net_predict_side(back, x, side, 4, p2, err, sizeof(err));
+		CHECK(memcmp(p1, p2, sizeof(p1)) == 0, "predictions differ after a round trip");
+		CHECK(p1[0] != p1[2], "the angle changes the prediction");
+		iceml_net_free(back);
+	}
+	/* every truncation is refused */
+	for (size_t cut = 0; cut < len; cut++)
+	{
+		back = iceml_net_load(blob, cut, err, sizeof(err));
+		CHECK(back == NULL, "truncated to %zu accepted", cut);
+		iceml_net_free(back);
+	}
+	free(blob);
+	iceml_net_free(old);
+}
+
+/*
+ * Training reads the side inputs: labels that only the angle (and whether
+ * it is there) explains, on images of pure noise, are learnt.
+ */
+TEST(training_learns_from_a_side_input)
+{
+	enum
+	{
+		N = 256
+	};
+	IcemlNet   *net = make_net("{\"input\":[1,4,4],\"layers\":[{\"type\":\"gap\"},"
+								"{\"type\":\"side\",\"inputs\":[\"inc_angle\"]},"
+								"{\"type\":\"dense\",\"units\":8,\"activation\":\"relu\"},"
+								"{\"type\":\"dense\",\"units\":1}]}");
+	IcemlTrainConfig cfg;
+	IcemlTrainer *tr;
+	float	   *x = malloc(sizeof(float) * N * 16),
+				side[N],
+				y[N],
+				prob[N],
+				mean[1],
+				sd[1];
+	IcemlMetrics m;
+	double		loss = 0;
+	uint64_t	s = 21;
+	ERR;
+
+	if (net == NULL)
+		return;
+	for (int i = 0; i < N; i++)
+	{
+		for (int j = 0; j < 16; j++)
+			x[i * 16 + j] = frand(&s);
+		side[i] = (i % 5 == 0) ? NAN : 30.0f + 16.0f * nn_uniform(&s);
+		/* missing: a ship (0); present: an iceberg above 38 degrees */
+		y[i] = isnan(side[i]) ? 0.0f : (side[i] > 38.0f ? 1.0f : 0.0f);
+	}
+	iceml_nn_side_stats(side, N, 1, mean, sd);
+	iceml_net_set_side_normalisation(net, mean, sd);
+	iceml_net_init_params(net, 4);
+	iceml_train_config_defaults(&cfg);
+	cfg.learning_rate = 0.01f;
+	tr = iceml_trainer_create(net, &cfg, err, sizeof(err));
+	CHECK(tr != NULL, "%s", err);
+	if (tr == NULL)
+		return;
+	for (int e = 1; e <= 30; e++)
+		CHECK(iceml_trainer_epoch_side(tr, x, side, y, N, e, NULL, NULL, &loss, err, sizeof(err)) == 0,
+			  "%s", err);
+	CHECK(iceml_net_predict_side(net, x, side, N, prob, err, sizeof(err)) == 0, "%s", err);
+	iceml_metrics_compute(prob, y, N, 0.5, &m);
+	CHECK(m.accuracy > 0.95 && loss < 0.2, "accuracy %.3f, last training loss %.3f", m.accuracy, loss);
+	/* the same net without the angles cannot tell */
+	CHECK(iceml_net_predict(net, x, N, prob, err, sizeof(err)) == 0, "%s", err);
+	iceml_metrics_compute(prob, y, N, 0.5, &m);
+	CHECK(m.accuracy < 0.8, "accuracy without angles %.3f", m.accuracy);
+	iceml_trainer_free(tr);
+	iceml_net_free(net);
+	free(x);
+}
+
 /*
  * ICEML_KERNELS=<bad> test_nn_san refusal: the engine refuses to start
  * with a kernel set it does not have, by name (test/unit/Makefile).
@@ -1415,5 +1710,9 @@ main(int argc, char **argv)
 	RUN(the_thread_pool_is_persistent_and_blocks_signals);
 	RUN(describe_and_memory_without_allocating);
 	RUN(interrupt_check_stops_forward_backward_predict_and_epoch);
+	RUN(gradients_side_inputs);
+	RUN(side_inputs_by_hand_and_malformed_side_layers);
+	RUN(model_format_1_still_loads_and_format_2_keeps_side_inputs);
+	RUN(training_learns_from_a_side_input);
 	return UNIT_SUMMARY();
 }

@@ -1,6 +1,6 @@
 \echo Use "CREATE EXTENSION iceml" to load this file. \quit
 
--- iceml install script, assembled by the Makefile from sql/install/*.sql in
+-- iceml install script, assembled by the Makefile from src/sql/*.sql in
 -- name order.  00 creates the schemas and roles every later part relies on.
 
 CREATE SCHEMA iceml;

@@ -259,7 +259,7 @@ DECLARE
     v_table    text;
     v_rel      regclass;
     v_features jsonb;
-    v_nodes    text[];          -- a sharded group's nodes (sql/install/60_shard.sql)
+    v_nodes    text[];          -- a sharded group's nodes (src/sql/60_shard.sql)
     v_id       bigint;
 BEGIN
     IF v_name IS NULL THEN

@@ -1,6 +1,6 @@
 
 -- ====================================================================
--- 60: scale-out over postgres_fdw (README "Scale-out"; src/shard.c)
+-- 60: scale-out over postgres_fdw (README "Scale-out"; src/shard/shard.c)
 --
 -- A node is another PostgreSQL server (database) with iceml installed at
 -- the same version: on the coordinator, a postgres_fdw foreign server
@@ -67,7 +67,7 @@ COMMENT ON VIEW iceml.nodes IS
 GRANT SELECT ON iceml.nodes TO iceml_reader;
 
 -- --------------------------------------------------------------------
--- C helpers (src/shard.c)
+-- C helpers (src/shard/shard.c)
 -- --------------------------------------------------------------------
 
 CREATE FUNCTION iceml._node_conninfo(conninfo text) RETURNS TABLE (keyword text, value text)
@@ -500,3 +500,89 @@ COMMENT ON FUNCTION iceml._shard_each(bigint, text) IS
     'internal: runs one statement (a format string of the node''s table) on each node of a sharded group';
 COMMENT ON FUNCTION iceml._shard_compute_statistics(regclass) IS
     'internal: compute_statistics of a sharded group: the nodes'' summaries and histograms merged into iceml.feature_statistics';
+
+-- --------------------------------------------------------------------
+-- predictions where the rows are (src/shard/shard_predict.c)
+--
+-- iceml_predict over a sharded group is planned on the coordinator as
+-- iceml.predict_model(model_id, content_hash, ...): IMMUTABLE, because a
+-- content hash (SHA-256 of the serialised net and its channels) names
+-- weights that never change, so postgres_fdw sends it to the nodes.  The
+-- coordinator copies the model to each node first (iceml.receive_model
+-- there); the copies are kept in iceml.shipped_models.
+-- --------------------------------------------------------------------
+
+CREATE TABLE iceml.shipped_models (
+    content_hash text PRIMARY KEY CHECK (content_hash OPERATOR(pg_catalog.~) '^[0-9a-f]{64}$'),
+    model_id     bigint NOT NULL,           -- the sender's id of the model
+    channels     text[] NOT NULL,
+    weights      bytea NOT NULL,
+    bytes        bigint NOT NULL,
+    received_at  timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    received_by  regrole NOT NULL
+);
+COMMENT ON TABLE iceml.shipped_models IS
+    'models a coordinator copied to this server (a node) to predict where the rows are, by content hash (SHA-256 of the serialised net and its channels)';
+SELECT pg_catalog.pg_extension_config_dump('iceml.shipped_models', '');
+ALTER TABLE iceml.shipped_models ENABLE ROW LEVEL SECURITY;
+CREATE POLICY shipped_models_read ON iceml.shipped_models FOR SELECT USING (true);
+-- who may see which copy: everyone the hash (never the weights: those are
+-- read by iceml_admin and by iceml's own functions)
+GRANT SELECT (content_hash, model_id, channels, bytes, received_at, received_by)
+    ON iceml.shipped_models TO iceml_reader;
+GRANT SELECT ON iceml.shipped_models TO iceml_admin;
+
+CREATE FUNCTION iceml._model_content_hash(weights bytea, channels text[], model_id bigint DEFAULT 0) RETURNS text
+    AS 'MODULE_PATHNAME', 'iceml_model_content_hash'
+    LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION iceml._model_content_hash(bytea, text[], bigint) IS
+    'internal: the content hash of a serialised model (SHA-256 of the net, a zero byte and its channels), after checking that it loads (model_id names it in errors)';
+
+CREATE FUNCTION iceml.predict_model(model_id bigint, content_hash bytea, band_1 real[], band_2 real[],
+                                    inc_angle real DEFAULT NULL)
+    RETURNS real
+    AS 'MODULE_PATHNAME', 'iceml_predict_model'
+    LANGUAGE C IMMUTABLE PARALLEL SAFE COST 100000;
+COMMENT ON FUNCTION iceml.predict_model(bigint, bytea, real[], real[], real) IS
+    'iceml_predict by a model''s content: the model of that content hash (the 32 bytes of its SHA-256) (a copy in iceml.shipped_models, or this server''s model model_id when its content matches); what iceml_predict over a sharded feature group is planned as, so that it runs on the nodes';
+
+CREATE FUNCTION iceml._receive_model(model_id bigint, content_hash text, weights bytea, channels text[])
+    RETURNS text
+    LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
+    SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    v_hash text;
+BEGIN
+    IF model_id IS NULL OR content_hash IS NULL OR weights IS NULL OR channels IS NULL THEN
+        RAISE EXCEPTION 'receive_model arguments must not be NULL' USING ERRCODE = '22004';
+    END IF;
+    v_hash := iceml._model_content_hash(weights, channels, model_id);
+    IF v_hash <> content_hash THEN
+        RAISE EXCEPTION 'model % does not have content hash %', model_id, content_hash
+            USING ERRCODE = '22023',
+                  DETAIL = format('Its weights and channels hash to %s.', v_hash),
+                  HINT = 'The copy was damaged or is not the model named; nothing was stored.';
+    END IF;
+    INSERT INTO iceml.shipped_models (content_hash, model_id, channels, weights, bytes, received_by)
+    VALUES (v_hash, _receive_model.model_id, _receive_model.channels, _receive_model.weights,
+            octet_length(_receive_model.weights), iceml._caller())
+    ON CONFLICT ON CONSTRAINT shipped_models_pkey DO NOTHING;
+    RETURN v_hash;
+END
+$fn$;
+CREATE FUNCTION iceml.receive_model(model_id bigint, content_hash text, weights bytea, channels text[])
+    RETURNS text
+    AS 'MODULE_PATHNAME', 'iceml_gate'
+    LANGUAGE C VOLATILE;
+COMMENT ON FUNCTION iceml.receive_model(bigint, text, bytea, text[]) IS
+    'stores a coordinator''s model on this node under its content hash, after checking that the weights and channels hash to it and load; returns the hash';
+COMMENT ON FUNCTION iceml._receive_model(bigint, text, bytea, text[]) IS
+    'internal: the implementation of iceml.receive_model (run as the catalog owner)';
+
+REVOKE ALL ON FUNCTION iceml.predict_model(bigint, bytea, real[], real[], real) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION iceml.predict_model(bigint, bytea, real[], real[], real) TO iceml_reader;
+-- a node's role (an iceml_user) receives the coordinator's models; a copy
+-- is checked against its content hash, so no one can plant other weights
+-- under a hash
+GRANT EXECUTE ON FUNCTION iceml.receive_model(bigint, text, bytea, text[]) TO iceml_user;

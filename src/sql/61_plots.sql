@@ -293,7 +293,7 @@ BEGIN
     END IF;
     -- one point per distinct score, from the highest down
     EXECUTE format(
-        'WITH d AS (SELECT @extschema@.iceml_predict($1, band_1, band_2)::pg_catalog.float8 AS p,'
+        'WITH d AS (SELECT @extschema@.iceml_predict($1, band_1, band_2, %s)::pg_catalog.float8 AS p,'
         '                  (%I::pg_catalog.float8 > 0.5) AS y FROM %s WHERE split OPERATOR(pg_catalog.=) $2),'
         '     c AS (SELECT pg_catalog.count(*) FILTER (WHERE y) AS pos, pg_catalog.count(*) FILTER (WHERE NOT y) AS neg FROM d),'
         '     g AS (SELECT p, pg_catalog.count(*) FILTER (WHERE y) AS tp, pg_catalog.count(*) FILTER (WHERE NOT y) AS fp FROM d GROUP BY p),'
@@ -305,7 +305,10 @@ BEGIN
         ' SELECT (SELECT pg_catalog.jsonb_agg(pg_catalog.jsonb_build_array(pg_catalog.round(fpr::pg_catalog.numeric, 4), pg_catalog.round(tpr::pg_catalog.numeric, 4)) ORDER BY fpr, tpr) FROM q),'
         '        (SELECT pg_catalog.sum((fpr - fpr0) * (tpr + tpr0) / 2) FROM s WHERE fpr0 IS NOT NULL),'
         '        (SELECT pos FROM c), (SELECT neg FROM c)',
-        lbl, training_dataset)
+        -- the angle: inc_angle for a model that takes it as a side input
+        (CASE WHEN EXISTS (SELECT FROM pg_catalog.pg_attribute a WHERE a.attrelid OPERATOR(pg_catalog.=) training_dataset AND NOT a.attisdropped
+                              AND a.attname OPERATOR(pg_catalog.=) 'inc_angle' AND a.atttypid OPERATOR(pg_catalog.=) 'pg_catalog.float4'::pg_catalog.regtype)
+                  THEN 'inc_angle' ELSE 'NULL::pg_catalog.float4' END), lbl, training_dataset)
        INTO pts, auc, npos, nneg USING model, split;
     IF coalesce(npos, 0) = 0 OR coalesce(nneg, 0) = 0 THEN
         RAISE EXCEPTION 'split "%" of training dataset % has % positive and % negative rows: a ROC curve needs both',

@@ -361,7 +361,7 @@ CREATE FUNCTION iceml.transfer_deployment(name text, new_owner regrole)
 COMMENT ON FUNCTION iceml.transfer_deployment(text, regrole) IS
     'hands a deployment name to another role (its owner or iceml_admin only); returns the new owner';
 
--- Called by the training worker (src/train.c, FinishRun) as the catalog
+-- Called by the training worker (src/jobs/train.c, FinishRun) as the catalog
 -- owner, in the transaction that stores the model: hyperparameter "deploy"
 -- is if_better (the default: deploy when nothing is deployed or the new
 -- model's validation log loss is lower), always, or never.

@@ -3,7 +3,7 @@
 -- 60: pipelines (API.md section 6): iceml.run_pipeline() runs the
 -- seed's steps -- ingest, validate, statistics, training_dataset,
 -- train or tune, evaluate, deploy -- in a background worker
--- (src/pipeline.c), recording each step in iceml.pipeline_steps.
+-- (src/jobs/pipeline.c), recording each step in iceml.pipeline_steps.
 --
 -- Users read the two catalogs through row-level security and write them
 -- only through iceml.run_pipeline(), iceml.cancel() and the worker, which
@@ -318,7 +318,7 @@ COMMENT ON FUNCTION iceml._pipeline_plan(jsonb) IS 'internal: the steps of a pip
 
 -- ---- the steps ---------------------------------------------------------------
 
--- One step of pipeline run `run_id`.  Called by the worker (src/pipeline.c)
+-- One step of pipeline run `run_id`.  Called by the worker (src/jobs/pipeline.c)
 -- as the role that started the pipeline, in a transaction of its own.
 -- `state` carries what earlier steps made (feature_group, training_dataset,
 -- model_id, ...).  Returns {"status", "rows_in", "rows", "detail", "state",
@@ -367,7 +367,7 @@ BEGIN
         SELECT t.label INTO label FROM iceml.training_datasets t
          WHERE t."table" OPERATOR(pg_catalog.=) (st->>'training_dataset')::regclass;
         evalsql := format(
-            'WITH d AS (SELECT least(greatest(@extschema@.iceml_predict($1, band_1, band_2)::pg_catalog.float8, 1e-7), 1 - 1e-7) AS p,'
+            'WITH d AS (SELECT least(greatest(@extschema@.iceml_predict($1, band_1, band_2, %s)::pg_catalog.float8, 1e-7), 1 - 1e-7) AS p,'
             '                  %I::pg_catalog.float8 AS y FROM %s WHERE split OPERATOR(pg_catalog.=) $2),'
             '     r AS (SELECT p, y, pg_catalog.rank() OVER (ORDER BY p) AS rk, pg_catalog.count(*) OVER (PARTITION BY p) AS ties FROM d),'
             '     a AS (SELECT pg_catalog.sum(CASE WHEN y > 0.5 THEN rk + (ties - 1) / 2.0 END) AS rsum,'
@@ -378,7 +378,10 @@ BEGIN
             '   ''accuracy'', (SELECT pg_catalog.round(pg_catalog.avg(((p >= 0.5) = (y > 0.5))::pg_catalog.int4)::pg_catalog.numeric, 4) FROM d),'
             '   ''roc_auc'', (SELECT CASE WHEN npos > 0 AND nneg > 0 THEN pg_catalog.round(((rsum - npos * (npos + 1) / 2.0) / (npos * nneg))::pg_catalog.numeric, 4) END FROM a),'
             '   ''model_id'', $1, ''split'', $2) END',
-            label, (st->>'training_dataset')::regclass);
+            -- the angle: inc_angle for a model that takes it as a side input
+            (CASE WHEN EXISTS (SELECT FROM pg_catalog.pg_attribute a WHERE a.attrelid OPERATOR(pg_catalog.=) (st->>'training_dataset')::regclass AND NOT a.attisdropped
+                                  AND a.attname OPERATOR(pg_catalog.=) 'inc_angle' AND a.atttypid OPERATOR(pg_catalog.=) 'pg_catalog.float4'::pg_catalog.regtype)
+                      THEN 'inc_angle' ELSE 'NULL::pg_catalog.float4' END), label, (st->>'training_dataset')::regclass);
     END IF;
     IF step OPERATOR(pg_catalog.=) 'drift_check' THEN
         v := config->'retrain_on_drift';
