@@ -10,8 +10,10 @@
  *     one-line, lower-case message there; they return NULL or a negative
  *     value on failure and never abort the process;
  *   - everything is malloc'd; every object has a _free that accepts NULL;
- *   - an IcemlNet or IcemlTrainer is used by one thread at a time; the engine
- *     keeps no global state except the thread count.
+ *   - an IcemlNet or IcemlTrainer is used by one thread at a time.  Process-
+ *     wide: the thread count and the engine's threads (a pool made once),
+ *     the interrupt check, and the kernel set and OpenBLAS core chosen once
+ *     by iceml_nn_init.
  */
 #ifndef ICEML_NN_H
 #define ICEML_NN_H
@@ -113,14 +115,36 @@ extern int	iceml_net_set_side_normalisation(IcemlNet *net, const float *mean,
 extern const float *iceml_net_side_mean(const IcemlNet *net);
 extern const float *iceml_net_side_std(const IcemlNet *net);
 
-/* ---- inference ------------------------------------------------------ */
+
+/* ---- the machine: kernels, OpenBLAS, threads -------------------------- */
+
+/*
+ * Chooses, once per process, the engine's kernel set (the widest this CPU
+ * runs: avx512, avx2 or generic; the environment variable
+ * ICEML_KERNELS=generic|avx2|avx512 forces one) and OpenBLAS's core for it
+ * (src/nn/blas.c; whatever OPENBLAS_CORETYPE says), and sets OpenBLAS to
+ * one thread.  iceml_net_create and iceml_net_load call it.  Returns 0, or
+ * -1 with err when ICEML_KERNELS names no set or one this CPU lacks (every
+ * later call fails the same way).
+ */
+extern int	iceml_nn_init(char *err, size_t errlen);
+
+/*
+ * One line on what runs: "kernels avx512, OpenBLAS core Haswell, chosen
+ * for AMD family 19h (OpenBLAS had chosen Cooperlake)"; or iceml_nn_init's
+ * error.
+ */
+extern const char *iceml_nn_runtime(void);
 
 /*
  * Threads the engine works with, process-wide (>= 1): it splits its big
- * sgemms and its other passes over them itself and sets OpenBLAS to one
- * thread.  Results are reproducible for a given thread count.
+ * sgemms and its other passes over them itself, on threads it makes once
+ * (with every signal blocked) and keeps until exit.  Results are
+ * reproducible for a given thread count.
  */
 extern void iceml_nn_set_threads(int threads);
+
+/* ---- inference ------------------------------------------------------ */
 
 /*
  * Probabilities (sigmoid of the final logit) for n raw images in x.

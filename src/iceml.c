@@ -11,6 +11,7 @@
 
 #include "iceml.h"
 #include "iceml_catalog.h"
+#include "iceml_nn.h"
 #include "iceml_worker.h"
 #include "iceml_fs.h"
 #include "iceml_predict.h"
@@ -37,7 +38,7 @@ _PG_init(void)
 	 * set them in postgresql.conf or with ALTER ROLE/DATABASE ... SET.
 	 */
 	DefineCustomIntVariable("iceml.train_threads",
-							"Threads a training worker gives OpenBLAS.",
+							"Threads a training worker's engine computes on.",
 							"Used when a run's hyperparameters do not set \"threads\".",
 							&iceml_train_threads,
 							2, 1, 64,
@@ -53,7 +54,7 @@ _PG_init(void)
 							NULL, NULL, NULL);
 
 	DefineCustomIntVariable("iceml.predict_threads",
-							"Threads iceml_predict() gives OpenBLAS inside a backend.",
+							"Threads the engine computes on inside a backend for iceml_predict().",
 							NULL,
 							&iceml_predict_threads,
 							1, 1, 64,
@@ -84,16 +85,21 @@ _PG_init(void)
 PG_FUNCTION_INFO_V1(iceml_version);
 
 /*
- * iceml.version(): the library version and the linked OpenBLAS and json-c
- * builds, which also proves both libraries are really linked.
+ * iceml.version(): the library version, the linked OpenBLAS and json-c
+ * builds (which also proves both libraries are really linked), and what
+ * the engine runs here: its kernel set and OpenBLAS's core, as chosen for
+ * this CPU (or the refusal of an ICEML_KERNELS it cannot run).
  */
 Datum
 iceml_version(PG_FUNCTION_ARGS)
 {
+	/* the engine chooses the core first: the config names it */
+	const char *engine = iceml_nn_runtime();
 	const char *blas = openblas_get_config();
 
-	PG_RETURN_TEXT_P(cstring_to_text(psprintf("iceml %s (%s; json-c %s)",
+	PG_RETURN_TEXT_P(cstring_to_text(psprintf("iceml %s (%s; %s; json-c %s)",
 											  ICEML_VERSION,
 											  blas ? blas : "OpenBLAS (unknown build)",
+											  engine,
 											  json_c_version())));
 }

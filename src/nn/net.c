@@ -7,18 +7,15 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <cblas.h>
-
-#include "nn_internal.h"
-
-/* OpenBLAS's own entry point (not in every cblas.h) */
-extern void openblas_set_num_threads(int num_threads);
+#include "nn_kernels.h"
 
 #define INFER_BATCH 32
 
 IcemlNet *
 iceml_net_create(const char *spec_json, char *err, size_t errlen)
 {
+	if (nn_init(err, errlen) != 0)
+		return NULL;
 	return nn_build(spec_json, err, errlen);
 }
 
@@ -248,8 +245,8 @@ iceml_net_norm_std(const IcemlNet *net)
 void
 iceml_nn_set_threads(int threads)
 {
-	/* the engine splits its big sgemms over its own threads (engine.c) */
-	openblas_set_num_threads(1);
+	/* OpenBLAS keeps one thread (nn_init); the engine splits its sgemms */
+	nn_init(NULL, 0);
 	nn_set_work_threads(threads);
 }
 
@@ -280,9 +277,10 @@ iceml_net_predict_side(IcemlNet *net, const float *x, const float *side, int64_t
 			return -1;
 		}
 	}
-	else if (n > 1 && net->infer->batch < INFER_BATCH)
+	else if ((n > 1 && net->infer->batch < INFER_BATCH) ||
+			 net->infer->kern != nn_kernels_current())
 	{
-		/* grown once from single images to batches */
+		/* grown once from single images to batches; or another kernel set */
 		nn_plan_free(net->infer);
 		net->infer = nn_plan_create(net, INFER_BATCH, 0);
 		if (net->infer == NULL)
@@ -598,7 +596,7 @@ iceml_net_load(const void *blob, size_t len, char *err, size_t errlen)
 	}
 	take(&r, spec, speclen);
 	spec[speclen] = '\0';
-	net = nn_build(spec, err, errlen);
+	net = nn_init(err, errlen) == 0 ? nn_build(spec, err, errlen) : NULL;
 	free(spec);
 	if (net == NULL)
 		return NULL;

@@ -78,11 +78,24 @@ typedef struct Layer
 	int			he_init;		/* followed by ReLU: He, else Glorot */
 } Layer;
 
+/*
+ * A plan's choices per layer (plan.c), made once with the plan, so that its
+ * buffers and the passes that use them always agree.
+ */
+#define PLAN_DIRECT		0x1		/* conv: direct convolution, no col matrix forward */
+#define PLAN_DEFER_BIAS	0x2		/* conv: bias and activation left to the next pool */
+#define PLAN_POOL_GRAD	0x4		/* pool: the previous conv's activation backward
+								 * and bias gradient done while scattering */
+
+struct NnKernels;
+
 /* Buffers for one batch size; made once, reused for every batch. */
 typedef struct Plan
 {
 	int			batch;
 	int			training;
+	const struct NnKernels *kern;	/* the kernel set the plan runs (nn_kernels.h) */
+	uint8_t    *choice;			/* per layer: PLAN_* bits */
 	float	   *block;			/* everything below points into it */
 	size_t		block_floats;
 	float	   *input;			/* C x B x H x W */
@@ -125,25 +138,52 @@ extern IcemlNet *nn_build(const char *spec_json, char *err, size_t errlen);
 /* the same without parameters (iceml_net_describe) */
 extern IcemlNet *nn_build_shapes(const char *spec_json, char *err, size_t errlen);
 
-/* engine.c */
+/* kernels.c: the kernel set and BLAS core, once; 0 or -1 with err */
+extern int	nn_init(char *err, size_t errlen);
+
+/* pool.c: the engine's threads */
+typedef void (*NnRangeFn) (void *arg, size_t begin, size_t end);
 extern void nn_set_work_threads(int threads);
-/* acc[2i], acc[2i+1] += layer i's forward, backward seconds; NULL: off */
-extern void nn_set_profile(double *acc);
+extern int	nn_work_threads(void);
 /*
- * Direct convolution for small K and the vector max-pool: 1 on, widest
- * vectors (default); 0 off (im2col + sgemm, scalar pool); 2 portable direct
- * convolution and scalar pool, 3 AVX2 direct convolution (tests compare)
+ * fn over [0, n) split into one contiguous chunk per thread (fewer when a
+ * chunk would be under min_chunk items); results must not depend on the
+ * split (each item is computed the same way whatever the thread count).
  */
-extern void nn_set_direct_conv(int on);
+extern void nn_parallel_for(size_t n, size_t min_chunk, NnRangeFn fn, void *arg);
+extern void nn_pool_init(void);
+extern void nn_pool_shutdown(void);
+extern int	nn_pool_size(void);	/* threads that exist, with the caller */
+
+/* blas.c: sgemm (row-major, alpha 1), and split over the engine's threads */
+typedef enum NnGemmSplit
+{
+	SPLIT_N,					/* by columns of C */
+	SPLIT_M						/* by rows of C */
+} NnGemmSplit;
+extern void nn_sgemm(int ta, int tb, int M, int N, int K, const float *A, int lda,
+					 const float *B, int ldb, float beta, float *C, int ldc);
+extern void nn_gemm_split(int ta, int tb, int M, int N, int K, const float *A, int lda,
+						  const float *B, int ldb, float beta, float *C, int ldc,
+						  NnGemmSplit split);
+
+/* plan.c */
 extern Plan *nn_plan_create(const IcemlNet *net, int batch, int training);
+/* the same with a kernel set (NULL: the current one) and direct conv on/off */
+extern Plan *nn_plan_create_with(const IcemlNet *net, int batch, int training,
+								 const struct NnKernels *kern, int direct);
 extern void nn_plan_free(Plan *plan);
+/* the floats nn_plan_create(net, batch, training) allocates in its block */
+extern size_t nn_plan_floats(const IcemlNet *net, int batch, int training);
 extern void nn_gather(const IcemlNet *net, Plan *plan, const float *x,
 					  const int64_t *index, int b, const uint8_t *aug);
+
+/* engine.c: the passes over the layers */
 extern const float *nn_forward(IcemlNet *net, Plan *plan, int b, int training,
 							   uint64_t dropout_seed);
 extern int	nn_backward(IcemlNet *net, Plan *plan, int b, float *grads);
-/* the floats nn_plan_create(net, batch, training) allocates in its block */
-extern size_t nn_plan_floats(const IcemlNet *net, int batch, int training);
+/* acc[2i], acc[2i+1] += layer i's forward, backward seconds; NULL: off */
+extern void nn_set_profile(double *acc);
 /* whether the caller's interrupt check asks to stop (between layers) */
 extern int	nn_interrupted(void);
 
@@ -161,7 +201,7 @@ extern void nn_side_forward(const Layer *l, const float *x, const float *feat,
 /* dx = the first ic columns of dy (the side inputs take no gradient) */
 extern void nn_side_backward(const Layer *l, const float *dy, float *dx, int b);
 
-/* rng.c-style helpers (static inline) */
+/* random numbers: splitmix64 (static inline) */
 static inline uint64_t
 nn_splitmix64(uint64_t *s)
 {

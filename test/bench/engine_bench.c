@@ -1,7 +1,10 @@
 /*
  * engine_bench.c - the reference CNN on 1283 chips of 3x75x75 (synthetic:
- * band_1, band_2, band_avg), batch 32, Adam.  Prints BENCH lines.
- * Writes the chips to a file for torch_cnn.py when given a path.
+ * band_1, band_2, band_avg), batch 32, Adam.  Prints BENCH lines, and
+ * first the machine's sgemm rate on the engine's 2 threads (the rate
+ * training is judged against).  Writes the chips to a file for
+ * torch_cnn.py when given a path.  With ICEML_KERNELS set, the figures'
+ * names end in _<set> (a forced kernel set, e.g. avx2 on an AVX-512 CPU).
  */
 #include <math.h>
 #include <stdio.h>
@@ -16,6 +19,39 @@ extern char *openblas_get_config(void);
 #include "iceml_synth.h"
 #include "nn_internal.h"
 #include "bench_util.h"
+
+/*
+ * sgemm GFLOP/s of C(n x n) = A B on the engine's threads, split as the
+ * engine splits its convolutions (by columns of C), best of 5
+ */
+static double
+sgemm_rate(int n, int threads)
+{
+	float	   *a = malloc(sizeof(float) * n * n),
+			   *b = malloc(sizeof(float) * n * n),
+			   *c = malloc(sizeof(float) * n * n);
+	double		best = 1e30;
+
+	for (int i = 0; i < n * n; i++)
+	{
+		a[i] = (float) (i % 7) * 0.1f;
+		b[i] = (float) (i % 5) * 0.1f;
+	}
+	iceml_nn_set_threads(threads);
+	for (int r = 0; r < 6; r++)
+	{
+		double		t = now();
+
+		nn_gemm_split(0, 0, n, n, n, a, n, b, n, 0.0f, c, n, SPLIT_N);
+		t = now() - t;
+		if (r > 0 && t < best)
+			best = t;
+	}
+	free(a);
+	free(b);
+	free(c);
+	return 2.0 * n * n * n / best / 1e9;
+}
 
 /* forward multiply-adds x 2 of layer l for one image (conv, dense; else 0) */
 static double
@@ -119,6 +155,9 @@ main(int argc, char **argv)
 				times[200];
 	struct rusage ru;
 	int			epochs = argc > 2 ? atoi(argv[2]) : 2;
+	const char *forced = getenv("ICEML_KERNELS");
+	char		sfx[32] = "";
+	double		sgemm;
 
 	for (int i = 0; i < N; i++)
 	{
@@ -139,6 +178,16 @@ main(int argc, char **argv)
 		fwrite(y, sizeof(float), N, f);
 		fclose(f);
 	}
+	if (forced && forced[0])
+		snprintf(sfx, sizeof(sfx), "_%s", forced);
+	if (net == NULL)
+	{
+		fprintf(stderr, "engine_bench: %s\n", err);
+		return 1;
+	}
+	fprintf(stderr, "engine_bench: %s\n", iceml_nn_runtime());
+	sgemm = sgemm_rate(2048, 2);
+	printf("BENCH sgemm_gflops%s %.1f GFLOP/s\n", sfx, sgemm);
 	iceml_nn_channel_stats(x, N, C, HW, mean, sd);
 	iceml_net_set_normalisation(net, mean, sd);
 	iceml_net_init_params(net, 42);
@@ -158,10 +207,12 @@ main(int argc, char **argv)
 	}
 	fprintf(stderr, "engine_bench: %s, OPENBLAS_THREAD_TIMEOUT=%s\n", openblas_get_config(),
 			getenv("OPENBLAS_THREAD_TIMEOUT") ? getenv("OPENBLAS_THREAD_TIMEOUT") : "(unset)");
-	printf("BENCH train_epoch_s %.2f s\n", epoch_s);
-	printf("BENCH train_gflops %.1f GFLOP/s\n", 3.0 * iceml_net_forward_flops(net) * N / epoch_s / 1e9);
+	printf("BENCH train_epoch_s%s %.2f s\n", sfx, epoch_s);
+	printf("BENCH train_gflops%s %.1f GFLOP/s\n", sfx, 3.0 * iceml_net_forward_flops(net) * N / epoch_s / 1e9);
+	printf("BENCH train_sgemm_fraction%s %.2f of sgemm_gflops\n", sfx,
+		   3.0 * iceml_net_forward_flops(net) * N / epoch_s / 1e9 / sgemm);
 	getrusage(RUSAGE_SELF, &ru);
-	printf("BENCH train_peak_rss_mb %.0f MB\n", ru.ru_maxrss / 1024.0);
+	printf("BENCH train_peak_rss_mb%s %.0f MB\n", sfx, ru.ru_maxrss / 1024.0);
 	iceml_trainer_free(tr);
 
 	/* one image at a time, one thread */
@@ -173,8 +224,8 @@ main(int argc, char **argv)
 		times[r] = now() - t0;
 	}
 	qsort(times, 200, sizeof(double), cmp_double);
-	printf("BENCH predict_image_ms %.2f ms\n", times[100] * 1e3);
-	printf("BENCH predict_gflops_1t %.1f GFLOP/s\n", iceml_net_forward_flops(net) / times[100] / 1e9);
+	printf("BENCH predict_image_ms%s %.2f ms\n", sfx, times[100] * 1e3);
+	printf("BENCH predict_gflops_1t%s %.1f GFLOP/s\n", sfx, iceml_net_forward_flops(net) / times[100] / 1e9);
 
 	/* batches, two threads */
 	iceml_nn_set_threads(2);
@@ -185,7 +236,7 @@ main(int argc, char **argv)
 		t0 = now();
 		iceml_net_predict(net, x, N, pr, err, sizeof(err));
 		t0 = now() - t0;
-		printf("BENCH predict_images_per_s %.0f images/s\n", N / t0);
+		printf("BENCH predict_images_per_s%s %.0f images/s\n", sfx, N / t0);
 		free(pr);
 	}
 	iceml_net_free(net);

@@ -22,11 +22,11 @@ psql() { command psql -X -q -v ON_ERROR_STOP=1 "$@"; }
 best() { sort -g | head -1; }
 
 # the engine's own time, built as test/bench/Makefile builds engine_bench
-coretype=${ICEML_OPENBLAS_CORETYPE:-$(grep -qw avx512f /proc/cpuinfo && echo SkylakeX || echo "${OPENBLAS_CORETYPE:-}")}
+# (the engine chooses OpenBLAS's core itself: src/nn/blas.c)
 export OPENBLAS_THREAD_TIMEOUT=${OPENBLAS_THREAD_TIMEOUT:-4}
 cc -std=gnu11 -O3 -I"$top/include" -I"$top/src/nn" -o /tmp/iceml_predict_engine \
 	"$here/predict_engine.c" "$top"/src/nn/*.c "$top/src/eo/synth.c" -lopenblas -ljson-c -lm -lpthread
-engine=$(for i in 1 2 3; do OPENBLAS_CORETYPE=$coretype /tmp/iceml_predict_engine | awk '{ print $3 }'; done | best)
+engine=$(for i in 1 2 3; do /tmp/iceml_predict_engine | awk '{ print $3 }'; done | best)
 echo "BENCH predict_engine_ms $engine ms"
 
 psql -c "SET client_min_messages = warning" -c "CREATE EXTENSION IF NOT EXISTS iceml"
@@ -90,7 +90,7 @@ echo "BENCH predict_sql_rows_per_s $rows rows/s"
 # batched, and the engine's batched figure, alternately (the machine is
 # shared: a figure and its yardstick are taken side by side)
 pairs=$(for i in 1 2 3; do
-	OPENBLAS_CORETYPE=$coretype /tmp/iceml_predict_engine batch 2 | awk '{ print "engine", $3 }'
+	/tmp/iceml_predict_engine batch 2 | awk '{ print "engine", $3 }'
 	psql -tA <<'SQL' | awk '{ print "sql", $1 }'
 CREATE FUNCTION pg_temp.rate() RETURNS double precision LANGUAGE plpgsql AS $$
 DECLARE t0 timestamptz; n bigint;

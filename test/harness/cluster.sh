@@ -28,19 +28,14 @@ pgbin_sys=$(pg_config --bindir 2>/dev/null || echo /usr/lib/postgresql/15/bin)
 pkglib_sys=$(pg_config --pkglibdir 2>/dev/null || echo /usr/lib/postgresql/15/lib)
 share_sys=$(pg_config --sharedir 2>/dev/null || echo /usr/share/postgresql/15)
 
-# The OpenBLAS settings of the servers this harness starts (and of the
-# engine's benchmarks), chosen for the CPU; see README, "OpenBLAS settings".
-# OpenBLAS 0.3.21 does not know AVX-512 EPYCs and takes its Haswell kernels
-# there (machines may even set OPENBLAS_CORETYPE=Haswell); its SkylakeX
-# kernels run sgemm about 1.9x faster.  ICEML_OPENBLAS_CORETYPE overrides.
-# Idle OpenBLAS threads spin for 2^28 cycles by default, taking the core
-# from the engine's own threads between sgemm calls; 2^4 lets them sleep.
+# The OpenBLAS setting of the servers this harness starts (and of the
+# engine's benchmarks).  Its core (kernels) needs none: the engine chooses
+# it for the CPU whatever OPENBLAS_CORETYPE says (src/nn/blas.c; README,
+# "Speed").  Idle OpenBLAS threads spin for 2^28 cycles by default, taking
+# the core from the engine's own threads between sgemm calls; 2^4 lets
+# them sleep (the engine keeps OpenBLAS at one thread, so this matters
+# only to other OpenBLAS users in the process).
 openblas_env() {
-	local core=${ICEML_OPENBLAS_CORETYPE:-}
-	if [ -z "$core" ] && grep -qw avx512f /proc/cpuinfo 2>/dev/null; then
-		core=SkylakeX
-	fi
-	[ -n "$core" ] && export OPENBLAS_CORETYPE=$core
 	export OPENBLAS_THREAD_TIMEOUT=${OPENBLAS_THREAD_TIMEOUT:-4}
 }
 

@@ -1,6 +1,6 @@
 -- iceml foundation: schemas, roles, privileges, GUCs, the version smoke test
 BEGIN;
-SELECT plan(17);
+SELECT plan(18);
 
 SELECT has_schema('iceml');
 SELECT has_schema('iceml_fs');
@@ -15,6 +15,8 @@ SELECT is_member_of('iceml_reader', 'iceml_user');
 SELECT has_function('iceml', 'version', '{}'::name[]);
 SELECT volatility_is('iceml', 'version', '{}'::name[], 'immutable');
 SELECT matches(iceml.version(), '^iceml [0-9.]+ \(OpenBLAS ', 'version() names the linked OpenBLAS');
+SELECT matches(iceml.version(), '; kernels (generic|avx2|avx512)[ ,].*OpenBLAS core [A-Za-z0-9]+',
+               'version() names the engine''s kernel set and OpenBLAS core');
 
 CREATE ROLE tap_nobody;
 SELECT schema_privs_are('iceml', 'tap_nobody', '{}'::text[], 'PUBLIC has no access to schema iceml');

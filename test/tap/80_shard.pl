@@ -18,15 +18,7 @@ my $cluster = "$repo/test/harness/cluster.sh";
 my @nodes = ('shard_a', 'shard_b');
 
 # psql on a node cluster, as its superuser, in its iceml database
-sub npsql {
-	my ($node, $sql) = @_;
-	my $env = `$cluster env $node`;
-	my ($host) = $env =~ /PGHOST='([^']+)'/;
-	my ($port) = $env =~ /PGPORT=(\d+)/;
-	local $ENV{PGHOST} = $host;
-	local $ENV{PGPORT} = $port;
-	return psql($sql, db => 'iceml');
-}
+sub npsql { return psql_on(@_) }
 
 for my $n (@nodes) {
 	system("$cluster start $n fresh >/dev/null") == 0 or BAIL_OUT("node cluster $n did not start");

@@ -3,10 +3,12 @@
  * `make -C test/unit check`).
  */
 #include <math.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "../../src/nn/nn_internal.h"
+#include "../../src/nn/nn_kernels.h"
 #include "unit.h"
 #include "model_v1.h"
 
@@ -776,14 +778,16 @@ TEST(one_and_two_threads_agree_and_each_is_reproducible)
 }
 
 /*
- * The direct convolution (small K) and the vector max-pool against im2col +
- * sgemm and the scalar pool: odd widths (a partial last vector), rows wider
- * than one register block, a filter count that is not a multiple of the
- * block, with and without ReLU, strides 1 and 2; the widest, the portable
- * and the AVX2 variants; and the direct weight gradient.  A conv followed by a pool hands its bias to the
- * pool unless it is direct, so only the other layers' outputs compare.
+ * Every kernel set this CPU runs against the plain path (generic kernels,
+ * no direct convolution: im2col + sgemm and the scalar pool): odd widths (a
+ * partial last vector), rows wider than one register block, a filter count
+ * that is not a multiple of the block, with and without ReLU, pool strides
+ * 1 and 2, forward outputs and all gradients (the direct weight gradient
+ * against the col matrix's).  Each set runs with and without the direct
+ * convolution.  A conv followed by a pool hands its bias to the pool unless
+ * it is direct, so only the other layers' outputs compare.
  */
-TEST(direct_convolution_and_vector_pool_match_the_plain_path)
+TEST(every_kernel_set_matches_the_plain_path)
 {
 	const char *specs[] = {
 		"{\"input\":[3,13,21],\"layers\":[{\"type\":\"conv2d\",\"filters\":6,\"kernel\":3,\"activation\":\"relu\"},"
@@ -792,66 +796,66 @@ TEST(direct_convolution_and_vector_pool_match_the_plain_path)
 		"{\"input\":[2,5,90],\"layers\":[{\"type\":\"conv2d\",\"filters\":9,\"kernel\":[1,5]},"
 		"{\"type\":\"conv2d\",\"filters\":7,\"kernel\":[2,5],\"activation\":\"relu\"},"
 		"{\"type\":\"maxpool\",\"size\":2,\"stride\":1},{\"type\":\"maxpool\",\"size\":[1,3],\"stride\":2},"
+		"{\"type\":\"flatten\"},{\"type\":\"dense\",\"units\":1}]}",
+		"{\"input\":[1,40,40],\"layers\":[{\"type\":\"conv2d\",\"filters\":3,\"kernel\":3,\"activation\":\"relu\"},"
+		"{\"type\":\"maxpool\",\"size\":2,\"stride\":2},{\"type\":\"maxpool\",\"size\":3,\"stride\":3},"
 		"{\"type\":\"flatten\"},{\"type\":\"dense\",\"units\":1}]}"
 	};
+	int			ran = 0;
 
-	for (int sp = 0; sp < 2; sp++)
+	for (int sp = 0; sp < 3; sp++)
 	{
 		IcemlNet   *net = make_net(specs[sp]);
-		Plan	   *plan;
+		Plan	   *ref_plan,
+				   *ref_tp;
 		size_t		img = (size_t) net->c * net->h * net->w;
 		float	   *x = malloc(sizeof(float) * img * 3);
-		float	  **ref = calloc(net->nlayers, sizeof(float *));
-		size_t	   *len = calloc(net->nlayers, sizeof(size_t));
+		float	   *g0 = calloc(net->nparams, sizeof(float)),
+				   *g1 = calloc(net->nparams, sizeof(float));
+		float		y[3] = {0, 1, 1};
 		uint64_t	s = 5;
-		double		worst = 0;
 
 		for (size_t i = 0; i < img * 3; i++)
 			x[i] = frand(&s);
 		iceml_net_init_params(net, 3);
-		for (int l = 0; l < net->nlayers; l++)
-		{
-			len[l] = (size_t) net->layers[l].oc * net->layers[l].oh * net->layers[l].ow * 3;
-			ref[l] = malloc(sizeof(float) * len[l]);
-		}
-		nn_set_direct_conv(0);	/* the plan then has col matrices for all */
-		plan = nn_plan_create(net, 3, 0);
-		nn_gather(net, plan, x, NULL, 3, NULL);
-		nn_forward(net, plan, 3, 0, 0);
-		for (int l = 0; l < net->nlayers; l++)
-			memcpy(ref[l], plan->out[l], sizeof(float) * len[l]);
-		for (int mode = 1; mode <= 3; mode++)
-		{
-			nn_set_direct_conv(mode);
-			nn_forward(net, plan, 3, 0, 0);
-			for (int l = 0; l < net->nlayers; l++)
+		ref_plan = nn_plan_create_with(net, 3, 0, &nn_kernels_generic, 0);
+		nn_gather(net, ref_plan, x, NULL, 3, NULL);
+		nn_forward(net, ref_plan, 3, 0, 0);
+		ref_tp = nn_plan_create_with(net, 3, 1, &nn_kernels_generic, 0);
+		nn_gather(net, ref_tp, x, NULL, 3, NULL);
+		batch_loss(net, ref_tp, 3, y, 1, 1);
+		nn_backward(net, ref_tp, 3, g0);
+		for (int k = 0; nn_kernel_sets[k]; k++)
+			for (int direct = 0; direct <= 1; direct++)
 			{
-				if (net->layers[l].type == L_CONV && l + 1 < net->nlayers &&
-					net->layers[l + 1].type == L_POOL)
-					continue;
-				for (size_t i = 0; i < len[l]; i++)
-					worst = fmax(worst, fabs(ref[l][i] - plan->out[l][i]) / (1.0 + fabs(ref[l][i])));
-			}
-			CHECK(worst < 1e-5, "spec %d mode %d: differs from the plain path by %g", sp, mode, worst);
-		}
-		/* gradients: the direct weight gradient against the col matrix's */
-		{
-			Plan	   *tp;
-			float	   *g0 = calloc(net->nparams, sizeof(float)),
-					   *g1 = calloc(net->nparams, sizeof(float));
-			float		y[3] = {0, 1, 1};
-
-			nn_set_direct_conv(0);
-			tp = nn_plan_create(net, 3, 1);
-			nn_gather(net, tp, x, NULL, 3, NULL);
-			batch_loss(net, tp, 3, y, 1, 1);
-			nn_backward(net, tp, 3, g0);
-			for (int mode = 1; mode <= 3; mode++)
-			{
-				double		big = 0,
+				const NnKernels *ks = nn_kernel_sets[k];
+				Plan	   *plan,
+						   *tp;
+				double		worst = 0,
+							big = 0,
 							diff = 0;
 
-				nn_set_direct_conv(mode);
+				if (!nn_kernels_supported(ks))
+					continue;
+				ran |= 1 << k;
+				plan = nn_plan_create_with(net, 3, 0, ks, direct);
+				nn_gather(net, plan, x, NULL, 3, NULL);
+				nn_forward(net, plan, 3, 0, 0);
+				for (int l = 0; l < net->nlayers; l++)
+				{
+					size_t		len = (size_t) net->layers[l].oc * net->layers[l].oh * net->layers[l].ow * 3;
+
+					if (net->layers[l].type == L_CONV && l + 1 < net->nlayers &&
+						net->layers[l + 1].type == L_POOL && direct)
+						continue;
+					for (size_t i = 0; i < len; i++)
+						worst = fmax(worst, fabs(ref_plan->out[l][i] - plan->out[l][i]) /
+									 (1.0 + fabs(ref_plan->out[l][i])));
+				}
+				CHECK(worst < 1e-5, "spec %d, %s, direct %d: differs from the plain path by %g",
+					  sp, ks->name, direct, worst);
+				tp = nn_plan_create_with(net, 3, 1, ks, direct);
+				nn_gather(net, tp, x, NULL, 3, NULL);
 				batch_loss(net, tp, 3, y, 1, 1);
 				nn_backward(net, tp, 3, g1);
 				for (size_t i = 0; i < net->nparams; i++)
@@ -859,21 +863,139 @@ TEST(direct_convolution_and_vector_pool_match_the_plain_path)
 					big = fmax(big, fabs(g0[i]));
 					diff = fmax(diff, fabs(g0[i] - g1[i]));
 				}
-				CHECK(diff <= 1e-5 * big, "spec %d mode %d: gradients differ by %g of %g", sp, mode, diff, big);
+				CHECK(diff <= 1e-5 * big, "spec %d, %s, direct %d: gradients differ by %g of %g",
+					  sp, ks->name, direct, diff, big);
+				nn_plan_free(plan);
+				nn_plan_free(tp);
 			}
-			nn_plan_free(tp);
-			free(g0);
-			free(g1);
-		}
-		nn_set_direct_conv(1);
-		for (int l = 0; l < net->nlayers; l++)
-			free(ref[l]);
-		free(ref);
-		free(len);
+		free(g0);
+		free(g1);
 		free(x);
-		nn_plan_free(plan);
+		nn_plan_free(ref_plan);
+		nn_plan_free(ref_tp);
 		iceml_net_free(net);
 	}
+	printf("    kernel sets compared with generic:");
+	for (int k = 0; nn_kernel_sets[k]; k++)
+		if (ran & (1 << k))
+			printf(" %s", nn_kernel_sets[k]->name);
+	printf("\n");
+	CHECK(ran & 1, "the generic set ran");
+}
+
+/*
+ * A plan keeps the kernel set and choices it was made with: switching the
+ * set new plans take leaves an existing plan's passes (and its buffers)
+ * alone, and predict remakes its inference plan for the new set.  Unknown
+ * sets are refused by name.
+ */
+TEST(a_plan_keeps_its_kernels_when_the_current_set_changes)
+{
+	IcemlNet   *net = make_net(iceml_nn_builtin_spec("statoil_cnn"));
+	const NnKernels *was = nn_kernels_current();
+	size_t		img = (size_t) net->c * net->h * net->w;
+	float	   *x = malloc(sizeof(float) * img * 2);
+	float		p0[2],
+				p1[2],
+				z0[2];
+	float		mean[3] = {0, 0, 0},
+				sd[3] = {1, 1, 1};
+	Plan	   *plan;
+	uint64_t	s = 9;
+	ERR;
+
+	for (size_t i = 0; i < img * 2; i++)
+		x[i] = frand(&s);
+	iceml_net_set_normalisation(net, mean, sd);
+	iceml_net_init_params(net, 1);
+	plan = nn_plan_create(net, 2, 1);
+	CHECK(plan->kern == was && (plan->choice[0] & PLAN_DIRECT), "plan made with %s, direct first conv",
+		  plan->kern->name);
+	nn_gather(net, plan, x, NULL, 2, NULL);
+	memcpy(z0, nn_forward(net, plan, 2, 0, 0), sizeof(z0));
+	CHECK(iceml_net_predict(net, x, 2, p0, err, sizeof(err)) == 0, "%s", err);
+
+	CHECK(nn_kernels_use("generic", err, sizeof(err)) == 0, "%s", err);
+	CHECK(plan->kern == was, "the plan kept %s", plan->kern->name);
+	{
+		const float *z = nn_forward(net, plan, 2, 0, 0);
+
+		CHECK(z && z[0] == z0[0] && z[1] == z0[1], "the old plan runs as before");
+	}
+	CHECK(iceml_net_predict(net, x, 2, p1, err, sizeof(err)) == 0, "%s", err);
+	CHECK(net->infer->kern == &nn_kernels_generic, "predict remade its plan for generic");
+	CHECK(fabsf(p0[0] - p1[0]) < 1e-5f && fabsf(p0[1] - p1[1]) < 1e-5f,
+		  "generic %g %g vs %s %g %g", p1[0], p1[1], was->name, p0[0], p0[1]);
+
+	CHECK(nn_kernels_use("avx9", err, sizeof(err)) < 0 && strstr(err, "\"avx9\" is not a kernel set"),
+		  "%s", err);
+	for (int k = 0; nn_kernel_sets[k]; k++)
+		if (!nn_kernels_supported(nn_kernel_sets[k]))
+			CHECK(nn_kernels_use(nn_kernel_sets[k]->name, err, sizeof(err)) < 0 &&
+				  strstr(err, "this cpu lacks"), "%s", err);
+	CHECK(nn_kernels_use(was->name, err, sizeof(err)) == 0, "%s", err);
+	nn_plan_free(plan);
+	iceml_net_free(net);
+	free(x);
+}
+
+/* ---- the thread pool -------------------------------------------------- */
+
+typedef struct PoolProbe
+{
+	int			blocked[64];	/* per chunk: all of SIGINT, SIGTERM, SIGUSR1 blocked */
+	int			worker[64];		/* per chunk: not the calling thread */
+	pthread_t	caller;
+	int			sum[1000];
+} PoolProbe;
+
+static void
+pool_probe(void *p, size_t begin, size_t end)
+{
+	PoolProbe  *a = p;
+	sigset_t	cur;
+	int			chunk = begin == 0 ? 0 : (int) (begin * 2 / 1000);	/* 2 threads */
+
+	pthread_sigmask(SIG_BLOCK, NULL, &cur);
+	a->blocked[chunk] = sigismember(&cur, SIGINT) && sigismember(&cur, SIGTERM) &&
+		sigismember(&cur, SIGUSR1);
+	a->worker[chunk] = !pthread_equal(pthread_self(), a->caller);
+	for (size_t i = begin; i < end; i++)
+		a->sum[i] += (int) i;
+}
+
+/*
+ * The pool's workers are made once and kept, run with every signal blocked
+ * (the caller's mask is its own), cover every item exactly once, and come
+ * back after a shutdown.
+ */
+TEST(the_thread_pool_is_persistent_and_blocks_signals)
+{
+	PoolProbe	a;
+
+	memset(&a, 0, sizeof(a));
+	a.caller = pthread_self();
+	iceml_nn_set_threads(2);
+	for (int rep = 0; rep < 50; rep++)
+		nn_parallel_for(1000, 1, pool_probe, &a);
+	CHECK(nn_pool_size() == 2, "threads %d", nn_pool_size());
+	for (int i = 0; i < 1000; i++)
+		CHECK(a.sum[i] == 50 * i, "item %d: %d", i, a.sum[i]);
+	CHECK(!a.worker[0] && a.worker[1], "chunk 0 on the caller, chunk 1 on a worker");
+	CHECK(a.blocked[1], "a worker runs with the server's signals blocked");
+	{
+		sigset_t	cur;
+
+		pthread_sigmask(SIG_BLOCK, NULL, &cur);
+		CHECK(!sigismember(&cur, SIGINT), "the caller's own mask is left alone");
+	}
+	nn_pool_shutdown();
+	CHECK(nn_pool_size() == 1, "after shutdown: %d", nn_pool_size());
+	memset(a.sum, 0, sizeof(a.sum));
+	nn_parallel_for(1000, 1, pool_probe, &a);
+	CHECK(nn_pool_size() == 2 && a.sum[999] == 999 && a.sum[0] == 0 && a.sum[500] == 500,
+		  "made again after shutdown");
+	iceml_nn_set_threads(1);
 }
 
 /* ---- resources: describing a net, its memory, stopping a pass ------------- */
@@ -1506,15 +1628,69 @@ TEST(training_learns_from_a_side_input)
 	free(x);
 }
 
-int
-main(void)
+/*
+ * ICEML_KERNELS=<bad> test_nn_san refusal: the engine refuses to start
+ * with a kernel set it does not have, by name (test/unit/Makefile).
+ */
+static int
+expect_refusal(void)
 {
+	ERR;
+	IcemlNet   *net = iceml_net_create(iceml_nn_builtin_spec("statoil_cnn"), err, sizeof(err));
+	const char *want = getenv("ICEML_KERNELS");
+
+	if (net != NULL || want == NULL || strstr(err, "ICEML_KERNELS") == NULL ||
+		strstr(err, want) == NULL || strstr(iceml_nn_runtime(), "ICEML_KERNELS") == NULL)
+	{
+		printf("FAIL ICEML_KERNELS=%s was not refused by name: \"%s\"\n", want ? want : "", err);
+		iceml_net_free(net);
+		return 1;
+	}
+	printf("ok   ICEML_KERNELS=%s refused: %s\n", want, err);
+	return 0;
+}
+
+int
+main(int argc, char **argv)
+{
+	char		sets[64] = "";
+	const NnKernels *best;
+	ERR;
+
+	if (argc > 1 && strcmp(argv[1], "refusal") == 0)
+		return expect_refusal();
+	if (iceml_nn_init(err, sizeof(err)) != 0)
+	{
+		printf("FAIL engine init: %s\n", err);
+		return 1;
+	}
+	printf("engine: %s\n", iceml_nn_runtime());
 	iceml_nn_set_threads(1);
+	if (argc > 1 && strcmp(argv[1], "threads") == 0)
+	{
+		/* the thread tests alone (ThreadSanitizer: make tsan) */
+		RUN(the_thread_pool_is_persistent_and_blocks_signals);
+		RUN(one_and_two_threads_agree_and_each_is_reproducible);
+		return UNIT_SUMMARY();
+	}
 	RUN(reference_model_has_560193_parameters);
 	RUN(forward_conv_pool_dense_by_hand);
-	RUN(gradients_conv_pool_bn_dropout_dense);
-	RUN(gradients_same_padding_gap);
-	RUN(gradients_statoil_cnn_small_batch);
+
+	/* the gradient checks once per kernel set this CPU runs */
+	best = nn_kernels_current();
+	for (int k = 0; nn_kernel_sets[k]; k++)
+	{
+		if (!nn_kernels_supported(nn_kernel_sets[k]))
+			continue;
+		CHECK(nn_kernels_use(nn_kernel_sets[k]->name, err, sizeof(err)) == 0, "%s", err);
+		printf("kernel set %s:\n", nn_kernel_sets[k]->name);
+		snprintf(sets + strlen(sets), sizeof(sets) - strlen(sets), " %s", nn_kernel_sets[k]->name);
+		RUN(gradients_conv_pool_bn_dropout_dense);
+		RUN(gradients_same_padding_gap);
+		RUN(gradients_statoil_cnn_small_batch);
+	}
+	CHECK(nn_kernels_use(best->name, err, sizeof(err)) == 0, "%s", err);
+	printf("kernel sets run:%s (engine default: %s)\n", sets, best->name);
 	RUN(sgd_momentum_steps_by_hand);
 	RUN(adam_steps_by_hand);
 	RUN(default_initialisation_has_the_intended_variance_per_layer);
@@ -1529,7 +1705,9 @@ main(void)
 	RUN(tiny_model_learns_a_separable_toy_set);
 	RUN(callback_stops_an_epoch_and_bad_configs_are_refused);
 	RUN(one_and_two_threads_agree_and_each_is_reproducible);
-	RUN(direct_convolution_and_vector_pool_match_the_plain_path);
+	RUN(every_kernel_set_matches_the_plain_path);
+	RUN(a_plan_keeps_its_kernels_when_the_current_set_changes);
+	RUN(the_thread_pool_is_persistent_and_blocks_signals);
 	RUN(describe_and_memory_without_allocating);
 	RUN(interrupt_check_stops_forward_backward_predict_and_epoch);
 	RUN(gradients_side_inputs);

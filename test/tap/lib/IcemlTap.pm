@@ -4,12 +4,15 @@
 package IcemlTap;
 use strict;
 use warnings;
+use File::Basename qw(dirname);
+use File::Spec;
 use File::Temp qw(tempfile);
 use Exporter 'import';
-our @EXPORT = qw(psql poll restart);
+our @EXPORT = qw(psql poll restart psql_on);
 
 # the database each test works in; set it before the first psql()
 our $db;
+my $harness = File::Spec->rel2abs(dirname(__FILE__) . '/../../harness');
 my $cluster = $ENV{ICEML_CLUSTER} // 'test';
 
 # Run SQL (warnings and worse only) as user (postgres by default) in db (the
@@ -37,6 +40,18 @@ sub poll {
 		select(undef, undef, undef, 0.2);
 	}
 	return $got;
+}
+
+# psql() on another embedded cluster (test/harness/cluster.sh start NAME),
+# as its superuser, in its iceml database unless db says otherwise.
+sub psql_on {
+	my ($name, $sql, %o) = @_;
+	my $env = `$harness/cluster.sh env $name`;
+	my ($host) = $env =~ /PGHOST='([^']+)'/;
+	my ($port) = $env =~ /PGPORT=(\d+)/;
+	local $ENV{PGHOST} = $host;
+	local $ENV{PGPORT} = $port;
+	return psql($sql, db => $o{db} // 'iceml');
 }
 
 sub restart {

@@ -1,0 +1,300 @@
+/*
+ * kernels_template.h - the vector kernels, written once for any width.
+ *
+ * Included by kernels_generic.c, kernels_avx2.c and kernels_avx512.c after
+ * they define:
+ *   KT(name)    the name of a kernel in this set (name ## _avx2, ...)
+ *   KT_TARGET   the function attribute that enables the instruction set
+ *   VT, VI, VTU float vector, int vector, unaligned float vector of V lanes
+ *   V           lanes per vector
+ *   KT_EVEN(a, b)  the even lanes of a then b (stride-2 pooling), only when
+ *               KT_VECTOR_POOL is defined
+ * Every output is summed in the same order whatever the thread count.
+ */
+
+/*
+ * ---- direct convolution for a small K (the first layer) ----------------
+ *
+ * im2col + sgemm is a poor fit when K = C * kh * kw is small (27 for a 3x3
+ * conv on 3 bands): the col matrix is K times the input and sgemm's packing
+ * is not amortised.  Here each output row (image k, row oy) of DIRECT_FB
+ * filters is accumulated in vector registers over the K taps, with bias and
+ * ReLU applied before the one store.  Stride 1, no padding.  Reads may run
+ * up to one vector past a row's end (into the next row, or the plan's
+ * slack): those lanes are never stored.
+ *
+ * One block: NV vectors of V outputs from ox0 for filters f0 .. f0+fb-1; a
+ * macro so that each NV compiles to straight-line code with the
+ * accumulators in registers.
+ */
+#define KT_DIRECT_BLOCK(NV) \
+	do { \
+		VT			acc_[DIRECT_FB][NV]; \
+		float		tmp_[(NV) * (V)]; \
+		_Pragma("GCC unroll 4") for (int q_ = 0; q_ < DIRECT_FB; q_++) \
+			_Pragma("GCC unroll 4") for (int v_ = 0; v_ < (NV); v_++) \
+				acc_[q_][v_] = (VT) {0}; \
+		for (int c_ = 0; c_ < l->ic; c_++) \
+			for (int i_ = 0; i_ < l->kh; i_++) \
+			{ \
+				const float *row_ = x + (((size_t) c_ * b + k) * l->ih + oy + i_) * l->iw + ox0; \
+				const float *wt_ = w + (size_t) (c_ * l->kh + i_) * l->kw; \
+				for (int j_ = 0; j_ < l->kw; j_++) \
+				{ \
+					VT			in_[NV]; \
+					_Pragma("GCC unroll 4") for (int v_ = 0; v_ < (NV); v_++) \
+						in_[v_] = *(const VTU *) (row_ + j_ + v_ * (V)); \
+					_Pragma("GCC unroll 4") for (int q_ = 0; q_ < DIRECT_FB; q_++) \
+					{ \
+						VT			wv_ = (VT) {0} + wt_[(size_t) wq[q_] * K + j_]; \
+						_Pragma("GCC unroll 4") for (int v_ = 0; v_ < (NV); v_++) \
+							acc_[q_][v_] += wv_ * in_[v_]; \
+					} \
+				} \
+			} \
+		for (int q_ = 0; q_ < fb; q_++) \
+		{ \
+			float	   *dst_ = y + (((size_t) (f0 + q_) * b + k) * l->oh + oy) * l->ow + ox0; \
+			VT			bv_ = (VT) {0} + bias[f0 + q_]; \
+			_Pragma("GCC unroll 4") for (int v_ = 0; v_ < (NV); v_++) \
+			{ \
+				VT			r_ = acc_[q_][v_] + bv_; \
+				if (relu) \
+					r_ = (VT) ((VI) r_ & (VI) (r_ > (VT) {0})); \
+				if (ox0 + (v_ + 1) * (V) <= l->ow) \
+					*(VTU *) (dst_ + v_ * (V)) = r_; \
+				else \
+				{ \
+					*(VTU *) (tmp_ + v_ * (V)) = r_; \
+					memcpy(dst_ + v_ * (V), tmp_ + v_ * (V), sizeof(float) * (l->ow - ox0 - v_ * (V))); \
+				} \
+			} \
+		} \
+	} while (0)
+
+static KT_TARGET void
+KT(direct_rows) (void *p, size_t begin, size_t end)
+{
+	DirectArgs *a = p;
+	const Layer *l = a->l;
+	const float *x = a->x,
+			   *w = a->w,
+			   *bias = a->bias;
+	float	   *y = a->y;
+	int			b = a->b,
+				relu = a->relu,
+				K = l->ic * l->kh * l->kw;
+
+	for (size_t r = begin; r < end; r++)
+	{
+		int			k = (int) (r / (size_t) l->oh),
+					oy = (int) (r % (size_t) l->oh);
+
+		for (int f0 = 0; f0 < l->filters; f0 += DIRECT_FB)
+		{
+			int			fb = l->filters - f0 < DIRECT_FB ? l->filters - f0 : DIRECT_FB;
+			int			wq[DIRECT_FB];
+
+			/* a short last block repeats its last filter, not stored */
+			for (int q = 0; q < DIRECT_FB; q++)
+				wq[q] = f0 + (q < fb ? q : fb - 1);
+			for (int ox0 = 0; ox0 < l->ow; ox0 += 4 * (V))
+			{
+				int			nv = (l->ow - ox0 + (V) - 1) / (V);
+
+				if (nv >= 4)
+					KT_DIRECT_BLOCK(4);
+				else if (nv == 3)
+					KT_DIRECT_BLOCK(3);
+				else if (nv == 2)
+					KT_DIRECT_BLOCK(2);
+				else
+					KT_DIRECT_BLOCK(1);
+			}
+		}
+	}
+}
+
+#undef KT_DIRECT_BLOCK
+
+/*
+ * ---- the weight gradient of a direct convolution, without a col matrix --
+ *
+ * gW[f][c,i,j] = sum over images k and outputs (oy, ox) of
+ * dy[f][k][oy][ox] * x[c][k][oy + i][ox + j].  A block of DGRAD_FB filters
+ * and DGRAD_TAPS taps keeps 24 vector accumulators over one image's rows
+ * (8 dy rows and 3 shifted x rows per step, both in L2); each image's lanes
+ * are then added into double sums in a fixed order.  Split by filter block,
+ * so a filter's gradient is the same whatever the thread count.  dy lanes
+ * past a row's end are masked to zero (the x lanes they meet are finite).
+ */
+static KT_TARGET void
+KT(direct_grad) (void *p, size_t begin, size_t end)
+{
+	DirectGradArgs *a = p;
+	const Layer *l = a->l;
+	int			b = a->b,
+				K = l->ic * l->kh * l->kw,
+				ow = l->ow,
+				nv = (ow + (V) - 1) / (V);
+	size_t		oplane = (size_t) l->oh * ow;
+	VI			lane;
+
+	for (int u = 0; u < (V); u++)
+		lane[u] = u;
+	for (size_t blk = begin; blk < end; blk++)
+	{
+		int			f0 = (int) blk * DGRAD_FB,
+					fb = l->filters - f0 < DGRAD_FB ? l->filters - f0 : DGRAD_FB;
+		double		g[DGRAD_FB][DIRECT_MAX_K];
+		const float *dyq[DGRAD_FB];
+
+		memset(g, 0, sizeof(g));
+		for (int k = 0; k < b; k++)
+		{
+			/* a short block repeats its last filter, not stored */
+			for (int q = 0; q < DGRAD_FB; q++)
+				dyq[q] = a->dy + ((size_t) (f0 + (q < fb ? q : fb - 1)) * b + k) * oplane;
+			for (int c = 0; c < l->ic; c++)
+				for (int i = 0; i < l->kh; i++)
+					for (int j0 = 0; j0 < l->kw; j0 += DGRAD_TAPS)
+					{
+						int			jn = l->kw - j0 < DGRAD_TAPS ? l->kw - j0 : DGRAD_TAPS;
+						int			tj[DGRAD_TAPS];
+						VT			acc[DGRAD_FB][DGRAD_TAPS];
+
+						for (int t = 0; t < DGRAD_TAPS; t++)
+							tj[t] = j0 + (t < jn ? t : jn - 1);
+						_Pragma("GCC unroll 8") for (int q = 0; q < DGRAD_FB; q++)
+							_Pragma("GCC unroll 3") for (int t = 0; t < DGRAD_TAPS; t++)
+								acc[q][t] = (VT) {0};
+						for (int oy = 0; oy < l->oh; oy++)
+						{
+							const float *xr = a->x + (((size_t) c * b + k) * l->ih + oy + i) * l->iw;
+
+							for (int v = 0; v < nv; v++)
+							{
+								VI			keep = lane < ow - v * (V);
+								VT			xv[DGRAD_TAPS];
+
+								_Pragma("GCC unroll 3") for (int t = 0; t < DGRAD_TAPS; t++)
+									xv[t] = *(const VTU *) (xr + tj[t] + v * (V));
+								_Pragma("GCC unroll 8") for (int q = 0; q < DGRAD_FB; q++)
+								{
+									VT			dv = *(const VTU *) (dyq[q] + (size_t) oy * ow + v * (V));
+
+									dv = (VT) ((VI) dv & keep);
+									_Pragma("GCC unroll 3") for (int t = 0; t < DGRAD_TAPS; t++)
+										acc[q][t] += dv * xv[t];
+								}
+							}
+						}
+						for (int q = 0; q < fb; q++)
+							for (int t = 0; t < jn; t++)
+							{
+								double		sum = 0;
+
+								for (int u = 0; u < (V); u++)
+									sum += acc[q][t][u];
+								g[q][(c * l->kh + i) * l->kw + j0 + t] += sum;
+							}
+					}
+		}
+		for (int q = 0; q < fb; q++)
+			for (int t = 0; t < K; t++)
+				a->gW[(size_t) (f0 + q) * K + t] = (float) g[q][t];
+	}
+}
+
+#ifdef KT_VECTOR_POOL
+/*
+ * ---- max-pool forward, V outputs of a row at a time --------------------
+ *
+ * Strides 1 and 2 (a stride-2 window column is two loads and the even
+ * lanes of both); other strides take the scalar pool.  Ties go to the first
+ * element in window order, as in the scalar pool.  The deferred bias and
+ * ReLU of the conv before (see plan.c) are applied to the V maxima.  Loads
+ * may run past a row's end into the plan's slack; those lanes are not
+ * stored.
+ */
+static KT_TARGET void
+KT(pool_forward) (void *p, size_t begin, size_t end)
+{
+	PoolArgs   *a = p;
+	const Layer *l = a->l;
+	size_t		plane = (size_t) l->ih * l->iw;
+	size_t		oplane = (size_t) l->oh * l->ow;
+	int			kh = l->kh,
+				kw = l->kw,
+				iw = l->iw,
+				ow = l->ow,
+				st = l->stride;
+	VI			lane;
+
+	if (st != 1 && st != 2)
+	{
+		nn_pool_forward_scalar(p, begin, end);
+		return;
+	}
+	for (int u = 0; u < (V); u++)
+		lane[u] = u;
+	for (size_t pl = begin; pl < end; pl++)
+	{
+		const float *src = a->x + pl * plane;
+		float	   *dst = a->y + pl * oplane;
+		int32_t    *arg = a->arg + pl * oplane;
+		VT			badd = (VT) {0} + (a->bias ? a->bias[pl / (size_t) a->b] : 0.0f);
+
+		for (int oy = 0; oy < l->oh; oy++)
+			for (int ox0 = 0; ox0 < ow; ox0 += (V))
+			{
+				VT			m = {0},
+							out;
+				VI			best = {0};
+				float		tf[V];
+				int32_t		ti[V];
+
+				for (int dy = 0; dy < kh; dy++)
+					for (int dx = 0; dx < kw; dx++)
+					{
+						int			at0 = (oy * st + dy) * iw + ox0 * st + dx;
+						const float *r = src + at0;
+						VT			v;
+						VI			at = lane * st + at0;
+
+						if (st == 1)
+							v = *(const VTU *) r;
+						else
+							v = KT_EVEN(*(const VTU *) r, *(const VTU *) (r + (V)));
+						if (dy == 0 && dx == 0)
+						{
+							m = v;
+							best = at;
+						}
+						else
+						{
+							VI			gt = v > m;
+
+							m = (VT) (((VI) v & gt) | ((VI) m & ~gt));
+							best = (at & gt) | (best & ~gt);
+						}
+					}
+				out = m + badd;
+				if (a->relu)
+					out = (VT) ((VI) out & (out > (VT) {0}));
+				if (ox0 + (V) <= ow)
+				{
+					*(VTU *) (dst + oy * ow + ox0) = out;
+					memcpy(arg + oy * ow + ox0, &best, sizeof(best));
+				}
+				else
+				{
+					memcpy(tf, &out, sizeof(tf));
+					memcpy(ti, &best, sizeof(ti));
+					memcpy(dst + oy * ow + ox0, tf, sizeof(float) * (ow - ox0));
+					memcpy(arg + oy * ow + ox0, ti, sizeof(int32_t) * (ow - ox0));
+				}
+			}
+	}
+}
+#endif

@@ -1,0 +1,357 @@
+/*
+ * layers_conv.c - 2-d convolution, forward and backward.
+ *
+ * Im2col + one sgemm over the whole batch, in the C x B x H x W layout (see
+ * nn_internal.h), with bias and activation in one pass over the result
+ * (or left to the max-pool after it, PLAN_DEFER_BIAS); or, for a small K,
+ * the kernel set's direct convolution (PLAN_DIRECT).  Backward: the bias
+ * gradient (or the pool's per-plane sums, PLAN_POOL_GRAD), the weight
+ * gradient (sgemm against the col matrix, or the direct kernel), and the
+ * input gradient a few images at a time through col2im.
+ */
+#include <math.h>
+#include <string.h>
+
+#include "nn_layers.h"
+
+typedef struct ColArgs
+{
+	const Layer *l;
+	const float *x;
+	float	   *col;
+	int			b;
+} ColArgs;
+
+static void
+im2col_rows(void *p, size_t begin, size_t end)
+{
+	ColArgs    *a = p;
+	const Layer *l = a->l;
+	const float *x = a->x;
+	float	   *col = a->col;
+	int			b = a->b;
+	int			P = l->oh * l->ow;
+	size_t		N = (size_t) b * P;
+	size_t		plane = (size_t) l->ih * l->iw;
+
+	for (size_t r = begin; r < end; r++)
+			{
+				int			c = (int) (r / (size_t) (l->kh * l->kw));
+				int			i = (int) (r / (size_t) l->kw) % l->kh;
+				int			j = (int) (r % (size_t) l->kw);
+				float	   *row = col + r * N;
+
+				for (int k = 0; k < b; k++)
+				{
+					const float *src = x + ((size_t) c * b + k) * plane;
+					float	   *dst = row + (size_t) k * P;
+
+					for (int oy = 0; oy < l->oh; oy++)
+					{
+						int			iy = oy * l->stride + i - l->pad_top;
+						float	   *d = dst + oy * l->ow;
+
+						if (iy < 0 || iy >= l->ih)
+						{
+							memset(d, 0, sizeof(float) * l->ow);
+							continue;
+						}
+						if (l->stride == 1 && l->pad_left == 0 && j + l->ow <= l->iw)
+						{
+							memcpy(d, src + (size_t) iy * l->iw + j, sizeof(float) * l->ow);
+							continue;
+						}
+						for (int ox = 0; ox < l->ow; ox++)
+						{
+							int			ix = ox * l->stride + j - l->pad_left;
+
+							d[ox] = (ix >= 0 && ix < l->iw) ? src[(size_t) iy * l->iw + ix] : 0.0f;
+						}
+					}
+				}
+			}
+}
+
+static void
+im2col(const Layer *l, const float *x, int b, float *col)
+{
+	ColArgs		a = {l, x, col, b};
+
+	nn_parallel_for((size_t) l->ic * l->kh * l->kw, 1, im2col_rows, &a);
+}
+
+/*
+ * d(col) back to d(input) for channels [c0, c1) of images [k0, k0 + kc):
+ * image k0 + k's columns start at row + k * P in rows of rowlen floats.
+ * Each plane is cleared just before it is accumulated, while in cache.
+ */
+static void
+col2im_part(const Layer *l, const float *col, size_t rowlen, int b, int k0, int kc,
+			int c0, int c1, float *dx)
+{
+	int			P = l->oh * l->ow;
+	size_t		plane = (size_t) l->ih * l->iw;
+
+	for (int c = c0; c < c1; c++)
+	{
+		memset(dx + ((size_t) c * b + k0) * plane, 0, sizeof(float) * plane * kc);
+		for (int i = 0; i < l->kh; i++)
+			for (int j = 0; j < l->kw; j++)
+			{
+				const float *row = col + ((size_t) (c * l->kh + i) * l->kw + j) * rowlen;
+				int			st = l->stride,
+							off = j - l->pad_left;
+
+				/* the outputs ox whose input column ox * st + off is inside */
+				int			lo = off >= 0 ? 0 : (-off + st - 1) / st;
+				int			hi = l->iw - off <= 0 ? 0 : (l->iw - off + st - 1) / st;
+
+				if (hi > l->ow)
+					hi = l->ow;
+				for (int k = 0; k < kc; k++)
+				{
+					float	   *dst = dx + ((size_t) c * b + k0 + k) * plane;
+					const float *src = row + (size_t) k * P;
+
+					for (int oy = 0; oy < l->oh; oy++)
+					{
+						int			iy = oy * l->stride + i - l->pad_top;
+						const float *s = src + oy * l->ow;
+
+						if (iy < 0 || iy >= l->ih)
+							continue;
+						if (l->stride == 1)
+						{
+							float	   *d = dst + (size_t) iy * l->iw + off;
+
+							for (int ox = lo; ox < hi; ox++)
+								d[ox] += s[ox];
+						}
+						else
+							for (int ox = lo; ox < hi; ox++)
+								dst[(size_t) iy * l->iw + ox * l->stride + off] += s[ox];
+					}
+				}
+			}
+	}
+}
+
+/*
+ * d(input) of a conv, a few images at a time: d(col) of a chunk of images
+ * (W^T dy, one single-threaded sgemm) goes to a scratch area of about 2 MB
+ * and straight back through col2im while it is still in cache, instead of
+ * writing the whole batch's d(col) (85 MB for conv2 at batch 32) and
+ * reading it back.  The scratch is the spent col matrix: each thread uses
+ * the area of the first chunk of its range.  A chunk's result does not
+ * depend on the thread count.
+ */
+typedef struct DcolArgs
+{
+	const Layer *l;
+	const float *W;
+	const float *dy;
+	float	   *col;
+	float	   *dx;
+	int			b;
+	int			chunk;
+} DcolArgs;
+
+static void
+dcol_chunks(void *p, size_t begin, size_t end)
+{
+	DcolArgs   *a = p;
+	const Layer *l = a->l;
+	int			K = l->ic * l->kh * l->kw,
+				P = l->oh * l->ow,
+				N = a->b * P;
+	float	   *scratch = a->col + begin * (size_t) a->chunk * K * P;
+
+	for (size_t ch = begin; ch < end; ch++)
+	{
+		int			k0 = (int) ch * a->chunk,
+					kc = a->b - k0 < a->chunk ? a->b - k0 : a->chunk;
+
+		nn_sgemm(1, 0, K, kc * P, l->filters,
+				 a->W, K, a->dy + (size_t) k0 * P, N, 0.0f, scratch, kc * P);
+		col2im_part(l, scratch, (size_t) kc * P, a->b, k0, kc, 0, l->ic, a->dx);
+	}
+}
+
+static void
+conv_input_grad(const Layer *l, const float *W, const float *dy, float *col, int b, float *dx)
+{
+	int			P = l->oh * l->ow;
+	DcolArgs	a = {l, W, dy, col, dx, b, 0};
+	int			threads = nn_work_threads();
+
+	a.chunk = 1024 / P < 1 ? 1 : (1024 / P > b ? b : 1024 / P);
+	/* at least one chunk per thread (conv4: 25 columns per image) */
+	if ((b + a.chunk - 1) / a.chunk < threads)
+		a.chunk = (b + threads - 1) / threads;
+	nn_parallel_for((size_t) (b + a.chunk - 1) / a.chunk, 1, dcol_chunks, &a);
+}
+
+typedef struct EwArgs
+{
+	float	   *y;
+	const float *bias;
+	const float *x;
+	size_t		len;
+	Activation	act;
+} EwArgs;
+
+static void
+bias_act_range(void *p, size_t begin, size_t end)
+{
+	EwArgs	   *a = p;
+	float	   *y = a->y;
+	const float *bias = a->bias;
+	size_t		len = a->len;
+	Activation	act = a->act;
+
+	for (size_t r = begin; r < end; r++)
+	{
+		float	   *v = y + (size_t) r * len;
+		float		bv = bias[r];
+
+		if (act == ACT_RELU)
+			for (size_t i = 0; i < len; i++)
+			{
+				float		t = v[i] + bv;
+
+				v[i] = t > 0.0f ? t : 0.0f;
+			}
+		else if (act == ACT_SIGMOID)
+			for (size_t i = 0; i < len; i++)
+				v[i] = 1.0f / (1.0f + expf(-(v[i] + bv)));
+		else
+			for (size_t i = 0; i < len; i++)
+				v[i] += bv;
+	}
+}
+
+/* bias and activation over `rows` rows of `len` values, row r getting bias[r] */
+static void
+bias_act_rows(float *y, const float *bias, int rows, size_t len, Activation act)
+{
+	EwArgs		a = {y, bias, NULL, len, act};
+
+	nn_parallel_for((size_t) rows, 1, bias_act_range, &a);
+}
+
+typedef struct BiasGradArgs
+{
+	float	   *dy;
+	const float *y;
+	float	   *gb;
+	const float *bias;			/* y is before bias (deferred to the pool) */
+	size_t		len;
+	Activation	act;
+} BiasGradArgs;
+
+/*
+ * Per filter row: dy *= act'(y) and gb = sum of dy, in one pass.  Eight
+ * partial sums break the add latency chain; their order is fixed, so the
+ * result does not depend on the thread count.
+ */
+static void
+bias_grad_rows(void *p, size_t begin, size_t end)
+{
+	BiasGradArgs *a = p;
+	size_t		len = a->len;
+
+	for (size_t f = begin; f < end; f++)
+	{
+		float	   *d = a->dy + f * len;
+		const float *y = a->y + f * len;
+		double		acc[8] = {0, 0, 0, 0, 0, 0, 0, 0},
+					s = 0;
+		size_t		i = 0;
+
+		float		zero = a->bias ? -a->bias[f] : 0.0f;
+
+		if (a->act == ACT_RELU)
+			for (size_t k = 0; k < len; k++)
+				d[k] = y[k] > zero ? d[k] : 0.0f;
+		else if (a->act == ACT_SIGMOID)
+			for (size_t k = 0; k < len; k++)
+				d[k] *= y[k] * (1.0f - y[k]);
+		for (; i + 8 <= len; i += 8)
+			for (int u = 0; u < 8; u++)
+				acc[u] += d[i + u];
+		for (; i < len; i++)
+			acc[0] += d[i];
+		for (int u = 0; u < 8; u++)
+			s += acc[u];
+		a->gb[f] = (float) s;
+	}
+}
+
+
+void
+nn_conv_forward(const LayerPass *p)
+{
+	const Layer *l = p->l;
+	Plan	   *plan = p->plan;
+	const NnKernels *kern = plan->kern;
+	int			b = p->b,
+				N = b * l->oh * l->ow,
+				K = l->ic * l->kh * l->kw;
+	uint8_t		ch = plan->choice[p->i];
+
+	if (ch & PLAN_DIRECT)
+	{
+		/* the col matrix is made in backward, when needed */
+		DirectArgs	a = {l, p->x, p->W, p->bias, p->y, b, p->act == ACT_RELU};
+
+		nn_parallel_for((size_t) b * l->oh, 4, kern->direct_rows, &a);
+		return;
+	}
+	im2col(l, p->x, b, plan->col[p->i]);
+	nn_gemm_split(0, 0, l->filters, N, K, p->W, K, plan->col[p->i], N, 0.0f, p->y, N, SPLIT_N);
+	if (!(ch & PLAN_DEFER_BIAS))
+		bias_act_rows(p->y, p->bias, l->filters, (size_t) N, p->act);
+}
+
+void
+nn_conv_backward(const LayerPass *p)
+{
+	const Layer *l = p->l;
+	Plan	   *plan = p->plan;
+	const NnKernels *kern = plan->kern;
+	int			i = p->i,
+				b = p->b,
+				N = b * l->oh * l->ow,
+				K = l->ic * l->kh * l->kw;
+	uint8_t		ch = plan->choice[i];
+	BiasGradArgs ga = {p->dy, p->y, p->gb, (ch & PLAN_DEFER_BIAS) ? p->bias : NULL,
+	(size_t) N, p->act};
+
+	if (i + 1 < p->net->nlayers && (plan->choice[i + 1] & PLAN_POOL_GRAD))
+	{
+		/* the pool did the activation backward and summed per plane */
+		const float *psum = plan->aux2[i + 1];
+
+		for (int f = 0; f < l->filters; f++)
+		{
+			double		sum = 0;
+
+			for (int k = 0; k < b; k++)
+				sum += psum[(size_t) f * b + k];
+			p->gb[f] = (float) sum;
+		}
+	}
+	else
+		nn_parallel_for((size_t) l->filters, 1, bias_grad_rows, &ga);
+	if (ch & PLAN_DIRECT)
+	{
+		DirectGradArgs a = {l, p->x, p->dy, p->gW, b};
+
+		nn_parallel_for((size_t) (l->filters + DGRAD_FB - 1) / DGRAD_FB, 1, kern->direct_grad, &a);
+	}
+	else
+		nn_gemm_split(0, 1, l->filters, K, N, p->dy, N, plan->col[i], N, 0.0f, p->gW, K, SPLIT_M);
+	/* the column matrix is spent: room for d(col) */
+	if (p->dx)
+		conv_input_grad(l, p->W, p->dy, plan->col[i], b, p->dx);
+}

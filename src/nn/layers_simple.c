@@ -1,0 +1,166 @@
+/*
+ * layers_simple.c - the layers without parameters: ReLU, sigmoid, dropout,
+ * flatten (C x B x H x W to B x CHW) and global average pooling, forward
+ * and backward.
+ */
+#include <math.h>
+#include <string.h>
+
+#include "nn_layers.h"
+
+void
+nn_relu_forward(const LayerPass *p)
+{
+	size_t		n = nn_out_values(p->l, p->b);
+
+	for (size_t k = 0; k < n; k++)
+		p->y[k] = p->x[k] > 0.0f ? p->x[k] : 0.0f;
+}
+
+void
+nn_relu_backward(const LayerPass *p)
+{
+	size_t		n = nn_in_values(p->l, p->b);
+
+	if (p->dx)
+		for (size_t k = 0; k < n; k++)
+			p->dx[k] = p->y[k] > 0.0f ? p->dy[k] : 0.0f;
+}
+
+void
+nn_sigmoid_forward(const LayerPass *p)
+{
+	size_t		n = nn_out_values(p->l, p->b);
+
+	for (size_t k = 0; k < n; k++)
+		p->y[k] = 1.0f / (1.0f + expf(-p->x[k]));
+}
+
+void
+nn_sigmoid_backward(const LayerPass *p)
+{
+	size_t		n = nn_in_values(p->l, p->b);
+
+	if (p->dx)
+		for (size_t k = 0; k < n; k++)
+			p->dx[k] = p->dy[k] * p->y[k] * (1.0f - p->y[k]);
+}
+
+typedef struct DropArgs
+{
+	const float *x;
+	float	   *y;
+	float	   *mask;
+	float		rate;
+	uint64_t	seed;
+} DropArgs;
+
+/* each element's keep/drop depends only on (seed, index): thread-count free */
+static void
+dropout_range(void *p, size_t begin, size_t end)
+{
+	DropArgs   *a = p;
+	float		keep = 1.0f / (1.0f - a->rate);
+
+	for (size_t k = begin; k < end; k++)
+	{
+		uint64_t	h = nn_mix(a->seed, (uint64_t) k);
+		float		u = (float) (h >> 40) * (1.0f / 16777216.0f);
+
+		a->mask[k] = u >= a->rate ? keep : 0.0f;
+		a->y[k] = a->x[k] * a->mask[k];
+	}
+}
+
+
+void
+nn_dropout_forward(const LayerPass *p)
+{
+	const Layer *l = p->l;
+	float	   *mask = p->plan->aux[p->i];
+	size_t		n = nn_out_values(l, p->b);
+
+	if (p->training && l->rate > 0.0f)
+	{
+		DropArgs	a = {p->x, p->y, mask, l->rate, nn_mix(p->seed, (uint64_t) p->i + 1)};
+
+		nn_parallel_for(n, 65536, dropout_range, &a);
+		return;
+	}
+	if (p->training)
+		for (size_t k = 0; k < n; k++)
+			mask[k] = 1.0f;
+	memcpy(p->y, p->x, sizeof(float) * n);
+}
+
+void
+nn_dropout_backward(const LayerPass *p)
+{
+	size_t		n = nn_in_values(p->l, p->b);
+	const float *mask = p->plan->aux[p->i];
+
+	if (p->dx)
+		for (size_t k = 0; k < n; k++)
+			p->dx[k] = p->dy[k] * mask[k];
+}
+
+void
+nn_flatten_forward(const LayerPass *p)
+{
+	const Layer *l = p->l;
+	size_t		hw = (size_t) l->ih * l->iw;
+
+	for (int c = 0; c < l->ic; c++)
+		for (int k = 0; k < p->b; k++)
+			memcpy(p->y + (size_t) k * l->oc + c * hw,
+				   p->x + ((size_t) c * p->b + k) * hw, sizeof(float) * hw);
+}
+
+void
+nn_flatten_backward(const LayerPass *p)
+{
+	const Layer *l = p->l;
+	size_t		hw = (size_t) l->ih * l->iw;
+
+	if (p->dx)
+		for (int c = 0; c < l->ic; c++)
+			for (int k = 0; k < p->b; k++)
+				memcpy(p->dx + ((size_t) c * p->b + k) * hw,
+					   p->dy + (size_t) k * l->oc + c * hw, sizeof(float) * hw);
+}
+
+void
+nn_gap_forward(const LayerPass *p)
+{
+	const Layer *l = p->l;
+	size_t		hw = (size_t) l->ih * l->iw;
+
+	for (int c = 0; c < l->ic; c++)
+		for (int k = 0; k < p->b; k++)
+		{
+			const float *src = p->x + ((size_t) c * p->b + k) * hw;
+			double		s = 0;
+
+			for (size_t q = 0; q < hw; q++)
+				s += src[q];
+			p->y[(size_t) k * l->ic + c] = (float) (s / hw);
+		}
+}
+
+void
+nn_gap_backward(const LayerPass *p)
+{
+	const Layer *l = p->l;
+	size_t		hw = (size_t) l->ih * l->iw;
+
+	if (p->dx)
+		for (int c = 0; c < l->ic; c++)
+			for (int k = 0; k < p->b; k++)
+			{
+				float		g = p->dy[(size_t) k * l->ic + c] / (float) hw;
+				float	   *d = p->dx + ((size_t) c * p->b + k) * hw;
+
+				for (size_t q = 0; q < hw; q++)
+					d[q] = g;
+			}
+}

@@ -1,0 +1,101 @@
+/*
+ * nn_kernels.h - the engine's instruction-set kernels behind one table.
+ *
+ * Three kernel sets fill the same table: generic (portable C, GCC vectors
+ * lowered to whatever the build targets), avx2 (AVX2 + FMA) and avx512
+ * (AVX-512F).  kernels.c picks the widest set the CPU runs once, at the
+ * engine's initialisation (ICEML_KERNELS=generic|avx2|avx512 forces one, and
+ * is refused when the CPU lacks it); a plan records the set it was made with
+ * (plan.c), so its buffers and its kernels always agree.  Only what gains
+ * from wide vectors lives here: the direct convolution of a small-K conv,
+ * its weight gradient, and the max-pool's forward pass.
+ */
+#ifndef ICEML_NN_KERNELS_H
+#define ICEML_NN_KERNELS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "nn_internal.h"
+
+/* a direct convolution: rows r = image * oh + oy of the output */
+typedef struct DirectArgs
+{
+	const Layer *l;
+	const float *x;
+	const float *w;
+	const float *bias;
+	float	   *y;
+	int			b;
+	int			relu;
+} DirectArgs;
+
+/* its weight gradient: blocks of DGRAD_FB filters */
+typedef struct DirectGradArgs
+{
+	const Layer *l;
+	const float *x;
+	const float *dy;
+	float	   *gW;
+	int			b;
+} DirectGradArgs;
+
+/* max-pool over planes (channel, image) */
+typedef struct PoolArgs
+{
+	const Layer *l;
+	const float *x;
+	float	   *y;
+	int32_t    *arg;
+	const float *dy;
+	float	   *dx;
+	/*
+	 * forward: the previous conv's bias (per channel) and ReLU, deferred;
+	 * backward: its output z, ReLU mask z > -bias (or 0), per-plane sums
+	 */
+	const float *bias;
+	int			relu;
+	int			b;
+	const float *z;
+	float	   *psum;
+} PoolArgs;
+
+#define DIRECT_FB 4				/* filters per register block */
+#define DIRECT_MAX_K 64			/* direct convolution up to this K */
+#define DGRAD_FB 8				/* filters per weight-gradient block */
+#define DGRAD_TAPS 3			/* kernel columns per weight-gradient step */
+
+typedef struct NnKernels
+{
+	const char *name;			/* "generic", "avx2", "avx512" */
+	NnRangeFn	direct_rows;	/* DirectArgs */
+	NnRangeFn	direct_grad;	/* DirectGradArgs */
+	NnRangeFn	pool_forward;	/* PoolArgs */
+} NnKernels;
+
+/* kernels_generic.c, kernels_avx2.c, kernels_avx512.c */
+extern const NnKernels nn_kernels_generic;
+extern const NnKernels nn_kernels_avx2;
+extern const NnKernels nn_kernels_avx512;
+
+/* the scalar max-pool (generic; the vector pools use it for other strides) */
+extern void nn_pool_forward_scalar(void *p, size_t begin, size_t end);
+
+/* kernels.c */
+/* every set, widest last; NULL-terminated */
+extern const NnKernels *const nn_kernel_sets[];
+/* whether this CPU runs the set */
+extern int	nn_kernels_supported(const NnKernels *k);
+/* the set new plans take (after nn_init); never NULL */
+extern const NnKernels *nn_kernels_current(void);
+/*
+ * The set new plans take from now on, by name (tests and benchmarks); 0,
+ * or -1 with err when unknown or not supported here.  Plans already made
+ * keep theirs.
+ */
+extern int	nn_kernels_use(const char *name, char *err, size_t errlen);
+
+/* blas.c: OpenBLAS's core for kernel set k; what was done, into buf */
+extern void nn_blas_choose_core(const NnKernels *k, char *buf, size_t len);
+
+#endif							/* ICEML_NN_KERNELS_H */

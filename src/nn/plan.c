@@ -1,0 +1,291 @@
+/*
+ * plan.c - memory plans: every buffer a pass over a batch uses, made once
+ * per (net, batch size), and the choices that decide those buffers.
+ *
+ * A plan records the kernel set it was made with and, per layer, whether a
+ * conv is direct (no col matrix in its forward pass), whether it leaves its
+ * bias and activation to the max-pool after it, and whether that pool does
+ * the conv's activation backward.  The passes (engine.c, layers_*.c) read
+ * these from the plan only, so a plan's buffers always fit the way it runs,
+ * whatever the kernel set new plans take later.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "nn_kernels.h"
+
+static size_t
+in_size(const Layer *l)
+{
+	return (size_t) l->ic * l->ih * l->iw;
+}
+
+static size_t
+out_size(const Layer *l)
+{
+	return (size_t) l->oc * l->oh * l->ow;
+}
+
+/*
+ * The choices per layer (PLAN_* bits into ch):
+ * - PLAN_DIRECT: a conv with K = C kh kw <= DIRECT_MAX_K, stride 1, no
+ *   padding, not sigmoid, when direct is on: the kernel set's direct
+ *   convolution instead of im2col + sgemm (see kernels_template.h);
+ * - PLAN_DEFER_BIAS: a conv by im2col + sgemm with ReLU (or none) followed
+ *   by a max-pool leaves its bias and ReLU to the pool, which applies them
+ *   to its 4-9x fewer outputs: max(relu(z + b)) = relu(max(z) + b); the
+ *   conv's output then holds z without bias, and its backward pass masks
+ *   with z > -b;
+ * - PLAN_POOL_GRAD: a max-pool after a conv with ReLU (or none) does the
+ *   conv's activation backward while it scatters its gradient to the
+ *   window maxima (the only non-zero entries), and sums it per plane for
+ *   the conv's bias gradient: the conv then makes no pass of its own over
+ *   its output gradient.
+ */
+static void
+plan_choose(const IcemlNet *net, int direct, uint8_t *ch)
+{
+	for (int i = 0; i < net->nlayers; i++)
+	{
+		const Layer *l = &net->layers[i];
+
+		ch[i] = 0;
+		if (l->type == L_CONV && direct && l->stride == 1 && l->pad_top == 0 &&
+			l->pad_left == 0 && l->ic * l->kh * l->kw <= DIRECT_MAX_K &&
+			l->act != ACT_SIGMOID)
+			ch[i] |= PLAN_DIRECT;
+	}
+	for (int i = 0; i < net->nlayers; i++)
+	{
+		const Layer *l = &net->layers[i];
+
+		if (l->type == L_CONV && !(ch[i] & PLAN_DIRECT) && i + 1 < net->nlayers &&
+			net->layers[i + 1].type == L_POOL && (l->act == ACT_RELU || l->act == ACT_NONE))
+			ch[i] |= PLAN_DEFER_BIAS;
+		if (l->type == L_POOL && i > 0 && net->layers[i - 1].type == L_CONV &&
+			(net->layers[i - 1].act == ACT_RELU || net->layers[i - 1].act == ACT_NONE))
+			ch[i] |= PLAN_POOL_GRAD;
+	}
+}
+
+/*
+ * The sizes, in floats, of a plan's pieces ([i*5 + 0] out, 1 grad, 2 col,
+ * 3 aux, 4 aux2 per layer, then input, dout, the shared col matrix) into
+ * sz (n * 5 + 3 of them), and their total with alignment slack.
+ */
+static size_t
+plan_sizes(const IcemlNet *net, const uint8_t *ch, int batch, int training,
+		   size_t *sz, size_t *max_col_out)
+{
+	int			n = net->nlayers;
+	size_t		total = 0,
+				max_col = 0;
+
+	for (int i = 0; i < n; i++)
+	{
+		const Layer *l = &net->layers[i];
+		size_t		o = out_size(l) * batch;
+		int			direct = (ch[i] & PLAN_DIRECT) != 0;
+
+		sz[i * 5 + 0] = o;
+		if (training && i > 0)
+			sz[i * 5 + 1] = in_size(l) * batch;
+		if (l->type == L_CONV)
+		{
+			size_t		c = (size_t) l->ic * l->kh * l->kw * l->oh * l->ow * batch;
+
+			/* a direct conv needs its col matrix only as room for d(col) */
+			if (training && (i > 0 || !direct))
+				sz[i * 5 + 2] = c;
+			else if (c > max_col && !direct)
+				max_col = c;
+		}
+		if (l->type == L_POOL || (training && (l->type == L_DROPOUT || l->type == L_BATCHNORM)))
+			sz[i * 5 + 3] = o;
+		if (l->type == L_BATCHNORM)
+			sz[i * 5 + 4] = 2 * (size_t) l->oc;
+		if (l->type == L_SIDE)	/* the gathered side features (side.c) */
+			sz[i * 5 + 3] = (size_t) (l->oc - l->ic) * batch;
+		if (training && (ch[i] & PLAN_POOL_GRAD))
+			sz[i * 5 + 4] = (size_t) l->ic * batch;	/* per-plane bias gradient sums */
+	}
+	sz[n * 5] = (size_t) net->c * net->h * net->w * batch;	/* input */
+	sz[n * 5 + 1] = (size_t) batch;	/* dout */
+	sz[n * 5 + 2] = max_col;	/* the col matrix inference layers share */
+	for (int i = 0; i < n * 5 + 3; i++)
+		total += (sz[i] + 64 + 15) & ~(size_t) 15;	/* 64-byte aligned pieces */
+
+	*max_col_out = max_col;
+	return total;
+}
+
+/* The floats a plan for this batch takes (iceml_net_memory). */
+size_t
+nn_plan_floats(const IcemlNet *net, int batch, int training)
+{
+	size_t	   *sz = calloc((size_t) net->nlayers * 5 + 3, sizeof(size_t));
+	uint8_t    *ch = calloc((size_t) net->nlayers, 1);
+	size_t		max_col,
+				total = SIZE_MAX;	/* cannot even plan: as good as too big */
+
+	if (sz && ch)
+	{
+		plan_choose(net, 1, ch);
+		total = plan_sizes(net, ch, batch, training, sz, &max_col);
+	}
+	free(sz);
+	free(ch);
+	return total;
+}
+
+Plan *
+nn_plan_create(const IcemlNet *net, int batch, int training)
+{
+	return nn_plan_create_with(net, batch, training, NULL, 1);
+}
+
+Plan *
+nn_plan_create_with(const IcemlNet *net, int batch, int training,
+					const NnKernels *kern, int direct)
+{
+	int			n = net->nlayers;
+	Plan	   *p = calloc(1, sizeof(Plan));
+	size_t		total = 0,
+				max_col = 0;
+	size_t	   *sz;
+	float	   *cursor;
+
+	if (p == NULL)
+		return NULL;
+	p->batch = batch;
+	p->training = training;
+	p->kern = kern ? kern : nn_kernels_current();
+	p->choice = calloc((size_t) n, 1);
+	p->out = calloc((size_t) n, sizeof(float *));
+	p->grad = calloc((size_t) n, sizeof(float *));
+	p->col = calloc((size_t) n, sizeof(float *));
+	p->aux = calloc((size_t) n, sizeof(float *));
+	p->aux2 = calloc((size_t) n, sizeof(float *));
+	sz = calloc((size_t) n * 5 + 3, sizeof(size_t));
+	if (!p->choice || !p->out || !p->grad || !p->col || !p->aux || !p->aux2 || !sz)
+	{
+		free(sz);
+		nn_plan_free(p);
+		return NULL;
+	}
+
+	plan_choose(net, direct, p->choice);
+	total = plan_sizes(net, p->choice, batch, training, sz, &max_col);
+
+	p->block_floats = total;
+	if (posix_memalign((void **) &p->block, 64, total * sizeof(float)) != 0)
+	{
+		p->block = NULL;
+		free(sz);
+		nn_plan_free(p);
+		return NULL;
+	}
+	memset(p->block, 0, total * sizeof(float));
+	cursor = p->block;
+
+	/*
+	 * 64-byte aligned pieces with at least 64 floats of slack after each:
+	 * vector kernels may read up to two vectors (and a window) past the end
+	 * of their input
+	 */
+#define TAKE(dst, count) do { size_t c_ = (count); (dst) = c_ ? cursor : NULL; cursor += (c_ + 64 + 15) & ~(size_t) 15; } while (0)
+	for (int i = 0; i < n; i++)
+	{
+		TAKE(p->out[i], sz[i * 5 + 0]);
+		TAKE(p->grad[i], sz[i * 5 + 1]);
+		TAKE(p->col[i], sz[i * 5 + 2]);
+		TAKE(p->aux[i], sz[i * 5 + 3]);
+		TAKE(p->aux2[i], sz[i * 5 + 4]);
+	}
+	TAKE(p->input, sz[n * 5]);
+	TAKE(p->dout, (size_t) batch);
+	if (!training && max_col > 0)
+	{
+		float	   *shared;
+
+		TAKE(shared, max_col);
+		for (int i = 0; i < n; i++)
+			if (net->layers[i].type == L_CONV)
+				p->col[i] = shared;
+	}
+#undef TAKE
+	free(sz);
+	return p;
+}
+
+void
+nn_plan_free(Plan *p)
+{
+	if (p == NULL)
+		return;
+	free(p->block);
+	free(p->choice);
+	free(p->out);
+	free(p->grad);
+	free(p->col);
+	free(p->aux);
+	free(p->aux2);
+	free(p);
+}
+
+/* ---- input ----------------------------------------------------------------- */
+
+/*
+ * Copy images index[0..b) of x (N x C x H x W, raw) into the plan's input
+ * (C x B x H x W), standardised; aug[k] (optional) selects flips (bits 0,
+ * 1) and quarter turns (bits 2-3, square images) for image k.
+ */
+void
+nn_gather(const IcemlNet *net, Plan *plan, const float *x, const int64_t *index,
+		  int b, const uint8_t *aug)
+{
+	int			C = net->c,
+				H = net->h,
+				W = net->w;
+	size_t		hw = (size_t) H * W;
+
+	for (int k = 0; k < b; k++)
+	{
+		const float *img = x + (size_t) (index ? index[k] : k) * C * hw;
+		int			a = aug ? aug[k] : 0;
+
+		for (int c = 0; c < C; c++)
+		{
+			const float *src = img + c * hw;
+			float	   *dst = plan->input + ((size_t) c * b + k) * hw;
+			float		m = net->mean[c];
+			float		inv = 1.0f / net->std[c];
+
+			if (a == 0)
+			{
+				for (size_t i = 0; i < hw; i++)
+					dst[i] = (src[i] - m) * inv;
+				continue;
+			}
+			for (int y = 0; y < H; y++)
+				for (int xx = 0; xx < W; xx++)
+				{
+					int			sy = y,
+								sx = xx,
+								t;
+
+					for (int r = 0; r < ((a >> 2) & 3); r++)
+					{
+						t = sy;
+						sy = sx;
+						sx = W - 1 - t;
+					}
+					if (a & 1)
+						sx = W - 1 - sx;
+					if (a & 2)
+						sy = H - 1 - sy;
+					dst[y * W + xx] = (src[sy * W + sx] - m) * inv;
+				}
+		}
+	}
+}
