@@ -1,6 +1,7 @@
 # The CNN engine: plain C, no PostgreSQL headers; linked into iceml.so and
 # built on its own by test/unit and test/bench.  What lives where:
-#   spec.c net.c trainer.c memory.c   nets, training, models (the API)
+#   spec.c builtin.c                  architecture specs, the built-in ones
+#   net.c trainer.c memory.c          nets, training, models (the API)
 #   plan.c                            memory plans and their kernel choices
 #   engine.c                          the forward and backward passes
 #   layers_*.c                        one forward/backward pair per layer
@@ -8,6 +9,7 @@
 #   blas.c pool.c                     OpenBLAS (core, split sgemm), threads
 NN_OBJS = \
 	src/nn/spec.o \
+	src/nn/builtin.o \
 	src/nn/net.o \
 	src/nn/trainer.o \
 	src/nn/memory.o \
