@@ -39,6 +39,7 @@ OBJS = \
 	src/eo/sar.o \
 	src/eo/synth.o \
 	src/serving/predict.o \
+	src/serving/predict_input.o \
 	src/serving/predict_batch.o \
 	src/serving/monitor.o \
 	src/serving/analysis.o \

@@ -21,6 +21,14 @@
 #include "iceml_nn.h"
 
 #define ICEML_PREDICT_MAX_CHANNELS 8
+
+/* what builds a channel of a model's input from the two bands (IcemlModel.channel) */
+typedef enum PredictChannel
+{
+	CH_BAND_1,
+	CH_BAND_2,
+	CH_BAND_AVG
+} PredictChannel;
 #define ICEML_PREDICT_MAX_MEMBERS 16	/* models of an ensemble deployment */
 #define ICEML_PREDICT_MAX_VIEWS 8	/* test-time augmentation: the 8 flips and quarter turns */
 #define ICEML_PREDICT_CHUNK 64	/* images (views included) per engine call of PredictScore */
