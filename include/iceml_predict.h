@@ -87,6 +87,8 @@ extern void PredictPin(IcemlModel *m);
  * Check a band argument of function `fn` (one-dimensional real[], n values,
  * no NULLs, finite); returns a pointer into the array's data.
  */
+/* An inc_angle argument: finite, 0 to 90 degrees, else 22023 naming fn and argname. */
+extern float PredictCheckAngle(float angle, const char *fn, const char *argname);
 extern const float *PredictCheckBand(ArrayType *arr, const char *fn,
 									 const char *argname, int n);
 

@@ -603,11 +603,7 @@ Predict(FunctionCallInfo fcinfo, const char *name, int64 model_id)
 	INSTR_TIME_SET_CURRENT(start);
 	if (has_angle)
 	{
-		angle = PG_GETARG_FLOAT4(3);
-		if (!isfinite(angle) || angle < 0 || angle > 90)
-			ereport(ERROR,
-					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-					 errmsg("iceml_predict: argument inc_angle must be between 0 and 90 degrees, not %g", angle)));
+		angle = PredictCheckAngle(PG_GETARG_FLOAT4(3), "iceml_predict", "argument inc_angle");
 	}
 	m = PredictGetModel(name, model_id);
 	a1 = PG_GETARG_ARRAYTYPE_P(1);

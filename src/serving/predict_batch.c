@@ -259,16 +259,6 @@ BatchThreads(void)
 	return IsInParallelMode() ? iceml_predict_threads : iceml_predict_batch_threads;
 }
 
-static float
-AngleArg(float angle, const char *fn)
-{
-	if (!isfinite(angle) || angle < 0 || angle > 90)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("%s: inc_angle must be between 0 and 90 degrees, not %g", fn, angle)));
-	return angle;
-}
-
 /* ---- iceml.predict_table ------------------------------------------------------ */
 
 typedef struct TableScan
@@ -481,7 +471,7 @@ PredictTable(FunctionCallInfo fcinfo, const char *name, int64 model_id)
 				bool		na;
 				Datum		da = SPI_getbinval(tt->vals[r], tt->tupdesc, 4, &na);
 
-				angles[nb] = na ? NAN : AngleArg(DatumGetFloat4(da), "iceml.predict_table");
+				angles[nb] = na ? NAN : PredictCheckAngle(DatumGetFloat4(da), "iceml.predict_table", "inc_angle");
 			}
 			PredictFillImage(m, x + (size_t) nb * img, b1s[nb], b2s[nb]);
 			slot[r] = nb++;
@@ -668,7 +658,7 @@ PredictBatch(FunctionCallInfo fcinfo, const char *name, int64 model_id)
 			deconstruct_array(angles, FLOAT4OID, 4, true, TYPALIGN_INT, &avals, &anull, &na);
 			av = palloc(sizeof(float) * n1);
 			for (int i = 0; i < na; i++)
-				av[i] = anull[i] ? NAN : AngleArg(DatumGetFloat4(avals[i]), "iceml.predict_batch");
+				av[i] = anull[i] ? NAN : PredictCheckAngle(DatumGetFloat4(avals[i]), "iceml.predict_batch", "inc_angle");
 		}
 		ScoreBands(m, b1, b2, av, n1, prob);
 		if (iceml_log_inferences > 0)

@@ -37,6 +37,16 @@ PredictCheckBand(ArrayType *arr, const char *fn, const char *argname, int n)
 	return v;
 }
 
+float
+PredictCheckAngle(float angle, const char *fn, const char *argname)
+{
+	if (!isfinite(angle) || angle < 0 || angle > 90)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("%s: %s must be between 0 and 90 degrees, not %g", fn, argname, angle)));
+	return angle;
+}
+
 /*
  * The one place where a chip becomes the net's input: the model's channels
  * say what to build from the two bands.

@@ -280,6 +280,7 @@ Datum
 iceml_predict_model(PG_FUNCTION_ARGS)
 {
 	char	   *hash;
+	float		angle;
 	IcemlModel *m;
 	const float *b1,
 			   *b2;
@@ -287,20 +288,14 @@ iceml_predict_model(PG_FUNCTION_ARGS)
 	if (PG_ARGISNULL(0) || PG_ARGISNULL(1) || PG_ARGISNULL(2) || PG_ARGISNULL(3))
 		PG_RETURN_NULL();
 	hash = HashArg(PG_GETARG_BYTEA_PP(1));
-	if (!PG_ARGISNULL(4))
-	{
-		float		angle = PG_GETARG_FLOAT4(4);
-
-		if (!isfinite(angle) || angle < 0 || angle > 90)
-			ereport(ERROR,
-					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-					 errmsg("iceml.predict_model: argument inc_angle must be between 0 and 90 degrees, not %g", angle)));
-	}
+	/* NULL: a missing angle */
+	angle = PG_ARGISNULL(4) ? NAN
+		: PredictCheckAngle(PG_GETARG_FLOAT4(4), "iceml.predict_model", "argument inc_angle");
 	m = ShippedModel(PG_GETARG_INT64(0), hash);
 	b1 = PredictCheckBand(PG_GETARG_ARRAYTYPE_P(2), "iceml.predict_model", "band_1", m->h * m->w);
 	b2 = PredictCheckBand(PG_GETARG_ARRAYTYPE_P(3), "iceml.predict_model", "band_2", m->h * m->w);
 	PredictFillInput(m, b1, b2);
-	m->angle = PG_ARGISNULL(4) ? NAN : PG_GETARG_FLOAT4(4);	/* NULL: missing */
+	m->angle = angle;
 	PG_RETURN_FLOAT4(PredictRun(m, m->input));
 }
 
