@@ -34,11 +34,9 @@ typedef struct EscScan
 	unsigned	bad_code;		/* the lone surrogate */
 } EscScan;
 
-/* statoil_json.c */
+/* statoil_record.c */
 extern void statoil_set_reason(StatoilRecord *rec, const char *fmt,...) __attribute__((format(printf, 2, 3)));
 extern bool statoil_set_id(StatoilRecord *rec, const char *id, size_t len);
-
-/* statoil_record.c */
 extern void statoil_id_from_raw(StatoilRecord *rec);
 extern bool statoil_check_record(StatoilRecord *rec, json_object *obj);
 extern void statoil_esc_reset(EscScan *es);

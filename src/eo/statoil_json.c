@@ -216,16 +216,6 @@ input_peek(StatoilReader *r)
 	}
 }
 
-void
-statoil_set_reason(StatoilRecord *rec, const char *fmt,...)
-{
-	va_list		ap;
-
-	va_start(ap, fmt);
-	vsnprintf(rec->reason, sizeof(rec->reason), fmt, ap);
-	va_end(ap);
-}
-
 static StatoilStatus
 fatal(StatoilReader *r, StatoilRecord *rec, StatoilFatal kind, const char *what)
 {
@@ -286,25 +276,6 @@ raw_append(StatoilRecord *rec, const char *p, size_t n)
 	memcpy(rec->raw + rec->raw_len, p, n);
 	rec->raw_len += n;
 	rec->raw[rec->raw_len] = '\0';
-	return true;
-}
-
-bool
-statoil_set_id(StatoilRecord *rec, const char *id, size_t len)
-{
-	if (len + 1 > rec->id_cap)
-	{
-		size_t		cap = len + 64;
-		char	   *nid = realloc(rec->id, cap);
-
-		if (nid == NULL)
-			return false;
-		rec->id = nid;
-		rec->id_cap = cap;
-	}
-	memcpy(rec->id, id, len);
-	rec->id[len] = '\0';
-	rec->has_id = true;
 	return true;
 }
 

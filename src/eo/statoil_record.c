@@ -7,6 +7,8 @@
  */
 #include <errno.h>
 #include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -14,6 +16,36 @@
 
 #include "iceml_statoil.h"
 #include "statoil_internal.h"
+
+/* the reason a record is bad, for the caller's message */
+void
+statoil_set_reason(StatoilRecord *rec, const char *fmt,...)
+{
+	va_list		ap;
+
+	va_start(ap, fmt);
+	vsnprintf(rec->reason, sizeof(rec->reason), fmt, ap);
+	va_end(ap);
+}
+
+bool
+statoil_set_id(StatoilRecord *rec, const char *id, size_t len)
+{
+	if (len + 1 > rec->id_cap)
+	{
+		size_t		cap = len + 64;
+		char	   *nid = realloc(rec->id, cap);
+
+		if (nid == NULL)
+			return false;
+		rec->id = nid;
+		rec->id_cap = cap;
+	}
+	memcpy(rec->id, id, len);
+	rec->id[len] = '\0';
+	rec->has_id = true;
+	return true;
+}
 
 /* ----------------------------------------------------------------
  * One record: check and convert
