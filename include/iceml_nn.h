@@ -157,6 +157,15 @@ extern int	iceml_net_predict(IcemlNet *net, const float *x, int64_t n,
 extern int	iceml_net_predict_side(IcemlNet *net, const float *x, const float *side,
 								   int64_t n, float *prob, char *err, size_t errlen);
 
+/*
+ * Test-time augmentation's views (views.c): how many an h x w image has (8
+ * on a square: the flips and quarter turns; 4 otherwise), and view v of an
+ * image of c x h x w floats written to dst (v = 0 is the image itself).
+ * A deployment with tta averages its probabilities over the views.
+ */
+extern int	iceml_nn_view_count(int h, int w);
+extern void iceml_nn_view(const float *src, float *dst, int c, int h, int w, int v);
+
 /* ---- training ------------------------------------------------------- */
 
 typedef enum IcemlOptimizer

@@ -7,6 +7,7 @@
 #   layers_*.c                        one forward/backward pair per layer
 #   kernels.c kernels_*.c             the kernel sets behind one table
 #   blas.c pool.c                     OpenBLAS (core, split sgemm), threads
+#   side.c views.c                    side inputs, test-time augmentation's views
 NN_OBJS = \
 	src/nn/spec.o \
 	src/nn/builtin.o \
@@ -26,4 +27,5 @@ NN_OBJS = \
 	src/nn/kernels_avx512.o \
 	src/nn/blas.o \
 	src/nn/pool.o \
-	src/nn/side.o
+	src/nn/side.o \
+	src/nn/views.o

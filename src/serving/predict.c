@@ -356,8 +356,7 @@ BuildModel(IcemlModel *m, int nmembers, const int64 *ids, bool tta)
 		PG_RE_THROW();
 	}
 	PG_END_TRY();
-	/* flips keep a non-square image's shape; quarter turns need a square */
-	m->views = !tta ? 1 : m->h == m->w ? 8 : 4;
+	m->views = tta ? iceml_nn_view_count(m->h, m->w) : 1;
 	m->angle = NAN;
 	bytes += sizeof(float) * (size_t) m->c * m->h * m->w;	/* m->input */
 	return bytes;
