@@ -14,6 +14,12 @@
  *          --no-angle   give the net no angles (every one missing): the
  *                       angle's contribution, by ablation
  *          --no-dropout every dropout rate 0
+ *          --no-augment no training-time augmentation (after --recipe:
+ *                       the augmentation's contribution, by ablation)
+ *          --tta        score the test chips as a deployment with tta does
+ *                       (the mean over the 8 flips and quarter turns)
+ *          --members K  train K nets (seeds S, S+1000, ...) and score them
+ *                       as one ensemble deployment (deploy_ensemble)
  *          --batch-log  print "batch EPOCH K loss" after every batch
  *          --dump FILE  write the initial weights (conv and dense, weights
  *                       then biases, layer by layer) and each epoch's
@@ -24,7 +30,9 @@
  * The chip file: N x 3 x 75 x 75 floats (band_1, band_2, band_avg in dB),
  * then N labels, then N incidence angles (NaN when missing), N = 1604; the
  * first 1283 chips train, the last 321 test (the Statoil train.json split).
- * Every epoch prints "curve NAME EPOCH train_loss test_loss test_acc seconds";
+ * Every epoch prints "curve NAME EPOCH train_loss test_loss test_acc seconds"
+ * (with --tta or --members the deployment's test figures, then the first
+ * member's alone);
  * at the end "BENCH NAME_best", "BENCH NAME_final" (test log loss) and the
  * standard deviation of the last five epochs' test log loss.
  */
@@ -43,6 +51,9 @@
 #define NALL (NTRAIN + NTEST)
 #define C 3
 #define HW ICEML_CHIP_PIXELS
+#define HW_SIDE ICEML_CHIP_SIDE
+#define MAX_MEMBERS 16			/* deploy_ensemble's limit */
+#define MEMBER_SEED_STEP 1000
 
 /* the recipe's settings (README) */
 #define RECIPE_LR 2e-3f
@@ -132,6 +143,47 @@ dump_lockstep(const char *path, const IcemlNet *net, uint64_t seed, int epochs)
 	return 0;
 }
 
+/*
+ * The test chips scored as a deployment scores them (PredictScore in
+ * src/serving/predict_batch.c): with tta every chip's views (iceml_nn_view)
+ * with the chip's angle, and the probabilities of every member and view
+ * summed in double and divided by their number.
+ */
+static int
+predict_deployment(IcemlNet **nets, int nmembers, int tta, const float *x,
+				   const float *angle, int n, float *prob, char *err, size_t errlen)
+{
+	int			nv = tta ? iceml_nn_view_count(HW_SIDE, HW_SIDE) : 1;
+	size_t		img = (size_t) C * HW;
+	float	   *views = malloc(sizeof(float) * img * nv * n),
+			   *side = malloc(sizeof(float) * nv * n),
+			   *p = malloc(sizeof(float) * nv * n);
+	double	   *sum = calloc(n, sizeof(double));
+	int			rc = 0;
+
+	for (int i = 0; i < n; i++)
+		for (int v = 0; v < nv; v++)
+		{
+			iceml_nn_view(x + i * img, views + ((size_t) i * nv + v) * img, C, HW_SIDE, HW_SIDE, v);
+			side[i * nv + v] = angle[i];
+		}
+	for (int k = 0; k < nmembers && rc == 0; k++)
+	{
+		rc = iceml_net_side_count(nets[k]) > 0 ?
+			iceml_net_predict_side(nets[k], views, side, (int64_t) n * nv, p, err, errlen) :
+			iceml_net_predict(nets[k], views, (int64_t) n * nv, p, err, errlen);
+		for (int i = 0; i < n * nv; i++)
+			sum[i / nv] += p[i];
+	}
+	for (int i = 0; i < n; i++)
+		prob[i] = (float) (sum[i] / ((double) nmembers * nv));
+	free(views);
+	free(side);
+	free(p);
+	free(sum);
+	return rc;
+}
+
 static int	log_epoch;
 
 static int
@@ -196,13 +248,16 @@ main(int argc, char **argv)
 	double		curve[1000];
 	char		err[ICEML_NN_ERRLEN];
 	const char *spec;
-	IcemlNet   *net;
-	IcemlTrainer *tr;
+	IcemlNet   *nets[MAX_MEMBERS],
+			   *net;
+	IcemlTrainer *trs[MAX_MEMBERS];
 	FILE	   *f;
 	int			init = -1,
 				side = 0,
 				no_angle = 0,
 				no_dropout = 0,
+				tta = 0,
+				members = 1,
 				blog = 0;
 	const char *dump = NULL;
 	double		t_all;
@@ -230,6 +285,16 @@ main(int argc, char **argv)
 			*(o[2] == 'n' ? &no_dropout : &blog) = 1;
 			continue;
 		}
+		if (strcmp(o, "--no-augment") == 0)
+		{
+			cfg.augment = 0;
+			continue;
+		}
+		if (strcmp(o, "--tta") == 0)
+		{
+			tta = 1;
+			continue;
+		}
 		if (strcmp(o, "--side") == 0 || strcmp(o, "--no-angle") == 0)
 		{
 			*(o[2] == 's' ? &side : &no_angle) = 1;
@@ -251,6 +316,8 @@ main(int argc, char **argv)
 			epochs = atoi(v);
 		else if (strcmp(o, "--seed") == 0)
 			cfg.seed = (uint64_t) atoll(v);
+		else if (strcmp(o, "--members") == 0)
+			members = atoi(v);
 		else if (strcmp(o, "--arch") == 0)
 			arch = v;
 		else if (strcmp(o, "--name") == 0)
@@ -283,7 +350,7 @@ main(int argc, char **argv)
 			return 2;
 		}
 	}
-	if (epochs < 1 || epochs > 1000)
+	if (epochs < 1 || epochs > 1000 || members < 1 || members > MAX_MEMBERS)
 		return 2;
 	cfg.epochs = epochs;
 
@@ -309,61 +376,96 @@ main(int argc, char **argv)
 		fprintf(stderr, "architecture %s: cannot read it, or it has no dense layer for --side\n", arch);
 		return 1;
 	}
-	net = iceml_net_create(spec, err, sizeof(err));
-	if (net == NULL)
-	{
-		fprintf(stderr, "architecture %s: %s\n", arch, err);
-		return 1;
-	}
 	iceml_nn_channel_stats(x, NTRAIN, C, HW, mean, sd);
-	iceml_net_set_normalisation(net, mean, sd);
-	if (iceml_net_side_count(net) > 0)
-	{
-		float		am[1],
-					as[1];
-
-		if (no_angle)
-			for (int i = 0; i < NALL; i++)
-				angle[i] = NAN;
-		iceml_nn_side_stats(angle, NTRAIN, 1, am, as);
-		iceml_net_set_side_normalisation(net, am, as);
-	}
-	if (init >= 0)
-		iceml_net_init_params_scheme(net, cfg.seed, (IcemlInit) init);
-	else
-		iceml_net_init_params(net, cfg.seed);
-	if (no_dropout)
-		for (int i = 0; i < net->nlayers; i++)
-			if (net->layers[i].type == L_DROPOUT)
-				net->layers[i].rate = 0.0f;
-	if (dump && dump_lockstep(dump, net, cfg.seed, epochs) != 0)
-		return 1;
+	if (no_angle)
+		for (int i = 0; i < NALL; i++)
+			angle[i] = NAN;
 	iceml_nn_set_threads(2);
-	tr = iceml_trainer_create(net, &cfg, err, sizeof(err));
-	if (tr == NULL)
+	for (int k = 0; k < members; k++)
 	{
-		fprintf(stderr, "%s\n", err);
-		return 1;
+		IcemlTrainConfig mc = cfg;
+
+		/* member k: the seed a user would give the k-th training run */
+		mc.seed = cfg.seed + MEMBER_SEED_STEP * (uint64_t) k;
+		net = nets[k] = iceml_net_create(spec, err, sizeof(err));
+		if (net == NULL)
+		{
+			fprintf(stderr, "architecture %s: %s\n", arch, err);
+			return 1;
+		}
+		iceml_net_set_normalisation(net, mean, sd);
+		if (iceml_net_side_count(net) > 0)
+		{
+			float		am[1],
+						as[1];
+
+			iceml_nn_side_stats(angle, NTRAIN, 1, am, as);
+			iceml_net_set_side_normalisation(net, am, as);
+		}
+		if (init >= 0)
+			iceml_net_init_params_scheme(net, mc.seed, (IcemlInit) init);
+		else
+			iceml_net_init_params(net, mc.seed);
+		if (no_dropout)
+			for (int i = 0; i < net->nlayers; i++)
+				if (net->layers[i].type == L_DROPOUT)
+					net->layers[i].rate = 0.0f;
+		if (k == 0 && dump && dump_lockstep(dump, net, mc.seed, epochs) != 0)
+			return 1;
+		trs[k] = iceml_trainer_create(net, &mc, err, sizeof(err));
+		if (trs[k] == NULL)
+		{
+			fprintf(stderr, "%s\n", err);
+			return 1;
+		}
 	}
 
 	t_all = now();
 	for (int e = 1; e <= epochs; e++)
 	{
 		double		t0 = now(),
-					loss;
+					loss,
+					plain;
 		IcemlMetrics m;
 
 		log_epoch = e;
-		if (iceml_trainer_epoch_side(tr, x, angle, y, NTRAIN, e, blog ? batch_log : NULL, NULL,
-									 &loss, err, sizeof(err)) != 0)
+		loss = 0;
+		for (int k = 0; k < members; k++)
+		{
+			double		lk;
+
+			if (iceml_trainer_epoch_side(trs[k], x, angle, y, NTRAIN, e, blog ? batch_log : NULL, NULL,
+										 &lk, err, sizeof(err)) != 0)
+			{
+				fprintf(stderr, "epoch %d: %s\n", e, err);
+				return 1;
+			}
+			loss += lk / members;
+		}
+		/* the first member alone, without tta; then the deployment */
+		if (predict_deployment(nets, 1, 0, x + (size_t) NTRAIN * C * HW, angle + NTRAIN, NTEST,
+							   prob, err, sizeof(err)) != 0)
 		{
 			fprintf(stderr, "epoch %d: %s\n", e, err);
 			return 1;
 		}
-		iceml_net_predict_side(net, x + (size_t) NTRAIN * C * HW, angle + NTRAIN, NTEST, prob, err, sizeof(err));
 		iceml_metrics_compute(prob, y + NTRAIN, NTEST, 0.5, &m);
+		plain = m.log_loss;
+		if (tta || members > 1)
+		{
+			if (predict_deployment(nets, members, tta, x + (size_t) NTRAIN * C * HW,
+								   angle + NTRAIN, NTEST, prob, err, sizeof(err)) != 0)
+			{
+				fprintf(stderr, "epoch %d: %s\n", e, err);
+				return 1;
+			}
+			iceml_metrics_compute(prob, y + NTRAIN, NTEST, 0.5, &m);
+		}
 		curve[e - 1] = m.log_loss;
-		printf("curve %s %d %.4f %.4f %.3f %.2f\n", name, e, loss, m.log_loss, m.accuracy, now() - t0);
+		printf("curve %s %d %.4f %.4f %.3f %.2f", name, e, loss, m.log_loss, m.accuracy, now() - t0);
+		if (tta || members > 1)
+			printf(" (first member alone, without tta: %.4f)", plain);
+		printf("\n");
 		fflush(stdout);
 	}
 	{
@@ -390,8 +492,11 @@ main(int argc, char **argv)
 			   sqrt(fmax(0.0, s2 / k - (s / k) * (s / k))));
 		printf("BENCH %s_train_s %.1f s\n", name, now() - t_all);
 	}
-	iceml_trainer_free(tr);
-	iceml_net_free(net);
+	for (int k = 0; k < members; k++)
+	{
+		iceml_trainer_free(trs[k]);
+		iceml_net_free(nets[k]);
+	}
 	free(x);
 	free(y);
 	free(angle);
