@@ -31,10 +31,17 @@ static const char statoil_cnn[] =
 /*
  * The recipe's network (README, "the recipe"): four 3x3 convolutions, each
  * followed by batch normalisation and a ReLU, max-pooling after the first
- * three, global average pooling, dropout, the incidence angle as a side
- * input (its value and a missing indicator, after the dropout so that it is
- * never dropped) and the logit.  A third of the
- * reference's multiply-adds and a sixth of its parameters.  Batch norm's
+ * three, a global max over conv4's 5 x 5 positions, dropout, the incidence
+ * angle as a side input (its value and a missing indicator, after the
+ * dropout so that it is never dropped) and the logit.  A third of the
+ * reference's multiply-adds and 43% of its parameters.
+ *
+ * The global pooling is a max, not an average: the target is a few pixels
+ * near the centre of a chip of sea clutter, and each of conv4's positions
+ * sees 38 x 38 pixels, so most positions see only sea; an average dilutes
+ * the one that sees the target, a max keeps it (a detector).  On the bench's
+ * chips global average pooling ended at 0.058 test log loss, the max at
+ * 0.035 (seed 42; README, "the recipe").  Batch norm's
  * running averages use momentum 0.9 (PyTorch's 0.1): about 40 batches an
  * epoch leave Keras's 0.99 behind the weights for the first epochs.
  */
@@ -55,7 +62,8 @@ static const char recipe_cnn[] =
 "{\"type\": \"conv2d\", \"filters\": 128, \"kernel\": 3, \"group\": \"conv\", \"name\": \"conv4\"},"
 "{\"type\": \"batchnorm\", \"momentum\": 0.9, \"group\": \"batchnorm\", \"name\": \"bn4\"},"
 "{\"type\": \"relu\", \"name\": \"relu4\"},"
-"{\"type\": \"gap\", \"name\": \"gap\"},"
+"{\"type\": \"maxpool\", \"size\": 5, \"stride\": 5, \"group\": \"maxpool\", \"name\": \"gmax\"},"
+"{\"type\": \"flatten\", \"name\": \"flatten\"},"
 "{\"type\": \"dropout\", \"rate\": 0.3, \"group\": \"dropout\", \"name\": \"drop\"},"
 "{\"type\": \"side\", \"inputs\": [\"inc_angle\"], \"group\": \"side\", \"name\": \"angle\"},"
 "{\"type\": \"dense\", \"units\": 1, \"activation\": \"sigmoid\", \"name\": \"out\"}]}";
