@@ -13,6 +13,7 @@ OBJS = \
 	src/iceml.o \
 	src/catalog.o \
 	src/jobs/worker.o \
+	src/jobs/bgworker.o \
 	src/jobs/supervisor.o \
 	src/jobs/studies.o \
 	src/jobs/hyperparams.o \

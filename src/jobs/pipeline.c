@@ -63,16 +63,6 @@ PGDLLEXPORT void iceml_pipeline_main(Datum main_arg);
 
 /* ---- queueing ------------------------------------------------------------ */
 
-void
-RequirePipelineUser(void)
-{
-	if (!has_privs_of_role(IcemlCaller(), get_role_oid("iceml_user", false)))
-		ereport(ERROR,
-				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-				 errmsg("permission denied to run a pipeline: role \"%s\" is not a member of iceml_user",
-						GetUserNameFromId(IcemlCaller(), false))));
-}
-
 /*
  * Check the config and record the run with its steps, as the catalog owner;
  * the worker starts when the caller's transaction commits.  SPI connected.
@@ -118,7 +108,7 @@ iceml_run_pipeline(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("pipeline name and config must not be NULL")));
-	RequirePipelineUser();
+	RequireIcemlUser("run a pipeline");
 	SPI_connect();
 	id = EnqueuePipeline(PG_GETARG_TEXT_PP(0), PG_GETARG_JSONB_P(1), 0, 0);
 	SPI_finish();
@@ -142,7 +132,7 @@ iceml_run_scheduled_pipeline(PG_FUNCTION_ARGS)
 	int			repeat;
 	int64		id;
 
-	RequirePipelineUser();
+	RequireIcemlUser("run a pipeline");
 	SPI_connect();
 	args[0] = PointerGetDatum(name);
 	args[1] = DirectFunctionCall1(namein, CStringGetDatum(GetUserNameFromId(IcemlCaller(), false)));
