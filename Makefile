@@ -29,6 +29,7 @@ OBJS = \
 	src/featurestore/expectations.o \
 	src/featurestore/expectations_check.o \
 	src/featurestore/fs_types.o \
+	src/featurestore/fs_json.o \
 	src/featurestore/featurestore.o \
 	src/featurestore/fs_commit.o \
 	src/featurestore/fs_sql.o \

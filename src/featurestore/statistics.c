@@ -57,6 +57,8 @@
 
 #include "iceml_stats.h"
 
+PartitionedStatisticsHook partitioned_statistics_hook = NULL;
+
 PG_FUNCTION_INFO_V1(iceml_compute_statistics);
 
 static void
@@ -581,11 +583,12 @@ FeatureGroupComputeStatistics(Oid relid)
 				 errdetail("Statistics summarise every row and are visible to every iceml role."),
 				 errhint("Have the table's owner (or a role that bypasses row-level security) compute them.")));
 
-	if (rel->rd_rel->relkind == RELKIND_PARTITIONED_TABLE)
+	if (rel->rd_rel->relkind == RELKIND_PARTITIONED_TABLE &&
+		partitioned_statistics_hook != NULL)
 	{
 		/* a sharded group: its nodes summarise, the coordinator merges */
 		table_close(rel, AccessShareLock);
-		return ShardComputeStatistics(relid);
+		return partitioned_statistics_hook(relid);
 	}
 	st = StatsCollect(rel, &nf, &rows);
 
