@@ -21,6 +21,7 @@ OBJS = \
 	src/jobs/run_record.o \
 	src/jobs/runs.o \
 	src/ingest/ingest.o \
+	src/ingest/ingest_records.o \
 	src/ingest/ingest_target.o \
 	src/ingest/ingest_copy.o \
 	src/eo/statoil_json.o \
