@@ -9,12 +9,8 @@
 #include <math.h>
 
 #include "access/xact.h"
-#include "fmgr.h"
 #include "mb/pg_wchar.h"
 #include "utils/builtins.h"
-#include "utils/jsonb.h"
-#include "utils/memutils.h"
-#include "utils/numeric.h"
 #include "utils/resowner.h"
 
 #include "expectations_internal.h"

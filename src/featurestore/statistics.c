@@ -29,29 +29,18 @@
 
 #include <math.h>
 
-#include "access/relation.h"
 #include "access/table.h"
-#include "catalog/pg_class.h"
-#include "access/tableam.h"
-#include "catalog/pg_authid.h"
-#include "catalog/pg_type.h"
 #include "common/hashfn.h"
 #include "executor/spi.h"
-#include "executor/tuptable.h"
-#include "fmgr.h"
 #include "miscadmin.h"
 #include "utils/acl.h"
-#include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/rls.h"
-#include "utils/jsonb.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
-#include "utils/rel.h"
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
-#include "iceml_expectations.h"
 #include "iceml_fs.h"
 #include "iceml_catalog.h"
 

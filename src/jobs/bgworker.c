@@ -7,14 +7,10 @@
  */
 #include "postgres.h"
 
-#include "access/xact.h"
-#include "executor/spi.h"
 #include "miscadmin.h"
-#include "postmaster/bgworker.h"
 #include "tcop/tcopprot.h"
 #include "utils/snapmgr.h"
 
-#include "iceml_catalog.h"
 #include "iceml_worker.h"
 
 /* ---- worker transactions ------------------------------------------------- */

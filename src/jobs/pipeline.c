@@ -27,34 +27,15 @@
  */
 #include "postgres.h"
 
-#include "access/xact.h"
-#include "catalog/dependency.h"
-#include "catalog/namespace.h"
-#include "catalog/pg_proc.h"
-#include "commands/dbcommands.h"
-#include "commands/extension.h"
-#include "catalog/pg_type.h"
-#include "executor/spi.h"
-#include "fmgr.h"
-#include "miscadmin.h"
 #include "parser/parse_func.h"
 #include "pgstat.h"
-#include "postmaster/bgworker.h"
 #include "storage/ipc.h"
 #include "storage/latch.h"
-#include "tcop/tcopprot.h"
-#include "utils/acl.h"
 #include "utils/builtins.h"
-#include "utils/guc.h"
-#include "utils/jsonb.h"
-#include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
-#include "utils/wait_event.h"
 
-#include "iceml.h"
 #include "iceml_worker.h"
-#include "iceml_catalog.h"
 
 PG_FUNCTION_INFO_V1(iceml_run_pipeline);
 PG_FUNCTION_INFO_V1(iceml_run_scheduled_pipeline);
