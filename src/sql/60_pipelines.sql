@@ -185,10 +185,16 @@ BEGIN
         IF fg ? 'expectations' THEN PERFORM iceml._pipeline_type(fg->'expectations', '$.feature_group.expectations', 'array'); END IF;
         IF fg ? 'validation' THEN
             PERFORM iceml._pipeline_type(fg->'validation', '$.feature_group.validation', 'string');
-            IF NOT upper(fg->>'validation') OPERATOR(pg_catalog.=) ANY (ARRAY['STRICT', 'WARNING', 'ALL', 'NONE']) THEN
-                PERFORM iceml._pipeline_fault('$.feature_group.validation', format('unknown validation mode %s', fg->'validation'),
-                    'Use STRICT, WARNING, ALL or NONE.');
-            END IF;
+            -- the mode as create_feature_group reads it, the fault at its path
+            DECLARE
+                msg text;
+                hint text;
+            BEGIN
+                PERFORM iceml._fs_validation_mode(fg->>'validation');
+            EXCEPTION WHEN invalid_parameter_value THEN
+                GET STACKED DIAGNOSTICS msg = MESSAGE_TEXT, hint = PG_EXCEPTION_HINT;
+                PERFORM iceml._pipeline_fault('$.feature_group.validation', msg, hint);
+            END;
         END IF;
         IF fg ? 'statistics' THEN PERFORM iceml._pipeline_type(fg->'statistics', '$.feature_group.statistics', 'boolean'); END IF;
         IF fg ? 'description' THEN PERFORM iceml._pipeline_type(fg->'description', '$.feature_group.description', 'string'); END IF;
