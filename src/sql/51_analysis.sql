@@ -86,6 +86,32 @@ $$;
 COMMENT ON FUNCTION iceml.evaluate(text, regclass, text) IS
     'metrics of the model deployed under a name on a split of a training dataset: n, log_loss, accuracy, precision, recall, f1, roc_auc, confusion (threshold 0.5)';
 
+-- One model by id, deployed or not: what a pipeline compares before it
+-- deploys, and what a user checks before deploy().
+CREATE FUNCTION iceml.evaluate(model_id bigint, training_dataset regclass, split text DEFAULT 'test')
+    RETURNS jsonb
+    LANGUAGE plpgsql STABLE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    ds record;
+    probs real[];
+    ys real[];
+BEGIN
+    SELECT * INTO ds FROM iceml.dataset_columns(training_dataset, split);
+    EXECUTE format('SELECT array_agg(@extschema@.iceml_predict($1, band_1, band_2, %s) ORDER BY ctid), array_agg(%I::real ORDER BY ctid)'
+                   '  FROM %s WHERE split OPERATOR(pg_catalog.=) $2', ds.angle, ds.label, training_dataset)
+       INTO probs, ys USING model_id, split;
+    IF probs IS NULL THEN
+        RAISE EXCEPTION 'split "%" of training dataset % has no rows', split, training_dataset USING ERRCODE = '22023';
+    END IF;
+    RETURN iceml.binary_metrics(probs, ys, 0.5)
+        || jsonb_build_object('model_id', model_id, 'training_dataset', training_dataset::text, 'split', split);
+END
+$$;
+COMMENT ON FUNCTION iceml.evaluate(bigint, regclass, text) IS
+    'metrics of model model_id on a split of a training dataset: n, log_loss, accuracy, precision, recall, f1, roc_auc, confusion (threshold 0.5)';
+
 CREATE FUNCTION iceml.evaluate_slices(model text, training_dataset regclass, feature text, bins int DEFAULT 4,
                                       split text DEFAULT 'test')
     RETURNS TABLE (slice text, n bigint, log_loss float8, accuracy float8, positive_rate float8,
@@ -338,6 +364,6 @@ COMMENT ON FUNCTION iceml.what_if(text, real[], real[], real, jsonb) IS
     'the deployed model''s prediction for a chip before and after edits: gain in dB, a band blanked to its background, flips, rotations, another incidence angle';
 
 GRANT EXECUTE ON FUNCTION iceml.binary_metrics(real[], real[], float8), iceml.dataset_columns(regclass, text),
-    iceml.deployed_model(text), iceml.evaluate(text, regclass, text),
+    iceml.deployed_model(text), iceml.evaluate(text, regclass, text), iceml.evaluate(bigint, regclass, text),
     iceml.evaluate_slices(text, regclass, text, int, text), iceml.edit_chip(real[], jsonb, real),
     iceml.what_if(text, real[], real[], real, jsonb) TO iceml_reader;
