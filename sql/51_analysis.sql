@@ -94,6 +94,10 @@ SELECT iceml.evaluate('iceberg', 'iceml_fs.pr_chips_1');
 SELECT iceml.evaluate('iceberg', 'iceml_td.pr_1', 'validation');
 SELECT iceml.evaluate(-1, 'iceml_td.pr_1');
 SELECT iceml.evaluate(:m1, 'iceml_td.pr_1', 'validation');
+SELECT iceml.split_predictions(1.5, 'iceml_td.pr_1');
+\echo :LAST_ERROR_SQLSTATE
+SELECT array_length(probabilities, 1) = 8 AND labels = ARRAY(SELECT is_iceberg::real FROM iceml_td.pr_1 WHERE split = 'test' ORDER BY ctid) AS split_predictions_ok
+  FROM iceml.split_predictions(:m1, 'iceml_td.pr_1');
 SELECT * FROM iceml.evaluate_slices('iceberg', 'iceml_td.pr_1', 'no_column');
 SELECT * FROM iceml.evaluate_slices('iceberg', 'iceml_td.pr_1', 'inc_angle', 0);
 SELECT iceml.what_if('iceberg', :'b1', :'b2', :'a', '[]');
