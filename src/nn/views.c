@@ -1,7 +1,7 @@
 /*
  * views.c - the eight views of an image that test-time augmentation averages
  * over (issue 16): the flips and quarter turns, under which a SAR chip's
- * label does not change.  src/serving (deploy(..., tta => true)) and the
+ * label does not change.  src/serving/score.c (deploy(..., tta => true)) and the
  * quality benchmark (test/bench/parity.c --tta) both take their views here,
  * so the benchmark's recipe figure is the deployment's.
  */

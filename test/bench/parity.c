@@ -145,7 +145,7 @@ dump_lockstep(const char *path, const IcemlNet *net, uint64_t seed, int epochs)
 
 /*
  * The test chips scored as a deployment scores them (PredictScore in
- * src/serving/predict_batch.c): with tta every chip's views (iceml_nn_view)
+ * src/serving/score.c): with tta every chip's views (iceml_nn_view)
  * with the chip's angle, and the probabilities of every member and view
  * summed in double and divided by their number.
  */
