@@ -2,7 +2,8 @@
  * learn_nn.c - learning, not just running, on synthetic chips
  * (src/eo/synth.c): the reference CNN with the engine's defaults must reach
  * PyTorch's validation log loss after 3 epochs, and the recipe must learn
- * the chips well.  Optimised build, two threads (`make -C test/unit learn`).
+ * the chips as well as it does now.  Optimised build, two threads (`make -C
+ * test/unit learn`; `learn_nn recipe` runs the recipe's check alone).
  */
 #include <math.h>
 #include <stdlib.h>
@@ -43,10 +44,16 @@ load(uint32_t seed, int from, int n, float *x, float *y, float *angle)
  * The recipe (README): recipe_cnn, flips and quarter turns, Adam 2e-3 with a
  * one-epoch warm-up and a cosine schedule, weight decay 1e-2, batch 32, for
  * RECIPE_EPOCHS epochs: the last epoch's validation log loss must be below
- * RECIPE_BOUND and its accuracy at least 90%.
+ * RECIPE_BOUND and its accuracy at least 97%.  The bound sits between the
+ * recipe and its regression: recipe_cnn gives 0.0349 (accuracy 0.994); the
+ * first recipe_cnn, with global average pooling instead of the max, gave
+ * 0.0436 (0.988) and fails.  Fixed seeds and two threads: the figures are
+ * reproducible, but a change to the engine's rounding (another convolution
+ * algorithm, another OpenBLAS core) moves them by up to about 0.01, as a seed
+ * does; re-measure both with `learn_nn recipe` before moving the bound.
  */
 #define RECIPE_EPOCHS 8
-#define RECIPE_BOUND 0.20
+#define RECIPE_BOUND 0.040
 
 TEST(recipe_learns_synthetic_chips)
 {
@@ -104,7 +111,7 @@ TEST(recipe_learns_synthetic_chips)
 			   e, loss, m.log_loss, m.accuracy, m.auc, (long) (time(NULL) - t0));
 		fflush(stdout);
 	}
-	CHECK(m.log_loss < RECIPE_BOUND && m.accuracy >= 0.90,
+	CHECK(m.log_loss < RECIPE_BOUND && m.accuracy >= 0.97,
 		  "last epoch: validation log loss %.4f (bound %.2f), accuracy %.3f", m.log_loss,
 		  RECIPE_BOUND, m.accuracy);
 	iceml_trainer_free(tr);
@@ -167,11 +174,16 @@ TEST(reference_cnn_validation_log_loss_after_3_epochs)
 	free(xv);
 }
 
+/* learn_nn [reference|recipe]: both checks, or the one named */
 int
-main(void)
+main(int argc, char **argv)
 {
+	const char *only = argc > 1 ? argv[1] : "";
+
 	iceml_nn_set_threads(2);
-	RUN(reference_cnn_validation_log_loss_after_3_epochs);
-	RUN(recipe_learns_synthetic_chips);
+	if (strcmp(only, "recipe") != 0)
+		RUN(reference_cnn_validation_log_loss_after_3_epochs);
+	if (strcmp(only, "reference") != 0)
+		RUN(recipe_learns_synthetic_chips);
 	return UNIT_SUMMARY();
 }
