@@ -46,11 +46,11 @@ def run(cmd):
     for line in out.splitlines():
         if line.startswith("curve "):
             print(line, flush=True)
-        m = re.match(r"BENCH \S+_(best|final|last5_std|train_s) (\S+)(.*)", line)
+        m = re.match(r"BENCH \S+_(best|final|last5_std|train_s) (\S+)\D*(\d*)", line)
         if m:
             fig[m.group(1)] = float(m.group(2))
             if m.group(1) == "best":
-                fig["best_note"] = m.group(3).strip()
+                fig["best_note"] = f"(epoch {m.group(3)})"
     fig["wall_s"] = time.time() - t0
     return fig
 
@@ -61,7 +61,8 @@ def have_torch():
 
 
 def line(name, val, unit, note=""):
-    print(f"BENCH {name} {val:.4f} {unit}{' ' + note if note else ''}", flush=True)
+    v = f"{val:.1f}" if unit == "s" else f"{val:.4f}"
+    print(f"BENCH {name} {v} {unit}{' ' + note if note else ''}", flush=True)
 
 
 def main():
@@ -99,7 +100,7 @@ def main():
     def mean(runs, key):
         vals = [r[key] for r in runs]
         return sum(vals) / len(vals), "(seeds " + " ".join(seeds) + ": " + \
-            " ".join(f"{v:.4f}" for v in vals) + ")"
+            " ".join(f"{v:.1f}" if key == "train_s" else f"{v:.4f}" for v in vals) + ")"
 
     print(f"quality: the means over {len(seeds)} seeds", flush=True)
     for name, runs, key, unit in (
