@@ -18,6 +18,21 @@ extern PGresult *ShardNodeExecAutonomous(const char *node, const char *sql, int 
 										 const Oid *types, const char *const *values,
 										 const int *lengths, const int *formats);
 
+/*
+ * A new connection to `node` as `userid` through the node's foreign server
+ * and that role's user mapping (postgres_fdw's password rule); PQfinish it.
+ * Needs a transaction.  Errors name the node.
+ */
+extern PGconn *ShardNodeConnect(const char *node, Oid userid);
+
+/*
+ * src/shard/remote_trial.c: a study's trials on the nodes.  The training
+ * worker (src/jobs/worker.c) asks IsRemoteTrial after claiming a run, and
+ * then follows the trial on its node instead of training it.
+ */
+extern bool IsRemoteTrial(int64 run_id);
+extern void RemoteTrialInWorker(int64 run_id, Oid role);
+
 /* src/shard/shard_predict.c: predictions run where the rows are */
 extern void ShardPredictInit(void);
 

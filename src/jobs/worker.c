@@ -67,6 +67,7 @@
 #include "utils/syscache.h"
 
 #include "iceml.h"
+#include "iceml_shard.h"
 #include "iceml_worker.h"
 
 #define ICEML_APPNAME_PREFIX "iceml train "
@@ -670,7 +671,11 @@ iceml_worker_main(Datum main_arg)
 	if (!ClaimRun(id))
 		proc_exit(0);
 
-	TrainRunInWorker(id, extra.role);
+	/* scale-out hook: a trial placed on a node is followed there, not trained here */
+	if (IsRemoteTrial(id))
+		RemoteTrialInWorker(id, extra.role);
+	else
+		TrainRunInWorker(id, extra.role);
 
 	/* the slot goes back and the supervisor starts the next queued run */
 	ReleaseTrainerSlot(true);

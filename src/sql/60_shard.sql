@@ -236,6 +236,16 @@ BEGIN
                   DETAIL = format('Feature groups: %s.', v_used),
                   HINT = 'Drop those feature groups first.';
     END IF;
+    -- trials placed there and not ended (src/sql/62_shard_trials.sql)
+    SELECT string_agg(t.run_id::text, ', ' ORDER BY t.run_id) INTO v_used
+      FROM iceml.remote_trials t JOIN iceml.runs r ON r.id = t.run_id
+     WHERE t.node = v_node.name AND r.status IN ('queued', 'running');
+    IF v_used IS NOT NULL THEN
+        RAISE EXCEPTION 'cannot drop node "%" because trials of studies run there', v_node.name
+            USING ERRCODE = '55006',
+                  DETAIL = format('Trial runs: %s.', v_used),
+                  HINT = 'Wait for them or cancel them with iceml.cancel first.';
+    END IF;
     EXECUTE format('DROP USER MAPPING IF EXISTS FOR PUBLIC SERVER %I', v_node.server);
     EXECUTE format('DROP SERVER %I', v_node.server);
     DELETE FROM iceml.shard_nodes n WHERE n.name = v_node.name;
