@@ -130,18 +130,46 @@ SELECT count(*) AS runs FROM iceml.runs;
 -- forget_trial: unknown runs, others' runs
 SELECT iceml.forget_trial(424242);
 SELECT iceml.forget_trial(NULL);
+-- ---- model copies: a role removes only the copies it received --------------
+RESET ROLE;
+INSERT INTO iceml.models (experiment, architecture, spec, parameters, channels, normalisation,
+                          metrics, training_dataset, lineage, weights, owner)
+SELECT 'sp', 'tiny_cnn', a.spec, a.parameters, '{band_1,band_2,band_avg}',
+       '{"mean": [-20, -28, -24], "std": [4, 2, 3]}', '{"log_loss": 0.5}', NULL, '{}',
+       iceml._untrained_weights(a.spec::text, 1, '{-20,-28,-24}', '{4,2,3}'), current_user
+  FROM iceml.architectures a WHERE a.name = 'tiny_cnn'
+RETURNING id AS model, iceml._model_content_hash(weights, channels) AS hash \gset
+CREATE TEMP TABLE copy AS SELECT weights, channels FROM iceml.models WHERE id = :model;
+GRANT SELECT ON copy TO PUBLIC;
+SET ROLE iceml_regress_noderole;
+SELECT iceml.receive_model(:model, :'hash', weights, channels) = :'hash' AS received FROM copy;
+SET ROLE iceml_regress_other;
+SELECT iceml.drop_shipped_models(NULL) AS others_removed;
+SET ROLE iceml_regress_noderole;
+SELECT iceml.drop_shipped_models(ARRAY['0000000000000000000000000000000000000000000000000000000000000000']) AS none_removed;
+SELECT iceml.drop_shipped_models(ARRAY[:'hash']) AS removed;
+SELECT count(*) AS copies FROM iceml.shipped_models;
 RESET ROLE;
 DROP TABLE iceml_td.:"key";
+DELETE FROM iceml.models;
+DROP TABLE copy;
 DROP ROLE iceml_regress_noderole;
 DROP ROLE iceml_regress_other;
 
 \c :regdb
 \set VERBOSITY terse
 \set SHOW_CONTEXT never
+-- cleanup_shipped_models: iceml_admin's, for a node that exists
+SELECT iceml.cleanup_shipped_models('nowhere');
+SET ROLE iceml_regress_trialist;
+SELECT iceml.cleanup_shipped_models();
+RESET ROLE;
+SELECT iceml.cleanup_shipped_models() AS removed;
 SELECT iceml.drop_node('tn');
+-- a node that cannot drop the copies (iceml is gone there) is dropped with a warning
 SELECT iceml.drop_node('gone');
 SELECT iceml.drop_feature_group(:'fg', cascade => true);
 DROP ROLE iceml_regress_trialist;
 SET client_min_messages = warning;
-DROP DATABASE iceml_regress_trial_node;
-DROP DATABASE iceml_regress_trial_gone;
+DROP DATABASE iceml_regress_trial_node WITH (FORCE);
+DROP DATABASE iceml_regress_trial_gone WITH (FORCE);

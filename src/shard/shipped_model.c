@@ -40,6 +40,7 @@
 #include "utils/acl.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/fmgroids.h"
 #include "utils/guc.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
@@ -457,5 +458,62 @@ ShipModel(const char *node, int64 model_id, const char *hash)
 	res = ShardNodeExecAutonomous(node, "SELECT iceml.receive_model($1, $2, $3, $4)",
 								  4, types, values, lengths, formats);
 	PQclear(res);
+
+	/*
+	 * A new copy means a deployment changed: the copies of models that no
+	 * deployment here names any more go (README "Scale-out": copies).
+	 */
+	BecomeCatalogOwner(&own);
+	if (SPI_execute("SELECT iceml._retired_model_hashes()::pg_catalog.text", true, 1) != SPI_OK_SELECT ||
+		SPI_processed != 1)
+		elog(ERROR, "iceml: could not list the retired models");
+	{
+		char	   *retired = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+
+		RestoreUser(&own);
+		if (retired != NULL)
+			(void) DropNodeModels(node, retired);
+	}
 	SPI_finish();
+}
+
+/*
+ * Remove copies received from this coordinator (the node role's) from
+ * `node`: those of the content hashes in `hashes` (a text[] literal), or all
+ * when it is NULL.  On a connection of its own, committed there at once (a
+ * copy is right or not whatever the local transaction does).  Returns how
+ * many went.
+ */
+int64
+DropNodeModels(const char *node, const char *hashes)
+{
+	Oid			types[1] = {TEXTARRAYOID};
+	const char *values[1] = {hashes};
+	PGresult   *res;
+	int64		n;
+
+	res = ShardNodeExecAutonomous(node, "SELECT iceml.drop_shipped_models($1)", 1, types, values, NULL, NULL);
+	n = PQntuples(res) == 1 && !PQgetisnull(res, 0, 0) ? strtoll(PQgetvalue(res, 0, 0), NULL, 10) : 0;
+	PQclear(res);
+	return n;
+}
+
+/*
+ * iceml._drop_node_models(node text, content_hashes text[]) RETURNS bigint:
+ * DropNodeModels for iceml.cleanup_shipped_models and iceml.drop_node.
+ */
+PG_FUNCTION_INFO_V1(iceml_drop_node_models);
+
+Datum
+iceml_drop_node_models(PG_FUNCTION_ARGS)
+{
+	char	   *hashes = NULL;
+
+	if (PG_ARGISNULL(0))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("node must not be NULL")));
+	if (!PG_ARGISNULL(1))
+		hashes = OidOutputFunctionCall(F_ARRAY_OUT, PG_GETARG_DATUM(1));
+	PG_RETURN_INT64(DropNodeModels(text_to_cstring(PG_GETARG_TEXT_PP(0)), hashes));
 }

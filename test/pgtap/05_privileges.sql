@@ -41,6 +41,8 @@ INSERT INTO expected_fn VALUES
     ('iceml.receive_trial_data(text,jsonb)', 'iceml_user'),
     ('iceml.run_trial(text,regclass,text,jsonb,jsonb,text,text,text,jsonb,integer)', 'iceml_user'),
     ('iceml.forget_trial(bigint)', 'iceml_user'),
+    ('iceml.drop_shipped_models(text[])', 'iceml_user'),
+    ('iceml.cleanup_shipped_models(text)', 'iceml_admin'),
     ('iceml.predict_model(bigint,bytea,real[],real[],real)', 'iceml_reader'),
     ('iceml.shard_histogram(regclass,text[],text[],double precision[],double precision[])', 'iceml_user'),
     ('iceml.drop_feature_group(regclass,boolean)', 'iceml_user'),

@@ -197,8 +197,11 @@ is_deeply([@got[0 .. 5]], [($want1) x 6], 'model 1 while it is deployed (the gen
 is($got[6], $want1, 'a rolled-back deploy changes nothing');
 is($got[7], $want2, 'a committed deploy: the next execution predicts with the new model on the nodes');
 is($got[8], $want1, 'and a rollback deploy brings the first back');
+# copies of models no deployment names any more go when the next model is
+# shipped: m1's when m2 came, m2's when the rollback brought m1 back
 for my $n (@nodes) {
-	is(npsql($n, q{SELECT count(*) FROM iceml.shipped_models}), '2', "$n holds each model once");
+	is(npsql($n, q{SELECT string_agg(model_id::text, ',') FROM iceml.shipped_models}), $m1,
+		"$n holds the deployed model's copy only: the replaced one's was removed");
 }
 # iceml.shard_predict = off: the coordinator fetches the bands and predicts
 like(psql("SET iceml.shard_predict = off; EXPLAIN (VERBOSE, COSTS OFF) $sharded", %sam),
@@ -250,12 +253,30 @@ system("$cluster start shard_b >/dev/null") == 0 or BAIL_OUT('node b did not res
 is(psql('SELECT count(*) FROM iceml_fs.chips_1', %sam), '114', 'the node is back: all rows');
 is(psql(q{SELECT iceml.compute_statistics('iceml_fs.chips_1')}, %sam), '114', 'statistics again (a new connection)');
 
+# ---- copies no deployment needs: cleanup_shipped_models, drop_node -----------
+psql("SELECT NULL FROM iceml.deploy('sp', ${m2}::bigint)", %sam);
+($rc, $out) = psql(q{SELECT iceml.cleanup_shipped_models()}, %sam);
+like($out, qr/permission denied for function cleanup_shipped_models/, 'cleanup_shipped_models is iceml_admin\'s');
+is(psql(q{SELECT iceml.cleanup_shipped_models('b')}), '1', 'cleanup_shipped_models(node): the replaced model\'s copy on that node');
+is(psql(q{SELECT iceml.cleanup_shipped_models()}), '1', 'cleanup_shipped_models(): the other node\'s');
+is(psql(q{SELECT iceml.cleanup_shipped_models()}), '0', 'and nothing more');
+for my $n (@nodes) {
+	is(npsql($n, q{SELECT count(*) FROM iceml.shipped_models}), '0', "$n holds no copy no deployment needs");
+}
+is(psql("SELECT count(p) FROM ($sharded) s", %sam), '114', 'the next prediction copies the deployed model again');
+for my $n (@nodes) {
+	is(npsql($n, q{SELECT string_agg(model_id::text, ',') FROM iceml.shipped_models}), $m2, "$n holds the deployed model");
+}
+
 # ---- cleanup -----------------------------------------------------------------
 psql(q{SELECT iceml.drop_feature_group('iceml_fs.chips_1', cascade => true)}, %sam);
 for my $n (@nodes) {
 	is(npsql($n, q{SELECT count(*) FROM iceml.feature_groups WHERE name = 'chips'}), '0', "drop_feature_group dropped the group on $n");
 }
 is(psql(q{SELECT iceml.drop_node('a'); SELECT iceml.drop_node('b'); SELECT count(*) FROM iceml.nodes}), "\n\n0", 'nodes dropped');
+for my $n (@nodes) {
+	is(npsql($n, q{SELECT count(*) FROM iceml.shipped_models}), '0', "drop_node removed the coordinator's model copies from $n");
+}
 unlink $copyfile, $outfile;
 system("$cluster stop @nodes >/dev/null");
 done_testing();
