@@ -15,6 +15,7 @@
 #include "iceml_worker.h"
 #include "iceml_fs.h"
 #include "iceml_predict.h"
+#include "iceml_shard.h"
 #include "iceml_stats.h"
 
 PG_MODULE_MAGIC;

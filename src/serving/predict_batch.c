@@ -24,23 +24,13 @@
 
 #include <math.h>
 
-#include "access/parallel.h"
-#include "access/xact.h"
-#include "catalog/pg_type.h"
 #include "executor/spi.h"
-#include "fmgr.h"
 #include "funcapi.h"
 #include "miscadmin.h"
-#include "portability/instr_time.h"
-#include "utils/array.h"
 #include "utils/builtins.h"
-#include "utils/guc.h"
 #include "utils/lsyscache.h"
-#include "utils/memutils.h"
-#include "utils/regproc.h"
 
 #include "iceml.h"
-#include "iceml_nn.h"
 #include "iceml_pgarray.h"
 #include "iceml_predict.h"
 

@@ -8,9 +8,6 @@
 
 #include <math.h>
 
-#include "fmgr.h"
-#include "utils/array.h"
-
 #include "iceml.h"
 #include "iceml_pgarray.h"
 #include "iceml_predict.h"

@@ -96,44 +96,48 @@ COMMENT ON FUNCTION iceml._pipeline_type(jsonb, text, text, numeric, numeric) IS
 
 CREATE FUNCTION iceml._pipeline_hyperparams(hp jsonb, path text, tune boolean)
     RETURNS void
-    LANGUAGE plpgsql IMMUTABLE
+    LANGUAGE plpgsql STABLE
     SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     k text;
+    msg text;
+    hint text;
 BEGIN
-    PERFORM iceml._pipeline_keys(hp, path,
-        ARRAY['epochs', 'batch_size', 'learning_rate', 'optimizer', 'momentum', 'weight_decay', 'seed',
-              'threads', 'augment', 'early_stopping_patience', 'checkpoint_every', 'channels']
-        || CASE WHEN tune THEN ARRAY['asha_min_epochs'] ELSE '{}'::text[] END);
-    FOREACH k IN ARRAY ARRAY['epochs', 'batch_size', 'threads', 'checkpoint_every', 'asha_min_epochs'] LOOP
-        IF hp ? k THEN
-            PERFORM iceml._pipeline_type(hp->k, path || '.' || k, 'integer', 1, 1000000);
-        END IF;
-    END LOOP;
-    FOREACH k IN ARRAY ARRAY['seed', 'early_stopping_patience'] LOOP
-        IF hp ? k THEN
-            PERFORM iceml._pipeline_type(hp->k, path || '.' || k, 'integer', 0, 2147483647);
-        END IF;
-    END LOOP;
-    FOREACH k IN ARRAY ARRAY['learning_rate', 'momentum', 'weight_decay'] LOOP
-        IF hp ? k THEN
-            PERFORM iceml._pipeline_type(hp->k, path || '.' || k, 'number');
-        END IF;
-    END LOOP;
-    IF hp ? 'optimizer' THEN
-        PERFORM iceml._pipeline_type(hp->'optimizer', path || '.optimizer', 'string');
+    IF jsonb_typeof(hp) IS DISTINCT FROM 'object' THEN
+        PERFORM iceml._pipeline_fault(path, format('must be an object, not %s', coalesce(hp::text, 'null')));
     END IF;
-    IF hp ? 'augment' THEN
-        PERFORM iceml._pipeline_type(hp->'augment', path || '.augment', 'boolean');
+    -- the pipeline's "deploy" step decides deployment; ASHA's rung belongs to a search
+    IF hp ? 'deploy' THEN
+        PERFORM iceml._pipeline_fault(path || '.deploy', 'set by the pipeline''s "deploy" key, not as a hyperparameter',
+            'Use "deploy": "if_better", "always" or "never" at the top of the config.');
     END IF;
-    IF hp ? 'channels' THEN
-        PERFORM iceml._pipeline_type(hp->'channels', path || '.channels', 'array');
+    IF hp ? 'asha_min_epochs' THEN
+        IF NOT tune THEN
+            PERFORM iceml._pipeline_fault(path || '.asha_min_epochs', 'only a "tune" step has ASHA rungs');
+        END IF;
+        PERFORM iceml._pipeline_type(hp->'asha_min_epochs', path || '.asha_min_epochs', 'integer', 1, 1000000);
     END IF;
+    -- each key alone, so that a fault names its path; then all together
+    -- (a limit that depends on another key, e.g. warmup_epochs on epochs)
+    FOR k IN SELECT jsonb_object_keys(hp - 'asha_min_epochs') ORDER BY 1 LOOP
+        BEGIN
+            PERFORM iceml._resolve_hyperparams(jsonb_build_object(k, hp->k), NULL);
+        EXCEPTION WHEN invalid_parameter_value THEN
+            GET STACKED DIAGNOSTICS msg = MESSAGE_TEXT, hint = PG_EXCEPTION_HINT;
+            PERFORM iceml._pipeline_fault(path || '.' || k, msg, nullif(hint, ''));
+        END;
+    END LOOP;
+    BEGIN
+        PERFORM iceml._resolve_hyperparams(hp - 'asha_min_epochs', NULL);
+    EXCEPTION WHEN invalid_parameter_value THEN
+        GET STACKED DIAGNOSTICS msg = MESSAGE_TEXT, hint = PG_EXCEPTION_HINT;
+        PERFORM iceml._pipeline_fault(path, msg, nullif(hint, ''));
+    END;
 END
 $$;
 COMMENT ON FUNCTION iceml._pipeline_hyperparams(jsonb, text, boolean) IS
-    'internal: refuses unknown or mistyped hyperparameters in a pipeline config (the rest is checked as iceml.train checks it)';
+    'internal: refuses hyperparameters in a pipeline config that iceml.train would refuse (the same C parser), naming the JSON path';
 
 -- The whole config, checked before any work: returns it with defaults filled in.
 CREATE FUNCTION iceml._pipeline_check(name text, config jsonb)
@@ -181,10 +185,16 @@ BEGIN
         IF fg ? 'expectations' THEN PERFORM iceml._pipeline_type(fg->'expectations', '$.feature_group.expectations', 'array'); END IF;
         IF fg ? 'validation' THEN
             PERFORM iceml._pipeline_type(fg->'validation', '$.feature_group.validation', 'string');
-            IF NOT upper(fg->>'validation') OPERATOR(pg_catalog.=) ANY (ARRAY['STRICT', 'WARNING', 'ALL', 'NONE']) THEN
-                PERFORM iceml._pipeline_fault('$.feature_group.validation', format('unknown validation mode %s', fg->'validation'),
-                    'Use STRICT, WARNING, ALL or NONE.');
-            END IF;
+            -- the mode as create_feature_group reads it, the fault at its path
+            DECLARE
+                msg text;
+                hint text;
+            BEGIN
+                PERFORM iceml._fs_validation_mode(fg->>'validation');
+            EXCEPTION WHEN invalid_parameter_value THEN
+                GET STACKED DIAGNOSTICS msg = MESSAGE_TEXT, hint = PG_EXCEPTION_HINT;
+                PERFORM iceml._pipeline_fault('$.feature_group.validation', msg, hint);
+            END;
         END IF;
         IF fg ? 'statistics' THEN PERFORM iceml._pipeline_type(fg->'statistics', '$.feature_group.statistics', 'boolean'); END IF;
         IF fg ? 'description' THEN PERFORM iceml._pipeline_type(fg->'description', '$.feature_group.description', 'string'); END IF;

@@ -29,7 +29,7 @@ psql(q{
 my $config = q{'{"feature_group": {"name": "pchips", "expectations": [{"name": "angle_range", "features": ["inc_angle"], "rules": [{"name": "HAS_MAX", "level": "ERROR", "max": 50}]}]},
 	"ingest": {"synthetic": {"n": 200, "seed": 3, "bad": 3}}, "on_error": "quarantine",
 	"training_dataset": {"splits": {"train": 0.7, "validation": 0.15, "test": 0.15}, "seed": 1},
-	"train": {"architecture": "tiny_cnn", "hyperparams": {"epochs": 2, "batch_size": 16}}}'};
+	"train": {"architecture": "tiny_cnn", "hyperparams": {"epochs": 2, "batch_size": 16, "lr_schedule": "cosine", "warmup_epochs": 1}}}'};
 
 # ---- a whole pipeline: the call returns at once, the worker runs the steps
 my $out = psql(qq{
