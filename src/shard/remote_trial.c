@@ -889,7 +889,7 @@ iceml_run_trial_impl(PG_FUNCTION_ARGS)
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 					 errmsg("%s must not be NULL", names[i])));
-	RequireTrainer();
+	RequireIcemlUser("train");
 	rel = PG_GETARG_OID(1);
 	relname = get_rel_name(rel);
 	nsp = relname ? get_namespace_name(get_rel_namespace(rel)) : NULL;
