@@ -149,6 +149,10 @@ SET ROLE iceml_regress_noderole;
 SELECT iceml.drop_shipped_models(ARRAY['0000000000000000000000000000000000000000000000000000000000000000']) AS none_removed;
 SELECT iceml.drop_shipped_models(ARRAY[:'hash']) AS removed;
 SELECT count(*) AS copies FROM iceml.shipped_models;
+-- hand_over_inferences: from a record id >= 0
+SELECT iceml.hand_over_inferences(-1);
+SELECT iceml.hand_over_inferences(NULL);
+SELECT iceml.hand_over_inferences(0) AS nothing_logged;
 RESET ROLE;
 DROP TABLE iceml_td.:"key";
 DELETE FROM iceml.models;
@@ -159,6 +163,11 @@ DROP ROLE iceml_regress_other;
 \c :regdb
 \set VERBOSITY terse
 \set SHOW_CONTEXT never
+-- collect_inferences: a node that exists; one without iceml is named
+SELECT iceml.collect_inferences('nowhere');
+SELECT iceml.collect_inferences('tn') AS collected;
+SELECT iceml.collect_inferences('gone');
+SELECT count(*) AS marks FROM iceml.node_inference_marks;
 -- cleanup_shipped_models: iceml_admin's, for a node that exists
 SELECT iceml.cleanup_shipped_models('nowhere');
 SET ROLE iceml_regress_trialist;

@@ -43,6 +43,8 @@ INSERT INTO expected_fn VALUES
     ('iceml.forget_trial(bigint)', 'iceml_user'),
     ('iceml.drop_shipped_models(text[])', 'iceml_user'),
     ('iceml.cleanup_shipped_models(text)', 'iceml_admin'),
+    ('iceml.hand_over_inferences(bigint)', 'iceml_user'),
+    ('iceml.collect_inferences(text)', 'iceml_user'),
     ('iceml.predict_model(bigint,bytea,real[],real[],real)', 'iceml_reader'),
     ('iceml.shard_histogram(regclass,text[],text[],double precision[],double precision[])', 'iceml_user'),
     ('iceml.drop_feature_group(regclass,boolean)', 'iceml_user'),

@@ -171,6 +171,29 @@ for my $n (@nodes) {
 }
 my $same = "SELECT count(*) FILTER (WHERE s.p = f.p) || '/' || count(*) FROM ($sharded) s FULL JOIN ($flat) f USING (id)";
 is(psql($same, %sam), '114/114', 'predictions from the sharded group equal one server\'s, row by row');
+# calls predicted on the nodes are logged there (each server's own
+# iceml.log_inferences) and collected into the coordinator's log under the
+# deployment, exactly once; iceml.monitor sees them as on one server
+for my $n (@nodes) {
+	npsql($n, q{ALTER SYSTEM SET iceml.log_inferences = 1; SELECT pg_reload_conf();});
+}
+is(psql("SELECT count(p) FROM ($sharded) s", %sam), '114', 'scoring with logging on the nodes');
+is(poll_nodes(q{SELECT count(*) FROM iceml.inference_log WHERE name IS NULL}, 114, 30), 114,
+	'the nodes logged their 114 calls, under the coordinator\'s model id') ;
+is(psql('SELECT iceml.collect_inferences()', %sam), '114', 'collect_inferences brings them to the coordinator');
+is(psql(qq{SELECT count(*) FILTER (WHERE l.name = 'sp' AND l.model_id = $m1
+	                                   AND l.deployment_id = (SELECT max(id) FROM iceml.deployments WHERE name = 'sp')
+	                                   AND l.band_1_mean < 0 AND l.latency_ms >= 0)
+	         FROM iceml.inference_log l}), '114', 'each under the deployment that served it, with its input summaries');
+is(psql(qq{SELECT round(sum(l.prediction)::numeric, 3) = (SELECT round(sum(p)::numeric, 3) FROM ($flat) f) FROM iceml.inference_log l WHERE l.name = 'sp'}, %sam),
+	't', 'the logged predictions are the predictions');
+is(psql(q{SELECT iceml.monitor('sp', min_samples => 10)->>'calls'}, %sam), '114', 'iceml.monitor counts them as on one server');
+is(psql('SELECT iceml.collect_inferences()', %sam), '0', 'collected once: nothing new');
+is(poll_nodes(q{SELECT count(*) FROM iceml.inference_log}, 0, 5), 0, 'and the nodes let go of what the coordinator has');
+for my $n (@nodes) {
+	npsql($n, q{ALTER SYSTEM RESET iceml.log_inferences; SELECT pg_reload_conf();});
+}
+
 my $filter = q{SELECT count(*) FROM iceml_fs.TABLE WHERE iceml_predict('sp', band_1, band_2) > 0.2};
 (my $fs = $filter) =~ s/TABLE/chips_1/;
 (my $ff = $filter) =~ s/TABLE/flat_1/;
@@ -280,3 +303,16 @@ for my $n (@nodes) {
 unlink $copyfile, $outfile;
 system("$cluster stop @nodes >/dev/null");
 done_testing();
+
+# the sum of a count over the node clusters, polled until it is want
+sub poll_nodes {
+	my ($sql, $want, $secs) = @_;
+	my $got = -1;
+	for (1 .. $secs * 5) {
+		$got = 0;
+		$got += npsql($_, $sql) for @nodes;
+		return $got if $got == $want;
+		select(undef, undef, undef, 0.2);
+	}
+	return $got;
+}
