@@ -369,30 +369,7 @@ DECLARE
     cur_metrics jsonb;
     mon jsonb;
     retrain boolean;
-    evalsql text;
 BEGIN
-    -- metrics of model $1 on split $2 of the run's training dataset, as the
-    -- caller: n, log loss, accuracy (threshold 0.5), ROC AUC
-    IF st ? 'training_dataset' THEN
-        SELECT t.label INTO label FROM iceml.training_datasets t
-         WHERE t."table" OPERATOR(pg_catalog.=) (st->>'training_dataset')::regclass;
-        evalsql := format(
-            'WITH d AS (SELECT least(greatest(@extschema@.iceml_predict($1, band_1, band_2, %s)::pg_catalog.float8, 1e-7), 1 - 1e-7) AS p,'
-            '                  %I::pg_catalog.float8 AS y FROM %s WHERE split OPERATOR(pg_catalog.=) $2),'
-            '     r AS (SELECT p, y, pg_catalog.rank() OVER (ORDER BY p) AS rk, pg_catalog.count(*) OVER (PARTITION BY p) AS ties FROM d),'
-            '     a AS (SELECT pg_catalog.sum(CASE WHEN y > 0.5 THEN rk + (ties - 1) / 2.0 END) AS rsum,'
-            '                  pg_catalog.count(*) FILTER (WHERE y > 0.5) AS npos, pg_catalog.count(*) FILTER (WHERE y <= 0.5) AS nneg FROM r)'
-            ' SELECT CASE WHEN (SELECT pg_catalog.count(*) FROM d) > 0 THEN pg_catalog.jsonb_build_object('
-            '   ''n'', (SELECT pg_catalog.count(*) FROM d),'
-            '   ''log_loss'', (SELECT pg_catalog.round(-pg_catalog.avg(y * pg_catalog.ln(p) + (1 - y) * pg_catalog.ln(1 - p))::pg_catalog.numeric, 4) FROM d),'
-            '   ''accuracy'', (SELECT pg_catalog.round(pg_catalog.avg(((p >= 0.5) = (y > 0.5))::pg_catalog.int4)::pg_catalog.numeric, 4) FROM d),'
-            '   ''roc_auc'', (SELECT CASE WHEN npos > 0 AND nneg > 0 THEN pg_catalog.round(((rsum - npos * (npos + 1) / 2.0) / (npos * nneg))::pg_catalog.numeric, 4) END FROM a),'
-            '   ''model_id'', $1, ''split'', $2) END',
-            -- the angle: inc_angle for a model that takes it as a side input
-            (CASE WHEN EXISTS (SELECT FROM pg_catalog.pg_attribute a WHERE a.attrelid OPERATOR(pg_catalog.=) (st->>'training_dataset')::regclass AND NOT a.attisdropped
-                                  AND a.attname OPERATOR(pg_catalog.=) 'inc_angle' AND a.atttypid OPERATOR(pg_catalog.=) 'pg_catalog.float4'::pg_catalog.regtype)
-                      THEN 'inc_angle' ELSE 'NULL::pg_catalog.float4' END), label, (st->>'training_dataset')::regclass);
-    END IF;
     IF step OPERATOR(pg_catalog.=) 'drift_check' THEN
         v := config->'retrain_on_drift';
         mon := iceml.monitor(v->>'model', coalesce(v->>'since', '1 day')::interval,
@@ -673,11 +650,8 @@ BEGIN
             RETURN jsonb_build_object('status', 'skipped', 'detail', jsonb_build_object('reason', 'no model was trained'), 'state', st);
         END IF;
         td := (st->>'training_dataset')::regclass;
-        EXECUTE evalsql INTO v USING (st->>'model_id')::bigint, config #>> '{evaluate,split}';
-        IF v IS NULL THEN
-            RAISE EXCEPTION 'split "%" of training dataset % has no rows', config #>> '{evaluate,split}', td
-                USING ERRCODE = '22023', HINT = 'Name a split the dataset has in "evaluate": {"split": ...}.';
-        END IF;
+        -- as the caller, on the model by id (deploy compares what is deployed)
+        v := iceml.evaluate((st->>'model_id')::bigint, td, config #>> '{evaluate,split}');
         RETURN jsonb_build_object('status', 'succeeded', 'rows_in', v->'n', 'rows', v->'n',
             'detail', v || jsonb_build_object('training_dataset', td::text), 'state', st || jsonb_build_object('metrics', v));
     END IF;
@@ -689,19 +663,22 @@ BEGIN
                 CASE WHEN st->'model_id' IS NULL THEN 'no model was trained' ELSE '"deploy": "never"' END), 'state', st);
         END IF;
         id := (st->>'model_id')::bigint;
-        SELECT d.model_id, d.model_missing INTO cur FROM iceml.deployed_models d WHERE d.name OPERATOR(pg_catalog.=) _pipeline_step.name;
+        SELECT d.model_id, d.model_missing, d.members INTO cur FROM iceml.deployed_models d WHERE d.name OPERATOR(pg_catalog.=) _pipeline_step.name;
         IF cur.model_id OPERATOR(pg_catalog.=) id THEN
             RETURN jsonb_build_object('status', 'skipped', 'detail', jsonb_build_object('mode', mode, 'model_id', id,
                 'reason', format('model %s is already deployed under "%s"', id, name)), 'state', st);
         END IF;
         IF mode OPERATOR(pg_catalog.=) 'if_better' AND cur.model_id IS NOT NULL AND NOT cur.model_missing
            AND st->'metrics' IS NOT NULL THEN
-            -- both models on the same split of the same dataset
-            EXECUTE evalsql INTO cur_metrics USING cur.model_id, config #>> '{evaluate,split}';
+            -- both on the same split of the same dataset; the deployment as it
+            -- serves (an ensemble's members, test-time augmentation)
+            cur_metrics := iceml.evaluate(name, (st->>'training_dataset')::regclass, config #>> '{evaluate,split}');
             IF (cur_metrics->>'log_loss')::numeric OPERATOR(pg_catalog.<=) (st #>> '{metrics,log_loss}')::numeric THEN
                 RETURN jsonb_build_object('status', 'skipped', 'detail', jsonb_build_object('mode', mode, 'model_id', id,
                     'deployed_model_id', cur.model_id, 'log_loss', st #> '{metrics,log_loss}', 'deployed_log_loss', cur_metrics->'log_loss',
-                    'reason', format('the deployed model %s is at least as good on the %s split', cur.model_id, config #>> '{evaluate,split}')),
+                    'reason', format('what is deployed under "%s" (model %s%s) is at least as good on the %s split', name, cur.model_id,
+                        CASE WHEN cur.members IS NOT NULL THEN format(', an ensemble of %s', pg_catalog.cardinality(cur.members)) ELSE '' END,
+                        config #>> '{evaluate,split}')),
                     'state', st);
             END IF;
         END IF;
