@@ -93,6 +93,7 @@ SELECT iceml.receive_trial_data('trial_00000000000000000000000000000001', '[]');
 SELECT iceml.receive_trial_data('trial_00000000000000000000000000000001', '{"name": "id"}');
 SELECT iceml.receive_trial_data('trial_00000000000000000000000000000001', '[{"name": "id", "type": "no_such_type"}]');
 SELECT iceml.receive_trial_data('trial_00000000000000000000000000000001', '[{"name": "id", "type": "text; DROP TABLE x"}]');
+SELECT iceml.receive_trial_data('trial_00000000000000000000000000000001', '[{"name": "id", "type": "iceml.shipped_models"}]');
 SELECT count(*) AS copies FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
  WHERE n.nspname = 'iceml_td' AND c.relname LIKE 'trial_%';
 -- another role's copy is not theirs to use

@@ -93,7 +93,15 @@ BEGIN
         END IF;
         RETURN false;
     END IF;
-    -- each type through regtype: a name of a type that exists here, quoted
+    -- each type through regtype: a built-in type (training datasets hold
+    -- nothing else), named as this server names it
+    SELECT string_agg(c->>'type', ', ') INTO v_cols FROM jsonb_array_elements(columns) c
+     WHERE (SELECT t.typnamespace FROM pg_type t WHERE t.oid = (c->>'type')::regtype)
+           OPERATOR(pg_catalog.<>) 'pg_catalog'::regnamespace;
+    IF v_cols IS NOT NULL THEN
+        RAISE EXCEPTION 'trial data columns must have built-in types, not %', v_cols
+            USING ERRCODE = '22023';
+    END IF;
     SELECT string_agg(format('%I %s', c->>'name', (c->>'type')::regtype::text), ', ' ORDER BY o)
       INTO v_cols FROM jsonb_array_elements(columns) WITH ORDINALITY AS x(c, o);
     EXECUTE format('CREATE TABLE iceml_td.%I (%s)', key, v_cols);

@@ -82,6 +82,18 @@ for my $n (@nodes) {
 	               FROM iceml.runs}), '0/0/0', "$n forgot the trials: no runs, models or dataset copy left");
 }
 
+# ---- ASHA decides on the coordinator and stops trials on their nodes -------------
+my $asha = psql(q{SELECT iceml.tune('asha', 'iceml_td.chips_1', 'tiny_cnn',
+	'{"learning_rate": {"type": "DOUBLE", "range": [0.00001, 0.03], "scale": "log"}}',
+	'asha', trials => 6, parallel => 2, hyperparams => '{"epochs": 9, "batch_size": 16, "asha_min_epochs": 1}', nodes => ARRAY['a', 'b'])}, %tess);
+is(psql("SELECT iceml.wait($asha, '300 s')", %tess), 'succeeded', 'an ASHA study on the nodes succeeded');
+my $stopped = psql(qq{SELECT count(*) FROM iceml.study_trials WHERE study = $asha AND status = 'stopped'});
+cmp_ok($stopped, '>=', 1, "ASHA stopped trials on their nodes ($stopped of 6)");
+is(psql(qq{SELECT bool_and(model IS NULL) FROM iceml.study_trials WHERE study = $asha AND status = 'stopped'}), 't',
+	'stopped trials keep no model');
+is(psql(qq{SELECT count(*) FROM iceml.study_trials WHERE study = $asha AND status NOT IN ('succeeded', 'stopped')}), '0',
+	'every other trial succeeded');
+
 # ---- cancel a remote trial ------------------------------------------------------
 my $long = psql("SELECT iceml.tune('cx', 'iceml_td.chips_1', 'tiny_cnn', $two, 'grid', parallel => 2, hyperparams => '{\"epochs\": 500}', nodes => ARRAY['a', 'b'])", %tess);
 is(poll("SELECT count(*) FROM iceml.progress WHERE study = $long AND status = 'running' AND epoch >= 1", qr/^2$/, 120), '2',
