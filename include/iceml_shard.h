@@ -24,6 +24,8 @@ extern PGresult *ShardNodeExecAutonomous(const char *node, const char *sql, int 
  * Needs a transaction.  Errors name the node.
  */
 extern PGconn *ShardNodeConnect(const char *node, Oid userid);
+/* Close this session's idle connections to `node` (no remote transaction). */
+extern void ShardCloseNode(const char *node);
 
 /*
  * src/shard/remote_trial.c: a study's trials on the nodes.  The training

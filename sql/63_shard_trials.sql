@@ -174,7 +174,7 @@ SELECT iceml.cleanup_shipped_models('nowhere');
 SET ROLE iceml_regress_trialist;
 SELECT iceml.cleanup_shipped_models();
 RESET ROLE;
-SELECT iceml.cleanup_shipped_models() AS removed;
+SELECT iceml.cleanup_shipped_models('tn') AS removed;
 SELECT iceml.drop_node('tn');
 -- a node that cannot drop the copies (iceml is gone there) is dropped with a warning
 SELECT iceml.drop_node('gone');

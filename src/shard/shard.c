@@ -520,6 +520,18 @@ ShardNodeExecAutonomous(const char *node, const char *sql, int nparams,
 	}
 }
 
+/*
+ * Close this session's connections to `node` that hold no remote
+ * transaction (drop_node: the node's database may be dropped next).
+ */
+void
+ShardCloseNode(const char *node)
+{
+	for (int i = 0; i < nconns; i++)
+		if (strcmp(conns[i].node, node) == 0 && conns[i].conn && !conns[i].xact_open)
+			CloseConn(&conns[i]);
+}
+
 static void
 ShardXactCallback(XactEvent event, void *arg)
 {

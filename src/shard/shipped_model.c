@@ -521,14 +521,29 @@ Datum
 iceml_drop_node_models(PG_FUNCTION_ARGS)
 {
 	char	   *hashes = NULL;
+	char	   *node;
+	volatile int64 n = 0;
 
 	if (PG_ARGISNULL(0))
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("node must not be NULL")));
+	node = text_to_cstring(PG_GETARG_TEXT_PP(0));
 	if (!PG_ARGISNULL(1))
 		hashes = OidOutputFunctionCall(F_ARRAY_OUT, PG_GETARG_DATUM(1));
-	PG_RETURN_INT64(DropNodeModels(text_to_cstring(PG_GETARG_TEXT_PP(0)), hashes));
+	if (hashes != NULL)
+		PG_RETURN_INT64(DropNodeModels(node, hashes));
+	/* all copies: the node is being dropped, its connection is not needed */
+	PG_TRY();
+	{
+		n = DropNodeModels(node, NULL);
+	}
+	PG_FINALLY();
+	{
+		ShardCloseNode(node);
+	}
+	PG_END_TRY();
+	PG_RETURN_INT64(n);
 }
 
 /*

@@ -682,7 +682,12 @@ BEGIN
     FOR n IN SELECT x.name FROM iceml.shard_nodes x
               WHERE _cleanup_shipped_models.node IS NULL OR x.name = _cleanup_shipped_models.node
               ORDER BY x.name LOOP
-        v_n := v_n + iceml._drop_node_models(n.name, v_retired);
+        -- a node that does not answer keeps its copies until the next time
+        BEGIN
+            v_n := v_n + iceml._drop_node_models(n.name, v_retired);
+        EXCEPTION WHEN OTHERS THEN
+            RAISE WARNING 'the copies on node "%" were left there: %', n.name, SQLERRM;
+        END;
     END LOOP;
     RETURN v_n;
 END
