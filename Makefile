@@ -42,6 +42,8 @@ OBJS = \
 	src/eo/sar.o \
 	src/eo/synth.o \
 	src/serving/predict.o \
+	src/serving/model_cache.o \
+	src/serving/score.o \
 	src/serving/predict_input.o \
 	src/serving/predict_batch.o \
 	src/serving/monitor.o \

@@ -72,6 +72,7 @@ _PG_init(void)
 
 	LimitsInit();
 	ShardInit();				/* defines iceml.node_name */
+	ShardPredictInit();		/* predictions where the rows are */
 
 	MarkGUCPrefixReserved("iceml");
 
