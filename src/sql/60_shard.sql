@@ -364,7 +364,7 @@ BEGIN
         EXECUTE format('CREATE FOREIGN TABLE %s PARTITION OF %s FOR VALUES WITH (MODULUS %s, REMAINDER %s)'
                        ' SERVER %I OPTIONS (schema_name %L, table_name %L)',
                        v_part, fg."table", v_n, i, 'iceml_node_' || nodes[i + 1], 'iceml_fs', v_table);
-        EXECUTE format('ALTER FOREIGN TABLE %s OWNER TO %I', v_part, iceml._caller()::text);
+        EXECUTE format('ALTER FOREIGN TABLE %s OWNER TO %s', v_part, iceml._caller());  -- regrole: quoted as needed
         INSERT INTO iceml.shards (feature_group_id, shard, shards, node, "partition", remote_table)
         VALUES (fg.id, i, v_n, nodes[i + 1], v_part::regclass, format('iceml_fs.%I', v_table));
     END LOOP;

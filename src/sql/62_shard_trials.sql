@@ -105,7 +105,7 @@ BEGIN
     SELECT string_agg(format('%I %s', c->>'name', (c->>'type')::regtype::text), ', ' ORDER BY o)
       INTO v_cols FROM jsonb_array_elements(columns) WITH ORDINALITY AS x(c, o);
     EXECUTE format('CREATE TABLE iceml_td.%I (%s)', key, v_cols);
-    EXECUTE format('ALTER TABLE iceml_td.%I OWNER TO %I', key, iceml._caller()::regrole::text);
+    EXECUTE format('ALTER TABLE iceml_td.%I OWNER TO %s', key, iceml._caller());  -- regrole: quoted as needed
     RETURN true;
 END
 $fn$;
