@@ -29,11 +29,13 @@ extern void ShardCloseNode(const char *node);
 
 /*
  * src/shard/remote_trial.c: a study's trials on the nodes.  The training
- * worker (src/jobs/worker.c) asks IsRemoteTrial after claiming a run, and
- * then follows the trial on its node instead of training it.
+ * worker (src/jobs/worker.c) hands a claimed run to claimed_run_hook,
+ * RemoteTrialClaimed, which follows a trial placed on a node there instead
+ * of training it.
  */
 extern bool IsRemoteTrial(int64 run_id);
 extern void RemoteTrialInWorker(int64 run_id, Oid role);
+extern bool RemoteTrialClaimed(int64 run_id, Oid role);
 
 /* Is relid a sharded feature group?  Its merged statistics (shard_stats.c). */
 extern bool ShardIsSharded(Oid relid);

@@ -167,6 +167,14 @@ extern void FinishRun(int64 run_id, int64 study_id, int c, const char *status, c
 					  IcemlNet *net, const void *blob, size_t blob_len,
 					  const IcemlMetrics *metrics, int best_epoch);
 
+/*
+ * A claimed run that another part of iceml carries out instead of training
+ * it here (src/shard/remote_trial.c: a trial placed on a node): set at load,
+ * it returns true when it did, false for an ordinary run.
+ */
+typedef bool (*ClaimedRunHook) (int64 run_id, Oid role);
+extern PGDLLIMPORT ClaimedRunHook claimed_run_hook;
+
 /* The training body, in src/jobs/train.c; called by the worker main. */
 extern void TrainRunInWorker(int64 run_id, Oid role);
 

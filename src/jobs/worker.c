@@ -56,8 +56,9 @@
 #include "utils/snapmgr.h"
 
 #include "iceml.h"
-#include "iceml_shard.h"
 #include "iceml_worker.h"
+
+ClaimedRunHook claimed_run_hook = NULL;
 
 #define ICEML_APPNAME_PREFIX "iceml train "
 #define ICEML_WORKER_TYPE "iceml train"
@@ -580,10 +581,8 @@ iceml_worker_main(Datum main_arg)
 	if (!ClaimRun(id))
 		proc_exit(0);
 
-	/* scale-out hook: a trial placed on a node is followed there, not trained here */
-	if (IsRemoteTrial(id))
-		RemoteTrialInWorker(id, extra.role);
-	else
+	/* a run the scale-out placed on a node is followed there, not trained here */
+	if (!(claimed_run_hook && claimed_run_hook(id, extra.role)))
 		TrainRunInWorker(id, extra.role);
 
 	/* the slot goes back and the supervisor starts the next queued run */

@@ -75,6 +75,7 @@
 #include "iceml_fs.h"
 #include "iceml_shard.h"
 #include "iceml_stats.h"
+#include "iceml_worker.h"
 
 #define MAX_NODE_CONNS 64
 #define NODE_SERVER_PREFIX "iceml_node_"
@@ -717,6 +718,7 @@ ShardInit(void)
 	prev_finish_hook = ExecutorFinish_hook;
 	ExecutorFinish_hook = ShardExecutorFinish;
 	partitioned_statistics_hook = ShardComputeStatistics;
+	claimed_run_hook = RemoteTrialClaimed;
 	prev_emit_hook = emit_log_hook;
 	emit_log_hook = ShardEmitLog;
 	RegisterXactCallback(ShardXactCallback, NULL);
