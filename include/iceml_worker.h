@@ -142,6 +142,8 @@ extern uint64 OwnerExec(const char *sql, int nargs, Oid *types, Datum *values,
 extern bool RegisterIcemlWorker(const char *function, const char *type, const char *name,
 								Datum arg, const void *extra, size_t extra_len,
 								bool notify, BackgroundWorkerHandle **handle);
+/* In a worker's PG_CATCH: the error logged and copied into ctx, the transaction aborted. */
+extern ErrorData *WorkerCatchError(MemoryContext ctx);
 /* A launched worker's start: signals, connection; returns its job id. */
 extern int64 WorkerConnect(IcemlWorkerExtra *extra);
 

@@ -691,11 +691,7 @@ RemoteTrialInWorker(int64 run_id, Oid role)
 	{
 		ErrorData  *edata;
 
-		MemoryContextSwitchTo(ctx);
-		EmitErrorReport();
-		edata = CopyErrorData();
-		FlushErrorState();
-		AbortOutOfAnyTransaction();
+		edata = WorkerCatchError(ctx);
 		HOLD_INTERRUPTS();
 		/* a trial that may still run on a reachable node is cancelled there */
 		if (rt.conn && rt.node_run != 0 && PQstatus(rt.conn) == CONNECTION_OK)
