@@ -157,6 +157,31 @@ TEST(gradients_same_padding_gap)
 				   "{\"type\":\"dense\",\"units\":1}]}", 4, 40, 0.01);
 }
 
+/*
+ * The Winograd convolution (16 or more input channels, 3x3): "same"
+ * padding, odd sizes (tiles past the right and bottom edges), a bias and
+ * ReLU of its own, and one left to the max-pool.  Both convs must take the
+ * Winograd path, or this checks nothing new.
+ */
+#define WINO_SPEC "{\"input\":[16,10,11],\"layers\":[" \
+	"{\"type\":\"conv2d\",\"filters\":20,\"kernel\":3,\"padding\":\"same\",\"activation\":\"relu\"}," \
+	"{\"type\":\"conv2d\",\"filters\":6,\"kernel\":3,\"activation\":\"relu\"}," \
+	"{\"type\":\"maxpool\",\"size\":2,\"stride\":2}," \
+	"{\"type\":\"flatten\"},{\"type\":\"dense\",\"units\":1}]}"
+
+TEST(gradients_winograd_same_padding_odd_sizes)
+{
+	IcemlNet   *net = make_net(WINO_SPEC);
+	Plan	   *plan = nn_plan_create(net, 3, 1);
+
+	CHECK((plan->choice[0] & PLAN_WINOGRAD) && (plan->choice[1] & PLAN_WINOGRAD) &&
+		  (plan->choice[1] & PLAN_DEFER_BIAS), "the convs take the Winograd path (%d, %d)",
+		  plan->choice[0], plan->choice[1]);
+	nn_plan_free(plan);
+	iceml_net_free(net);
+	gradient_check(WINO_SPEC, 3, 40, 0.01);
+}
+
 TEST(gradients_statoil_cnn_small_batch)
 {
 	/*
@@ -799,11 +824,12 @@ TEST(every_kernel_set_matches_the_plain_path)
 		"{\"type\":\"flatten\"},{\"type\":\"dense\",\"units\":1}]}",
 		"{\"input\":[1,40,40],\"layers\":[{\"type\":\"conv2d\",\"filters\":3,\"kernel\":3,\"activation\":\"relu\"},"
 		"{\"type\":\"maxpool\",\"size\":2,\"stride\":2},{\"type\":\"maxpool\",\"size\":3,\"stride\":3},"
-		"{\"type\":\"flatten\"},{\"type\":\"dense\",\"units\":1}]}"
+		"{\"type\":\"flatten\"},{\"type\":\"dense\",\"units\":1}]}",
+		WINO_SPEC
 	};
 	int			ran = 0;
 
-	for (int sp = 0; sp < 3; sp++)
+	for (int sp = 0; sp < 4; sp++)
 	{
 		IcemlNet   *net = make_net(specs[sp]);
 		Plan	   *ref_plan,
@@ -1688,6 +1714,7 @@ main(int argc, char **argv)
 		RUN(gradients_conv_pool_bn_dropout_dense);
 		RUN(gradients_same_padding_gap);
 		RUN(gradients_statoil_cnn_small_batch);
+		RUN(gradients_winograd_same_padding_odd_sizes);
 	}
 	CHECK(nn_kernels_use(best->name, err, sizeof(err)) == 0, "%s", err);
 	printf("kernel sets run:%s (engine default: %s)\n", sets, best->name);
