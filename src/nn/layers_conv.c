@@ -301,16 +301,20 @@ bias_grad_rows(void *p, size_t begin, size_t end)
  * threads (more than the plan has areas for) idle.
  */
 static void
-wino_weights(const Layer *l, const float *W, float *U)
+wino_weights(const Layer *l, const float *W, int flip, float *U)
 {
 	size_t		FC = (size_t) l->filters * l->ic;
 
 	for (int f = 0; f < l->filters; f++)
 		for (int c = 0; c < l->ic; c++)
 		{
-			const float *g = W + ((size_t) f * l->ic + c) * 9;
-			float		t[4][3];
+			float		g[9],
+						t[4][3];
 
+			/* flip: W is [c][f][3][3] (l is nn_wino_dx_layer), turned */
+			for (int k = 0; k < 9; k++)
+				g[k] = flip ? W[((size_t) c * l->filters + f) * 9 + 8 - k]
+					: W[((size_t) f * l->ic + c) * 9 + k];
 			/* G g */
 			for (int j = 0; j < 3; j++)
 			{
@@ -373,34 +377,52 @@ wino_slots(void *p, size_t begin, size_t end)
 	}
 }
 
+/*
+ * y = the 3x3 conv l of x (b images) by Winograd, W as nn_conv_forward
+ * takes it or (flip) turned for an input gradient, layer i's plan buffer
+ * holding U and the scratch (plan.c sizes it for both uses)
+ */
 static void
-wino_forward(const LayerPass *p, int defer)
+wino_conv(Plan *plan, int i, const Layer *l, const float *x, const float *W, int flip,
+		  const float *bias, int relu, float *y, int b)
 {
-	const Layer *l = p->l;
-	Plan	   *plan = p->plan;
-	float	   *U = plan->aux[p->i];
+	float	   *U = plan->aux[i];
 	WinoRun		r;
 	int			threads = nn_work_threads();
 
 	memset(&r, 0, sizeof(r));
 	r.w.l = l;
-	r.w.x = p->x;
-	r.w.bias = defer ? NULL : p->bias;
-	r.w.y = p->y;
-	r.w.b = p->b;
-	r.w.relu = !defer && p->act == ACT_RELU;
+	r.w.x = x;
+	r.w.bias = bias;
+	r.w.y = y;
+	r.w.b = b;
+	r.w.relu = relu;
 	r.w.th = (l->oh + 1) / 2;
 	r.w.tw = (l->ow + 1) / 2;
 	r.kern = plan->kern;
 	r.U = U;
 	r.scratch = U + 16 * (size_t) l->filters * l->ic;
 	r.slot_floats = nn_wino_slot_floats(l, plan->batch);
+	if (flip)
+	{
+		Layer		fwd = nn_wino_dx_layer(l);	/* the same sizes, back */
+
+		if (nn_wino_slot_floats(&fwd, plan->batch) > r.slot_floats)
+			r.slot_floats = nn_wino_slot_floats(&fwd, plan->batch);
+	}
+	else if (plan->training && (plan->choice[i] & PLAN_WINO_DX))
+	{
+		Layer		t = nn_wino_dx_layer(l);
+
+		if (nn_wino_slot_floats(&t, plan->batch) > r.slot_floats)
+			r.slot_floats = nn_wino_slot_floats(&t, plan->batch);
+	}
 	r.chunk = nn_wino_chunk(l, plan->batch);
-	r.nchunks = (p->b + r.chunk - 1) / r.chunk;
+	r.nchunks = (b + r.chunk - 1) / r.chunk;
 	r.slots = plan->wino_slots < r.nchunks ? plan->wino_slots : r.nchunks;
 	if (r.slots > threads)
 		r.slots = threads;
-	wino_weights(l, p->W, U);
+	wino_weights(l, W, flip, U);
 	nn_parallel_for((size_t) r.slots, 1, wino_slots, &r);
 }
 
@@ -426,7 +448,10 @@ nn_conv_forward(const LayerPass *p)
 	if (ch & PLAN_WINOGRAD)
 	{
 		/* never sigmoid (plan.c): bias and ReLU in the output transform */
-		wino_forward(p, (ch & PLAN_DEFER_BIAS) != 0);
+		int			defer = (ch & PLAN_DEFER_BIAS) != 0;
+
+		wino_conv(plan, p->i, l, p->x, p->W, 0, defer ? NULL : p->bias,
+				  !defer && p->act == ACT_RELU, p->y, b);
 		return;
 	}
 	im2col(l, p->x, b, plan->col[p->i]);
@@ -477,7 +502,13 @@ nn_conv_backward(const LayerPass *p)
 			im2col(l, p->x, b, plan->col[i]);
 		nn_gemm_split(0, 1, l->filters, K, N, p->dy, N, plan->col[i], N, 0.0f, p->gW, K, SPLIT_M);
 	}
+	if (p->dx && (ch & PLAN_WINO_DX))
+	{
+		Layer		t = nn_wino_dx_layer(l);
+
+		wino_conv(plan, i, &t, p->dy, p->W, 1, NULL, 0, p->dx, b);
+	}
 	/* the column matrix is spent: room for d(col) */
-	if (p->dx)
+	else if (p->dx)
 		conv_input_grad(l, p->W, p->dy, plan->col[i], b, p->dx);
 }

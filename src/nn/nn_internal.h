@@ -87,6 +87,7 @@ typedef struct Layer
 #define PLAN_POOL_GRAD	0x4		/* pool: the previous conv's activation backward
 								 * and bias gradient done while scattering */
 #define PLAN_WINOGRAD	0x8		/* conv: Winograd F(2x2, 3x3) forward, no col matrix */
+#define PLAN_WINO_DX	0x10	/* conv: and its input gradient the same way */
 
 struct NnKernels;
 

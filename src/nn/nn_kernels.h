@@ -99,6 +99,28 @@ nn_wino_chunk(const Layer *l, int b)
 	return c < 1 ? 1 : (c > b ? b : c);
 }
 
+/*
+ * The input gradient of a 3x3 conv (stride 1) is itself a 3x3 conv: over
+ * the output gradient (the filters as channels), padded by 2 - pad, with
+ * each filter turned 180 degrees and channels and filters swapped.  Its
+ * shape, for the Winograd path of nn_conv_backward (PLAN_WINO_DX).
+ */
+static inline Layer
+nn_wino_dx_layer(const Layer *l)
+{
+	Layer		t = *l;
+
+	t.ic = l->filters;
+	t.filters = t.oc = l->ic;
+	t.ih = l->oh;
+	t.iw = l->ow;
+	t.oh = l->ih;
+	t.ow = l->iw;
+	t.pad_top = 2 - l->pad_top;
+	t.pad_left = 2 - l->pad_left;
+	return t;
+}
+
 /* one thread's scratch: V and M of a chunk, with slack for vector reads */
 static inline size_t
 nn_wino_slot_floats(const Layer *l, int b)

@@ -37,6 +37,9 @@ out_size(const Layer *l)
  *   multiplies in its sgemms; layers_conv.c), im2col only in backward.
  *   Never by batch size: an image alone and in a batch take the same path
  *   and get the same bits;
+ * - PLAN_WINO_DX: a Winograd conv whose input gradient (a 3x3 conv of the
+ *   output gradient, nn_wino_dx_layer) fits the same rule: that too by
+ *   Winograd, instead of sgemm to d(col) and col2im;
  * - PLAN_DEFER_BIAS: a conv by im2col + sgemm or Winograd with ReLU (or none) followed
  *   by a max-pool leaves its bias and ReLU to the pool, which applies them
  *   to its 4-9x fewer outputs: max(relu(z + b)) = relu(max(z) + b); the
@@ -63,7 +66,14 @@ plan_choose(const IcemlNet *net, int direct, uint8_t *ch)
 		else if (l->type == L_CONV && direct && l->kh == 3 && l->kw == 3 && l->stride == 1 &&
 				 l->ic >= WINO_MIN_C && l->act != ACT_SIGMOID &&
 				 5 * 4 * nn_wino_tiles(l) <= 6 * l->oh * l->ow)
+		{
+			Layer		t = nn_wino_dx_layer(l);
+
 			ch[i] |= PLAN_WINOGRAD;
+			if (t.ic >= WINO_MIN_C && t.filters >= WINO_MIN_C &&
+				5 * 4 * nn_wino_tiles(&t) <= 6 * t.oh * t.ow)
+				ch[i] |= PLAN_WINO_DX;
+		}
 	}
 	for (int i = 0; i < net->nlayers; i++)
 	{
@@ -119,11 +129,25 @@ plan_sizes(const IcemlNet *net, const uint8_t *ch, int batch, int training, int 
 			sz[i * 5 + 4] = 2 * (size_t) l->oc;
 		if (ch[i] & PLAN_WINOGRAD)
 		{
-			/* the transformed weights, then one scratch area per thread */
+			/*
+			 * the transformed weights, then one scratch area per thread
+			 * (forward, and the input gradient's in training)
+			 */
 			int			chunks = (batch + nn_wino_chunk(l, batch) - 1) / nn_wino_chunk(l, batch);
+			size_t		slot = nn_wino_slot_floats(l, batch);
 
+			if (training && (ch[i] & PLAN_WINO_DX))
+			{
+				Layer		t = nn_wino_dx_layer(l);
+				int			tchunks = (batch + nn_wino_chunk(&t, batch) - 1) / nn_wino_chunk(&t, batch);
+
+				if (tchunks > chunks)
+					chunks = tchunks;
+				if (nn_wino_slot_floats(&t, batch) > slot)
+					slot = nn_wino_slot_floats(&t, batch);
+			}
 			sz[i * 5 + 3] = 16 * (size_t) l->filters * l->ic +
-				(size_t) (slots < chunks ? slots : chunks) * nn_wino_slot_floats(l, batch);
+				(size_t) (slots < chunks ? slots : chunks) * slot;
 		}
 		if (l->type == L_SIDE)	/* the gathered side features (side.c) */
 			sz[i * 5 + 3] = (size_t) (l->oc - l->ic) * batch;

@@ -160,11 +160,14 @@ TEST(gradients_same_padding_gap)
 /*
  * The Winograd convolution (16 or more input channels, 3x3): "same"
  * padding, odd sizes (tiles past the right and bottom edges), a bias and
- * ReLU of its own, and one left to the max-pool.  Both convs must take the
- * Winograd path, or this checks nothing new.
+ * ReLU of its own, and one left to the max-pool; the second conv's input
+ * gradient by Winograd too (16 and 20 channels), the third's by sgemm and
+ * col2im (6 filters).  The convs must take those paths, or this checks
+ * nothing new.
  */
 #define WINO_SPEC "{\"input\":[16,10,11],\"layers\":[" \
-	"{\"type\":\"conv2d\",\"filters\":20,\"kernel\":3,\"padding\":\"same\",\"activation\":\"relu\"}," \
+	"{\"type\":\"conv2d\",\"filters\":16,\"kernel\":3,\"padding\":\"same\",\"activation\":\"relu\"}," \
+	"{\"type\":\"conv2d\",\"filters\":20,\"kernel\":3,\"activation\":\"relu\"}," \
 	"{\"type\":\"conv2d\",\"filters\":6,\"kernel\":3,\"activation\":\"relu\"}," \
 	"{\"type\":\"maxpool\",\"size\":2,\"stride\":2}," \
 	"{\"type\":\"flatten\"},{\"type\":\"dense\",\"units\":1}]}"
@@ -173,10 +176,11 @@ TEST(gradients_winograd_same_padding_odd_sizes)
 {
 	IcemlNet   *net = make_net(WINO_SPEC);
 	Plan	   *plan = nn_plan_create(net, 3, 1);
+	uint8_t    *ch = plan->choice;
 
-	CHECK((plan->choice[0] & PLAN_WINOGRAD) && (plan->choice[1] & PLAN_WINOGRAD) &&
-		  (plan->choice[1] & PLAN_DEFER_BIAS), "the convs take the Winograd path (%d, %d)",
-		  plan->choice[0], plan->choice[1]);
+	CHECK((ch[0] & PLAN_WINOGRAD) && (ch[1] & PLAN_WINOGRAD) && (ch[2] & PLAN_WINOGRAD) &&
+		  (ch[1] & PLAN_WINO_DX) && !(ch[2] & PLAN_WINO_DX) && (ch[2] & PLAN_DEFER_BIAS),
+		  "the convs take the Winograd paths (%d, %d, %d)", ch[0], ch[1], ch[2]);
 	nn_plan_free(plan);
 	iceml_net_free(net);
 	gradient_check(WINO_SPEC, 3, 40, 0.01);
