@@ -610,3 +610,32 @@ KT(wino_dy) (const WinoArgs *a, int k0, int kc, float *Vb, float *Mb)
 			}
 		}
 }
+
+/*
+ * ---- dropout: the mask and the product, in one pass ---------------------
+ *
+ * Each element's keep/drop depends only on (seed, index), so the mask is
+ * the same whatever the threads and the kernel set; a loop the compiler
+ * vectorises (the 64-bit hash included) where the set has the width.
+ */
+static KT_TARGET void
+KT(dropout) (void *p, size_t begin, size_t end)
+{
+	DropArgs   *a = p;
+	const float *x = a->x;
+	float	   *y = a->y,
+			   *mask = a->mask;
+	float		rate = a->rate,
+				keep = 1.0f / (1.0f - rate);
+	uint64_t	seed = a->seed;
+
+	for (size_t k = begin; k < end; k++)
+	{
+		uint64_t	h = nn_mix(seed, (uint64_t) k);
+		float		u = (float) (int32_t) (h >> 40) * (1.0f / 16777216.0f);
+		float		m = u >= rate ? keep : 0.0f;
+
+		mask[k] = m;
+		y[k] = x[k] * m;
+	}
+}

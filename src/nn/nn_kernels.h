@@ -135,6 +135,16 @@ nn_wino_slot_floats(const Layer *l, int b)
 	return ((16 * (size_t) (l->ic + l->filters) * T + 4 * (T + 64) + 64) + 15) & ~(size_t) 15;
 }
 
+/* dropout: y = x * mask over [begin, end) of a layer's values */
+typedef struct DropArgs
+{
+	const float *x;
+	float	   *y;
+	float	   *mask;
+	float		rate;
+	uint64_t	seed;
+} DropArgs;
+
 #define DIRECT_FB 4				/* filters per register block */
 #define DIRECT_MAX_K 64			/* direct convolution up to this K */
 #define DGRAD_FB 8				/* filters per weight-gradient block */
@@ -149,6 +159,7 @@ typedef struct NnKernels
 	NnWinoFn	wino_input;		/* planes -> V[16][C][T] (D in M) */
 	NnWinoFn	wino_output;	/* M[16][F][T] -> planes, bias, ReLU (R in V) */
 	NnWinoFn	wino_dy;		/* output gradient planes -> M[16][F][T] */
+	NnRangeFn	dropout;		/* DropArgs */
 } NnKernels;
 
 /* kernels_generic.c, kernels_avx2.c, kernels_avx512.c */

@@ -812,15 +812,17 @@ TEST(one_and_two_threads_agree_and_each_is_reproducible)
  * partial last vector), rows wider than one register block, a filter count
  * that is not a multiple of the block, with and without ReLU, pool strides
  * 1 and 2, forward outputs and all gradients (the direct weight gradient
- * against the col matrix's).  Each set runs with and without the direct
- * convolution.  A conv followed by a pool hands its bias to the pool unless
- * it is direct, so only the other layers' outputs compare.
+ * against the col matrix's), dropout's mask (in the training passes), and
+ * the Winograd convolution (16 channels and more: forward, input and weight
+ * gradients).  Each set runs with and without the direct and Winograd
+ * convolutions.  A conv followed by a pool hands its bias to the pool
+ * unless it is direct, so only the other layers' outputs compare.
  */
 TEST(every_kernel_set_matches_the_plain_path)
 {
 	const char *specs[] = {
 		"{\"input\":[3,13,21],\"layers\":[{\"type\":\"conv2d\",\"filters\":6,\"kernel\":3,\"activation\":\"relu\"},"
-		"{\"type\":\"maxpool\",\"size\":3,\"stride\":2},"
+		"{\"type\":\"maxpool\",\"size\":3,\"stride\":2},{\"type\":\"dropout\",\"rate\":0.4},"
 		"{\"type\":\"conv2d\",\"filters\":5,\"kernel\":[2,3]},{\"type\":\"flatten\"},{\"type\":\"dense\",\"units\":1}]}",
 		"{\"input\":[2,5,90],\"layers\":[{\"type\":\"conv2d\",\"filters\":9,\"kernel\":[1,5]},"
 		"{\"type\":\"conv2d\",\"filters\":7,\"kernel\":[2,5],\"activation\":\"relu\"},"
