@@ -13,6 +13,7 @@ OBJS = \
 	src/iceml.o \
 	src/catalog.o \
 	src/jobs/worker.o \
+	src/jobs/bgworker.o \
 	src/jobs/supervisor.o \
 	src/jobs/studies.o \
 	src/jobs/hyperparams.o \
@@ -20,6 +21,7 @@ OBJS = \
 	src/jobs/run_record.o \
 	src/jobs/runs.o \
 	src/ingest/ingest.o \
+	src/ingest/ingest_records.o \
 	src/ingest/ingest_target.o \
 	src/ingest/ingest_copy.o \
 	src/eo/statoil_json.o \
@@ -28,6 +30,7 @@ OBJS = \
 	src/featurestore/expectations.o \
 	src/featurestore/expectations_check.o \
 	src/featurestore/fs_types.o \
+	src/featurestore/fs_json.o \
 	src/featurestore/featurestore.o \
 	src/featurestore/fs_commit.o \
 	src/featurestore/fs_sql.o \
@@ -39,6 +42,8 @@ OBJS = \
 	src/eo/sar.o \
 	src/eo/synth.o \
 	src/serving/predict.o \
+	src/serving/model_cache.o \
+	src/serving/score.o \
 	src/serving/predict_input.o \
 	src/serving/predict_batch.o \
 	src/serving/monitor.o \

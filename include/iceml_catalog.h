@@ -31,6 +31,22 @@ extern Oid	IcemlCaller(void);
 /* May the caller see catalog rows owned by `owner` (owner, member, admin)? */
 extern bool CallerMaySee(Oid owner);
 
+/* 42501 unless the caller is a member of iceml_user ("permission denied to <action>"). */
+extern void RequireIcemlUser(const char *action);
+
+/*
+ * SPI helpers: run one statement (SPI must be connected), error out with
+ * the statement's text on failure; return SPI_processed.
+ */
+extern uint64 SpiExec(const char *sql, int nargs, Oid *argtypes, Datum *values,
+					  const char *nulls);
+/* Column `col` (1-based) of row `row` of SPI_tuptable; false if NULL. */
+extern bool SpiGetDatum(uint64 row, int col, Datum *out);
+extern char *SpiGetText(uint64 row, int col);
+/* An INSERT ... RETURNING id run as the catalog owner (SPI connected): the id. */
+extern int64 OwnerInsertId(const char *sql, int nargs, Oid *argtypes, Datum *values,
+						   const char *nulls);
+
 extern void CatalogInit(void);
 
 #endif							/* ICEML_CATALOG_H */

@@ -1,7 +1,9 @@
 /*
- * iceml_predict.h - in-database inference (src/serving/predict.c: the model cache
- * and iceml_predict; src/serving/predict_batch.c: test-time augmentation,
- * ensembles and batched scoring) and inference monitoring (src/serving/monitor.c).
+ * iceml_predict.h - in-database inference (src/serving/): the model cache
+ * (model_cache.c), a chip made into a model's input (predict_input.c),
+ * scoring with ensembles and test-time augmentation (score.c), the SQL
+ * entry points (predict.c: iceml_predict; predict_batch.c: predict_table
+ * and predict_batch) and inference monitoring (monitor.c).
  *
  * Other subsystems (what-if analysis, evaluation, pipelines, shards) reuse
  * the per-backend model cache through PredictGetModel and score chips with
@@ -126,7 +128,21 @@ extern void MonitorRecord(IcemlModel *m, const char *name, const float *band_1,
 						  const float *band_2, int n, bool has_angle, float angle,
 						  float prob, instr_time start);
 
+/*
+ * A buffer a backend keeps for its life, grown as needed (src/serving/score.c):
+ * freeing and allocating megabytes per call makes malloc keep ever more of
+ * them.  busy: taken by a call up the stack.
+ */
+typedef struct PredictScratch
+{
+	float	   *buf;
+	size_t		floats;
+	bool		busy;
+} PredictScratch;
+extern float *PredictScratchGet(PredictScratch *s, size_t floats);
+
 extern void PredictInit(void);
+extern void ModelCacheInit(void);
 extern void PredictBatchInit(void);
 extern void MonitorInit(void);
 

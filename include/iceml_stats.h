@@ -58,9 +58,12 @@ extern int64 HllEstimate(Acc *a);
 /* A numeric Datum of type typid as a double. */
 extern double StatsToDouble(Datum d, Oid typid);
 
-/* Is relid a sharded feature group (src/shard/shard.c)?  Its merged statistics. */
-extern bool ShardIsSharded(Oid relid);
-extern int64 ShardComputeStatistics(Oid relid);
-extern void ShardInit(void);
+/*
+ * Statistics of a partitioned feature group (a sharded one: its nodes
+ * summarise and the coordinator merges); set by src/shard/ at load, NULL
+ * when nothing handles partitioned groups.  Returns the rows summarised.
+ */
+typedef int64 (*PartitionedStatisticsHook) (Oid relid);
+extern PGDLLIMPORT PartitionedStatisticsHook partitioned_statistics_hook;
 
 #endif							/* ICEML_STATS_H */

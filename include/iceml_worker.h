@@ -1,7 +1,7 @@
 /*
  * iceml_worker.h - jobs (src/jobs/): the queue and its workers, the
- * supervisor, hyperparameters, studies and what a training run records;
- * and the SPI and worker-transaction helpers other areas use too.
+ * supervisor, hyperparameters, studies, what a training run records, and
+ * what every iceml background worker does (src/jobs/bgworker.c).
  * src/jobs/worker.c's opening comment walks a run from iceml.train() to
  * its model: read it first.
  */
@@ -65,8 +65,6 @@ extern char *HyperparameterNames(bool tunable);
 extern void LaunchAtCommit(int64 id, Oid role, Oid login);
 /* Likewise for pipeline run `id` (src/jobs/pipeline.c). */
 extern void LaunchPipelineAtCommit(int64 id, Oid role, Oid login);
-/* 42501 unless the caller may run pipelines (src/jobs/pipeline.c) */
-extern void RequirePipelineUser(void);
 
 /*
  * Start workers for the oldest queued runs of this database, within the
@@ -108,16 +106,14 @@ extern int	TrainerSlotsFree(void);
 extern void WakeSupervisor(Oid db, bool visit, bool queued);
 /* Ask for a visit of this database when this process exits. */
 extern void WakeSupervisorAtExit(void);
+/* What a visit of `db` found: runs waiting for a slot, runs not finished. */
+extern void SupervisorVisited(Oid db, bool queued, bool active);
 extern void SupervisorInit(void);
 
-/* ---- who may train (src/jobs/runs.c, src/jobs/studies.c) --- */
+/* ---- studies (src/jobs/studies.c) --- */
 
-/* The caller is a member of iceml_user, or 42501. */
-extern void RequireTrainer(void);
 /* A study the caller owns and that is still running, or 42704.  SPI connected. */
 extern void RequireOwnRunningStudy(int64 study_id);
-
-/* ---- studies (src/jobs/studies.c) --- */
 
 /*
  * End the studies (or study `study_id`) none of whose trials is queued or
@@ -134,20 +130,7 @@ extern void FinishStudies(int64 study_id);
 extern bool AshaStops(int64 study_id, int64 run_id, const char *metric,
 					  int min_epochs, int epoch, int epochs);
 
-/* ---- SPI and worker transactions --- */
-
-/*
- * SPI helpers: run one statement (SPI must be connected), error out with
- * the statement's text on failure; return SPI_processed.
- */
-extern uint64 SpiExec(const char *sql, int nargs, Oid *argtypes, Datum *values,
-					  const char *nulls);
-/* Column `col` (1-based) of row `row` of SPI_tuptable; false if NULL. */
-extern bool SpiGetDatum(uint64 row, int col, Datum *out);
-extern char *SpiGetText(uint64 row, int col);
-/* An INSERT ... RETURNING id run as the catalog owner (SPI connected): the id. */
-extern int64 OwnerInsertId(const char *sql, int nargs, Oid *argtypes, Datum *values,
-						   const char *nulls);
+/* ---- background workers (src/jobs/bgworker.c) --- */
 
 /* In a worker: a short transaction with SPI connected, committed at the end. */
 extern void WorkerBeginTx(void);
@@ -155,7 +138,7 @@ extern void WorkerEndTx(void);
 /* One catalog statement as the owner, in a transaction of its own. */
 extern uint64 OwnerExec(const char *sql, int nargs, Oid *types, Datum *values,
 						const char *nulls);
-/* Register a dynamic iceml worker connected to a database (src/jobs/worker.c). */
+/* Register a dynamic iceml worker connected to a database. */
 extern bool RegisterIcemlWorker(const char *function, const char *type, const char *name,
 								Datum arg, const void *extra, size_t extra_len,
 								bool notify, BackgroundWorkerHandle **handle);

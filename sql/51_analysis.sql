@@ -37,6 +37,10 @@ SELECT (m->>'n')::bigint = n AS n_ok,
   FROM sql, e;
 -- another split
 SELECT (iceml.evaluate('iceberg', 'iceml_td.pr_1', 'train')->>'n')::int AS n_train;
+-- by id: the same model, deployed or not, gives the same figures
+SELECT iceml.evaluate(:m1, 'iceml_td.pr_1') - 'model_id' - 'model'
+       = iceml.evaluate('iceberg', 'iceml_td.pr_1') - 'model_id' - 'model' AS by_id_same,
+       (iceml.evaluate(:m1, 'iceml_td.pr_1')->>'model_id')::bigint = :m1 AS names_model;
 
 -- ---- evaluate_slices ---------------------------------------------------------
 -- by incidence angle (equal-frequency bins), checked against SQL
@@ -88,6 +92,12 @@ SELECT round((SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY v) FROM unnest(
 SELECT iceml.evaluate('nobody', 'iceml_td.pr_1');
 SELECT iceml.evaluate('iceberg', 'iceml_fs.pr_chips_1');
 SELECT iceml.evaluate('iceberg', 'iceml_td.pr_1', 'validation');
+SELECT iceml.evaluate(-1, 'iceml_td.pr_1');
+SELECT iceml.evaluate(:m1, 'iceml_td.pr_1', 'validation');
+SELECT iceml.split_predictions(1.5, 'iceml_td.pr_1');
+\echo :LAST_ERROR_SQLSTATE
+SELECT array_length(probabilities, 1) = 8 AND labels = ARRAY(SELECT is_iceberg::real FROM iceml_td.pr_1 WHERE split = 'test' ORDER BY ctid) AS split_predictions_ok
+  FROM iceml.split_predictions(:m1, 'iceml_td.pr_1');
 SELECT * FROM iceml.evaluate_slices('iceberg', 'iceml_td.pr_1', 'no_column');
 SELECT * FROM iceml.evaluate_slices('iceberg', 'iceml_td.pr_1', 'inc_angle', 0);
 SELECT iceml.what_if('iceberg', :'b1', :'b2', :'a', '[]');

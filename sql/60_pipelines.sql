@@ -126,6 +126,13 @@ SELECT iceml.run_pipeline('p', '{"feature_group": {"name": "x"}, "train": {"hype
 \echo :LAST_ERROR_SQLSTATE
 SELECT iceml.run_pipeline('p', '{"feature_group": {"name": "x"}, "train": {"hyperparams": []}}');
 \echo :LAST_ERROR_SQLSTATE
+-- the hyperparameters iceml.train knows, checked by the same parser
+SELECT iceml.run_pipeline('p', '{"feature_group": {"name": "x"}, "train": {"hyperparams": {"lr_schedule": "linear"}}}');
+\echo :LAST_ERROR_SQLSTATE
+SELECT iceml.run_pipeline('p', '{"feature_group": {"name": "x"}, "train": {"hyperparams": {"epochs": 4, "warmup_epochs": 6}}}');
+\echo :LAST_ERROR_SQLSTATE
+SELECT iceml.run_pipeline('p', '{"feature_group": {"name": "x"}, "train": {"hyperparams": {"asha_min_epochs": 2}}}');
+\echo :LAST_ERROR_SQLSTATE
 SELECT iceml.run_pipeline('p', '{"feature_group": {"name": "x"}, "tune": {}}');
 \echo :LAST_ERROR_SQLSTATE
 SELECT iceml.run_pipeline('p', '{"feature_group": {"name": "x"}, "tune": {"search_space": []}}');

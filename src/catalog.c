@@ -335,3 +335,60 @@ iceml_caller_may_see(PG_FUNCTION_ARGS)
 {
 	PG_RETURN_BOOL(CallerMaySee(PG_GETARG_OID(0)));
 }
+
+/*
+ * 42501 unless the caller is a member of iceml_user; `action` completes
+ * "permission denied to ..." (e.g. "train", "run a pipeline").
+ */
+void
+RequireIcemlUser(const char *action)
+{
+	if (!has_privs_of_role(IcemlCaller(), get_role_oid("iceml_user", false)))
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("permission denied to %s: role \"%s\" is not a member of iceml_user",
+						action, GetUserNameFromId(IcemlCaller(), false))));
+}
+
+/* ---- SPI helpers ---------------------------------------------------------- */
+
+uint64
+SpiExec(const char *sql, int nargs, Oid *argtypes, Datum *values, const char *nulls)
+{
+	int			rc = SPI_execute_with_args(sql, nargs, argtypes, values, nulls,
+										   false, 0);
+
+	if (rc < 0)
+		elog(ERROR, "iceml: SPI failed (%s) running: %s",
+			 SPI_result_code_string(rc), sql);
+	return SPI_processed;
+}
+
+bool
+SpiGetDatum(uint64 row, int col, Datum *out)
+{
+	bool		isnull;
+
+	*out = SPI_getbinval(SPI_tuptable->vals[row], SPI_tuptable->tupdesc, col, &isnull);
+	return !isnull;
+}
+
+char *
+SpiGetText(uint64 row, int col)
+{
+	return SPI_getvalue(SPI_tuptable->vals[row], SPI_tuptable->tupdesc, col);
+}
+
+int64
+OwnerInsertId(const char *sql, int nargs, Oid *argtypes, Datum *values, const char *nulls)
+{
+	IcemlOwnerContext own;
+	Datum		d;
+
+	BecomeCatalogOwner(&own);
+	if (SpiExec(sql, nargs, argtypes, values, nulls) != 1 || !SpiGetDatum(0, 1, &d))
+		elog(ERROR, "iceml: no id returned by: %s", sql);
+	RestoreUser(&own);
+	return DatumGetInt64(d);
+}
+

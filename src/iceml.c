@@ -15,6 +15,7 @@
 #include "iceml_worker.h"
 #include "iceml_fs.h"
 #include "iceml_predict.h"
+#include "iceml_shard.h"
 #include "iceml_stats.h"
 
 PG_MODULE_MAGIC;
@@ -71,6 +72,7 @@ _PG_init(void)
 
 	LimitsInit();
 	ShardInit();				/* defines iceml.node_name */
+	ShardPredictInit();		/* predictions where the rows are */
 
 	MarkGUCPrefixReserved("iceml");
 

@@ -5,25 +5,13 @@
  */
 #include "postgres.h"
 
-#include <float.h>
 #include <math.h>
 
-#include "access/tupdesc.h"
-#include "access/xact.h"
 #include "catalog/pg_collation.h"
 #include "catalog/pg_type.h"
-#include "fmgr.h"
-#include "mb/pg_wchar.h"
-#include "parser/parse_type.h"
 #include "regex/regex.h"
-#include "utils/array.h"
 #include "utils/builtins.h"
-#include "utils/jsonb.h"
 #include "utils/lsyscache.h"
-#include "utils/memutils.h"
-#include "utils/numeric.h"
-#include "utils/resowner.h"
-#include "utils/typcache.h"
 
 #include "iceml_expectations.h"
 #include "expectations_internal.h"

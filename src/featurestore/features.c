@@ -8,10 +8,7 @@
  */
 #include "postgres.h"
 
-#include "access/htup_details.h"
-#include "fmgr.h"
 #include "funcapi.h"
-#include "utils/array.h"
 
 #include "iceml_pgarray.h"
 #include "iceml_sar.h"

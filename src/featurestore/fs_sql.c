@@ -6,30 +6,9 @@
  */
 #include "postgres.h"
 
-#include "access/htup_details.h"
 #include "access/relation.h"
-#include "access/xact.h"
-#include "catalog/pg_authid.h"
-#include "catalog/pg_type.h"
-#include "commands/trigger.h"
-#include "executor/spi.h"
-#include "fmgr.h"
-#include "miscadmin.h"
-#include "storage/itemptr.h"
-#include "storage/proc.h"
-#include "utils/array.h"
 #include "utils/builtins.h"
-#include "utils/hsearch.h"
-#include "utils/inval.h"
-#include "utils/jsonb.h"
-#include "utils/lsyscache.h"
-#include "utils/memutils.h"
-#include "utils/rel.h"
-#include "utils/tuplestore.h"
 
-#include "iceml_expectations.h"
-#include "iceml_fs.h"
-#include "iceml_catalog.h"
 #include "featurestore_internal.h"
 
 PG_FUNCTION_INFO_V1(iceml_fs_table_ddl);

@@ -29,33 +29,24 @@
 
 #include <math.h>
 
-#include "access/relation.h"
 #include "access/table.h"
-#include "catalog/pg_class.h"
-#include "access/tableam.h"
-#include "catalog/pg_authid.h"
-#include "catalog/pg_type.h"
 #include "common/hashfn.h"
 #include "executor/spi.h"
-#include "executor/tuptable.h"
-#include "fmgr.h"
 #include "miscadmin.h"
 #include "utils/acl.h"
-#include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/rls.h"
-#include "utils/jsonb.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
-#include "utils/rel.h"
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
-#include "iceml_expectations.h"
 #include "iceml_fs.h"
 #include "iceml_catalog.h"
 
 #include "iceml_stats.h"
+
+PartitionedStatisticsHook partitioned_statistics_hook = NULL;
 
 PG_FUNCTION_INFO_V1(iceml_compute_statistics);
 
@@ -581,11 +572,12 @@ FeatureGroupComputeStatistics(Oid relid)
 				 errdetail("Statistics summarise every row and are visible to every iceml role."),
 				 errhint("Have the table's owner (or a role that bypasses row-level security) compute them.")));
 
-	if (rel->rd_rel->relkind == RELKIND_PARTITIONED_TABLE)
+	if (rel->rd_rel->relkind == RELKIND_PARTITIONED_TABLE &&
+		partitioned_statistics_hook != NULL)
 	{
 		/* a sharded group: its nodes summarise, the coordinator merges */
 		table_close(rel, AccessShareLock);
-		return ShardComputeStatistics(relid);
+		return partitioned_statistics_hook(relid);
 	}
 	st = StatsCollect(rel, &nf, &rows);
 

@@ -6,53 +6,14 @@
  */
 #include "postgres.h"
 
-
-#include <fcntl.h>
-#include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
-
-#include "access/genam.h"
-#include "access/sysattr.h"
-#include "access/table.h"
-#include "access/xact.h"
-#include "access/tableam.h"
-#include "access/stratnum.h"
-#include "catalog/pg_am_d.h"
-#include "catalog/pg_authid_d.h"
-#include "catalog/pg_type_d.h"
-#include "commands/copy.h"
 #include "commands/copyfrom_internal.h"
-#include "common/hashfn.h"
-#include "executor/executor.h"
-#include "executor/spi.h"
-#include "fmgr.h"
-#include "funcapi.h"
 #include "mb/pg_wchar.h"
 #include "miscadmin.h"
 #include "nodes/makefuncs.h"
-#include "parser/parse_relation.h"
-#include "port/pg_bswap.h"
-#include "storage/fd.h"
-#include "storage/lmgr.h"
-#include "storage/lock.h"
-#include "tcop/utility.h"
-#include "utils/acl.h"
-#include "utils/builtins.h"
-#include "utils/hsearch.h"
-#include "utils/lsyscache.h"
-#include "utils/memutils.h"
-#include "utils/rel.h"
-#include "utils/relcache.h"
-#include "utils/rls.h"
-#include "utils/snapmgr.h"
-#include "utils/tuplestore.h"
 
 #include "iceml.h"
 #include "iceml_fs.h"
-#include "iceml_catalog.h"
 #include "iceml_sar.h"
-#include "iceml_statoil.h"
 #include "ingest_internal.h"
 
 /* GUC iceml.ingest_parse_thread */

@@ -1,8 +1,9 @@
 /*
  * ingest_internal.h - the state of one iceml.ingest_statoil() call, shared by
- * ingest.c (records, quarantine, the SQL function), ingest_target.c (the
- * target's columns, duplicate ids, the quarantine write) and ingest_copy.c
- * (binary COPY encoding and the load).  Not for use outside these files.
+ * ingest.c (the SQL function), ingest_copy.c (binary COPY encoding and the
+ * load), ingest_records.c (records, quarantine, errors naming a record) and
+ * ingest_target.c (the target's columns, duplicate ids, the quarantine
+ * write).  Not for use outside these files.
  */
 #ifndef ICEML_INGEST_INTERNAL_H
 #define ICEML_INGEST_INTERNAL_H
@@ -108,7 +109,7 @@ typedef struct IngestState
 } IngestState;
 
 
-/* ingest.c: records */
+/* ingest_records.c: records */
 extern RecordResult NextRecord(IngestState *st);
 extern void BadRecord(IngestState *st);
 extern bool IngestStopCheck(void *arg);

@@ -11,11 +11,8 @@
 
 #include <math.h>
 
-#include "access/htup_details.h"
-#include "fmgr.h"
 #include "funcapi.h"
 #include "miscadmin.h"
-#include "utils/array.h"
 #include "utils/builtins.h"
 
 #include "iceml_pgarray.h"

@@ -27,34 +27,15 @@
  */
 #include "postgres.h"
 
-#include "access/xact.h"
-#include "catalog/dependency.h"
-#include "catalog/namespace.h"
-#include "catalog/pg_proc.h"
-#include "commands/dbcommands.h"
-#include "commands/extension.h"
-#include "catalog/pg_type.h"
-#include "executor/spi.h"
-#include "fmgr.h"
-#include "miscadmin.h"
 #include "parser/parse_func.h"
 #include "pgstat.h"
-#include "postmaster/bgworker.h"
 #include "storage/ipc.h"
 #include "storage/latch.h"
-#include "tcop/tcopprot.h"
-#include "utils/acl.h"
 #include "utils/builtins.h"
-#include "utils/guc.h"
-#include "utils/jsonb.h"
-#include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
-#include "utils/wait_event.h"
 
-#include "iceml.h"
 #include "iceml_worker.h"
-#include "iceml_catalog.h"
 
 PG_FUNCTION_INFO_V1(iceml_run_pipeline);
 PG_FUNCTION_INFO_V1(iceml_run_scheduled_pipeline);
@@ -62,16 +43,6 @@ PG_FUNCTION_INFO_V1(iceml_run_scheduled_pipeline);
 PGDLLEXPORT void iceml_pipeline_main(Datum main_arg);
 
 /* ---- queueing ------------------------------------------------------------ */
-
-void
-RequirePipelineUser(void)
-{
-	if (!has_privs_of_role(IcemlCaller(), get_role_oid("iceml_user", false)))
-		ereport(ERROR,
-				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-				 errmsg("permission denied to run a pipeline: role \"%s\" is not a member of iceml_user",
-						GetUserNameFromId(IcemlCaller(), false))));
-}
 
 /*
  * Check the config and record the run with its steps, as the catalog owner;
@@ -118,7 +89,7 @@ iceml_run_pipeline(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("pipeline name and config must not be NULL")));
-	RequirePipelineUser();
+	RequireIcemlUser("run a pipeline");
 	SPI_connect();
 	id = EnqueuePipeline(PG_GETARG_TEXT_PP(0), PG_GETARG_JSONB_P(1), 0, 0);
 	SPI_finish();
@@ -142,7 +113,7 @@ iceml_run_scheduled_pipeline(PG_FUNCTION_ARGS)
 	int			repeat;
 	int64		id;
 
-	RequirePipelineUser();
+	RequireIcemlUser("run a pipeline");
 	SPI_connect();
 	args[0] = PointerGetDatum(name);
 	args[1] = DirectFunctionCall1(namein, CStringGetDatum(GetUserNameFromId(IcemlCaller(), false)));

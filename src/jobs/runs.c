@@ -113,18 +113,6 @@ iceml_builtin_spec(PG_FUNCTION_ARGS)
 	PG_RETURN_DATUM(DirectFunctionCall1(jsonb_in, CStringGetDatum(spec)));
 }
 
-void
-RequireTrainer(void)
-{
-	Oid			user_role = get_role_oid("iceml_user", false);
-
-	if (!has_privs_of_role(IcemlCaller(), user_role))
-		ereport(ERROR,
-				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-				 errmsg("permission denied to train: role \"%s\" is not a member of iceml_user",
-						GetUserNameFromId(IcemlCaller(), false))));
-}
-
 static void
 CheckExperimentName(text *experiment)
 {
@@ -349,7 +337,7 @@ QueueRun(text *experiment, Oid dataset, text *architecture, Jsonb *spec, Jsonb *
 				 errhint("Set \"channels\" in hyperparams, or change \"input\" in the architecture.")));
 
 	/* who asks, and may they */
-	RequireTrainer();
+	RequireIcemlUser("train");
 	if (pg_class_aclcheck(dataset, IcemlCaller(), ACL_SELECT) != ACLCHECK_OK)
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
@@ -539,7 +527,7 @@ iceml_resume_run(PG_FUNCTION_ARGS)
 	Datum		role,
 				login;
 
-	RequireTrainer();
+	RequireIcemlUser("train");
 	SPI_connect();
 	JobsMaintain();
 	if (VisibleJob(id, &status) != 'r')

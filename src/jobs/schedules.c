@@ -171,7 +171,7 @@ iceml_schedule_pipeline(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("pipeline name, schedule and config must not be NULL")));
-	RequirePipelineUser();
+	RequireIcemlUser("run a pipeline");
 	name = PG_GETARG_TEXT_PP(0);
 	schedule = text_to_cstring(PG_GETARG_TEXT_PP(1));
 	config = PG_GETARG_JSONB_P(2);
@@ -251,7 +251,7 @@ iceml_unschedule_pipeline(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("pipeline name must not be NULL")));
-	RequirePipelineUser();
+	RequireIcemlUser("run a pipeline");
 	ext = CronExtension(&seconds);
 	fn = CronFunction(ext, "unschedule", 1, &argtype);
 	args[0] = PG_GETARG_DATUM(0);

@@ -126,7 +126,7 @@ iceml_insert_study(PG_FUNCTION_ARGS)
 	char		nulls[13];
 	int64		id;
 
-	RequireTrainer();
+	RequireIcemlUser("train");
 	memset(nulls, ' ', sizeof(nulls));
 	nulls[12] = '\0';
 	for (int i = 0; i < 11; i++)
@@ -162,7 +162,7 @@ iceml_record_invalid_trial(PG_FUNCTION_ARGS)
 	Datum		values[8];
 	int64		id;
 
-	RequireTrainer();
+	RequireIcemlUser("train");
 	for (int i = 0; i < 5; i++)
 		values[i] = PG_GETARG_DATUM(i);
 	values[5] = ObjectIdGetDatum(IcemlCaller());

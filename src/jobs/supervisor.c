@@ -32,29 +32,16 @@
  */
 #include "postgres.h"
 
-#include "access/genam.h"
 #include "access/heapam.h"
-#include "access/htup_details.h"
-#include "access/table.h"
-#include "access/tableam.h"
-#include "access/xact.h"
 #include "catalog/pg_database.h"
-#include "commands/extension.h"
-#include "miscadmin.h"
 #include "pgstat.h"
-#include "postmaster/bgworker.h"
 #include "postmaster/interrupt.h"
 #include "storage/ipc.h"
-#include "storage/latch.h"
 #include "storage/proc.h"
-#include "storage/shmem.h"
-#include "storage/spin.h"
 #include "tcop/tcopprot.h"
-#include "utils/guc.h"
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
 #include "utils/syscache.h"
-#include "utils/wait_event.h"
 
 #include "iceml.h"
 #include "iceml_worker.h"
@@ -95,7 +82,6 @@ static shmem_request_hook_type prev_shmem_request_hook = NULL;
 static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
 
 PGDLLEXPORT void iceml_supervisor_main(Datum arg);
-PGDLLEXPORT void iceml_visit_main(Datum arg);
 
 bool
 JobsSupervised(void)
@@ -234,40 +220,13 @@ TrainerSlotsFree(void)
 	return Max(Min(iceml_max_workers, MAX_SLOTS) - taken, 0);
 }
 
-/* ---- the visit: one database, then exit ------------------------------------ */
-
 /*
- * bgw_main_arg is the database, bgw_extra a bool: the supervisor's first
- * round (runs of a server that is gone are reaped with that reason).
+ * A visit of `db` (iceml_visit_main, src/jobs/worker.c) found runs `queued`
+ * (waiting for a slot) and `active` (queued or running).
  */
 void
-iceml_visit_main(Datum arg)
+SupervisorVisited(Oid db, bool queued, bool active)
 {
-	Oid			db = DatumGetObjectId(arg);
-	bool		startup;
-	bool		queued = false;
-	bool		active = false;
-
-	memcpy(&startup, MyBgworkerEntry->bgw_extra, sizeof(bool));
-	pqsignal(SIGTERM, die);
-	BackgroundWorkerUnblockSignals();
-	/* the bootstrap superuser: catalog work switches to the catalog owner */
-	BackgroundWorkerInitializeConnectionByOid(db, InvalidOid, 0);
-	pgstat_report_appname("iceml jobs");
-
-	WorkerBeginTx();
-	if (OidIsValid(get_extension_oid("iceml", true)))
-	{
-		JobsQueueState st;
-
-		ReapOrphanedRuns(startup);
-		(void) LaunchQueuedRuns();
-		st = QueueState();
-		queued = st.queued > 0;
-		active = st.queued + st.running > 0;
-	}
-	WorkerEndTx();
-
 	SpinLockAcquire(&jobs->mutex);
 	{
 		DatabaseState *e = DatabaseEntry(db);
@@ -279,7 +238,6 @@ iceml_visit_main(Datum arg)
 		}
 	}
 	SpinLockRelease(&jobs->mutex);
-	proc_exit(0);
 }
 
 /* Start a visit of `db` and wait for it to end; false if no worker slot. */

@@ -46,25 +46,14 @@
  */
 #include "postgres.h"
 
-#include "access/htup_details.h"
-#include "access/xact.h"
-#include "catalog/namespace.h"
-#include "catalog/pg_class.h"
-#include "catalog/pg_type.h"
-#include "commands/dbcommands.h"
-#include "executor/spi.h"
-#include "miscadmin.h"
+#include "commands/extension.h"
 #include "pgstat.h"
-#include "postmaster/bgworker.h"
 #include "storage/ipc.h"
 #include "storage/lock.h"
 #include "tcop/tcopprot.h"
-#include "utils/backend_status.h"
 #include "utils/builtins.h"
-#include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
-#include "utils/syscache.h"
 
 #include "iceml.h"
 #include "iceml_worker.h"
@@ -73,96 +62,7 @@
 #define ICEML_WORKER_TYPE "iceml train"
 
 PGDLLEXPORT void iceml_worker_main(Datum main_arg);
-
-/* ---- SPI helpers ---------------------------------------------------------- */
-
-uint64
-SpiExec(const char *sql, int nargs, Oid *argtypes, Datum *values, const char *nulls)
-{
-	int			rc = SPI_execute_with_args(sql, nargs, argtypes, values, nulls,
-										   false, 0);
-
-	if (rc < 0)
-		elog(ERROR, "iceml: SPI failed (%s) running: %s",
-			 SPI_result_code_string(rc), sql);
-	return SPI_processed;
-}
-
-bool
-SpiGetDatum(uint64 row, int col, Datum *out)
-{
-	bool		isnull;
-
-	*out = SPI_getbinval(SPI_tuptable->vals[row], SPI_tuptable->tupdesc, col, &isnull);
-	return !isnull;
-}
-
-char *
-SpiGetText(uint64 row, int col)
-{
-	return SPI_getvalue(SPI_tuptable->vals[row], SPI_tuptable->tupdesc, col);
-}
-
-int64
-OwnerInsertId(const char *sql, int nargs, Oid *argtypes, Datum *values, const char *nulls)
-{
-	IcemlOwnerContext own;
-	Datum		d;
-
-	BecomeCatalogOwner(&own);
-	if (SpiExec(sql, nargs, argtypes, values, nulls) != 1 || !SpiGetDatum(0, 1, &d))
-		elog(ERROR, "iceml: no id returned by: %s", sql);
-	RestoreUser(&own);
-	return DatumGetInt64(d);
-}
-
-/* ---- worker transactions ------------------------------------------------- */
-
-void
-WorkerBeginTx(void)
-{
-	SetCurrentStatementStartTimestamp();
-	StartTransactionCommand();
-	PushActiveSnapshot(GetTransactionSnapshot());
-	SPI_connect();
-}
-
-void
-WorkerEndTx(void)
-{
-	SPI_finish();
-	PopActiveSnapshot();
-	CommitTransactionCommand();
-}
-
-uint64
-OwnerExec(const char *sql, int nargs, Oid *types, Datum *values, const char *nulls)
-{
-	IcemlOwnerContext own;
-	uint64		n;
-
-	WorkerBeginTx();
-	BecomeCatalogOwner(&own);
-	n = SpiExec(sql, nargs, types, values, nulls);
-	RestoreUser(&own);
-	WorkerEndTx();
-	return n;
-}
-
-/*
- * The start of every launched worker: SIGTERM sets ProcDiePending (noticed
- * between batches and steps), then connect as the caller's session user.
- * Returns the job id.
- */
-int64
-WorkerConnect(IcemlWorkerExtra *extra)
-{
-	memcpy(extra, MyBgworkerEntry->bgw_extra, sizeof(*extra));
-	pqsignal(SIGTERM, die);
-	BackgroundWorkerUnblockSignals();
-	BackgroundWorkerInitializeConnectionByOid(extra->database, extra->login_role, 0);
-	return DatumGetInt64(MyBgworkerEntry->bgw_main_arg);
-}
+PGDLLEXPORT void iceml_visit_main(Datum arg);
 
 /* ---- launching at commit ------------------------------------------------- */
 
@@ -177,35 +77,6 @@ typedef struct PendingLaunch
 static List *pending_launches = NIL;	/* in TopMemoryContext */
 
 static int	StartQueued(uint64 n, bool pipeline);
-
-/*
- * Register a dynamic worker of iceml's connected to a database: `function`
- * is its entry point, `type` what pg_stat_activity shows as backend_type
- * (no session can set it), arg and extra what it is told; the postmaster
- * tells this backend when it stops if `notify`.  False when no background
- * worker slot is free.
- */
-bool
-RegisterIcemlWorker(const char *function, const char *type, const char *name,
-					Datum arg, const void *extra, size_t extra_len,
-					bool notify, BackgroundWorkerHandle **handle)
-{
-	BackgroundWorker worker;
-
-	Assert(extra_len <= BGW_EXTRALEN);
-	memset(&worker, 0, sizeof(worker));
-	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
-	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
-	worker.bgw_restart_time = BGW_NEVER_RESTART;
-	strlcpy(worker.bgw_library_name, "iceml", BGW_MAXLEN);
-	strlcpy(worker.bgw_function_name, function, BGW_MAXLEN);
-	strlcpy(worker.bgw_name, name, BGW_MAXLEN);
-	strlcpy(worker.bgw_type, type, BGW_MAXLEN);
-	worker.bgw_main_arg = arg;
-	memcpy(worker.bgw_extra, extra, extra_len);
-	worker.bgw_notify_pid = notify ? MyProcPid : 0;
-	return RegisterDynamicBackgroundWorker(&worker, handle);
-}
 
 static bool
 StartWorker(int64 id, IcemlWorkerExtra *extra, bool pipeline)
@@ -657,6 +528,44 @@ ClaimRun(int64 id)
 		WakeSupervisor(MyDatabaseId, false, true);
 	}
 	return ok;
+}
+
+/* ---- the supervisor's visit: one database, then exit ---------------------- */
+
+/*
+ * bgw_main_arg is the database, bgw_extra a bool: the supervisor's first
+ * round (runs of a server that is gone are reaped with that reason).
+ */
+void
+iceml_visit_main(Datum arg)
+{
+	Oid			db = DatumGetObjectId(arg);
+	bool		startup;
+	bool		queued = false;
+	bool		active = false;
+
+	memcpy(&startup, MyBgworkerEntry->bgw_extra, sizeof(bool));
+	pqsignal(SIGTERM, die);
+	BackgroundWorkerUnblockSignals();
+	/* the bootstrap superuser: catalog work switches to the catalog owner */
+	BackgroundWorkerInitializeConnectionByOid(db, InvalidOid, 0);
+	pgstat_report_appname("iceml jobs");
+
+	WorkerBeginTx();
+	if (OidIsValid(get_extension_oid("iceml", true)))
+	{
+		JobsQueueState st;
+
+		ReapOrphanedRuns(startup);
+		(void) LaunchQueuedRuns();
+		st = QueueState();
+		queued = st.queued > 0;
+		active = st.queued + st.running > 0;
+	}
+	WorkerEndTx();
+
+	SupervisorVisited(db, queued, active);
+	proc_exit(0);
 }
 
 /* ---- the worker ---------------------------------------------------------- */

@@ -1,17 +1,12 @@
 /*
  * predict_input.c - where a chip becomes a model's input: band arguments
  * checked, the input image built from the model's channels (the one place,
- * used by iceml_predict, predict_table and predict_batch alike), and one
- * chip scored with its angle.
+ * used by iceml_predict, predict_table and predict_batch alike).
  */
 #include "postgres.h"
 
 #include <math.h>
 
-#include "fmgr.h"
-#include "utils/array.h"
-
-#include "iceml.h"
 #include "iceml_pgarray.h"
 #include "iceml_predict.h"
 #include "iceml_sar.h"
@@ -80,14 +75,4 @@ void
 PredictFillInput(IcemlModel *m, const float *b1, const float *b2)
 {
 	PredictFillImage(m, m->input, b1, b2);
-}
-
-float
-PredictRun(IcemlModel *m, const float *x)
-{
-	float		p;
-
-	/* m->angle: the call's inc_angle, for members that take it */
-	PredictScore(m, x, &m->angle, 1, &p, iceml_predict_threads, "iceml_predict");
-	return p;
 }

@@ -680,7 +680,7 @@ ShardInit(void)
 	ExecutorRun_hook = ShardExecutorRun;
 	prev_finish_hook = ExecutorFinish_hook;
 	ExecutorFinish_hook = ShardExecutorFinish;
-	ShardPredictInit();
+	partitioned_statistics_hook = ShardComputeStatistics;
 	prev_emit_hook = emit_log_hook;
 	emit_log_hook = ShardEmitLog;
 	RegisterXactCallback(ShardXactCallback, NULL);

@@ -223,7 +223,7 @@ BEGIN
     IF upper(validation) IN ('STRICT', 'WARNING', 'ALL', 'NONE') THEN
         RETURN upper(validation);
     END IF;
-    RAISE EXCEPTION 'invalid validation mode %', coalesce(quote_literal(validation), 'NULL')
+    RAISE EXCEPTION 'unknown validation mode %', CASE WHEN validation IS NULL THEN 'NULL' ELSE format('"%s"', validation) END
         USING ERRCODE = '22023',
               HINT = 'Use STRICT (every rule must pass), WARNING (ERROR-level rules must pass), ALL (always write, record findings) or NONE (check nothing).';
 END

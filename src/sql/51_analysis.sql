@@ -61,30 +61,54 @@ END
 $$;
 COMMENT ON FUNCTION iceml.deployed_model(text) IS 'the id of the model deployed under a name (42704 when none)';
 
-CREATE FUNCTION iceml.evaluate(model text, training_dataset regclass, split text DEFAULT 'test')
-    RETURNS jsonb
+-- The probabilities and labels of a split, in the table's order: model is a
+-- deployment's name (text: as it serves) or a model id (bigint).
+CREATE FUNCTION iceml.split_predictions(model anyelement, training_dataset regclass, split text DEFAULT 'test',
+                                        OUT probabilities real[], OUT labels real[])
     LANGUAGE plpgsql STABLE
     SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     ds record;
-    probs real[];
-    ys real[];
-    mid bigint := iceml.deployed_model(model);
 BEGIN
+    IF pg_typeof(model) NOT IN ('text'::regtype, 'bigint'::regtype, 'integer'::regtype) THEN
+        RAISE EXCEPTION 'a model is named by its deployment (text) or its id (bigint), not by a value of type %', pg_typeof(model)
+            USING ERRCODE = '42804', HINT = 'Cast the argument: ''name''::text or 42::bigint.';
+    END IF;
     SELECT * INTO ds FROM iceml.dataset_columns(training_dataset, split);
     EXECUTE format('SELECT array_agg(@extschema@.iceml_predict($1, band_1, band_2, %s) ORDER BY ctid), array_agg(%I::real ORDER BY ctid)'
                    '  FROM %s WHERE split OPERATOR(pg_catalog.=) $2', ds.angle, ds.label, training_dataset)
-       INTO probs, ys USING model, split;
-    IF probs IS NULL THEN
+       INTO probabilities, labels USING model, split;
+    IF probabilities IS NULL THEN
         RAISE EXCEPTION 'split "%" of training dataset % has no rows', split, training_dataset USING ERRCODE = '22023';
     END IF;
-    RETURN iceml.binary_metrics(probs, ys, 0.5)
-        || jsonb_build_object('model', model, 'model_id', mid, 'training_dataset', training_dataset::text, 'split', split);
 END
 $$;
+COMMENT ON FUNCTION iceml.split_predictions(anyelement, regclass, text) IS
+    'the probabilities a deployment (text) or a model (bigint) gives the rows of a split of a training dataset, and their labels, in the same order';
+
+CREATE FUNCTION iceml.evaluate(model text, training_dataset regclass, split text DEFAULT 'test')
+    RETURNS jsonb
+    LANGUAGE sql STABLE
+    SET search_path = pg_catalog, pg_temp
+    RETURN (SELECT iceml.binary_metrics(p.probabilities, p.labels, 0.5)
+                   || jsonb_build_object('model', model, 'model_id', iceml.deployed_model(model),
+                                         'training_dataset', training_dataset::text, 'split', split)
+              FROM iceml.split_predictions(model, training_dataset, split) p);
 COMMENT ON FUNCTION iceml.evaluate(text, regclass, text) IS
-    'metrics of the model deployed under a name on a split of a training dataset: n, log_loss, accuracy, precision, recall, f1, roc_auc, confusion (threshold 0.5)';
+    'metrics of the model deployed under a name (as it serves: an ensemble, test-time augmentation) on a split of a training dataset: n, log_loss, accuracy, precision, recall, f1, roc_auc, confusion (threshold 0.5)';
+
+-- One model by id, deployed or not: what a pipeline compares before it
+-- deploys, and what a user checks before deploy().
+CREATE FUNCTION iceml.evaluate(model_id bigint, training_dataset regclass, split text DEFAULT 'test')
+    RETURNS jsonb
+    LANGUAGE sql STABLE
+    SET search_path = pg_catalog, pg_temp
+    RETURN (SELECT iceml.binary_metrics(p.probabilities, p.labels, 0.5)
+                   || jsonb_build_object('model_id', model_id, 'training_dataset', training_dataset::text, 'split', split)
+              FROM iceml.split_predictions(model_id, training_dataset, split) p);
+COMMENT ON FUNCTION iceml.evaluate(bigint, regclass, text) IS
+    'metrics of model model_id on a split of a training dataset: n, log_loss, accuracy, precision, recall, f1, roc_auc, confusion (threshold 0.5)';
 
 CREATE FUNCTION iceml.evaluate_slices(model text, training_dataset regclass, feature text, bins int DEFAULT 4,
                                       split text DEFAULT 'test')
@@ -338,6 +362,7 @@ COMMENT ON FUNCTION iceml.what_if(text, real[], real[], real, jsonb) IS
     'the deployed model''s prediction for a chip before and after edits: gain in dB, a band blanked to its background, flips, rotations, another incidence angle';
 
 GRANT EXECUTE ON FUNCTION iceml.binary_metrics(real[], real[], float8), iceml.dataset_columns(regclass, text),
-    iceml.deployed_model(text), iceml.evaluate(text, regclass, text),
+    iceml.deployed_model(text), iceml.split_predictions(anyelement, regclass, text),
+    iceml.evaluate(text, regclass, text), iceml.evaluate(bigint, regclass, text),
     iceml.evaluate_slices(text, regclass, text, int, text), iceml.edit_chip(real[], jsonb, real),
     iceml.what_if(text, real[], real[], real, jsonb) TO iceml_reader;

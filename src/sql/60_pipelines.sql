@@ -96,44 +96,48 @@ COMMENT ON FUNCTION iceml._pipeline_type(jsonb, text, text, numeric, numeric) IS
 
 CREATE FUNCTION iceml._pipeline_hyperparams(hp jsonb, path text, tune boolean)
     RETURNS void
-    LANGUAGE plpgsql IMMUTABLE
+    LANGUAGE plpgsql STABLE
     SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     k text;
+    msg text;
+    hint text;
 BEGIN
-    PERFORM iceml._pipeline_keys(hp, path,
-        ARRAY['epochs', 'batch_size', 'learning_rate', 'optimizer', 'momentum', 'weight_decay', 'seed',
-              'threads', 'augment', 'early_stopping_patience', 'checkpoint_every', 'channels']
-        || CASE WHEN tune THEN ARRAY['asha_min_epochs'] ELSE '{}'::text[] END);
-    FOREACH k IN ARRAY ARRAY['epochs', 'batch_size', 'threads', 'checkpoint_every', 'asha_min_epochs'] LOOP
-        IF hp ? k THEN
-            PERFORM iceml._pipeline_type(hp->k, path || '.' || k, 'integer', 1, 1000000);
-        END IF;
-    END LOOP;
-    FOREACH k IN ARRAY ARRAY['seed', 'early_stopping_patience'] LOOP
-        IF hp ? k THEN
-            PERFORM iceml._pipeline_type(hp->k, path || '.' || k, 'integer', 0, 2147483647);
-        END IF;
-    END LOOP;
-    FOREACH k IN ARRAY ARRAY['learning_rate', 'momentum', 'weight_decay'] LOOP
-        IF hp ? k THEN
-            PERFORM iceml._pipeline_type(hp->k, path || '.' || k, 'number');
-        END IF;
-    END LOOP;
-    IF hp ? 'optimizer' THEN
-        PERFORM iceml._pipeline_type(hp->'optimizer', path || '.optimizer', 'string');
+    IF jsonb_typeof(hp) IS DISTINCT FROM 'object' THEN
+        PERFORM iceml._pipeline_fault(path, format('must be an object, not %s', coalesce(hp::text, 'null')));
     END IF;
-    IF hp ? 'augment' THEN
-        PERFORM iceml._pipeline_type(hp->'augment', path || '.augment', 'boolean');
+    -- the pipeline's "deploy" step decides deployment; ASHA's rung belongs to a search
+    IF hp ? 'deploy' THEN
+        PERFORM iceml._pipeline_fault(path || '.deploy', 'set by the pipeline''s "deploy" key, not as a hyperparameter',
+            'Use "deploy": "if_better", "always" or "never" at the top of the config.');
     END IF;
-    IF hp ? 'channels' THEN
-        PERFORM iceml._pipeline_type(hp->'channels', path || '.channels', 'array');
+    IF hp ? 'asha_min_epochs' THEN
+        IF NOT tune THEN
+            PERFORM iceml._pipeline_fault(path || '.asha_min_epochs', 'only a "tune" step has ASHA rungs');
+        END IF;
+        PERFORM iceml._pipeline_type(hp->'asha_min_epochs', path || '.asha_min_epochs', 'integer', 1, 1000000);
     END IF;
+    -- each key alone, so that a fault names its path; then all together
+    -- (a limit that depends on another key, e.g. warmup_epochs on epochs)
+    FOR k IN SELECT jsonb_object_keys(hp - 'asha_min_epochs') ORDER BY 1 LOOP
+        BEGIN
+            PERFORM iceml._resolve_hyperparams(jsonb_build_object(k, hp->k), NULL);
+        EXCEPTION WHEN invalid_parameter_value THEN
+            GET STACKED DIAGNOSTICS msg = MESSAGE_TEXT, hint = PG_EXCEPTION_HINT;
+            PERFORM iceml._pipeline_fault(path || '.' || k, msg, nullif(hint, ''));
+        END;
+    END LOOP;
+    BEGIN
+        PERFORM iceml._resolve_hyperparams(hp - 'asha_min_epochs', NULL);
+    EXCEPTION WHEN invalid_parameter_value THEN
+        GET STACKED DIAGNOSTICS msg = MESSAGE_TEXT, hint = PG_EXCEPTION_HINT;
+        PERFORM iceml._pipeline_fault(path, msg, nullif(hint, ''));
+    END;
 END
 $$;
 COMMENT ON FUNCTION iceml._pipeline_hyperparams(jsonb, text, boolean) IS
-    'internal: refuses unknown or mistyped hyperparameters in a pipeline config (the rest is checked as iceml.train checks it)';
+    'internal: refuses hyperparameters in a pipeline config that iceml.train would refuse (the same C parser), naming the JSON path';
 
 -- The whole config, checked before any work: returns it with defaults filled in.
 CREATE FUNCTION iceml._pipeline_check(name text, config jsonb)
@@ -181,10 +185,16 @@ BEGIN
         IF fg ? 'expectations' THEN PERFORM iceml._pipeline_type(fg->'expectations', '$.feature_group.expectations', 'array'); END IF;
         IF fg ? 'validation' THEN
             PERFORM iceml._pipeline_type(fg->'validation', '$.feature_group.validation', 'string');
-            IF NOT upper(fg->>'validation') OPERATOR(pg_catalog.=) ANY (ARRAY['STRICT', 'WARNING', 'ALL', 'NONE']) THEN
-                PERFORM iceml._pipeline_fault('$.feature_group.validation', format('unknown validation mode %s', fg->'validation'),
-                    'Use STRICT, WARNING, ALL or NONE.');
-            END IF;
+            -- the mode as create_feature_group reads it, the fault at its path
+            DECLARE
+                msg text;
+                hint text;
+            BEGIN
+                PERFORM iceml._fs_validation_mode(fg->>'validation');
+            EXCEPTION WHEN invalid_parameter_value THEN
+                GET STACKED DIAGNOSTICS msg = MESSAGE_TEXT, hint = PG_EXCEPTION_HINT;
+                PERFORM iceml._pipeline_fault('$.feature_group.validation', msg, hint);
+            END;
         END IF;
         IF fg ? 'statistics' THEN PERFORM iceml._pipeline_type(fg->'statistics', '$.feature_group.statistics', 'boolean'); END IF;
         IF fg ? 'description' THEN PERFORM iceml._pipeline_type(fg->'description', '$.feature_group.description', 'string'); END IF;
@@ -359,30 +369,7 @@ DECLARE
     cur_metrics jsonb;
     mon jsonb;
     retrain boolean;
-    evalsql text;
 BEGIN
-    -- metrics of model $1 on split $2 of the run's training dataset, as the
-    -- caller: n, log loss, accuracy (threshold 0.5), ROC AUC
-    IF st ? 'training_dataset' THEN
-        SELECT t.label INTO label FROM iceml.training_datasets t
-         WHERE t."table" OPERATOR(pg_catalog.=) (st->>'training_dataset')::regclass;
-        evalsql := format(
-            'WITH d AS (SELECT least(greatest(@extschema@.iceml_predict($1, band_1, band_2, %s)::pg_catalog.float8, 1e-7), 1 - 1e-7) AS p,'
-            '                  %I::pg_catalog.float8 AS y FROM %s WHERE split OPERATOR(pg_catalog.=) $2),'
-            '     r AS (SELECT p, y, pg_catalog.rank() OVER (ORDER BY p) AS rk, pg_catalog.count(*) OVER (PARTITION BY p) AS ties FROM d),'
-            '     a AS (SELECT pg_catalog.sum(CASE WHEN y > 0.5 THEN rk + (ties - 1) / 2.0 END) AS rsum,'
-            '                  pg_catalog.count(*) FILTER (WHERE y > 0.5) AS npos, pg_catalog.count(*) FILTER (WHERE y <= 0.5) AS nneg FROM r)'
-            ' SELECT CASE WHEN (SELECT pg_catalog.count(*) FROM d) > 0 THEN pg_catalog.jsonb_build_object('
-            '   ''n'', (SELECT pg_catalog.count(*) FROM d),'
-            '   ''log_loss'', (SELECT pg_catalog.round(-pg_catalog.avg(y * pg_catalog.ln(p) + (1 - y) * pg_catalog.ln(1 - p))::pg_catalog.numeric, 4) FROM d),'
-            '   ''accuracy'', (SELECT pg_catalog.round(pg_catalog.avg(((p >= 0.5) = (y > 0.5))::pg_catalog.int4)::pg_catalog.numeric, 4) FROM d),'
-            '   ''roc_auc'', (SELECT CASE WHEN npos > 0 AND nneg > 0 THEN pg_catalog.round(((rsum - npos * (npos + 1) / 2.0) / (npos * nneg))::pg_catalog.numeric, 4) END FROM a),'
-            '   ''model_id'', $1, ''split'', $2) END',
-            -- the angle: inc_angle for a model that takes it as a side input
-            (CASE WHEN EXISTS (SELECT FROM pg_catalog.pg_attribute a WHERE a.attrelid OPERATOR(pg_catalog.=) (st->>'training_dataset')::regclass AND NOT a.attisdropped
-                                  AND a.attname OPERATOR(pg_catalog.=) 'inc_angle' AND a.atttypid OPERATOR(pg_catalog.=) 'pg_catalog.float4'::pg_catalog.regtype)
-                      THEN 'inc_angle' ELSE 'NULL::pg_catalog.float4' END), label, (st->>'training_dataset')::regclass);
-    END IF;
     IF step OPERATOR(pg_catalog.=) 'drift_check' THEN
         v := config->'retrain_on_drift';
         mon := iceml.monitor(v->>'model', coalesce(v->>'since', '1 day')::interval,
@@ -663,11 +650,8 @@ BEGIN
             RETURN jsonb_build_object('status', 'skipped', 'detail', jsonb_build_object('reason', 'no model was trained'), 'state', st);
         END IF;
         td := (st->>'training_dataset')::regclass;
-        EXECUTE evalsql INTO v USING (st->>'model_id')::bigint, config #>> '{evaluate,split}';
-        IF v IS NULL THEN
-            RAISE EXCEPTION 'split "%" of training dataset % has no rows', config #>> '{evaluate,split}', td
-                USING ERRCODE = '22023', HINT = 'Name a split the dataset has in "evaluate": {"split": ...}.';
-        END IF;
+        -- as the caller, on the model by id (deploy compares what is deployed)
+        v := iceml.evaluate((st->>'model_id')::bigint, td, config #>> '{evaluate,split}');
         RETURN jsonb_build_object('status', 'succeeded', 'rows_in', v->'n', 'rows', v->'n',
             'detail', v || jsonb_build_object('training_dataset', td::text), 'state', st || jsonb_build_object('metrics', v));
     END IF;
@@ -679,19 +663,22 @@ BEGIN
                 CASE WHEN st->'model_id' IS NULL THEN 'no model was trained' ELSE '"deploy": "never"' END), 'state', st);
         END IF;
         id := (st->>'model_id')::bigint;
-        SELECT d.model_id, d.model_missing INTO cur FROM iceml.deployed_models d WHERE d.name OPERATOR(pg_catalog.=) _pipeline_step.name;
+        SELECT d.model_id, d.model_missing, d.members INTO cur FROM iceml.deployed_models d WHERE d.name OPERATOR(pg_catalog.=) _pipeline_step.name;
         IF cur.model_id OPERATOR(pg_catalog.=) id THEN
             RETURN jsonb_build_object('status', 'skipped', 'detail', jsonb_build_object('mode', mode, 'model_id', id,
                 'reason', format('model %s is already deployed under "%s"', id, name)), 'state', st);
         END IF;
         IF mode OPERATOR(pg_catalog.=) 'if_better' AND cur.model_id IS NOT NULL AND NOT cur.model_missing
            AND st->'metrics' IS NOT NULL THEN
-            -- both models on the same split of the same dataset
-            EXECUTE evalsql INTO cur_metrics USING cur.model_id, config #>> '{evaluate,split}';
+            -- both on the same split of the same dataset; the deployment as it
+            -- serves (an ensemble's members, test-time augmentation)
+            cur_metrics := iceml.evaluate(name, (st->>'training_dataset')::regclass, config #>> '{evaluate,split}');
             IF (cur_metrics->>'log_loss')::numeric OPERATOR(pg_catalog.<=) (st #>> '{metrics,log_loss}')::numeric THEN
                 RETURN jsonb_build_object('status', 'skipped', 'detail', jsonb_build_object('mode', mode, 'model_id', id,
                     'deployed_model_id', cur.model_id, 'log_loss', st #> '{metrics,log_loss}', 'deployed_log_loss', cur_metrics->'log_loss',
-                    'reason', format('the deployed model %s is at least as good on the %s split', cur.model_id, config #>> '{evaluate,split}')),
+                    'reason', format('what is deployed under "%s" (model %s%s) is at least as good on the %s split', name, cur.model_id,
+                        CASE WHEN cur.members IS NOT NULL THEN format(', an ensemble of %s', pg_catalog.cardinality(cur.members)) ELSE '' END,
+                        config #>> '{evaluate,split}')),
                     'state', st);
             END IF;
         END IF;

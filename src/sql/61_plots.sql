@@ -274,15 +274,13 @@ CREATE FUNCTION iceml.plot_roc(model text, training_dataset regclass, split text
     SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    lbl text;
     mid bigint;
     pts jsonb;
     auc float8;
     npos bigint;
     nneg bigint;
 BEGIN
-    SELECT t.label INTO lbl FROM iceml.training_datasets t WHERE t."table" OPERATOR(pg_catalog.=) training_dataset;
-    IF NOT FOUND THEN
+    IF NOT EXISTS (SELECT FROM iceml.training_datasets t WHERE t."table" OPERATOR(pg_catalog.=) training_dataset) THEN
         RAISE EXCEPTION 'relation % is not a training dataset', training_dataset
             USING ERRCODE = '22023', HINT = 'iceml.training_datasets lists them.';
     END IF;
@@ -292,24 +290,19 @@ BEGIN
             USING ERRCODE = '42704', HINT = format('Deploy one with iceml.deploy(%L).', model);
     END IF;
     -- one point per distinct score, from the highest down
-    EXECUTE format(
-        'WITH d AS (SELECT @extschema@.iceml_predict($1, band_1, band_2, %s)::pg_catalog.float8 AS p,'
-        '                  (%I::pg_catalog.float8 > 0.5) AS y FROM %s WHERE split OPERATOR(pg_catalog.=) $2),'
-        '     c AS (SELECT pg_catalog.count(*) FILTER (WHERE y) AS pos, pg_catalog.count(*) FILTER (WHERE NOT y) AS neg FROM d),'
-        '     g AS (SELECT p, pg_catalog.count(*) FILTER (WHERE y) AS tp, pg_catalog.count(*) FILTER (WHERE NOT y) AS fp FROM d GROUP BY p),'
-        '     r AS (SELECT p, pg_catalog.sum(tp) OVER (ORDER BY p DESC) AS tp, pg_catalog.sum(fp) OVER (ORDER BY p DESC) AS fp FROM g),'
-        '     q AS (SELECT 0::pg_catalog.float8 AS fpr, 0::pg_catalog.float8 AS tpr, 1 AS o UNION ALL'
-        '           SELECT r.fp / NULLIF(c.neg, 0), r.tp / NULLIF(c.pos, 0), 2 FROM r, c),'
-        '     s AS (SELECT fpr, tpr, pg_catalog.lag(fpr) OVER w AS fpr0, pg_catalog.lag(tpr) OVER w AS tpr0'
-        '             FROM q WINDOW w AS (ORDER BY o, fpr, tpr))'
-        ' SELECT (SELECT pg_catalog.jsonb_agg(pg_catalog.jsonb_build_array(pg_catalog.round(fpr::pg_catalog.numeric, 4), pg_catalog.round(tpr::pg_catalog.numeric, 4)) ORDER BY fpr, tpr) FROM q),'
-        '        (SELECT pg_catalog.sum((fpr - fpr0) * (tpr + tpr0) / 2) FROM s WHERE fpr0 IS NOT NULL),'
-        '        (SELECT pos FROM c), (SELECT neg FROM c)',
-        -- the angle: inc_angle for a model that takes it as a side input
-        (CASE WHEN EXISTS (SELECT FROM pg_catalog.pg_attribute a WHERE a.attrelid OPERATOR(pg_catalog.=) training_dataset AND NOT a.attisdropped
-                              AND a.attname OPERATOR(pg_catalog.=) 'inc_angle' AND a.atttypid OPERATOR(pg_catalog.=) 'pg_catalog.float4'::pg_catalog.regtype)
-                  THEN 'inc_angle' ELSE 'NULL::pg_catalog.float4' END), lbl, training_dataset)
-       INTO pts, auc, npos, nneg USING model, split;
+    WITH d AS (SELECT u.p::float8 AS p, (u.y > 0.5) AS y
+                 FROM iceml.split_predictions(model, training_dataset, split) sp, unnest(sp.probabilities, sp.labels) AS u(p, y)),
+         c AS (SELECT count(*) FILTER (WHERE d.y) AS pos, count(*) FILTER (WHERE NOT d.y) AS neg FROM d),
+         g AS (SELECT d.p, count(*) FILTER (WHERE d.y) AS tp, count(*) FILTER (WHERE NOT d.y) AS fp FROM d GROUP BY d.p),
+         r AS (SELECT g.p, sum(g.tp) OVER (ORDER BY g.p DESC) AS tp, sum(g.fp) OVER (ORDER BY g.p DESC) AS fp FROM g),
+         q AS (SELECT 0::float8 AS fpr, 0::float8 AS tpr, 1 AS o UNION ALL
+               SELECT r.fp / NULLIF(c.neg, 0), r.tp / NULLIF(c.pos, 0), 2 FROM r, c),
+         s AS (SELECT q.fpr, q.tpr, lag(q.fpr) OVER w AS fpr0, lag(q.tpr) OVER w AS tpr0
+                 FROM q WINDOW w AS (ORDER BY q.o, q.fpr, q.tpr))
+    SELECT (SELECT jsonb_agg(jsonb_build_array(round(q.fpr::numeric, 4), round(q.tpr::numeric, 4)) ORDER BY q.fpr, q.tpr) FROM q),
+           (SELECT sum((s.fpr - s.fpr0) * (s.tpr + s.tpr0) / 2) FROM s WHERE s.fpr0 IS NOT NULL),
+           (SELECT c.pos FROM c), (SELECT c.neg FROM c)
+      INTO pts, auc, npos, nneg;
     IF coalesce(npos, 0) = 0 OR coalesce(nneg, 0) = 0 THEN
         RAISE EXCEPTION 'split "%" of training dataset % has % positive and % negative rows: a ROC curve needs both',
                         split, training_dataset, coalesce(npos, 0), coalesce(nneg, 0)

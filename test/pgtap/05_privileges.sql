@@ -31,6 +31,8 @@ INSERT INTO expected_fn VALUES
     ('iceml.predict_cache()', 'iceml_reader'),
     ('iceml.predict_cache_reset()', 'iceml_reader'),
     ('iceml.evaluate(text,regclass,text)', 'iceml_reader'),
+    ('iceml.evaluate(bigint,regclass,text)', 'iceml_reader'),
+    ('iceml.split_predictions(anyelement,regclass,text)', 'iceml_reader'),
     ('iceml.evaluate_slices(text,regclass,text,integer,text)', 'iceml_reader'),
     ('iceml.what_if(text,real[],real[],real,jsonb)', 'iceml_reader'),
     ('iceml.create_feature_group(text,jsonb,text[],integer,text,jsonb,text,boolean,integer,text[])', 'iceml_user'),

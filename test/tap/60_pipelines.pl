@@ -29,7 +29,7 @@ psql(q{
 my $config = q{'{"feature_group": {"name": "pchips", "expectations": [{"name": "angle_range", "features": ["inc_angle"], "rules": [{"name": "HAS_MAX", "level": "ERROR", "max": 50}]}]},
 	"ingest": {"synthetic": {"n": 200, "seed": 3, "bad": 3}}, "on_error": "quarantine",
 	"training_dataset": {"splits": {"train": 0.7, "validation": 0.15, "test": 0.15}, "seed": 1},
-	"train": {"architecture": "tiny_cnn", "hyperparams": {"epochs": 2, "batch_size": 16}}}'};
+	"train": {"architecture": "tiny_cnn", "hyperparams": {"epochs": 2, "batch_size": 16, "lr_schedule": "cosine", "warmup_epochs": 1}}}'};
 
 # ---- a whole pipeline: the call returns at once, the worker runs the steps
 my $out = psql(qq{
@@ -149,6 +149,12 @@ psql(q{
 	SELECT count(iceml_predict('pp', ARRAY(SELECT x + 6 FROM unnest(band_1) x)::real[], band_2)) FROM iceml_td.pp_1;
 });
 is(poll("SELECT count(*) FROM iceml.inference_log WHERE name = 'pp'", qr/^200$/, 30), '200', 'the monitor worker logged the calls');
+# what is deployed under 'pp' now serves with test-time augmentation: the
+# deploy step must weigh that, not the bare model
+psql("SELECT iceml.deploy('pp', $model, tta => true)", user => 'iceml_tap_pia');
+my $served = psql("SELECT round((iceml.evaluate('pp', 'iceml_td.pp_1', 'test')->>'log_loss')::numeric, 6)", user => 'iceml_tap_pia');
+my $bare = psql("SELECT round((iceml.evaluate($model, 'iceml_td.pp_1', 'test')->>'log_loss')::numeric, 6)", user => 'iceml_tap_pia');
+isnt($served, $bare, "evaluate by id measures the bare model ($bare), by name the deployment as it serves ($served)");
 $out = psql(q{SELECT iceml.run_pipeline('pp', '{"training_dataset": {"table": "iceml_td.pp_1"},
 	"train": {"architecture": "tiny_cnn", "hyperparams": {"epochs": 3}},
 	"retrain_on_drift": {"model": "pp", "psi_threshold": 0.2, "min_samples": 100}}')}, user => 'iceml_tap_pia');
@@ -157,6 +163,9 @@ like(psql("SELECT (detail->>'decision') || ' ' || (detail->>'calls') || ' ' || (
 	qr/^train 200 true$/, 'drift_check saw the drift on 200 calls, with the PSI figures, and decided to train');
 is(psql("SELECT string_agg(step || ' ' || status, ', ' ORDER BY ordinal) FROM iceml.pipeline_steps WHERE run_id = $out AND step IN ('train', 'evaluate')"),
 	'train succeeded, evaluate succeeded', 'so it trained and evaluated a new model');
+
+is(psql("SELECT round((detail->>'deployed_log_loss')::numeric, 6) FROM iceml.pipeline_steps WHERE run_id = $out AND step = 'deploy'"),
+	$served, 'deploy (if_better) compared the new model with the deployment as it serves (TTA), not its bare model');
 
 # ---- the pictures, checked as a person would ------------------------------
 # each is well-formed XML, and headless Chromium draws it at its own size
