@@ -300,6 +300,26 @@ KT(pool_forward) (void *p, size_t begin, size_t end)
 #endif
 
 /*
+ * The 16 vectors v of tiles n .. n+V-1 to their 16 matrices (ps floats
+ * apart) at dst, only the first `left` lanes when fewer tiles are left
+ */
+static KT_TARGET inline void
+KT(wino_store16) (float *dst, size_t ps, const VT *v, int left)
+{
+	float		tmp[V];
+
+	if (left >= (V))
+		for (int q = 0; q < 16; q++)
+			*(VTU *) (dst + q * ps) = v[q];
+	else
+		for (int q = 0; q < 16; q++)
+		{
+			memcpy(tmp, &v[q], sizeof(tmp));
+			memcpy(dst + q * ps, tmp, sizeof(float) * left);
+		}
+}
+
+/*
  * ---- Winograd F(2x2, 3x3): the input and output transforms -------------
  *
  * A 3x3 convolution (stride 1) computed per 2x2 block of outputs ("tile")
@@ -394,7 +414,6 @@ KT(wino_input) (const WinoArgs *a, int k0, int kc, float *Vb, float *Mb)
 				VT			d[16],
 							t[16],
 							v[16];
-				float		tmp[V];
 
 				for (int q = 0; q < 16; q++)
 					d[q] = *(const VTU *) (D + (size_t) q * tiles + n);
@@ -414,15 +433,7 @@ KT(wino_input) (const WinoArgs *a, int k0, int kc, float *Vb, float *Mb)
 					v[4 * i + 2] = t[4 * i + 2] - t[4 * i + 1];
 					v[4 * i + 3] = t[4 * i + 1] - t[4 * i + 3];
 				}
-				if (n + (V) <= tiles)
-					for (int q = 0; q < 16; q++)
-						*(VTU *) (dst + q * ps + n) = v[q];
-				else
-					for (int q = 0; q < 16; q++)
-					{
-						memcpy(tmp, &v[q], sizeof(tmp));
-						memcpy(dst + q * ps + n, tmp, sizeof(float) * (tiles - n));
-					}
+				KT(wino_store16) (dst + n, ps, v, tiles - n);
 			}
 		}
 }
@@ -579,7 +590,6 @@ KT(wino_dy) (const WinoArgs *a, int k0, int kc, float *Vb, float *Mb)
 							d11 = *(const VTU *) (D + (size_t) 3 * (tiles + (V)) + n),
 							r[4][2],
 							z[16];
-				float		tmp[V];
 
 				/* A dY: rows */
 				r[0][0] = d00;
@@ -598,15 +608,7 @@ KT(wino_dy) (const WinoArgs *a, int k0, int kc, float *Vb, float *Mb)
 					z[4 * i + 2] = r[i][0] - r[i][1];
 					z[4 * i + 3] = -r[i][1];
 				}
-				if (n + (V) <= tiles)
-					for (int q = 0; q < 16; q++)
-						*(VTU *) (dst + q * ps + n) = z[q];
-				else
-					for (int q = 0; q < 16; q++)
-					{
-						memcpy(tmp, &z[q], sizeof(tmp));
-						memcpy(dst + q * ps + n, tmp, sizeof(float) * (tiles - n));
-					}
+				KT(wino_store16) (dst + n, ps, z, tiles - n);
 			}
 		}
 }

@@ -348,15 +348,32 @@ typedef struct WinoRun
 	int			slots;
 } WinoRun;
 
-static void
-wino_slots(void *p, size_t begin, size_t end)
+/* the weight gradient's run (wino_weight_grad) */
+typedef struct WinoGradRun
 {
-	WinoRun    *r = p;
+	WinoRun		r;
+	const float *dy;
+	float	   *parts;
+	float	   *gW;
+} WinoGradRun;
+
+/*
+ * Thread slots [begin, end): each takes every slots-th chunk into its own
+ * scratch; forward (g NULL): input transform, 16 sgemms, output transform;
+ * weight gradient (g): input and output-gradient transforms, 16 sgemms
+ * into the chunk's part
+ */
+static void
+wino_chunks(WinoRun *r, WinoGradRun *g, size_t begin, size_t end)
+{
 	const Layer *l = r->w.l;
 	int			C = l->ic,
 				F = l->filters,
 				tiles = r->w.th * r->w.tw;
+	WinoArgs	dya = r->w;
 
+	if (g)
+		dya.x = g->dy;
 	for (size_t s = begin; s < end; s++)
 	{
 		float	   *Vb = r->scratch + s * r->slot_floats;
@@ -369,12 +386,28 @@ wino_slots(void *p, size_t begin, size_t end)
 			float	   *Mb = Vb + (size_t) 16 * C * T;
 
 			r->kern->wino_input(&r->w, k0, kc, Vb, Mb);
+			if (g)
+			{
+				float	   *part = g->parts + (size_t) ch * 16 * F * C;
+
+				r->kern->wino_dy(&dya, k0, kc, Vb, Mb);
+				for (int q = 0; q < 16; q++)
+					nn_sgemm(0, 1, F, C, T, Mb + (size_t) q * F * T, T,
+							 Vb + (size_t) q * C * T, T, 0.0f, part + (size_t) q * F * C, C);
+				continue;
+			}
 			for (int q = 0; q < 16; q++)
 				nn_sgemm(0, 0, F, T, C, r->U + (size_t) q * F * C, C,
 						 Vb + (size_t) q * C * T, T, 0.0f, Mb + (size_t) q * F * T, T);
 			r->kern->wino_output(&r->w, k0, kc, Vb, Mb);
 		}
 	}
+}
+
+static void
+wino_slots(void *p, size_t begin, size_t end)
+{
+	wino_chunks(p, NULL, begin, end);
 }
 
 /*
@@ -441,45 +474,12 @@ wino_conv(Plan *plan, int i, const Layer *l, const float *x, const float *W, int
  * order: the same bits whatever the threads.  Needs no col matrix: the
  * sgemms do 16 C F T multiply-adds where im2col + sgemm does 9 C F 4T.
  */
-typedef struct WinoGradRun
-{
-	WinoRun		r;
-	const float *dy;
-	float	   *parts;
-	float	   *gW;
-} WinoGradRun;
-
 static void
 wino_grad_slots(void *p, size_t begin, size_t end)
 {
 	WinoGradRun *g = p;
-	WinoRun    *r = &g->r;
-	const Layer *l = r->w.l;
-	int			C = l->ic,
-				F = l->filters,
-				tiles = r->w.th * r->w.tw;
-	WinoArgs	dya = r->w;
 
-	dya.x = g->dy;
-	for (size_t s = begin; s < end; s++)
-	{
-		float	   *Vb = r->scratch + s * r->slot_floats;
-
-		for (int ch = (int) s; ch < r->nchunks; ch += r->slots)
-		{
-			int			k0 = ch * r->chunk,
-						kc = r->w.b - k0 < r->chunk ? r->w.b - k0 : r->chunk,
-						T = kc * tiles;
-			float	   *Mb = Vb + (size_t) 16 * C * T;
-			float	   *part = g->parts + (size_t) ch * 16 * F * C;
-
-			r->kern->wino_input(&r->w, k0, kc, Vb, Mb);
-			r->kern->wino_dy(&dya, k0, kc, Vb, Mb);
-			for (int q = 0; q < 16; q++)
-				nn_sgemm(0, 1, F, C, T, Mb + (size_t) q * F * T, T,
-						 Vb + (size_t) q * C * T, T, 0.0f, part + (size_t) q * F * C, C);
-		}
-	}
+	wino_chunks(&g->r, g, begin, end);
 }
 
 /*
