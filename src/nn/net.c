@@ -19,21 +19,6 @@ iceml_net_create(const char *spec_json, char *err, size_t errlen)
 	return nn_build(spec_json, err, errlen);
 }
 
-void
-iceml_net_free(IcemlNet *net)
-{
-	if (net == NULL)
-		return;
-	nn_plan_free(net->infer);
-	free(net->spec);
-	free(net->layers);
-	free(net->params);
-	free(net->state);
-	free(net->mean);
-	free(net->std);
-	free(net);
-}
-
 /* standard normal from two uniforms (Box-Muller) */
 static float
 normal(uint64_t *s)

@@ -797,6 +797,22 @@ bad:
 	return NULL;
 }
 
+/* A net's memory: what build() allocates, and the inference plan net.c adds. */
+void
+iceml_net_free(IcemlNet *net)
+{
+	if (net == NULL)
+		return;
+	nn_plan_free(net->infer);
+	free(net->spec);
+	free(net->layers);
+	free(net->params);
+	free(net->state);
+	free(net->mean);
+	free(net->std);
+	free(net);
+}
+
 IcemlNet *
 nn_build(const char *spec_json, char *err, size_t errlen)
 {

@@ -61,8 +61,8 @@ CREATE TABLE iceml.runs (
     channels         text[] NOT NULL,           -- input channels in order
     lineage          jsonb NOT NULL,            -- dataset, feature group, versions, commit
     owner            name NOT NULL,
-    role             oid NOT NULL,              -- reads the data: the caller's current role
-    login            oid NOT NULL,              -- connects: the caller's session user
+    role             regrole NOT NULL,          -- reads the data: the caller's current role
+    login            regrole NOT NULL,          -- connects: the caller's session user
     database         oid NOT NULL,
     created_at       timestamptz NOT NULL DEFAULT pg_catalog.now(),
     started_at       timestamptz,

@@ -14,8 +14,8 @@ CREATE TABLE iceml.pipeline_runs (
     finished         timestamptz,
     owner            name NOT NULL,
     cron_job         bigint,                    -- the pg_cron job that started it
-    role             oid NOT NULL,              -- runs the steps: the caller's current role
-    login            oid NOT NULL,              -- connects: the caller's session user
+    role             regrole NOT NULL,          -- runs the steps: the caller's current role
+    login            regrole NOT NULL,          -- connects: the caller's session user
     database         oid NOT NULL,
     worker_pid       integer,
     worker_start     timestamptz,

@@ -714,7 +714,7 @@ CREATE TABLE iceml.schedules (
     id             bigserial PRIMARY KEY,
     name           text NOT NULL,
     owner          name NOT NULL,
-    role           oid NOT NULL,
+    role           regrole NOT NULL,        -- runs the pipeline: by name in a dump
     database       oid NOT NULL,
     schedule       text NOT NULL,
     config         jsonb NOT NULL,

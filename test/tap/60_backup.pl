@@ -154,6 +154,12 @@ chmod 0777, $dir;
 my $dump = "$dir/iceml.dump";
 $out = `pg_dump -Fc -U postgres -d $src -f $dump 2>&1`;
 is($?, 0, 'pg_dump -Fc') or diag($out);
+# the roles a run and a pipeline run act as are dumped by name, so a
+# restore on another cluster (other oids) gives them to the same roles
+my $runs_sql = `pg_restore -a -t runs -t pipeline_runs -f - $dump 2>&1`;
+my $alice_oid = psql("SELECT '$alice'::regrole::oid");
+like($runs_sql, qr/\t\Q$alice\E\t\Q$alice\E\t/, 'iceml.runs names the roles of a run in the dump');
+unlike($runs_sql, qr/\t$alice_oid\t/, 'and never by their oids');
 $out = `pg_restore -U postgres -d $dst --exit-on-error $dump 2>&1`;
 is($?, 0, 'pg_restore into a fresh database') or diag($out);
 
