@@ -55,6 +55,8 @@ OBJS = \
 	src/shard/shard_stats.o \
 	src/shard/shard_predict.o \
 	src/shard/shipped_model.o \
+	src/shard/remote_trial.o \
+	src/shard/node_trial.o \
 	$(NN_OBJS)
 
 # The install script is assembled from one file per topic of src/sql/, in

@@ -18,6 +18,25 @@ extern PGresult *ShardNodeExecAutonomous(const char *node, const char *sql, int 
 										 const Oid *types, const char *const *values,
 										 const int *lengths, const int *formats);
 
+/*
+ * A new connection to `node` as `userid` through the node's foreign server
+ * and that role's user mapping (postgres_fdw's password rule); PQfinish it.
+ * Needs a transaction.  Errors name the node.
+ */
+extern PGconn *ShardNodeConnect(const char *node, Oid userid);
+/* Close this session's idle connections to `node` (no remote transaction). */
+extern void ShardCloseNode(const char *node);
+
+/*
+ * src/shard/remote_trial.c: a study's trials on the nodes.  The training
+ * worker (src/jobs/worker.c) hands a claimed run to claimed_run_hook,
+ * RemoteTrialClaimed, which follows a trial placed on a node there instead
+ * of training it.
+ */
+extern bool IsRemoteTrial(int64 run_id);
+extern void RemoteTrialInWorker(int64 run_id, Oid role);
+extern bool RemoteTrialClaimed(int64 run_id, Oid role);
+
 /* Is relid a sharded feature group?  Its merged statistics (shard_stats.c). */
 extern bool ShardIsSharded(Oid relid);
 extern int64 ShardComputeStatistics(Oid relid);

@@ -142,6 +142,8 @@ extern uint64 OwnerExec(const char *sql, int nargs, Oid *types, Datum *values,
 extern bool RegisterIcemlWorker(const char *function, const char *type, const char *name,
 								Datum arg, const void *extra, size_t extra_len,
 								bool notify, BackgroundWorkerHandle **handle);
+/* In a worker's PG_CATCH: the error logged and copied into ctx, the transaction aborted. */
+extern ErrorData *WorkerCatchError(MemoryContext ctx);
 /* A launched worker's start: signals, connection; returns its job id. */
 extern int64 WorkerConnect(IcemlWorkerExtra *extra);
 
@@ -166,6 +168,14 @@ extern void RecordEpoch(int64 run_id, int epoch, double train_loss, double train
 extern void FinishRun(int64 run_id, int64 study_id, int c, const char *status, const char *error,
 					  IcemlNet *net, const void *blob, size_t blob_len,
 					  const IcemlMetrics *metrics, int best_epoch);
+
+/*
+ * A claimed run that another part of iceml carries out instead of training
+ * it here (src/shard/remote_trial.c: a trial placed on a node): set at load,
+ * it returns true when it did, false for an ordinary run.
+ */
+typedef bool (*ClaimedRunHook) (int64 run_id, Oid role);
+extern PGDLLIMPORT ClaimedRunHook claimed_run_hook;
 
 /* The training body, in src/jobs/train.c; called by the worker main. */
 extern void TrainRunInWorker(int64 run_id, Oid role);

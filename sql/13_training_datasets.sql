@@ -102,3 +102,24 @@ SELECT iceml.create_training_dataset('td', 'iceml_fs.splitty_1', 'y');
 SELECT count(*) AS nothing_created FROM iceml.training_datasets WHERE name = 'td';
 SELECT iceml.drop_feature_group('iceml_fs.nothing_1');
 SELECT iceml.drop_feature_group('iceml_fs.splitty_1');
+
+-- ---- a role whose name needs quoting works as any other ------------------
+-- (owners are set and stored by name, never by the quoted identifier)
+SET client_min_messages = warning;
+DROP ROLE IF EXISTS "Ice Analyst";
+CREATE ROLE "Ice Analyst" IN ROLE iceml_user;
+GRANT USAGE, CREATE ON SCHEMA public TO "Ice Analyst";
+SET ROLE "Ice Analyst";
+SELECT iceml.create_feature_group('quoted_owner', '[{"name":"id","type":"text"},{"name":"y","type":"smallint"}]', ARRAY['id']);
+INSERT INTO iceml_fs.quoted_owner_1 SELECT 'r' || i, i % 2 FROM generate_series(1, 20) i;
+SELECT iceml.create_training_dataset('quoted_owner', 'iceml_fs.quoted_owner_1', 'y');
+SELECT iceml.create_architecture('quoted_owner_net', '{"input": [3, 75, 75], "layers": [{"type": "flatten"}, {"type": "dense", "units": 1}]}') IS NOT NULL AS created;
+SELECT c.relname, c.relowner::regrole FROM pg_class c
+ WHERE c.relname IN ('quoted_owner_1') AND c.relnamespace IN ('iceml_fs'::regnamespace, 'iceml_td'::regnamespace)
+ ORDER BY c.relnamespace::regnamespace::text;
+SELECT name, owner FROM iceml.architectures WHERE name = 'quoted_owner_net';
+SELECT iceml.drop_feature_group('iceml_fs.quoted_owner_1', "cascade" => true);
+RESET ROLE;
+DELETE FROM iceml.architectures WHERE name = 'quoted_owner_net';
+REVOKE USAGE, CREATE ON SCHEMA public FROM "Ice Analyst";
+DROP ROLE "Ice Analyst";

@@ -90,3 +90,20 @@ RegisterIcemlWorker(const char *function, const char *type, const char *name,
 	return RegisterDynamicBackgroundWorker(&worker, handle);
 }
 
+/*
+ * In a worker's PG_CATCH: the error to the server log (whole: SQLSTATE,
+ * detail, context), a copy of it in ctx, and the transaction aborted, so
+ * that the worker can record the failure in a transaction of its own.
+ */
+ErrorData *
+WorkerCatchError(MemoryContext ctx)
+{
+	ErrorData  *edata;
+
+	MemoryContextSwitchTo(ctx);
+	EmitErrorReport();
+	edata = CopyErrorData();
+	FlushErrorState();
+	AbortOutOfAnyTransaction();
+	return edata;
+}

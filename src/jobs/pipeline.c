@@ -672,11 +672,8 @@ iceml_pipeline_main(Datum main_arg)
 		/* bookkeeping itself failed, or SIGTERM: record it if we can */
 		ErrorData  *edata;
 
-		MemoryContextSwitchTo(TopMemoryContext);
-		edata = CopyErrorData();
-		FlushErrorState();
-		EmitErrorReport();
-		AbortOutOfAnyTransaction();
+		/* logged before it is flushed: EmitErrorReport needs the error's stack */
+		edata = WorkerCatchError(TopMemoryContext);
 		EndRun(&job, "failed", psprintf("the pipeline worker stopped: %s", edata->message));
 	}
 	PG_END_TRY();

@@ -714,12 +714,8 @@ TrainRunInWorker(int64 run_id, Oid role)
 	{
 		ErrorData  *edata;
 
-		MemoryContextSwitchTo(ctx);
 		/* the server log gets the whole error, SQLSTATE and context included */
-		EmitErrorReport();
-		edata = CopyErrorData();
-		FlushErrorState();
-		AbortOutOfAnyTransaction();
+		edata = WorkerCatchError(ctx);
 		/* record the failure even when a shutdown is pending */
 		HOLD_INTERRUPTS();
 		FinishRun(job.id, job.study_id, job.c, "failed", ErrorText(edata), NULL, NULL, 0, NULL, 0);

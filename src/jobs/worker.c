@@ -58,6 +58,8 @@
 #include "iceml.h"
 #include "iceml_worker.h"
 
+ClaimedRunHook claimed_run_hook = NULL;
+
 #define ICEML_APPNAME_PREFIX "iceml train "
 #define ICEML_WORKER_TYPE "iceml train"
 
@@ -579,7 +581,9 @@ iceml_worker_main(Datum main_arg)
 	if (!ClaimRun(id))
 		proc_exit(0);
 
-	TrainRunInWorker(id, extra.role);
+	/* a run the scale-out placed on a node is followed there, not trained here */
+	if (!(claimed_run_hook && claimed_run_hook(id, extra.role)))
+		TrainRunInWorker(id, extra.role);
 
 	/* the slot goes back and the supervisor starts the next queued run */
 	ReleaseTrainerSlot(true);

@@ -75,6 +75,7 @@
 #include "iceml_fs.h"
 #include "iceml_shard.h"
 #include "iceml_stats.h"
+#include "iceml_worker.h"
 
 #define MAX_NODE_CONNS 64
 #define NODE_SERVER_PREFIX "iceml_node_"
@@ -339,19 +340,82 @@ AddOptions(List *options, const char **kw, const char **val, int *n,
 	}
 }
 
-static NodeConn *
-GetNodeConnKind(const char *node, bool autonomous)
+/*
+ * A new libpq connection to `node` as `userid`, made from the node's
+ * foreign server and that role's user mapping (PUBLIC's unless it has its
+ * own), with postgres_fdw's rule that a role that is not a superuser must
+ * authenticate by password unless the mapping says password_required
+ * 'false'.  Not cached: the caller PQfinishes it.  Needs a transaction
+ * (catalog lookups).  Errors name the node (08001, 2F003, 42704).
+ */
+PGconn *
+ShardNodeConnect(const char *node, Oid userid)
 {
 	char	   *srvname = psprintf(NODE_SERVER_PREFIX "%s", node);
 	ForeignServer *srv = GetForeignServerByName(srvname, true);
 	UserMapping *um;
-	NodeConn   *c = NULL;
-	Oid			userid = GetUserId();
 	const char **kw,
 			  **val;
 	int			n = 0;
 	bool		has_password = false,
 				password_required = true;
+	PGconn	   *conn;
+
+	if (srv == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("node \"%s\" does not exist", node),
+				 errhint("Nodes are added by iceml.add_node and listed in iceml.nodes.")));
+	um = GetUserMapping(userid, srv->serverid);
+	kw = palloc0(sizeof(char *) * (list_length(srv->options) + list_length(um->options) + 4));
+	val = palloc0(sizeof(char *) * (list_length(srv->options) + list_length(um->options) + 4));
+	AddOptions(srv->options, kw, val, &n, &has_password, &password_required);
+	AddOptions(um->options, kw, val, &n, &has_password, &password_required);
+	kw[n] = "fallback_application_name";
+	val[n++] = "iceml";
+	kw[n] = "client_encoding";
+	val[n++] = GetDatabaseEncodingName();
+	kw[n] = NULL;
+	val[n] = NULL;
+
+	/* postgres_fdw's rule: only superusers may connect without a password */
+	if (!superuser_arg(userid) && password_required && !has_password)
+		ereport(ERROR,
+				(errcode(ERRCODE_S_R_E_PROHIBITED_SQL_STATEMENT_ATTEMPTED),
+				 errmsg("node \"%s\": password is required", node),
+				 errdetail("Non-superusers must give a password in the user mapping of server \"%s\".", srvname)));
+
+	conn = PQconnectdbParams(kw, val, false);
+	if (conn == NULL || PQstatus(conn) != CONNECTION_OK)
+	{
+		char	   *why = conn ? pchomp(PQerrorMessage(conn)) : pstrdup("out of memory");
+
+		if (conn)
+			PQfinish(conn);
+		ereport(ERROR,
+				(errcode(ERRCODE_SQLCLIENT_UNABLE_TO_ESTABLISH_SQLCONNECTION),
+				 errmsg("could not connect to node \"%s\"", node),
+				 errdetail_internal("%s", why),
+				 errhint("Check the node's server and its options in iceml.nodes, and that it accepts connections.")));
+	}
+	if (!superuser_arg(userid) && password_required && !PQconnectionUsedPassword(conn))
+	{
+		PQfinish(conn);
+		ereport(ERROR,
+				(errcode(ERRCODE_S_R_E_PROHIBITED_SQL_STATEMENT_ATTEMPTED),
+				 errmsg("node \"%s\": password is required", node),
+				 errdetail("The node did not ask for the password; non-superusers must authenticate by password.")));
+	}
+	return conn;
+}
+
+static NodeConn *
+GetNodeConnKind(const char *node, bool autonomous)
+{
+	char	   *srvname = psprintf(NODE_SERVER_PREFIX "%s", node);
+	ForeignServer *srv = GetForeignServerByName(srvname, true);
+		NodeConn   *c = NULL;
+	Oid			userid = GetUserId();
 	PGresult   *res;
 
 	if (srv == NULL)
@@ -405,46 +469,7 @@ GetNodeConnKind(const char *node, bool autonomous)
 		c->autonomous = autonomous;
 	}
 	c->stale = false;
-
-	um = GetUserMapping(userid, srv->serverid);
-	kw = palloc0(sizeof(char *) * (list_length(srv->options) + list_length(um->options) + 4));
-	val = palloc0(sizeof(char *) * (list_length(srv->options) + list_length(um->options) + 4));
-	AddOptions(srv->options, kw, val, &n, &has_password, &password_required);
-	AddOptions(um->options, kw, val, &n, &has_password, &password_required);
-	kw[n] = "fallback_application_name";
-	val[n++] = "iceml";
-	kw[n] = "client_encoding";
-	val[n++] = GetDatabaseEncodingName();
-	kw[n] = NULL;
-	val[n] = NULL;
-
-	/* postgres_fdw's rule: only superusers may connect without a password */
-	if (!superuser_arg(userid) && password_required && !has_password)
-		ereport(ERROR,
-				(errcode(ERRCODE_S_R_E_PROHIBITED_SQL_STATEMENT_ATTEMPTED),
-				 errmsg("node \"%s\": password is required", node),
-				 errdetail("Non-superusers must give a password in the user mapping of server \"%s\".", srvname)));
-
-	c->conn = PQconnectdbParams(kw, val, false);
-	if (c->conn == NULL || PQstatus(c->conn) != CONNECTION_OK)
-	{
-		char	   *why = c->conn ? pchomp(PQerrorMessage(c->conn)) : pstrdup("out of memory");
-
-		CloseConn(c);
-		ereport(ERROR,
-				(errcode(ERRCODE_SQLCLIENT_UNABLE_TO_ESTABLISH_SQLCONNECTION),
-				 errmsg("could not connect to node \"%s\"", node),
-				 errdetail_internal("%s", why),
-				 errhint("Check the node's server and its options in iceml.nodes, and that it accepts connections.")));
-	}
-	if (!superuser_arg(userid) && password_required && !PQconnectionUsedPassword(c->conn))
-	{
-		CloseConn(c);
-		ereport(ERROR,
-				(errcode(ERRCODE_S_R_E_PROHIBITED_SQL_STATEMENT_ATTEMPTED),
-				 errmsg("node \"%s\": password is required", node),
-				 errdetail("The node did not ask for the password; non-superusers must authenticate by password.")));
-	}
+	c->conn = ShardNodeConnect(node, userid);
 	res = RemoteExec(c, "SET search_path = pg_catalog, pg_temp");
 	PQclear(res);
 	return c;
@@ -494,6 +519,18 @@ ShardNodeExecAutonomous(const char *node, const char *sql, int nparams,
 			PQclear(res);
 		CloseConn(c);
 	}
+}
+
+/*
+ * Close this session's connections to `node` that hold no remote
+ * transaction (drop_node: the node's database may be dropped next).
+ */
+void
+ShardCloseNode(const char *node)
+{
+	for (int i = 0; i < nconns; i++)
+		if (strcmp(conns[i].node, node) == 0 && conns[i].conn && !conns[i].xact_open)
+			CloseConn(&conns[i]);
 }
 
 static void
@@ -681,6 +718,7 @@ ShardInit(void)
 	prev_finish_hook = ExecutorFinish_hook;
 	ExecutorFinish_hook = ShardExecutorFinish;
 	partitioned_statistics_hook = ShardComputeStatistics;
+	claimed_run_hook = RemoteTrialClaimed;
 	prev_emit_hook = emit_log_hook;
 	emit_log_hook = ShardEmitLog;
 	RegisterXactCallback(ShardXactCallback, NULL);

@@ -15,5 +15,6 @@ extern bytea *HashBytes(const char *hex);
 extern bool IsPredictFunc(Oid funcid, bool *by_name);
 extern bool ResolveModel(const char *name, int64 id, int64 *model_id, char *hash);
 extern void ShipModel(const char *node, int64 model_id, const char *hash);
+extern int64 DropNodeModels(const char *node, const char *hashes);
 
 #endif							/* ICEML_SHARD_INTERNAL_H */

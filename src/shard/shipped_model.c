@@ -40,6 +40,7 @@
 #include "utils/acl.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/fmgroids.h"
 #include "utils/guc.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
@@ -284,10 +285,13 @@ iceml_predict_model(PG_FUNCTION_ARGS)
 	IcemlModel *m;
 	const float *b1,
 			   *b2;
+	float		p;
+	instr_time	start;
 
 	if (PG_ARGISNULL(0) || PG_ARGISNULL(1) || PG_ARGISNULL(2) || PG_ARGISNULL(3))
 		PG_RETURN_NULL();
 	hash = HashArg(PG_GETARG_BYTEA_PP(1));
+	INSTR_TIME_SET_CURRENT(start);
 	/* NULL: a missing angle */
 	angle = PG_ARGISNULL(4) ? NAN
 		: PredictCheckAngle(PG_GETARG_FLOAT4(4), "iceml.predict_model", "argument inc_angle");
@@ -296,7 +300,17 @@ iceml_predict_model(PG_FUNCTION_ARGS)
 	b2 = PredictCheckBand(PG_GETARG_ARRAYTYPE_P(3), "iceml.predict_model", "band_2", m->h * m->w);
 	PredictFillInput(m, b1, b2);
 	m->angle = angle;
-	PG_RETURN_FLOAT4(PredictRun(m, m->input));
+	p = PredictRun(m, m->input);
+
+	/*
+	 * Sampled as iceml_predict is (this server's iceml.log_inferences),
+	 * under the sender's model id with no name or deployment: the
+	 * coordinator collects these records (iceml.collect_inferences) and
+	 * names the deployment.
+	 */
+	if (iceml_log_inferences > 0)
+		MonitorRecord(m, NULL, b1, b2, m->h * m->w, !isnan(angle), angle, p, start);
+	PG_RETURN_FLOAT4(p);
 }
 
 /* ---- the coordinator: resolving, shipping ----------------------------------- */
@@ -457,5 +471,109 @@ ShipModel(const char *node, int64 model_id, const char *hash)
 	res = ShardNodeExecAutonomous(node, "SELECT iceml.receive_model($1, $2, $3, $4)",
 								  4, types, values, lengths, formats);
 	PQclear(res);
+
+	/*
+	 * A new copy means a deployment changed: the copies of models that no
+	 * deployment here names any more go (README "Scale-out": copies).
+	 */
+	BecomeCatalogOwner(&own);
+	if (SPI_execute("SELECT iceml._retired_model_hashes()::pg_catalog.text", true, 1) != SPI_OK_SELECT ||
+		SPI_processed != 1)
+		elog(ERROR, "iceml: could not list the retired models");
+	{
+		char	   *retired = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+
+		RestoreUser(&own);
+		if (retired != NULL)
+			(void) DropNodeModels(node, retired);
+	}
 	SPI_finish();
+}
+
+/*
+ * Remove copies received from this coordinator (the node role's) from
+ * `node`: those of the content hashes in `hashes` (a text[] literal), or all
+ * when it is NULL.  On a connection of its own, committed there at once (a
+ * copy is right or not whatever the local transaction does).  Returns how
+ * many went.
+ */
+int64
+DropNodeModels(const char *node, const char *hashes)
+{
+	Oid			types[1] = {TEXTARRAYOID};
+	const char *values[1] = {hashes};
+	PGresult   *res;
+	int64		n;
+
+	res = ShardNodeExecAutonomous(node, "SELECT iceml.drop_shipped_models($1)", 1, types, values, NULL, NULL);
+	n = PQntuples(res) == 1 && !PQgetisnull(res, 0, 0) ? strtoll(PQgetvalue(res, 0, 0), NULL, 10) : 0;
+	PQclear(res);
+	return n;
+}
+
+/*
+ * iceml._drop_node_models(node text, content_hashes text[]) RETURNS bigint:
+ * DropNodeModels for iceml.cleanup_shipped_models and iceml.drop_node.
+ */
+PG_FUNCTION_INFO_V1(iceml_drop_node_models);
+
+Datum
+iceml_drop_node_models(PG_FUNCTION_ARGS)
+{
+	char	   *hashes = NULL;
+	char	   *node;
+	volatile int64 n = 0;
+
+	if (PG_ARGISNULL(0))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("node must not be NULL")));
+	node = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	if (!PG_ARGISNULL(1))
+		hashes = OidOutputFunctionCall(F_ARRAY_OUT, PG_GETARG_DATUM(1));
+	if (hashes != NULL)
+		PG_RETURN_INT64(DropNodeModels(node, hashes));
+	/* all copies: the node is being dropped, its connection is not needed */
+	PG_TRY();
+	{
+		n = DropNodeModels(node, NULL);
+	}
+	PG_FINALLY();
+	{
+		ShardCloseNode(node);
+	}
+	PG_END_TRY();
+	PG_RETURN_INT64(n);
+}
+
+/*
+ * iceml._node_call(node text, sql text, arg text) RETURNS text: one
+ * statement with one text parameter on a node, on a connection of its own,
+ * committed there at once; the first column of its first row (NULL when
+ * there is none).  For iceml.collect_inferences, whose marks make a
+ * repeated call harmless.
+ */
+PG_FUNCTION_INFO_V1(iceml_node_call);
+
+Datum
+iceml_node_call(PG_FUNCTION_ARGS)
+{
+	Oid			types[1] = {TEXTOID};
+	const char *values[1];
+	PGresult   *res;
+	text	   *out = NULL;
+
+	if (PG_ARGISNULL(0) || PG_ARGISNULL(1))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("node and sql must not be NULL")));
+	values[0] = PG_ARGISNULL(2) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(2));
+	res = ShardNodeExecAutonomous(text_to_cstring(PG_GETARG_TEXT_PP(0)), text_to_cstring(PG_GETARG_TEXT_PP(1)),
+								  1, types, values, NULL, NULL);
+	if (PQntuples(res) > 0 && PQnfields(res) > 0 && !PQgetisnull(res, 0, 0))
+		out = cstring_to_text(PQgetvalue(res, 0, 0));
+	PQclear(res);
+	if (out == NULL)
+		PG_RETURN_NULL();
+	PG_RETURN_TEXT_P(out);
 }

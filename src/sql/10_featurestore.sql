@@ -333,7 +333,7 @@ BEGIN
     END IF;
     -- created by the catalog owner (users cannot create tables in iceml_fs,
     -- so nobody can squat a name), then handed to the caller
-    EXECUTE format('ALTER TABLE %s OWNER TO %I', v_rel, iceml._caller()::text);
+    EXECUTE format('ALTER TABLE %s OWNER TO %s', v_rel, iceml._caller());  -- regrole: quoted as needed
 
     SELECT jsonb_agg(jsonb_build_object('name', a.attname::text,
                                         'type', format_type(a.atttypid, a.atttypmod))

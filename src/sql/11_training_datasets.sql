@@ -206,7 +206,7 @@ BEGIN
                    (SELECT string_agg(format('%I', c), ', ' ORDER BY o)
                       FROM unnest(fg.primary_key) WITH ORDINALITY AS u(c, o)));
     v_rel := format('iceml_td.%I', v_table)::regclass;
-    EXECUTE format('ALTER TABLE %s OWNER TO %I', v_rel, iceml._caller()::text);
+    EXECUTE format('ALTER TABLE %s OWNER TO %s', v_rel, iceml._caller());  -- regrole: quoted as needed
     PERFORM iceml._as_caller(format(
         'INSERT INTO %s'
         ' SELECT %s, %s AS split FROM ('

@@ -95,7 +95,7 @@ BEGIN
         RAISE EXCEPTION 'architecture "%" already exists', name USING ERRCODE = '42710';
     END IF;
     INSERT INTO iceml.architectures AS a (name, spec, owner)
-    VALUES (_create_architecture.name, _create_architecture.spec, iceml._caller()::text)
+    VALUES (_create_architecture.name, _create_architecture.spec, pg_get_userbyid(iceml._caller()))
     RETURNING a.parameters INTO info;
     -- checked here, not by the trigger, so that a restore keeps what it has
     PERFORM iceml._check_limits(_create_architecture.name, _create_architecture.spec, NULL, NULL);

@@ -366,7 +366,7 @@ COMMENT ON FUNCTION iceml._share_threads(jsonb, integer) IS
 CREATE FUNCTION iceml._tune(experiment text, training_dataset regclass, architecture text,
                            search_space jsonb, strategy text DEFAULT 'random', trials integer DEFAULT 10,
                            parallel integer DEFAULT 2, metric text DEFAULT 'val_log_loss',
-                           hyperparams jsonb DEFAULT '{}')
+                           hyperparams jsonb DEFAULT '{}', nodes text[] DEFAULT NULL)
     RETURNS bigint
     LANGUAGE plpgsql VOLATILE
     SET search_path = pg_catalog, pg_temp
@@ -383,6 +383,10 @@ DECLARE
     configs jsonb[];
     seed bigint;
     min_epochs integer;
+    run bigint;
+    -- trials on nodes (src/sql/62_shard_trials.sql)
+    node_share integer;
+    data_key text;
 BEGIN
     PERFORM iceml._maintain();
     IF strategy IS NULL OR NOT strategy IN ('grid', 'random', 'asha') THEN
@@ -405,6 +409,14 @@ BEGIN
             USING ERRCODE = '22023';
     END IF;
     hp := hp - 'asha_min_epochs';
+    -- trials on nodes: checked as the caller; each node shares its own
+    -- threads among the trials it runs at once (unless "threads" is given)
+    IF nodes IS NOT NULL THEN
+        PERFORM iceml._check_trial_nodes(nodes);
+        node_share := CASE WHEN hp ? 'threads' THEN NULL
+                           ELSE ceil(parallel::numeric / cardinality(nodes))::int END;
+        data_key := 'trial_' || md5(gen_random_uuid()::text);
+    END IF;
     hp := iceml._share_threads(hp, parallel);
     PERFORM iceml._check_search_space(search_space);
     arch := iceml._study_spec(architecture);
@@ -429,9 +441,13 @@ BEGIN
         config := configs[i];
         hp_part := (SELECT coalesce(jsonb_object_agg(e.key, e.value), '{}') FROM jsonb_each(config) e WHERE e.key = ANY (known));
         trial_hp := hp || hp_part;
-        PERFORM iceml._queue_run(experiment, training_dataset, arch.name,
-                                 iceml._fill_template(arch.spec, config), trial_hp, study,
-                                 config::text, i <= parallel);
+        run := iceml._queue_run(experiment, training_dataset, arch.name,
+                                iceml._fill_template(arch.spec, config), trial_hp, study,
+                                config::text, i <= parallel);
+        IF nodes IS NOT NULL THEN
+            -- round robin over the nodes (src/sql/62_shard_trials.sql)
+            PERFORM iceml._place_trial(run, study, nodes[1 + (i - 1) % cardinality(nodes)], node_share, data_key);
+        END IF;
     END LOOP;
     RETURN study;
 END
@@ -439,12 +455,12 @@ $$;
 CREATE FUNCTION iceml.tune(experiment text, training_dataset regclass, architecture text,
                            search_space jsonb, strategy text DEFAULT 'random', trials integer DEFAULT 10,
                            parallel integer DEFAULT 2, metric text DEFAULT 'val_log_loss',
-                           hyperparams jsonb DEFAULT '{}')
+                           hyperparams jsonb DEFAULT '{}', nodes text[] DEFAULT NULL)
     RETURNS bigint
     AS 'MODULE_PATHNAME', 'iceml_gate'
     LANGUAGE C VOLATILE;
-COMMENT ON FUNCTION iceml.tune(text, regclass, text, jsonb, text, integer, integer, text, jsonb) IS
-    'a hyperparameter search (grid, random or asha) as a study of training runs, at most parallel at once; returns the study id';
+COMMENT ON FUNCTION iceml.tune(text, regclass, text, jsonb, text, integer, integer, text, jsonb, text[]) IS
+    'a hyperparameter search (grid, random or asha) as a study of training runs, at most parallel at once (on the nodes named, round robin, when nodes is given); returns the study id';
 
 -- ---- ablation --------------------------------------------------------------
 
@@ -602,6 +618,6 @@ COMMENT ON VIEW iceml.study_trials IS
     'each trial of each study you can see: its parameters, status, epochs run, validation metrics and whether it is the best';
 
 GRANT SELECT ON iceml.ablation_results, iceml.study_trials TO iceml_reader;
-GRANT EXECUTE ON FUNCTION iceml.tune(text, regclass, text, jsonb, text, integer, integer, text, jsonb),
+GRANT EXECUTE ON FUNCTION iceml.tune(text, regclass, text, jsonb, text, integer, integer, text, jsonb, text[]),
     iceml.ablation_study(text, regclass, text, jsonb, jsonb, integer)
     TO iceml_user;

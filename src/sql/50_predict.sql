@@ -19,7 +19,7 @@ CREATE TABLE iceml.deployments (
     strategy      text NOT NULL CHECK (strategy OPERATOR(pg_catalog.=) ANY
                   (ARRAY['best_score', 'most_recent', 'rollback', 'model_id', 'if_better', 'always', 'ensemble'])),
     -- on whose behalf iceml's code inserts the row; a restored row keeps its own
-    deployed_by   name NOT NULL DEFAULT (iceml._caller())::text,
+    deployed_by   name NOT NULL DEFAULT pg_get_userbyid(iceml._caller()),
     deployed_at   timestamptz NOT NULL DEFAULT pg_catalog.now(),
     -- test-time augmentation: the mean probability over the 8 flips and
     -- quarter turns of the chip

@@ -130,7 +130,7 @@ COMMENT ON FUNCTION iceml.drift_reference(regclass, text) IS
 CREATE FUNCTION iceml.monitor(name text, since interval DEFAULT '1 day', psi_threshold float8 DEFAULT 0.2,
                               min_samples integer DEFAULT 100)
     RETURNS jsonb
-    LANGUAGE plpgsql STABLE
+    LANGUAGE plpgsql VOLATILE       -- collects the nodes' logged calls first
     SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
@@ -153,6 +153,16 @@ BEGIN
     IF min_samples IS NULL OR min_samples < 1 THEN
         RAISE EXCEPTION 'monitor: min_samples must be a positive number of calls, not %', coalesce(min_samples::text, 'NULL')
             USING ERRCODE = '22023';
+    END IF;
+    -- scale-out hook (src/sql/63_shard_monitor.sql): calls predicted on
+    -- the nodes are collected here first; a node that does not answer is
+    -- left for the next time, with a warning
+    IF EXISTS (SELECT FROM iceml.shard_nodes) AND current_setting('transaction_read_only') = 'off' THEN
+        BEGIN
+            PERFORM iceml.collect_inferences();
+        EXCEPTION WHEN OTHERS THEN
+            RAISE WARNING 'monitor: the calls logged on the nodes were not collected: %', SQLERRM;
+        END;
     END IF;
     SELECT d.model_id, d.tta, d.members INTO deployed, dep_tta, dep_members
       FROM iceml.deployments d WHERE d.name = monitor.name ORDER BY d.id DESC LIMIT 1;

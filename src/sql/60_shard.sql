@@ -236,6 +236,23 @@ BEGIN
                   DETAIL = format('Feature groups: %s.', v_used),
                   HINT = 'Drop those feature groups first.';
     END IF;
+    -- trials placed there and not ended (src/sql/62_shard_trials.sql)
+    SELECT string_agg(t.run_id::text, ', ' ORDER BY t.run_id) INTO v_used
+      FROM iceml.remote_trials t JOIN iceml.runs r ON r.id = t.run_id
+     WHERE t.node = v_node.name AND r.status IN ('queued', 'running');
+    IF v_used IS NOT NULL THEN
+        RAISE EXCEPTION 'cannot drop node "%" because trials of studies run there', v_node.name
+            USING ERRCODE = '55006',
+                  DETAIL = format('Trial runs: %s.', v_used),
+                  HINT = 'Wait for them or cancel them with iceml.cancel first.';
+    END IF;
+    -- the models this coordinator copied there go too, if the node answers
+    BEGIN
+        PERFORM iceml._drop_node_models(v_node.name, NULL);
+    EXCEPTION WHEN OTHERS THEN
+        RAISE WARNING 'the model copies on node "%" were left there: %', v_node.name, SQLERRM
+            USING HINT = 'Delete them from iceml.shipped_models on the node.';
+    END;
     EXECUTE format('DROP USER MAPPING IF EXISTS FOR PUBLIC SERVER %I', v_node.server);
     EXECUTE format('DROP SERVER %I', v_node.server);
     DELETE FROM iceml.shard_nodes n WHERE n.name = v_node.name;
@@ -347,7 +364,7 @@ BEGIN
         EXECUTE format('CREATE FOREIGN TABLE %s PARTITION OF %s FOR VALUES WITH (MODULUS %s, REMAINDER %s)'
                        ' SERVER %I OPTIONS (schema_name %L, table_name %L)',
                        v_part, fg."table", v_n, i, 'iceml_node_' || nodes[i + 1], 'iceml_fs', v_table);
-        EXECUTE format('ALTER FOREIGN TABLE %s OWNER TO %I', v_part, iceml._caller()::text);
+        EXECUTE format('ALTER FOREIGN TABLE %s OWNER TO %s', v_part, iceml._caller());  -- regrole: quoted as needed
         INSERT INTO iceml.shards (feature_group_id, shard, shards, node, "partition", remote_table)
         VALUES (fg.id, i, v_n, nodes[i + 1], v_part::regclass, format('iceml_fs.%I', v_table));
     END LOOP;
@@ -586,3 +603,100 @@ GRANT EXECUTE ON FUNCTION iceml.predict_model(bigint, bytea, real[], real[], rea
 -- is checked against its content hash, so no one can plant other weights
 -- under a hash
 GRANT EXECUTE ON FUNCTION iceml.receive_model(bigint, text, bytea, text[]) TO iceml_user;
+
+-- --------------------------------------------------------------------
+-- removing copies (README "Scale-out": copies): a coordinator removes the
+-- copies of models that no deployment names any more when it ships a new
+-- one, in iceml.cleanup_shipped_models, and all its copies in drop_node
+-- --------------------------------------------------------------------
+
+-- on a node: the caller's copies (those it received) of these hashes, or all
+CREATE FUNCTION iceml._drop_shipped_models(content_hashes text[]) RETURNS bigint
+    LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
+    SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    n bigint;
+BEGIN
+    DELETE FROM iceml.shipped_models s
+     WHERE s.received_by::oid = iceml._caller()
+       AND (content_hashes IS NULL OR s.content_hash = ANY (content_hashes));
+    GET DIAGNOSTICS n = ROW_COUNT;
+    RETURN n;
+END
+$fn$;
+CREATE FUNCTION iceml.drop_shipped_models(content_hashes text[]) RETURNS bigint
+    AS 'MODULE_PATHNAME', 'iceml_gate'
+    LANGUAGE C VOLATILE;
+COMMENT ON FUNCTION iceml.drop_shipped_models(text[]) IS
+    'run on a node by a coordinator: removes the copies the calling role received (iceml.receive_model) with these content hashes, or all of them for NULL; returns how many';
+COMMENT ON FUNCTION iceml._drop_shipped_models(text[]) IS
+    'internal: the implementation of iceml.drop_shipped_models (run as the catalog owner)';
+GRANT EXECUTE ON FUNCTION iceml.drop_shipped_models(text[]) TO iceml_user;
+
+-- on the coordinator: the content of models deployed once and no longer
+-- (not the current model or a member of the current ensemble of any name)
+CREATE FUNCTION iceml._retired_model_hashes() RETURNS text[]
+    LANGUAGE sql STABLE PARALLEL SAFE
+    SET search_path = pg_catalog, pg_temp
+BEGIN ATOMIC
+    WITH current AS (
+        SELECT DISTINCT ON (d.name) d.model_id, d.members FROM iceml.deployments d ORDER BY d.name, d.id DESC),
+    current_ids AS (
+        SELECT pg_catalog.unnest(COALESCE(c.members, ARRAY[c.model_id])) AS id FROM current c),
+    ever_ids AS (
+        SELECT d.model_id AS id FROM iceml.deployments d
+        UNION SELECT pg_catalog.unnest(d.members) FROM iceml.deployments d WHERE d.members IS NOT NULL),
+    hashes AS (
+        SELECT iceml._model_content_hash(m.weights, m.channels, m.id) AS h,
+               m.id IN (SELECT current_ids.id FROM current_ids) AS is_current
+          FROM iceml.models m WHERE m.id IN (SELECT ever_ids.id FROM ever_ids))
+    SELECT pg_catalog.array_agg(DISTINCT r.h ORDER BY r.h) FROM hashes r
+     WHERE NOT r.is_current AND r.h NOT IN (SELECT c.h FROM hashes c WHERE c.is_current);
+END;
+COMMENT ON FUNCTION iceml._retired_model_hashes() IS
+    'internal: content hashes of models deployed once and no longer named by any deployment (their copies on nodes are not needed)';
+
+CREATE FUNCTION iceml._drop_node_models(node text, content_hashes text[]) RETURNS bigint
+    AS 'MODULE_PATHNAME', 'iceml_drop_node_models'
+    LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION iceml._drop_node_models(text, text[]) IS
+    'internal: removes this coordinator''s copies of these content hashes (all for NULL) from a node, committed there at once';
+
+CREATE FUNCTION iceml._cleanup_shipped_models(node text DEFAULT NULL) RETURNS bigint
+    LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
+    SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    v_retired text[] := iceml._retired_model_hashes();
+    v_n       bigint := 0;
+    n         record;
+BEGIN
+    IF node IS NOT NULL AND NOT EXISTS (SELECT FROM iceml.shard_nodes x WHERE x.name = node) THEN
+        RAISE EXCEPTION 'node "%" does not exist', node USING ERRCODE = '42704',
+            HINT = 'Nodes are listed in iceml.nodes.';
+    END IF;
+    IF v_retired IS NULL THEN
+        RETURN 0;
+    END IF;
+    FOR n IN SELECT x.name FROM iceml.shard_nodes x
+              WHERE _cleanup_shipped_models.node IS NULL OR x.name = _cleanup_shipped_models.node
+              ORDER BY x.name LOOP
+        -- a node that does not answer keeps its copies until the next time
+        BEGIN
+            v_n := v_n + iceml._drop_node_models(n.name, v_retired);
+        EXCEPTION WHEN OTHERS THEN
+            RAISE WARNING 'the copies on node "%" were left there: %', n.name, SQLERRM;
+        END;
+    END LOOP;
+    RETURN v_n;
+END
+$fn$;
+CREATE FUNCTION iceml.cleanup_shipped_models(node text DEFAULT NULL) RETURNS bigint
+    AS 'MODULE_PATHNAME', 'iceml_gate'
+    LANGUAGE C VOLATILE;
+COMMENT ON FUNCTION iceml.cleanup_shipped_models(text) IS
+    'removes from the nodes (or one node) the copies of models that no deployment here names any more; returns how many';
+COMMENT ON FUNCTION iceml._cleanup_shipped_models(text) IS
+    'internal: the implementation of iceml.cleanup_shipped_models (run as the catalog owner)';
+GRANT EXECUTE ON FUNCTION iceml.cleanup_shipped_models(text) TO iceml_admin;

@@ -101,6 +101,26 @@ is(poll('SELECT count(*) FROM iceml.inference_log', qr/^120$/, 30), '120', 'infe
 # a node's copy of a model (scale-out: what a coordinator ships)
 psql(q{SELECT iceml.receive_model(id, iceml._model_content_hash(weights, channels), weights, channels)
          FROM iceml.models ORDER BY id LIMIT 1});
+# a study whose trials trained on the nodes, and calls predicted on the
+# nodes collected into this database's log (scale-out)
+psql("GRANT USAGE ON FOREIGN SERVER iceml_node_n1, iceml_node_n2 TO $alice");
+my $remote = psql(q{SELECT iceml.tune('bk_nodes', 'iceml_td.chips_1', 'tiny_cnn',
+	'{"learning_rate":{"type":"DISCRETE","values":[0.001,0.003]}}', 'grid', 2, 2,
+	hyperparams => '{"epochs": 1, "batch_size": 16, "deploy": "never"}', nodes => ARRAY['n1', 'n2'])}, user => $alice);
+is(psql("SELECT iceml.wait($remote, '300 s')", user => $alice), 'succeeded', 'a study whose trials ran on the nodes');
+psql(q{ALTER SYSTEM SET iceml.log_inferences = 1; SELECT pg_reload_conf();});
+psql(q{SELECT count(p) FROM (SELECT id, iceml_predict('bk', band_1, band_2, inc_angle) AS p FROM iceml_fs.spread_1) s}, user => $alice);
+my $logged = 0;
+for (1 .. 150) {
+	$logged = 0;
+	$logged += psql('SELECT count(*) FROM iceml.inference_log', db => $_) for @nodes;
+	last if $logged == 10;
+	select(undef, undef, undef, 0.2);
+}
+psql(q{ALTER SYSTEM RESET iceml.log_inferences; SELECT pg_reload_conf();});
+is($logged, 10, 'the nodes logged the calls they predicted');
+is(psql('SELECT iceml.collect_inferences()', user => $alice), '10', 'collected here');
+
 # every catalog the extension dumps must be non-empty, so the round trip
 # tests each of them
 my @tables = split /\n/, psql(q{

@@ -167,6 +167,21 @@ is(psql("SELECT string_agg(step || ' ' || status, ', ' ORDER BY ordinal) FROM ic
 is(psql("SELECT round((detail->>'deployed_log_loss')::numeric, 6) FROM iceml.pipeline_steps WHERE run_id = $out AND step = 'deploy'"),
 	$served, 'deploy (if_better) compared the new model with the deployment as it serves (TTA), not its bare model');
 
+# ---- the worker's own bookkeeping fails: the run says so -----------------
+# (a fault injected by a superuser's trigger: recording the success fails)
+psql(q{
+	CREATE FUNCTION public.iceml_tap_fault() RETURNS trigger LANGUAGE plpgsql AS
+	$$BEGIN RAISE EXCEPTION 'injected fault'; END$$;
+	CREATE TRIGGER iceml_tap_fault BEFORE UPDATE ON iceml.pipeline_runs FOR EACH ROW
+	    WHEN (NEW.status = 'succeeded' AND NEW.name = 'pp_fault') EXECUTE FUNCTION public.iceml_tap_fault();
+});
+$out = psql(q{SELECT iceml.run_pipeline('pp_fault', '{"training_dataset": {"table": "iceml_td.pp_1"},
+	"train": {"architecture": "tiny_cnn", "hyperparams": {"epochs": 1}}, "deploy": "never"}')}, user => 'iceml_tap_pia');
+is(psql("SELECT iceml.wait($out, '120 s')", user => 'iceml_tap_pia'), 'failed', 'a run whose bookkeeping fails ends failed');
+like(psql("SELECT error FROM iceml.pipeline_runs WHERE id = $out"), qr/^the pipeline worker stopped: injected fault/,
+	'with the error that stopped the worker, recorded by the worker itself');
+psql(q{DROP TRIGGER iceml_tap_fault ON iceml.pipeline_runs; DROP FUNCTION public.iceml_tap_fault()});
+
 # ---- the pictures, checked as a person would ------------------------------
 # each is well-formed XML, and headless Chromium draws it at its own size
 # with something on it; one of each is kept under .iceml/pictures/

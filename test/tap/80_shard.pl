@@ -171,6 +171,29 @@ for my $n (@nodes) {
 }
 my $same = "SELECT count(*) FILTER (WHERE s.p = f.p) || '/' || count(*) FROM ($sharded) s FULL JOIN ($flat) f USING (id)";
 is(psql($same, %sam), '114/114', 'predictions from the sharded group equal one server\'s, row by row');
+# calls predicted on the nodes are logged there (each server's own
+# iceml.log_inferences) and collected into the coordinator's log under the
+# deployment, exactly once; iceml.monitor sees them as on one server
+for my $n (@nodes) {
+	npsql($n, q{ALTER SYSTEM SET iceml.log_inferences = 1; SELECT pg_reload_conf();});
+}
+is(psql("SELECT count(p) FROM ($sharded) s", %sam), '114', 'scoring with logging on the nodes');
+is(poll_nodes(q{SELECT count(*) FROM iceml.inference_log WHERE name IS NULL}, 114, 30), 114,
+	'the nodes logged their 114 calls, under the coordinator\'s model id') ;
+is(psql('SELECT iceml.collect_inferences()', %sam), '114', 'collect_inferences brings them to the coordinator');
+is(psql(qq{SELECT count(*) FILTER (WHERE l.name = 'sp' AND l.model_id = $m1
+	                                   AND l.deployment_id = (SELECT max(id) FROM iceml.deployments WHERE name = 'sp')
+	                                   AND l.band_1_mean < 0 AND l.latency_ms >= 0)
+	         FROM iceml.inference_log l}), '114', 'each under the deployment that served it, with its input summaries');
+is(psql(qq{SELECT round(sum(l.prediction)::numeric, 3) = (SELECT round(sum(p)::numeric, 3) FROM ($flat) f) FROM iceml.inference_log l WHERE l.name = 'sp'}, %sam),
+	't', 'the logged predictions are the predictions');
+is(psql(q{SELECT iceml.monitor('sp', min_samples => 10)->>'calls'}, %sam), '114', 'iceml.monitor counts them as on one server');
+is(psql('SELECT iceml.collect_inferences()', %sam), '0', 'collected once: nothing new');
+is(poll_nodes(q{SELECT count(*) FROM iceml.inference_log}, 0, 5), 0, 'and the nodes let go of what the coordinator has');
+for my $n (@nodes) {
+	npsql($n, q{ALTER SYSTEM RESET iceml.log_inferences; SELECT pg_reload_conf();});
+}
+
 my $filter = q{SELECT count(*) FROM iceml_fs.TABLE WHERE iceml_predict('sp', band_1, band_2) > 0.2};
 (my $fs = $filter) =~ s/TABLE/chips_1/;
 (my $ff = $filter) =~ s/TABLE/flat_1/;
@@ -197,8 +220,11 @@ is_deeply([@got[0 .. 5]], [($want1) x 6], 'model 1 while it is deployed (the gen
 is($got[6], $want1, 'a rolled-back deploy changes nothing');
 is($got[7], $want2, 'a committed deploy: the next execution predicts with the new model on the nodes');
 is($got[8], $want1, 'and a rollback deploy brings the first back');
+# copies of models no deployment names any more go when the next model is
+# shipped: m1's when m2 came, m2's when the rollback brought m1 back
 for my $n (@nodes) {
-	is(npsql($n, q{SELECT count(*) FROM iceml.shipped_models}), '2', "$n holds each model once");
+	is(npsql($n, q{SELECT string_agg(model_id::text, ',') FROM iceml.shipped_models}), $m1,
+		"$n holds the deployed model's copy only: the replaced one's was removed");
 }
 # iceml.shard_predict = off: the coordinator fetches the bands and predicts
 like(psql("SET iceml.shard_predict = off; EXPLAIN (VERBOSE, COSTS OFF) $sharded", %sam),
@@ -250,12 +276,43 @@ system("$cluster start shard_b >/dev/null") == 0 or BAIL_OUT('node b did not res
 is(psql('SELECT count(*) FROM iceml_fs.chips_1', %sam), '114', 'the node is back: all rows');
 is(psql(q{SELECT iceml.compute_statistics('iceml_fs.chips_1')}, %sam), '114', 'statistics again (a new connection)');
 
+# ---- copies no deployment needs: cleanup_shipped_models, drop_node -----------
+psql("SELECT NULL FROM iceml.deploy('sp', ${m2}::bigint)", %sam);
+($rc, $out) = psql(q{SELECT iceml.cleanup_shipped_models()}, %sam);
+like($out, qr/permission denied for function cleanup_shipped_models/, 'cleanup_shipped_models is iceml_admin\'s');
+is(psql(q{SELECT iceml.cleanup_shipped_models('b')}), '1', 'cleanup_shipped_models(node): the replaced model\'s copy on that node');
+is(psql(q{SELECT iceml.cleanup_shipped_models()}), '1', 'cleanup_shipped_models(): the other node\'s');
+is(psql(q{SELECT iceml.cleanup_shipped_models()}), '0', 'and nothing more');
+for my $n (@nodes) {
+	is(npsql($n, q{SELECT count(*) FROM iceml.shipped_models}), '0', "$n holds no copy no deployment needs");
+}
+is(psql("SELECT count(p) FROM ($sharded) s", %sam), '114', 'the next prediction copies the deployed model again');
+for my $n (@nodes) {
+	is(npsql($n, q{SELECT string_agg(model_id::text, ',') FROM iceml.shipped_models}), $m2, "$n holds the deployed model");
+}
+
 # ---- cleanup -----------------------------------------------------------------
 psql(q{SELECT iceml.drop_feature_group('iceml_fs.chips_1', cascade => true)}, %sam);
 for my $n (@nodes) {
 	is(npsql($n, q{SELECT count(*) FROM iceml.feature_groups WHERE name = 'chips'}), '0', "drop_feature_group dropped the group on $n");
 }
 is(psql(q{SELECT iceml.drop_node('a'); SELECT iceml.drop_node('b'); SELECT count(*) FROM iceml.nodes}), "\n\n0", 'nodes dropped');
+for my $n (@nodes) {
+	is(npsql($n, q{SELECT count(*) FROM iceml.shipped_models}), '0', "drop_node removed the coordinator's model copies from $n");
+}
 unlink $copyfile, $outfile;
 system("$cluster stop @nodes >/dev/null");
 done_testing();
+
+# the sum of a count over the node clusters, polled until it is want
+sub poll_nodes {
+	my ($sql, $want, $secs) = @_;
+	my $got = -1;
+	for (1 .. $secs * 5) {
+		$got = 0;
+		$got += npsql($_, $sql) for @nodes;
+		return $got if $got == $want;
+		select(undef, undef, undef, 0.2);
+	}
+	return $got;
+}
