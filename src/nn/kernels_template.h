@@ -298,3 +298,262 @@ KT(pool_forward) (void *p, size_t begin, size_t end)
 	}
 }
 #endif
+
+/*
+ * The 16 vectors v of tiles n .. n+V-1 to their 16 matrices (ps floats
+ * apart) at dst, only the first `left` lanes when fewer tiles are left
+ */
+static KT_TARGET inline void
+KT(wino_store16) (float *dst, size_t ps, const VT *v, int left)
+{
+	float		tmp[V];
+
+	if (left >= (V))
+		for (int q = 0; q < 16; q++)
+			*(VTU *) (dst + q * ps) = v[q];
+	else
+		for (int q = 0; q < 16; q++)
+		{
+			memcpy(tmp, &v[q], sizeof(tmp));
+			memcpy(dst + q * ps, tmp, sizeof(float) * left);
+		}
+}
+
+/*
+ * ---- Winograd F(2x2, 3x3): the input and output transforms -------------
+ *
+ * A 3x3 convolution (stride 1) computed per 2x2 block of outputs ("tile")
+ * from the 4x4 block of inputs under it: Y = A^T [(G g G^T) . (B^T d B)] A
+ * (Lavin and Gray, 2015).  The 16 products of a tile, summed over input
+ * channels, are 16 matrix products done by sgemm (layers_conv.c); here are
+ * the transforms on either side, V tiles at a time.
+ *
+ * Input: per channel and image, the 16 values d[i][j] of every tile are
+ * gathered into 16 rows of D (zero outside the plane: padding, and the
+ * tiles past the right and bottom edges), then transformed V tiles at a
+ * time into V[p][c][t], p = 4 i + j the point of the 4x4 tile, t = (image -
+ * k0) th tw + ty tw + tx.  D lives in the M area (free until the sgemms),
+ * whose slack takes the vector reads past its end.  A value is the same
+ * whatever the chunk.
+ */
+static KT_TARGET void
+KT(wino_input) (const WinoArgs *a, int k0, int kc, float *Vb, float *Mb)
+{
+	const Layer *l = a->l;
+	int			th = a->th,
+				tw = a->tw,
+				tiles = th * tw,
+				pt = l->pad_top,
+				pl = l->pad_left,
+				iw = l->iw,
+				ih = l->ih;
+	size_t		T = (size_t) kc * tiles,
+				ps = (size_t) l->ic * T,	/* between the 16 matrices */
+				plane = (size_t) ih * iw;
+	float	   *D = Mb;
+
+	/* the tiles whose 4 columns are all inside: tx in [xlo, xhi) */
+	int			xlo = (pl + 1) / 2,
+				xhi = (iw - 4 + pl) / 2 + 1;
+
+	if (xhi > tw)
+		xhi = tw;
+	if (xhi < xlo)
+		xhi = xlo;
+	for (int c = 0; c < l->ic; c++)
+		for (int kk = 0; kk < kc; kk++)
+		{
+			const float *src = a->x + ((size_t) c * a->b + k0 + kk) * plane;
+			float	   *dst = Vb + (size_t) c * T + (size_t) kk * tiles;
+
+			for (int ty = 0; ty < th; ty++)
+				for (int i = 0; i < 4; i++)
+				{
+					int			iy = 2 * ty + i - pt;
+					float	   *d0 = D + (size_t) (4 * i) * tiles + (size_t) ty * tw,
+							   *d1 = d0 + tiles,
+							   *d2 = d1 + tiles,
+							   *d3 = d2 + tiles;
+					const float *row;
+
+					if (iy < 0 || iy >= ih)
+					{
+						for (int tx = 0; tx < tw; tx++)
+							d0[tx] = d1[tx] = d2[tx] = d3[tx] = 0.0f;
+						continue;
+					}
+					row = src + (size_t) iy * iw - pl;
+					for (int tx = 0; tx < xlo; tx++)
+					{
+						int			x0 = 2 * tx - pl;
+
+						d0[tx] = x0 >= 0 && x0 < iw ? row[2 * tx] : 0.0f;
+						d1[tx] = x0 + 1 >= 0 && x0 + 1 < iw ? row[2 * tx + 1] : 0.0f;
+						d2[tx] = x0 + 2 >= 0 && x0 + 2 < iw ? row[2 * tx + 2] : 0.0f;
+						d3[tx] = x0 + 3 >= 0 && x0 + 3 < iw ? row[2 * tx + 3] : 0.0f;
+					}
+					for (int tx = xlo; tx < xhi; tx++)
+					{
+						d0[tx] = row[2 * tx];
+						d1[tx] = row[2 * tx + 1];
+						d2[tx] = row[2 * tx + 2];
+						d3[tx] = row[2 * tx + 3];
+					}
+					for (int tx = xhi; tx < tw; tx++)
+					{
+						int			x0 = 2 * tx - pl;
+
+						d0[tx] = x0 >= 0 && x0 < iw ? row[2 * tx] : 0.0f;
+						d1[tx] = x0 + 1 >= 0 && x0 + 1 < iw ? row[2 * tx + 1] : 0.0f;
+						d2[tx] = x0 + 2 >= 0 && x0 + 2 < iw ? row[2 * tx + 2] : 0.0f;
+						d3[tx] = x0 + 3 >= 0 && x0 + 3 < iw ? row[2 * tx + 3] : 0.0f;
+					}
+				}
+			for (int n = 0; n < tiles; n += (V))
+			{
+				VT			d[16],
+							t[16],
+							v[16];
+
+				for (int q = 0; q < 16; q++)
+					d[q] = *(const VTU *) (D + (size_t) q * tiles + n);
+				/* B^T d: rows */
+				for (int j = 0; j < 4; j++)
+				{
+					t[j] = d[j] - d[8 + j];
+					t[4 + j] = d[4 + j] + d[8 + j];
+					t[8 + j] = d[8 + j] - d[4 + j];
+					t[12 + j] = d[4 + j] - d[12 + j];
+				}
+				/* (B^T d) B: columns */
+				for (int i = 0; i < 4; i++)
+				{
+					v[4 * i + 0] = t[4 * i] - t[4 * i + 2];
+					v[4 * i + 1] = t[4 * i + 1] + t[4 * i + 2];
+					v[4 * i + 2] = t[4 * i + 2] - t[4 * i + 1];
+					v[4 * i + 3] = t[4 * i + 1] - t[4 * i + 3];
+				}
+				KT(wino_store16) (dst + n, ps, v, tiles - n);
+			}
+		}
+}
+
+/*
+ * Output: M[p][f][t] back to the 2x2 outputs of each tile, V tiles at a
+ * time, plus the bias and ReLU unless the pool after takes them; the 4
+ * outputs of every tile go to 4 rows of R (in the V area, free after the
+ * sgemms) and from there to their places in the plane, the parts past its
+ * edge dropped.  Loads may run up to V - 1 floats past a matrix row: into
+ * the next row, or the slack after the scratch (plan.c).
+ */
+static KT_TARGET void
+KT(wino_output) (const WinoArgs *a, int k0, int kc, float *Vb, float *Mb)
+{
+	const Layer *l = a->l;
+	int			th = a->th,
+				tw = a->tw,
+				tiles = th * tw,
+				oh = l->oh,
+				ow = l->ow;
+	size_t		T = (size_t) kc * tiles,
+				ps = (size_t) l->filters * T,
+				oplane = (size_t) oh * ow;
+	float	   *R = Vb;
+
+	for (int f = 0; f < l->filters; f++)
+	{
+		VT			bv = (VT) {0} + (a->bias ? a->bias[f] : 0.0f);
+
+		for (int kk = 0; kk < kc; kk++)
+		{
+			float	   *dst = a->y + ((size_t) f * a->b + k0 + kk) * oplane;
+			const float *src = Mb + (size_t) f * T + (size_t) kk * tiles;
+
+			for (int n = 0; n < tiles; n += (V))
+			{
+				VT			m[16],
+							s0[4],
+							s1[4],
+							r[4];
+
+				for (int q = 0; q < 16; q++)
+					m[q] = *(const VTU *) (src + q * ps + n);
+				/* A^T m: rows */
+				for (int j = 0; j < 4; j++)
+				{
+					s0[j] = m[j] + m[4 + j] + m[8 + j];
+					s1[j] = m[4 + j] - m[8 + j] - m[12 + j];
+				}
+				/* (A^T m) A: columns */
+				r[0] = s0[0] + s0[1] + s0[2];
+				r[1] = s0[1] - s0[2] - s0[3];
+				r[2] = s1[0] + s1[1] + s1[2];
+				r[3] = s1[1] - s1[2] - s1[3];
+				for (int u = 0; u < 4; u++)
+				{
+					if (a->bias)
+						r[u] += bv;
+					if (a->relu)
+						r[u] = (VT) ((VI) r[u] & (VI) (r[u] > (VT) {0}));
+					*(VTU *) (R + (size_t) u * (tiles + (V)) + n) = r[u];
+				}
+			}
+			for (int ty = 0; ty < th; ty++)
+			{
+				const float *r0 = R + (size_t) ty * tw,
+						   *r1 = r0 + tiles + (V),
+						   *r2 = r1 + tiles + (V),
+						   *r3 = r2 + tiles + (V);
+				float	   *y0 = dst + (size_t) (2 * ty) * ow,
+						   *y1 = y0 + ow;
+				int			full = ow / 2;
+
+				for (int tx = 0; tx < full; tx++)
+				{
+					y0[2 * tx] = r0[tx];
+					y0[2 * tx + 1] = r1[tx];
+				}
+				if (ow & 1)
+					y0[ow - 1] = r0[full];
+				if (2 * ty + 1 >= oh)
+					continue;
+				for (int tx = 0; tx < full; tx++)
+				{
+					y1[2 * tx] = r2[tx];
+					y1[2 * tx + 1] = r3[tx];
+				}
+				if (ow & 1)
+					y1[ow - 1] = r2[full];
+			}
+		}
+	}
+}
+
+/*
+ * ---- dropout: the mask and the product, in one pass ---------------------
+ *
+ * Each element's keep/drop depends only on (seed, index), so the mask is
+ * the same whatever the threads and the kernel set; a loop the compiler
+ * vectorises (the 64-bit hash included) where the set has the width.
+ */
+static KT_TARGET void
+KT(dropout) (void *p, size_t begin, size_t end)
+{
+	DropArgs   *a = p;
+	const float *x = a->x;
+	float	   *y = a->y,
+			   *mask = a->mask;
+	float		rate = a->rate,
+				keep = 1.0f / (1.0f - rate);
+	uint64_t	seed = a->seed;
+
+	for (size_t k = begin; k < end; k++)
+	{
+		uint64_t	h = nn_mix(seed, (uint64_t) k);
+		float		u = (float) (int32_t) (h >> 40) * (1.0f / 16777216.0f);
+		float		m = u >= rate ? keep : 0.0f;
+
+		mask[k] = m;
+		y[k] = x[k] * m;
+	}
+}

@@ -46,33 +46,6 @@ nn_sigmoid_backward(const LayerPass *p)
 			p->dx[k] = p->dy[k] * p->y[k] * (1.0f - p->y[k]);
 }
 
-typedef struct DropArgs
-{
-	const float *x;
-	float	   *y;
-	float	   *mask;
-	float		rate;
-	uint64_t	seed;
-} DropArgs;
-
-/* each element's keep/drop depends only on (seed, index): thread-count free */
-static void
-dropout_range(void *p, size_t begin, size_t end)
-{
-	DropArgs   *a = p;
-	float		keep = 1.0f / (1.0f - a->rate);
-
-	for (size_t k = begin; k < end; k++)
-	{
-		uint64_t	h = nn_mix(a->seed, (uint64_t) k);
-		float		u = (float) (h >> 40) * (1.0f / 16777216.0f);
-
-		a->mask[k] = u >= a->rate ? keep : 0.0f;
-		a->y[k] = a->x[k] * a->mask[k];
-	}
-}
-
-
 void
 nn_dropout_forward(const LayerPass *p)
 {
@@ -84,7 +57,7 @@ nn_dropout_forward(const LayerPass *p)
 	{
 		DropArgs	a = {p->x, p->y, mask, l->rate, nn_mix(p->seed, (uint64_t) p->i + 1)};
 
-		nn_parallel_for(n, 65536, dropout_range, &a);
+		nn_parallel_for(n, 65536, p->plan->kern->dropout, &a);
 		return;
 	}
 	if (p->training)

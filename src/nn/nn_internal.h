@@ -86,6 +86,8 @@ typedef struct Layer
 #define PLAN_DEFER_BIAS	0x2		/* conv: bias and activation left to the next pool */
 #define PLAN_POOL_GRAD	0x4		/* pool: the previous conv's activation backward
 								 * and bias gradient done while scattering */
+#define PLAN_WINOGRAD	0x8		/* conv: Winograd F(2x2, 3x3) forward, no col matrix */
+#define PLAN_WINO_DX	0x10	/* conv: and its input gradient the same way */
 
 struct NnKernels;
 
@@ -102,9 +104,11 @@ typedef struct Plan
 	float	  **out;			/* per layer: its output */
 	float	  **grad;			/* per layer: gradient w.r.t. its input (training) */
 	float	  **col;			/* per conv layer: im2col matrix */
-	float	  **aux;			/* per layer: dropout mask, BN x-hat, pool argmax */
+	float	  **aux;			/* per layer: dropout mask, BN x-hat, pool argmax,
+								 * Winograd weights and scratch */
 	float	  **aux2;			/* BN: per-channel batch mean, inv std */
 	float	   *dout;			/* gradient w.r.t. the logits, B */
+	int			wino_slots;		/* Winograd scratch areas per conv (threads) */
 } Plan;
 
 struct IcemlNet

@@ -60,6 +60,88 @@ typedef struct PoolArgs
 	float	   *psum;
 } PoolArgs;
 
+/*
+ * a Winograd F(2x2, 3x3) convolution (see layers_conv.c): the input and
+ * output transforms of images [k0, k0 + kc), th x tw tiles each, between
+ * the layer's planes and 16 matrices of kc th tw columns (one per point of
+ * the 4x4 tile)
+ */
+typedef struct WinoArgs
+{
+	const Layer *l;
+	const float *x;				/* input, C x B x ih x iw */
+	const float *bias;			/* NULL: left to the pool (PLAN_DEFER_BIAS) */
+	float	   *y;				/* output, F x B x oh x ow */
+	int			b;
+	int			relu;
+	int			th;
+	int			tw;
+} WinoArgs;
+/* V: the chunk's V[16][C][T]; M: its M[16][F][T] (each scratch for the other) */
+typedef void (*NnWinoFn) (const WinoArgs *a, int k0, int kc, float *Vb, float *Mb);
+
+#define WINO_MIN_C 16			/* Winograd from this many input channels */
+#ifndef WINO_TILES
+#define WINO_TILES 512			/* tiles per chunk (images whole) */
+#endif
+
+/* tiles per image of a Winograd conv */
+static inline int
+nn_wino_tiles(const Layer *l)
+{
+	return ((l->oh + 1) / 2) * ((l->ow + 1) / 2);
+}
+
+/* images per chunk: fixed by the layer and batch, never by the threads */
+static inline int
+nn_wino_chunk(const Layer *l, int b)
+{
+	int			c = WINO_TILES / nn_wino_tiles(l);
+
+	return c < 1 ? 1 : (c > b ? b : c);
+}
+
+/*
+ * The input gradient of a 3x3 conv (stride 1) is itself a 3x3 conv: over
+ * the output gradient (the filters as channels), padded by 2 - pad, with
+ * each filter turned 180 degrees and channels and filters swapped.  Its
+ * shape, for the Winograd path of nn_conv_backward (PLAN_WINO_DX).
+ */
+static inline Layer
+nn_wino_dx_layer(const Layer *l)
+{
+	Layer		t = *l;
+
+	t.ic = l->filters;
+	t.filters = t.oc = l->ic;
+	t.ih = l->oh;
+	t.iw = l->ow;
+	t.oh = l->ih;
+	t.ow = l->iw;
+	t.pad_top = 2 - l->pad_top;
+	t.pad_left = 2 - l->pad_left;
+	return t;
+}
+
+/* one thread's scratch: V and M of a chunk, with slack for vector reads */
+static inline size_t
+nn_wino_slot_floats(const Layer *l, int b)
+{
+	size_t		T = (size_t) nn_wino_chunk(l, b) * nn_wino_tiles(l);
+
+	return ((16 * (size_t) (l->ic + l->filters) * T + 64) + 15) & ~(size_t) 15;
+}
+
+/* dropout: y = x * mask over [begin, end) of a layer's values */
+typedef struct DropArgs
+{
+	const float *x;
+	float	   *y;
+	float	   *mask;
+	float		rate;
+	uint64_t	seed;
+} DropArgs;
+
 #define DIRECT_FB 4				/* filters per register block */
 #define DIRECT_MAX_K 64			/* direct convolution up to this K */
 #define DGRAD_FB 8				/* filters per weight-gradient block */
@@ -71,6 +153,9 @@ typedef struct NnKernels
 	NnRangeFn	direct_rows;	/* DirectArgs */
 	NnRangeFn	direct_grad;	/* DirectGradArgs */
 	NnRangeFn	pool_forward;	/* PoolArgs */
+	NnWinoFn	wino_input;		/* planes -> V[16][C][T] (D in M) */
+	NnWinoFn	wino_output;	/* M[16][F][T] -> planes, bias, ReLU (R in V) */
+	NnRangeFn	dropout;		/* DropArgs */
 } NnKernels;
 
 /* kernels_generic.c, kernels_avx2.c, kernels_avx512.c */

@@ -31,7 +31,16 @@ out_size(const Layer *l)
  * - PLAN_DIRECT: a conv with K = C kh kw <= DIRECT_MAX_K, stride 1, no
  *   padding, not sigmoid, when direct is on: the kernel set's direct
  *   convolution instead of im2col + sgemm (see kernels_template.h);
- * - PLAN_DEFER_BIAS: a conv by im2col + sgemm with ReLU (or none) followed
+ * - PLAN_WINOGRAD: a 3x3 conv with stride 1 and at least WINO_MIN_C input
+ *   channels whose 2x2 tiles cover at most 1.2x its outputs (not 5x5: 36
+ *   for 25), when direct is on: Winograd F(2x2, 3x3) forward (2.25x fewer
+ *   multiplies in its sgemms; layers_conv.c), im2col only in backward.
+ *   Never by batch size: an image alone and in a batch take the same path
+ *   and get the same bits;
+ * - PLAN_WINO_DX: a Winograd conv whose input gradient (a 3x3 conv of the
+ *   output gradient, nn_wino_dx_layer) fits the same rule: that too by
+ *   Winograd, instead of sgemm to d(col) and col2im;
+ * - PLAN_DEFER_BIAS: a conv by im2col + sgemm or Winograd with ReLU (or none) followed
  *   by a max-pool leaves its bias and ReLU to the pool, which applies them
  *   to its 4-9x fewer outputs: max(relu(z + b)) = relu(max(z) + b); the
  *   conv's output then holds z without bias, and its backward pass masks
@@ -54,6 +63,17 @@ plan_choose(const IcemlNet *net, int direct, uint8_t *ch)
 			l->pad_left == 0 && l->ic * l->kh * l->kw <= DIRECT_MAX_K &&
 			l->act != ACT_SIGMOID)
 			ch[i] |= PLAN_DIRECT;
+		else if (l->type == L_CONV && direct && l->kh == 3 && l->kw == 3 && l->stride == 1 &&
+				 l->ic >= WINO_MIN_C && l->act != ACT_SIGMOID &&
+				 5 * 4 * nn_wino_tiles(l) <= 6 * l->oh * l->ow)
+		{
+			Layer		t = nn_wino_dx_layer(l);
+
+			ch[i] |= PLAN_WINOGRAD;
+			if (t.ic >= WINO_MIN_C && t.filters >= WINO_MIN_C &&
+				5 * 4 * nn_wino_tiles(&t) <= 6 * t.oh * t.ow)
+				ch[i] |= PLAN_WINO_DX;
+		}
 	}
 	for (int i = 0; i < net->nlayers; i++)
 	{
@@ -74,7 +94,7 @@ plan_choose(const IcemlNet *net, int direct, uint8_t *ch)
  * sz (n * 5 + 3 of them), and their total with alignment slack.
  */
 static size_t
-plan_sizes(const IcemlNet *net, const uint8_t *ch, int batch, int training,
+plan_sizes(const IcemlNet *net, const uint8_t *ch, int batch, int training, int slots,
 		   size_t *sz, size_t *max_col_out)
 {
 	int			n = net->nlayers;
@@ -85,7 +105,7 @@ plan_sizes(const IcemlNet *net, const uint8_t *ch, int batch, int training,
 	{
 		const Layer *l = &net->layers[i];
 		size_t		o = out_size(l) * batch;
-		int			direct = (ch[i] & PLAN_DIRECT) != 0;
+		int			direct = (ch[i] & (PLAN_DIRECT | PLAN_WINOGRAD)) != 0;
 
 		sz[i * 5 + 0] = o;
 		if (training && i > 0)
@@ -94,8 +114,11 @@ plan_sizes(const IcemlNet *net, const uint8_t *ch, int batch, int training,
 		{
 			size_t		c = (size_t) l->ic * l->kh * l->kw * l->oh * l->ow * batch;
 
-			/* a direct conv needs its col matrix only as room for d(col) */
-			if (training && (i > 0 || !direct))
+			/*
+			 * a direct or Winograd conv needs its col matrix only in
+			 * backward (the weight gradient, room for d(col))
+			 */
+			if (training && (i > 0 || !(ch[i] & PLAN_DIRECT)))
 				sz[i * 5 + 2] = c;
 			else if (c > max_col && !direct)
 				max_col = c;
@@ -104,6 +127,28 @@ plan_sizes(const IcemlNet *net, const uint8_t *ch, int batch, int training,
 			sz[i * 5 + 3] = o;
 		if (l->type == L_BATCHNORM)
 			sz[i * 5 + 4] = 2 * (size_t) l->oc;
+		if (ch[i] & PLAN_WINOGRAD)
+		{
+			/*
+			 * the transformed weights, then one scratch area per thread
+			 * (forward, and the input gradient's in training)
+			 */
+			int			chunks = (batch + nn_wino_chunk(l, batch) - 1) / nn_wino_chunk(l, batch);
+			size_t		slot = nn_wino_slot_floats(l, batch);
+
+			if (training && (ch[i] & PLAN_WINO_DX))
+			{
+				Layer		t = nn_wino_dx_layer(l);
+				int			tchunks = (batch + nn_wino_chunk(&t, batch) - 1) / nn_wino_chunk(&t, batch);
+
+				if (tchunks > chunks)
+					chunks = tchunks;
+				if (nn_wino_slot_floats(&t, batch) > slot)
+					slot = nn_wino_slot_floats(&t, batch);
+			}
+			sz[i * 5 + 3] = 16 * (size_t) l->filters * l->ic +
+				(size_t) (slots < chunks ? slots : chunks) * slot;
+		}
 		if (l->type == L_SIDE)	/* the gathered side features (side.c) */
 			sz[i * 5 + 3] = (size_t) (l->oc - l->ic) * batch;
 		if (training && (ch[i] & PLAN_POOL_GRAD))
@@ -119,6 +164,19 @@ plan_sizes(const IcemlNet *net, const uint8_t *ch, int batch, int training,
 	return total;
 }
 
+/*
+ * Scratch areas per Winograd conv: one per thread the engine runs now, and
+ * at least 2 (a plan made at one thread may run at two; more threads than
+ * areas leave the extra threads idle in that layer, same results)
+ */
+static int
+plan_slots(void)
+{
+	int			t = nn_work_threads();
+
+	return t < 2 ? 2 : t;
+}
+
 /* The floats a plan for this batch takes (iceml_net_memory). */
 size_t
 nn_plan_floats(const IcemlNet *net, int batch, int training)
@@ -131,7 +189,7 @@ nn_plan_floats(const IcemlNet *net, int batch, int training)
 	if (sz && ch)
 	{
 		plan_choose(net, 1, ch);
-		total = plan_sizes(net, ch, batch, training, sz, &max_col);
+		total = plan_sizes(net, ch, batch, training, plan_slots(), sz, &max_col);
 	}
 	free(sz);
 	free(ch);
@@ -175,7 +233,8 @@ nn_plan_create_with(const IcemlNet *net, int batch, int training,
 	}
 
 	plan_choose(net, direct, p->choice);
-	total = plan_sizes(net, p->choice, batch, training, sz, &max_col);
+	p->wino_slots = plan_slots();
+	total = plan_sizes(net, p->choice, batch, training, p->wino_slots, sz, &max_col);
 
 	p->block_floats = total;
 	if (posix_memalign((void **) &p->block, 64, total * sizeof(float)) != 0)

@@ -157,6 +157,35 @@ TEST(gradients_same_padding_gap)
 				   "{\"type\":\"dense\",\"units\":1}]}", 4, 40, 0.01);
 }
 
+/*
+ * The Winograd convolution (16 or more input channels, 3x3): "same"
+ * padding, odd sizes (tiles past the right and bottom edges), a bias and
+ * ReLU of its own, and one left to the max-pool; the second conv's input
+ * gradient by Winograd too (16 and 20 channels), the third's by sgemm and
+ * col2im (6 filters).  The convs must take those paths, or this checks
+ * nothing new.
+ */
+#define WINO_SPEC "{\"input\":[16,10,11],\"layers\":[" \
+	"{\"type\":\"conv2d\",\"filters\":16,\"kernel\":3,\"padding\":\"same\",\"activation\":\"relu\"}," \
+	"{\"type\":\"conv2d\",\"filters\":20,\"kernel\":3,\"activation\":\"relu\"}," \
+	"{\"type\":\"conv2d\",\"filters\":6,\"kernel\":3,\"activation\":\"relu\"}," \
+	"{\"type\":\"maxpool\",\"size\":2,\"stride\":2}," \
+	"{\"type\":\"flatten\"},{\"type\":\"dense\",\"units\":1}]}"
+
+TEST(gradients_winograd_same_padding_odd_sizes)
+{
+	IcemlNet   *net = make_net(WINO_SPEC);
+	Plan	   *plan = nn_plan_create(net, 3, 1);
+	uint8_t    *ch = plan->choice;
+
+	CHECK((ch[0] & PLAN_WINOGRAD) && (ch[1] & PLAN_WINOGRAD) && (ch[2] & PLAN_WINOGRAD) &&
+		  (ch[1] & PLAN_WINO_DX) && !(ch[2] & PLAN_WINO_DX) && (ch[2] & PLAN_DEFER_BIAS),
+		  "the convs take the Winograd paths (%d, %d, %d)", ch[0], ch[1], ch[2]);
+	nn_plan_free(plan);
+	iceml_net_free(net);
+	gradient_check(WINO_SPEC, 3, 40, 0.01);
+}
+
 TEST(gradients_statoil_cnn_small_batch)
 {
 	/*
@@ -783,15 +812,17 @@ TEST(one_and_two_threads_agree_and_each_is_reproducible)
  * partial last vector), rows wider than one register block, a filter count
  * that is not a multiple of the block, with and without ReLU, pool strides
  * 1 and 2, forward outputs and all gradients (the direct weight gradient
- * against the col matrix's).  Each set runs with and without the direct
- * convolution.  A conv followed by a pool hands its bias to the pool unless
- * it is direct, so only the other layers' outputs compare.
+ * against the col matrix's), dropout's mask (in the training passes), and
+ * the Winograd convolution (16 channels and more: forward and input
+ * gradient).  Each set runs with and without the direct and Winograd
+ * convolutions.  A conv followed by a pool hands its bias to the pool
+ * unless it is direct, so only the other layers' outputs compare.
  */
 TEST(every_kernel_set_matches_the_plain_path)
 {
 	const char *specs[] = {
 		"{\"input\":[3,13,21],\"layers\":[{\"type\":\"conv2d\",\"filters\":6,\"kernel\":3,\"activation\":\"relu\"},"
-		"{\"type\":\"maxpool\",\"size\":3,\"stride\":2},"
+		"{\"type\":\"maxpool\",\"size\":3,\"stride\":2},{\"type\":\"dropout\",\"rate\":0.4},"
 		"{\"type\":\"conv2d\",\"filters\":5,\"kernel\":[2,3]},{\"type\":\"flatten\"},{\"type\":\"dense\",\"units\":1}]}",
 		"{\"input\":[2,5,90],\"layers\":[{\"type\":\"conv2d\",\"filters\":9,\"kernel\":[1,5]},"
 		"{\"type\":\"conv2d\",\"filters\":7,\"kernel\":[2,5],\"activation\":\"relu\"},"
@@ -799,11 +830,12 @@ TEST(every_kernel_set_matches_the_plain_path)
 		"{\"type\":\"flatten\"},{\"type\":\"dense\",\"units\":1}]}",
 		"{\"input\":[1,40,40],\"layers\":[{\"type\":\"conv2d\",\"filters\":3,\"kernel\":3,\"activation\":\"relu\"},"
 		"{\"type\":\"maxpool\",\"size\":2,\"stride\":2},{\"type\":\"maxpool\",\"size\":3,\"stride\":3},"
-		"{\"type\":\"flatten\"},{\"type\":\"dense\",\"units\":1}]}"
+		"{\"type\":\"flatten\"},{\"type\":\"dense\",\"units\":1}]}",
+		WINO_SPEC
 	};
 	int			ran = 0;
 
-	for (int sp = 0; sp < 3; sp++)
+	for (int sp = 0; sp < 4; sp++)
 	{
 		IcemlNet   *net = make_net(specs[sp]);
 		Plan	   *ref_plan,
@@ -1688,6 +1720,7 @@ main(int argc, char **argv)
 		RUN(gradients_conv_pool_bn_dropout_dense);
 		RUN(gradients_same_padding_gap);
 		RUN(gradients_statoil_cnn_small_batch);
+		RUN(gradients_winograd_same_padding_odd_sizes);
 	}
 	CHECK(nn_kernels_use(best->name, err, sizeof(err)) == 0, "%s", err);
 	printf("kernel sets run:%s (engine default: %s)\n", sets, best->name);
