@@ -17,14 +17,7 @@ my @nodes = ('trial_a', 'trial_b');
 
 sub npsql { return psql_on(@_) }
 
-for my $n (@nodes) {
-	system("$cluster start $n fresh >/dev/null") == 0 or BAIL_OUT("node cluster $n did not start");
-	npsql($n, q{
-		CREATE EXTENSION iceml;
-		CREATE ROLE iceml_tap_node LOGIN IN ROLE iceml_user;
-	});
-}
-my %conninfo = map { my $c = `$cluster conninfo $_`; chomp $c; $c =~ s/user=postgres/user=iceml_tap_node/; ($_ => $c) } @nodes;
+my %conninfo = eval { start_nodes(@nodes) } or BAIL_OUT("node clusters did not start: $@");
 
 my $db = $IcemlTap::db = 'iceml_trials';
 psql("DROP DATABASE IF EXISTS $db", db => 'postgres');

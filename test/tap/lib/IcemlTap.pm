@@ -8,7 +8,7 @@ use File::Basename qw(dirname);
 use File::Spec;
 use File::Temp qw(tempfile);
 use Exporter 'import';
-our @EXPORT = qw(psql poll restart psql_on);
+our @EXPORT = qw(psql poll restart psql_on start_nodes);
 
 # the database each test works in; set it before the first psql()
 our $db;
@@ -52,6 +52,27 @@ sub psql_on {
 	local $ENV{PGHOST} = $host;
 	local $ENV{PGPORT} = $port;
 	return psql($sql, db => $o{db} // 'iceml');
+}
+
+# Fresh node clusters (test/harness/cluster.sh start NAME fresh) with iceml
+# and a login role iceml_tap_node (an iceml_user) in their iceml database;
+# returns name => the conninfo a coordinator's add_node takes, as that role.
+sub start_nodes {
+	my (@names) = @_;
+	my %conninfo;
+	for my $n (@names) {
+		system("$harness/cluster.sh start $n fresh >/dev/null") == 0
+			or die "node cluster $n did not start";
+		psql_on($n, q{
+			CREATE EXTENSION iceml;
+			CREATE ROLE iceml_tap_node LOGIN IN ROLE iceml_user;
+		});
+		my $c = `$harness/cluster.sh conninfo $n`;
+		chomp $c;
+		$c =~ s/user=postgres/user=iceml_tap_node/;
+		$conninfo{$n} = $c;
+	}
+	return %conninfo;
 }
 
 sub restart {
