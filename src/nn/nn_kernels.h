@@ -123,13 +123,16 @@ nn_wino_dx_layer(const Layer *l)
 	return t;
 }
 
-/* one thread's scratch: V and M of a chunk, with slack for vector reads */
+/*
+ * one thread's scratch: V and M of a chunk, room after them for the output
+ * gradient's gathered tiles (wino_dy), and slack for vector reads
+ */
 static inline size_t
 nn_wino_slot_floats(const Layer *l, int b)
 {
 	size_t		T = (size_t) nn_wino_chunk(l, b) * nn_wino_tiles(l);
 
-	return ((16 * (size_t) (l->ic + l->filters) * T + 64) + 15) & ~(size_t) 15;
+	return ((16 * (size_t) (l->ic + l->filters) * T + 4 * (T + 64) + 64) + 15) & ~(size_t) 15;
 }
 
 /* dropout: y = x * mask over [begin, end) of a layer's values */
@@ -155,6 +158,7 @@ typedef struct NnKernels
 	NnRangeFn	pool_forward;	/* PoolArgs */
 	NnWinoFn	wino_input;		/* planes -> V[16][C][T] (D in M) */
 	NnWinoFn	wino_output;	/* M[16][F][T] -> planes, bias, ReLU (R in V) */
+	NnWinoFn	wino_dy;		/* output gradient planes -> M[16][F][T] */
 	NnRangeFn	dropout;		/* DropArgs */
 } NnKernels;
 

@@ -38,8 +38,9 @@ out_size(const Layer *l)
  *   Never by batch size: an image alone and in a batch take the same path
  *   and get the same bits;
  * - PLAN_WINO_DX: a Winograd conv whose input gradient (a 3x3 conv of the
- *   output gradient, nn_wino_dx_layer) fits the same rule: that too by
- *   Winograd, instead of sgemm to d(col) and col2im;
+ *   output gradient, nn_wino_dx_layer) fits the same rule: that and its
+ *   weight gradient by Winograd too, instead of sgemm to d(col) and col2im
+ *   and sgemm against the col matrix (so none is made);
  * - PLAN_DEFER_BIAS: a conv by im2col + sgemm or Winograd with ReLU (or none) followed
  *   by a max-pool leaves its bias and ReLU to the pool, which applies them
  *   to its 4-9x fewer outputs: max(relu(z + b)) = relu(max(z) + b); the
@@ -118,7 +119,13 @@ plan_sizes(const IcemlNet *net, const uint8_t *ch, int batch, int training, int 
 			 * a direct or Winograd conv needs its col matrix only in
 			 * backward (the weight gradient, room for d(col))
 			 */
-			if (training && (i > 0 || !(ch[i] & PLAN_DIRECT)))
+			if (training && (ch[i] & PLAN_WINO_DX))
+			{
+				/* no col matrix: the weight gradient's parts per chunk */
+				sz[i * 5 + 2] = 16 * (size_t) l->filters * l->ic *
+					((batch + nn_wino_chunk(l, batch) - 1) / nn_wino_chunk(l, batch));
+			}
+			else if (training && (i > 0 || !(ch[i] & PLAN_DIRECT)))
 				sz[i * 5 + 2] = c;
 			else if (c > max_col && !direct)
 				max_col = c;

@@ -813,8 +813,8 @@ TEST(one_and_two_threads_agree_and_each_is_reproducible)
  * that is not a multiple of the block, with and without ReLU, pool strides
  * 1 and 2, forward outputs and all gradients (the direct weight gradient
  * against the col matrix's), dropout's mask (in the training passes), and
- * the Winograd convolution (16 channels and more: forward and input
- * gradient).  Each set runs with and without the direct and Winograd
+ * the Winograd convolution (16 channels and more: forward, input and weight
+ * gradients).  Each set runs with and without the direct and Winograd
  * convolutions.  A conv followed by a pool hands its bias to the pool
  * unless it is direct, so only the other layers' outputs compare.
  */
