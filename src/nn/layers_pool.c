@@ -6,7 +6,10 @@
  * applies the bias and ReLU the conv before it deferred (PLAN_DEFER_BIAS)
  * and records each window's winner.  Backward scatters the gradient to the
  * winners, and (PLAN_POOL_GRAD) applies the conv's ReLU mask and sums the
- * conv's bias gradient per plane on the way.
+ * conv's bias gradient per plane on the way; (PLAN_DROP_GRAD) it also
+ * does the backward pass of the dropout after it, reading that layer's
+ * output gradient times its mask (the same products the dropout would
+ * have written, without the pass over them).
  */
 #include <string.h>
 
@@ -29,10 +32,18 @@ nn_pool_forward(const LayerPass *p)
 	nn_parallel_for((size_t) p->l->ic * p->b, 4, plan->kern->pool_forward, &a);
 }
 
+/* the pool's backward arguments, and the dropout mask it applies (or NULL) */
+typedef struct PoolGradArgs
+{
+	PoolArgs	a;
+	const float *mask;
+} PoolGradArgs;
+
 static void
 pool_backward_planes(void *p, size_t begin, size_t end)
 {
-	PoolArgs   *a = p;
+	PoolGradArgs *ga = p;
+	PoolArgs   *a = &ga->a;
 	const Layer *l = a->l;
 	size_t		plane = (size_t) l->ih * l->iw;
 	size_t		oplane = (size_t) l->oh * l->ow;
@@ -42,9 +53,12 @@ pool_backward_planes(void *p, size_t begin, size_t end)
 	{
 		for (size_t pl = begin; pl < end; pl++)
 		{
+			const float *mask = ga->mask ? ga->mask + pl * oplane : NULL;
+
 			memset(a->dx + pl * plane, 0, sizeof(float) * plane);
 			for (size_t o = 0; o < oplane; o++)
-				a->dx[pl * plane + a->arg[pl * oplane + o]] += a->dy[pl * oplane + o];
+				a->dx[pl * plane + a->arg[pl * oplane + o]] +=
+					mask ? a->dy[pl * oplane + o] * mask[o] : a->dy[pl * oplane + o];
 		}
 		return;
 	}
@@ -54,6 +68,7 @@ pool_backward_planes(void *p, size_t begin, size_t end)
 		const float *z = a->z + pl * plane;
 		const float *dy = a->dy + pl * oplane;
 		const int32_t *arg = a->arg + pl * oplane;
+		const float *mask = ga->mask ? ga->mask + pl * oplane : NULL;
 		float	   *dx = a->dx + pl * plane;
 		float		thr = a->bias ? -a->bias[pl / (size_t) a->b] : 0.0f;
 		double		sum = 0;
@@ -61,7 +76,7 @@ pool_backward_planes(void *p, size_t begin, size_t end)
 		memset(dx, 0, sizeof(float) * plane);
 		for (size_t o = 0; o < oplane; o++)
 		{
-			float		g = dy[o];
+			float		g = mask ? dy[o] * mask[o] : dy[o];
 
 			if (a->relu && !(z[arg[o]] > thr))
 				g = 0.0f;
@@ -79,18 +94,24 @@ nn_pool_backward(const LayerPass *p)
 	const IcemlNet *net = p->net;
 	Plan	   *plan = p->plan;
 	int			i = p->i;
-	PoolArgs	a = {p->l, NULL, NULL, (int32_t *) plan->aux[i], p->dy, p->dx, NULL, 0, p->b,
-	NULL, NULL};
+	PoolGradArgs ga = {{p->l, NULL, NULL, (int32_t *) plan->aux[i], p->dy, p->dx, NULL, 0, p->b,
+	NULL, NULL}, NULL};
 
 	if (p->dx == NULL)
 		return;
+	if (plan->choice[i] & PLAN_DROP_GRAD)
+	{
+		/* the dropout's output gradient and mask; it makes no pass itself */
+		ga.a.dy = plan->grad[i + 2];
+		ga.mask = plan->aux[i + 1];
+	}
 	if (plan->choice[i] & PLAN_POOL_GRAD)
 	{
-		a.z = plan->out[i - 1];
-		a.psum = plan->aux2[i];
-		a.relu = net->layers[i - 1].act == ACT_RELU;
+		ga.a.z = plan->out[i - 1];
+		ga.a.psum = plan->aux2[i];
+		ga.a.relu = net->layers[i - 1].act == ACT_RELU;
 		if (plan->choice[i - 1] & PLAN_DEFER_BIAS)
-			a.bias = net->params + net->layers[i - 1].b_off;
+			ga.a.bias = net->params + net->layers[i - 1].b_off;
 	}
-	nn_parallel_for((size_t) p->l->ic * p->b, 4, pool_backward_planes, &a);
+	nn_parallel_for((size_t) p->l->ic * p->b, 4, pool_backward_planes, &ga);
 }

@@ -51,7 +51,20 @@ out_size(const Layer *l)
  *   window maxima (the only non-zero entries), and sums it per plane for
  *   the conv's bias gradient: the conv then makes no pass of its own over
  *   its output gradient.
+ * Training only (plan_choose_backward):
+ * - PLAN_DROP_GRAD: when direct is on, a max-pool followed by a dropout
+ *   (and more layers) multiplies the dropout's output gradient by its mask as it reads it,
+ *   instead of the dropout writing those products to a buffer the pool
+ *   then reads: the same values, one pass over the batch fewer.
  */
+static void
+plan_choose_backward(const IcemlNet *net, uint8_t *ch)
+{
+	for (int i = 0; i + 2 < net->nlayers; i++)
+		if (net->layers[i].type == L_POOL && net->layers[i + 1].type == L_DROPOUT)
+			ch[i] |= PLAN_DROP_GRAD;
+}
+
 static void
 plan_choose(const IcemlNet *net, int direct, uint8_t *ch)
 {
@@ -240,6 +253,8 @@ nn_plan_create_with(const IcemlNet *net, int batch, int training,
 	}
 
 	plan_choose(net, direct, p->choice);
+	if (training && direct)
+		plan_choose_backward(net, p->choice);
 	p->wino_slots = plan_slots();
 	total = plan_sizes(net, p->choice, batch, training, p->wino_slots, sz, &max_col);
 
