@@ -62,31 +62,40 @@ pool_backward_planes(void *p, size_t begin, size_t end)
 		}
 		return;
 	}
-	/* the conv's ReLU backward and its bias gradient, on the way */
+	/*
+	 * The conv's ReLU backward and its bias gradient, on the way.  The
+	 * window's winner z passed the ReLU (z > -bias, or z > 0) exactly when
+	 * the pool's own output relu(z + bias) (or z) is positive: with
+	 * gradual underflow z + bias is 0 only when z = -bias.  So the mask
+	 * reads the pool's output in order instead of gathering the conv's
+	 * output, 4-9 times larger, at the winners.  Eight partial sums (fixed
+	 * order) break the add chain.
+	 */
 	for (size_t pl = begin; pl < end; pl++)
 	{
-		const float *z = a->z + pl * plane;
+		const float *y = a->z + pl * oplane;
 		const float *dy = a->dy + pl * oplane;
 		const int32_t *arg = a->arg + pl * oplane;
 		const float *mask = ga->mask ? ga->mask + pl * oplane : NULL;
 		float	   *dx = a->dx + pl * plane;
-		float		thr = a->bias ? -a->bias[pl / (size_t) a->b] : 0.0f;
-		double		sum = 0;
+		double		acc[8] = {0, 0, 0, 0, 0, 0, 0, 0},
+					sum = 0;
 
 		memset(dx, 0, sizeof(float) * plane);
 		for (size_t o = 0; o < oplane; o++)
 		{
 			float		g = mask ? dy[o] * mask[o] : dy[o];
 
-			if (a->relu && !(z[arg[o]] > thr))
+			if (a->relu && !(y[o] > 0.0f))
 				g = 0.0f;
 			dx[arg[o]] += g;
-			sum += g;
+			acc[o & 7] += g;
 		}
+		for (int u = 0; u < 8; u++)
+			sum += acc[u];
 		a->psum[pl] = (float) sum;
 	}
 }
-
 
 void
 nn_pool_backward(const LayerPass *p)
@@ -107,11 +116,9 @@ nn_pool_backward(const LayerPass *p)
 	}
 	if (plan->choice[i] & PLAN_POOL_GRAD)
 	{
-		ga.a.z = plan->out[i - 1];
+		ga.a.z = plan->out[i];
 		ga.a.psum = plan->aux2[i];
 		ga.a.relu = net->layers[i - 1].act == ACT_RELU;
-		if (plan->choice[i - 1] & PLAN_DEFER_BIAS)
-			ga.a.bias = net->params + net->layers[i - 1].b_off;
 	}
 	nn_parallel_for((size_t) p->l->ic * p->b, 4, pool_backward_planes, &ga);
 }

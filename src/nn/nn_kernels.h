@@ -51,7 +51,8 @@ typedef struct PoolArgs
 	float	   *dx;
 	/*
 	 * forward: the previous conv's bias (per channel) and ReLU, deferred;
-	 * backward: its output z, ReLU mask z > -bias (or 0), per-plane sums
+	 * backward: the conv's ReLU, its mask read from z, the pool's own
+	 * output (layers_pool.c), and per-plane sums
 	 */
 	const float *bias;
 	int			relu;
