@@ -127,6 +127,10 @@ KT(direct_rows) (void *p, size_t begin, size_t end)
  * are then added into double sums in a fixed order.  Split by filter block,
  * so a filter's gradient is the same whatever the thread count.  dy lanes
  * past a row's end are masked to zero (the x lanes they meet are finite).
+ * With a pool's scatter (PLAN_POOL_DGRAD) the block's dy planes of each
+ * image are made from the pool's gradient just before they are read, in
+ * the block's own scratch, instead of being read from a batch-sized
+ * buffer the pool wrote.
  */
 static KT_TARGET void
 KT(direct_grad) (void *p, size_t begin, size_t end)
@@ -155,6 +159,19 @@ KT(direct_grad) (void *p, size_t begin, size_t end)
 			/* a short block repeats its last filter, not stored */
 			for (int q = 0; q < DGRAD_FB; q++)
 				dyq[q] = a->dy + ((size_t) (f0 + (q < fb ? q : fb - 1)) * b + k) * oplane;
+			if (a->ps)
+			{
+				/* the pool's gradient of this image, made here in cache */
+				float	   *sc = a->scratch + blk * nn_dgrad_scratch_floats(l);
+
+				for (int q = 0; q < DGRAD_FB; q++)
+				{
+					dyq[q] = sc + (size_t) (q < fb ? q : fb - 1) * nn_dgrad_plane_floats(l);
+					if (q < fb)
+						a->psum[(size_t) (f0 + q) * b + k] = (float)
+							nn_pool_scatter(a->ps, (size_t) (f0 + q) * b + k, (float *) dyq[q]);
+				}
+			}
 			for (int c = 0; c < l->ic; c++)
 				for (int i = 0; i < l->kh; i++)
 					for (int j0 = 0; j0 < l->kw; j0 += DGRAD_TAPS)

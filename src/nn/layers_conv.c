@@ -581,6 +581,35 @@ nn_conv_forward(const LayerPass *p)
 		bias_act_rows(p->y, p->bias, l->filters, (size_t) N, p->act);
 }
 
+/*
+ * the bias gradient: from the per-plane sums of the pool after the conv
+ * (PLAN_POOL_GRAD: it did the activation backward), or a pass over dy
+ */
+static void
+bias_grad(const LayerPass *p, BiasGradArgs *ga)
+{
+	const Layer *l = p->l;
+	Plan	   *plan = p->plan;
+	int			i = p->i,
+				b = p->b;
+
+	if (i + 1 < p->net->nlayers && (plan->choice[i + 1] & PLAN_POOL_GRAD))
+	{
+		const float *psum = plan->aux2[i + 1];
+
+		for (int f = 0; f < l->filters; f++)
+		{
+			double		sum = 0;
+
+			for (int k = 0; k < b; k++)
+				sum += psum[(size_t) f * b + k];
+			p->gb[f] = (float) sum;
+		}
+	}
+	else
+		nn_parallel_for((size_t) l->filters, 1, bias_grad_rows, ga);
+}
+
 void
 nn_conv_backward(const LayerPass *p)
 {
@@ -595,27 +624,25 @@ nn_conv_backward(const LayerPass *p)
 	BiasGradArgs ga = {p->dy, p->y, p->gb, (ch & PLAN_DEFER_BIAS) ? p->bias : NULL,
 	(size_t) N, p->act};
 
-	if (i + 1 < p->net->nlayers && (plan->choice[i + 1] & PLAN_POOL_GRAD))
-	{
-		/* the pool did the activation backward and summed per plane */
-		const float *psum = plan->aux2[i + 1];
-
-		for (int f = 0; f < l->filters; f++)
-		{
-			double		sum = 0;
-
-			for (int k = 0; k < b; k++)
-				sum += psum[(size_t) f * b + k];
-			p->gb[f] = (float) sum;
-		}
-	}
-	else
-		nn_parallel_for((size_t) l->filters, 1, bias_grad_rows, &ga);
+	/* PLAN_POOL_DGRAD: the pool's per-plane sums come with the weight gradient */
+	if (!(ch & PLAN_POOL_DGRAD))
+		bias_grad(p, &ga);
 	if (ch & PLAN_DIRECT)
 	{
-		DirectGradArgs a = {l, p->x, p->dy, p->gW, b};
+		DirectGradArgs a = {l, p->x, p->dy, p->gW, b, NULL, NULL, NULL};
+		PoolScatter ps;
 
+		if (ch & PLAN_POOL_DGRAD)
+		{
+			/* the pool's gradient and its per-plane sums, made per block */
+			nn_pool_scatter_args(p->net, plan, i + 1, &ps);
+			a.ps = &ps;
+			a.scratch = plan->col[i];
+			a.psum = plan->aux2[i + 1];
+		}
 		nn_parallel_for((size_t) (l->filters + DGRAD_FB - 1) / DGRAD_FB, 1, kern->direct_grad, &a);
+		if (ch & PLAN_POOL_DGRAD)
+			bias_grad(p, &ga);
 	}
 	else if (ch & PLAN_WINO_DX)
 		wino_weight_grad(plan, i, l, p->x, p->dy, p->gW, b);

@@ -21,8 +21,7 @@ nn_pool_forward(const LayerPass *p)
 	const IcemlNet *net = p->net;
 	Plan	   *plan = p->plan;
 	int			i = p->i;
-	PoolArgs	a = {p->l, p->x, p->y, (int32_t *) plan->aux[i], NULL, NULL, NULL, 0, p->b,
-	NULL, NULL};
+	PoolArgs	a = {p->l, p->x, p->y, (int32_t *) plan->aux[i], NULL, 0, p->b};
 
 	if (i > 0 && (plan->choice[i - 1] & PLAN_DEFER_BIAS))
 	{
@@ -32,93 +31,70 @@ nn_pool_forward(const LayerPass *p)
 	nn_parallel_for((size_t) p->l->ic * p->b, 4, plan->kern->pool_forward, &a);
 }
 
-/* the pool's backward arguments, and the dropout mask it applies (or NULL) */
+/*
+ * The scatter of pool i's backward pass (nn_kernels.h): its output
+ * gradient, or (PLAN_DROP_GRAD) the dropout's after it times the
+ * dropout's mask, which then makes no pass of its own; (PLAN_POOL_GRAD)
+ * the conv's ReLU mask.  The window's winner z passed the ReLU (z > -bias,
+ * or z > 0) exactly when the pool's own output relu(z + bias) (or z) is
+ * positive: with gradual underflow z + bias is 0 only when z = -bias.  So
+ * the mask reads the pool's output in order instead of gathering the
+ * conv's output, 4-9 times larger, at the winners.
+ */
+void
+nn_pool_scatter_args(const IcemlNet *net, const Plan *plan, int i, PoolScatter *s)
+{
+	memset(s, 0, sizeof(*s));
+	s->l = &net->layers[i];
+	s->arg = (const int32_t *) plan->aux[i];
+	s->dy = i + 1 < net->nlayers ? plan->grad[i + 1] : plan->dout;
+	if (plan->choice[i] & PLAN_DROP_GRAD)
+	{
+		s->dy = plan->grad[i + 2];
+		s->mask = plan->aux[i + 1];
+	}
+	if ((plan->choice[i] & PLAN_POOL_GRAD) && net->layers[i - 1].act == ACT_RELU)
+	{
+		s->relu = 1;
+		s->y = plan->out[i];
+	}
+}
+
 typedef struct PoolGradArgs
 {
-	PoolArgs	a;
-	const float *mask;
+	PoolScatter s;
+	float	   *dx;
+	float	   *psum;			/* PLAN_POOL_GRAD: per-plane sums, or NULL */
 } PoolGradArgs;
 
+/* planes [begin, end), each cleared just before its scatter, in cache */
 static void
 pool_backward_planes(void *p, size_t begin, size_t end)
 {
-	PoolGradArgs *ga = p;
-	PoolArgs   *a = &ga->a;
-	const Layer *l = a->l;
-	size_t		plane = (size_t) l->ih * l->iw;
-	size_t		oplane = (size_t) l->oh * l->ow;
+	PoolGradArgs *a = p;
+	size_t		plane = (size_t) a->s.l->ih * a->s.l->iw;
 
-	/* each plane cleared just before its scatter, while it is in cache */
-	if (a->psum == NULL)
-	{
-		for (size_t pl = begin; pl < end; pl++)
-		{
-			const float *mask = ga->mask ? ga->mask + pl * oplane : NULL;
-
-			memset(a->dx + pl * plane, 0, sizeof(float) * plane);
-			for (size_t o = 0; o < oplane; o++)
-				a->dx[pl * plane + a->arg[pl * oplane + o]] +=
-					mask ? a->dy[pl * oplane + o] * mask[o] : a->dy[pl * oplane + o];
-		}
-		return;
-	}
-	/*
-	 * The conv's ReLU backward and its bias gradient, on the way.  The
-	 * window's winner z passed the ReLU (z > -bias, or z > 0) exactly when
-	 * the pool's own output relu(z + bias) (or z) is positive: with
-	 * gradual underflow z + bias is 0 only when z = -bias.  So the mask
-	 * reads the pool's output in order instead of gathering the conv's
-	 * output, 4-9 times larger, at the winners.  Eight partial sums (fixed
-	 * order) break the add chain.
-	 */
 	for (size_t pl = begin; pl < end; pl++)
 	{
-		const float *y = a->z + pl * oplane;
-		const float *dy = a->dy + pl * oplane;
-		const int32_t *arg = a->arg + pl * oplane;
-		const float *mask = ga->mask ? ga->mask + pl * oplane : NULL;
-		float	   *dx = a->dx + pl * plane;
-		double		acc[8] = {0, 0, 0, 0, 0, 0, 0, 0},
-					sum = 0;
+		double		sum = nn_pool_scatter(&a->s, pl, a->dx + pl * plane);
 
-		memset(dx, 0, sizeof(float) * plane);
-		for (size_t o = 0; o < oplane; o++)
-		{
-			float		g = mask ? dy[o] * mask[o] : dy[o];
-
-			if (a->relu && !(y[o] > 0.0f))
-				g = 0.0f;
-			dx[arg[o]] += g;
-			acc[o & 7] += g;
-		}
-		for (int u = 0; u < 8; u++)
-			sum += acc[u];
-		a->psum[pl] = (float) sum;
+		if (a->psum)
+			a->psum[pl] = (float) sum;
 	}
 }
 
 void
 nn_pool_backward(const LayerPass *p)
 {
-	const IcemlNet *net = p->net;
 	Plan	   *plan = p->plan;
 	int			i = p->i;
-	PoolGradArgs ga = {{p->l, NULL, NULL, (int32_t *) plan->aux[i], p->dy, p->dx, NULL, 0, p->b,
-	NULL, NULL}, NULL};
+	PoolGradArgs a = {{0}, p->dx, NULL};
 
-	if (p->dx == NULL)
+	/* PLAN_POOL_DGRAD: the conv before scatters and sums, block by block */
+	if (p->dx == NULL || (i > 0 && (plan->choice[i - 1] & PLAN_POOL_DGRAD)))
 		return;
-	if (plan->choice[i] & PLAN_DROP_GRAD)
-	{
-		/* the dropout's output gradient and mask; it makes no pass itself */
-		ga.a.dy = plan->grad[i + 2];
-		ga.mask = plan->aux[i + 1];
-	}
+	nn_pool_scatter_args(p->net, plan, i, &a.s);
 	if (plan->choice[i] & PLAN_POOL_GRAD)
-	{
-		ga.a.z = plan->out[i];
-		ga.a.psum = plan->aux2[i];
-		ga.a.relu = net->layers[i - 1].act == ACT_RELU;
-	}
-	nn_parallel_for((size_t) p->l->ic * p->b, 4, pool_backward_planes, &ga);
+		a.psum = plan->aux2[i];
+	nn_parallel_for((size_t) p->l->ic * p->b, 4, pool_backward_planes, &a);
 }

@@ -55,7 +55,14 @@ out_size(const Layer *l)
  * - PLAN_DROP_GRAD: when direct is on, a max-pool followed by a dropout
  *   (and more layers) multiplies the dropout's output gradient by its mask as it reads it,
  *   instead of the dropout writing those products to a buffer the pool
- *   then reads: the same values, one pass over the batch fewer.
+ *   then reads: the same values, one pass over the batch fewer;
+ * - PLAN_POOL_DGRAD: a direct first conv (no input gradient) followed by
+ *   a max-pool doing its activation backward: its weight gradient makes
+ *   each block of filters' output gradient for one image at a time from
+ *   the pool's (nn_pool_scatter, in a scratch of DGRAD_FB planes per
+ *   block) just before reading it, and the pool only sums per plane for
+ *   the bias gradient: conv1's output gradient (44 MB at batch 32 for
+ *   statoil_cnn) is neither written nor read, nor held in the plan.
  */
 static void
 plan_choose_backward(const IcemlNet *net, uint8_t *ch)
@@ -63,6 +70,8 @@ plan_choose_backward(const IcemlNet *net, uint8_t *ch)
 	for (int i = 0; i + 2 < net->nlayers; i++)
 		if (net->layers[i].type == L_POOL && net->layers[i + 1].type == L_DROPOUT)
 			ch[i] |= PLAN_DROP_GRAD;
+	if (net->nlayers > 1 && (ch[0] & PLAN_DIRECT) && (ch[1] & PLAN_POOL_GRAD))
+		ch[0] |= PLAN_POOL_DGRAD;
 }
 
 static void
@@ -122,7 +131,7 @@ plan_sizes(const IcemlNet *net, const uint8_t *ch, int batch, int training, int 
 		int			direct = (ch[i] & (PLAN_DIRECT | PLAN_WINOGRAD)) != 0;
 
 		sz[i * 5 + 0] = o;
-		if (training && i > 0)
+		if (training && i > 0 && !(ch[i - 1] & PLAN_POOL_DGRAD))
 			sz[i * 5 + 1] = in_size(l) * batch;
 		if (l->type == L_CONV)
 		{
@@ -132,7 +141,10 @@ plan_sizes(const IcemlNet *net, const uint8_t *ch, int batch, int training, int 
 			 * a direct or Winograd conv needs its col matrix only in
 			 * backward (the weight gradient, room for d(col))
 			 */
-			if (training && (ch[i] & PLAN_WINO_DX))
+			if (training && (ch[i] & PLAN_POOL_DGRAD))
+				sz[i * 5 + 2] = (size_t) ((l->filters + DGRAD_FB - 1) / DGRAD_FB) *
+					nn_dgrad_scratch_floats(l);
+			else if (training && (ch[i] & PLAN_WINO_DX))
 			{
 				/* no col matrix: the weight gradient's parts per chunk */
 				sz[i * 5 + 2] = 16 * (size_t) l->filters * l->ic *
@@ -156,7 +168,10 @@ plan_sizes(const IcemlNet *net, const uint8_t *ch, int batch, int training, int 
 			int			chunks = (batch + nn_wino_chunk(l, batch) - 1) / nn_wino_chunk(l, batch);
 			size_t		slot = nn_wino_slot_floats(l, batch);
 
-			if (training && (ch[i] & PLAN_WINO_DX))
+			if (training && (ch[i] & PLAN_POOL_DGRAD))
+				sz[i * 5 + 2] = (size_t) ((l->filters + DGRAD_FB - 1) / DGRAD_FB) *
+					nn_dgrad_scratch_floats(l);
+			else if (training && (ch[i] & PLAN_WINO_DX))
 			{
 				Layer		t = nn_wino_dx_layer(l);
 				int			tchunks = (batch + nn_wino_chunk(&t, batch) - 1) / nn_wino_chunk(&t, batch);
@@ -209,6 +224,8 @@ nn_plan_floats(const IcemlNet *net, int batch, int training)
 	if (sz && ch)
 	{
 		plan_choose(net, 1, ch);
+		if (training)
+			plan_choose_backward(net, ch);
 		total = plan_sizes(net, ch, batch, training, plan_slots(), sz, &max_col);
 	}
 	free(sz);

@@ -813,9 +813,10 @@ TEST(one_and_two_threads_agree_and_each_is_reproducible)
  * that is not a multiple of the block, with and without ReLU, pool strides
  * 1 and 2, forward outputs and all gradients (the direct weight gradient
  * against the col matrix's), dropout's mask (in the training passes, and
- * in the pool before it that applies it in backward: PLAN_DROP_GRAD), and
- * the Winograd convolution (16 channels and more: forward, input and weight
- * gradients).  Each set runs with and without the direct and Winograd
+ * in the pool before it that applies it in backward: PLAN_DROP_GRAD), the
+ * direct conv's weight gradient from the pool's scatter (PLAN_POOL_DGRAD),
+ * and the Winograd convolution (16 channels and more: forward, input and
+ * weight gradients).  Each set runs with and without the direct and Winograd
  * convolutions.  A conv followed by a pool hands its bias to the pool
  * unless it is direct, so only the other layers' outputs compare.
  */
@@ -888,9 +889,13 @@ TEST(every_kernel_set_matches_the_plain_path)
 				CHECK(worst < 1e-5, "spec %d, %s, direct %d: differs from the plain path by %g",
 					  sp, ks->name, direct, worst);
 				tp = nn_plan_create_with(net, 3, 1, ks, direct);
-				/* spec 0's pool does its dropout's backward, unless plain */
-				CHECK(sp != 0 || !(tp->choice[1] & PLAN_DROP_GRAD) == !direct,
-					  "spec 0, direct %d: pool choice %d", direct, tp->choice[1]);
+				/*
+				 * spec 0's pool does its dropout's backward, and the direct
+				 * conv's weight gradient the pool's scatter, unless plain
+				 */
+				CHECK(sp != 0 || (!(tp->choice[1] & PLAN_DROP_GRAD) == !direct &&
+								  !(tp->choice[0] & PLAN_POOL_DGRAD) == !direct),
+					  "spec 0, direct %d: choices %d, %d", direct, tp->choice[0], tp->choice[1]);
 				nn_gather(net, tp, x, NULL, 3, NULL);
 				batch_loss(net, tp, 3, y, 1, 1);
 				nn_backward(net, tp, 3, g1);
