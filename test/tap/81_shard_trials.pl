@@ -75,6 +75,20 @@ for my $n (@nodes) {
 	               FROM iceml.runs}), '0/0/0', "$n forgot the trials: no runs, models or dataset copy left");
 }
 
+# ---- a pipeline's tune step places its trials on the nodes it names -----------
+my $pipe = psql(q{SELECT iceml.run_pipeline('pn', '{"training_dataset": {"table": "iceml_td.chips_1"},
+	"tune": {"architecture": "tiny_cnn", "strategy": "grid", "parallel": 2, "nodes": ["b"], "hyperparams": {"epochs": 2},
+	         "search_space": {"learning_rate": {"type": "DISCRETE", "values": [0.001, 0.002]}}}, "deploy": "never"}')}, %tess);
+like($pipe, qr/^\d+$/, 'a pipeline whose tune step names a node is queued');
+like(psql("SELECT iceml.wait($pipe, '300 s')", %tess), qr/succeeded$/, 'and succeeds');
+is(psql("SELECT (s.detail->'nodes')::text || ' ' || string_agg(t.node || ':' || r.status, ' ' ORDER BY r.id)
+           FROM iceml.pipeline_steps s JOIN iceml.runs r ON r.study_id = (s.detail->>'study')::bigint
+           JOIN iceml.remote_trials t ON t.run_id = r.id
+          WHERE s.run_id = $pipe AND s.step = 'tune' GROUP BY s.detail", %tess),
+	'["b"] b:succeeded b:succeeded', 'its trials trained on that node, and the step says where');
+like(psql("SELECT (detail->>'log_loss')::float8 > 0 AND status = 'succeeded' FROM iceml.pipeline_steps WHERE run_id = $pipe AND step = 'evaluate'", %tess),
+	qr/^t$/, 'the best trial\'s model, trained on the node, is evaluated on the coordinator');
+
 # ---- ASHA decides on the coordinator and stops trials on their nodes -------------
 my $asha = psql(q{SELECT iceml.tune('asha', 'iceml_td.chips_1', 'tiny_cnn',
 	'{"learning_rate": {"type": "DOUBLE", "range": [0.00001, 0.03], "scale": "log"}}',
