@@ -34,11 +34,9 @@
 
 #include <math.h>
 
-#include "foreign/foreign.h"
 #include "libpq/pqformat.h"
 #include "pgstat.h"
 #include "storage/latch.h"
-#include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
@@ -80,26 +78,14 @@ typedef struct RemoteTrial
 static void
 NodeFailed(RemoteTrial *rt, PGresult *res, const char *what)
 {
-	const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
-	const char *msg = res ? PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY) : NULL;
-	const char *detail = res ? PQresultErrorField(res, PG_DIAG_MESSAGE_DETAIL) : NULL;
-	const char *hint = res ? PQresultErrorField(res, PG_DIAG_MESSAGE_HINT) : NULL;
-	int			code = ERRCODE_CONNECTION_FAILURE;
-	char	   *m = msg ? pstrdup(msg) : pchomp(PQerrorMessage(rt->conn));
-	char	   *d = detail ? pstrdup(detail) : NULL;
-	char	   *h = hint ? pstrdup(hint) : NULL;
+	ShardNodeError e;
 
-	if (state && strlen(state) == 5)
-		code = MAKE_SQLSTATE(state[0], state[1], state[2], state[3], state[4]);
-	if (res)
-		PQclear(res);
-	if (m[0] == '\0')
-		m = pstrdup("the connection was lost");
+	ShardTakeNodeError(rt->conn, res, &e);
 	ereport(ERROR,
-			(errcode(code),
-			 errmsg("node \"%s\": %s", rt->node, m),
-			 d ? errdetail_internal("%s", d) : 0,
-			 h ? errhint("%s", h) : 0,
+			(errcode(e.code),
+			 errmsg("node \"%s\": %s", rt->node, e.message),
+			 e.detail ? errdetail_internal("%s", e.detail) : 0,
+			 e.hint ? errhint("%s", e.hint) : 0,
 			 errcontext("trial run %lld on node \"%s\": %s", (long long) rt->run_id, rt->node, what)));
 }
 
@@ -111,33 +97,17 @@ static PGresult *
 NodeResult(RemoteTrial *rt, const char *sql)
 {
 	PGresult   *res;
+	PGresult   *extra;
 
-	while (PQisBusy(rt->conn))
-	{
-		int			rc = WaitLatchOrSocket(MyLatch,
-										   WL_LATCH_SET | WL_SOCKET_READABLE | WL_EXIT_ON_PM_DEATH,
-										   PQsocket(rt->conn), -1L, PG_WAIT_EXTENSION);
-
-		if (rc & WL_LATCH_SET)
-		{
-			ResetLatch(MyLatch);
-			CHECK_FOR_INTERRUPTS();
-		}
-		if ((rc & WL_SOCKET_READABLE) && !PQconsumeInput(rt->conn))
-			NodeFailed(rt, NULL, sql);
-	}
+	if (!ShardAwaitResult(rt->conn))
+		NodeFailed(rt, NULL, sql);
 	res = PQgetResult(rt->conn);
 	if (res && PQresultStatus(res) == PGRES_COPY_IN)
 		return res;				/* the COPY's data goes next */
-	{
-		PGresult   *extra;
-
-		while ((extra = PQgetResult(rt->conn)) != NULL)
-			PQclear(extra);
-	}
+	while (ShardAwaitResult(rt->conn) && (extra = PQgetResult(rt->conn)) != NULL)
+		PQclear(extra);
 	if (res == NULL || (PQresultStatus(res) != PGRES_COMMAND_OK &&
-						PQresultStatus(res) != PGRES_TUPLES_OK &&
-						PQresultStatus(res) != PGRES_COPY_IN))
+						PQresultStatus(res) != PGRES_TUPLES_OK))
 		NodeFailed(rt, res, sql);
 	return res;
 }
@@ -716,124 +686,6 @@ RemoteTrialInWorker(int64 run_id, Oid role)
 	PG_END_TRY();
 	if (rt.conn)
 		PQfinish(rt.conn);
-}
-
-/* ---- on the coordinator: may the caller place trials on these nodes? ---- */
-
-/* connected as the caller, as the trial's worker will be: iceml there */
-static void
-CheckTrialNode(char *node, Oid caller, char **local_version)
-{
-	RemoteTrial rt;
-	PGresult   *res;
-
-	if (*local_version == NULL)
-	{
-		SPI_connect();
-		SpiExec("SELECT e.extversion FROM pg_catalog.pg_extension e"
-				" WHERE e.extname OPERATOR(pg_catalog.=) 'iceml'", 0, NULL, NULL, NULL);
-		*local_version = MemoryContextStrdup(TopTransactionContext, SpiGetText(0, 1));
-		SPI_finish();
-	}
-	memset(&rt, 0, sizeof(rt));
-	rt.node = node;
-	rt.role = caller;
-	PG_TRY();
-	{
-		Connect(&rt);
-		res = NodeExec(&rt, "SELECT (SELECT e.extversion FROM pg_catalog.pg_extension e"
-					   "         WHERE e.extname OPERATOR(pg_catalog.=) 'iceml'),"
-					   "        pg_catalog.pg_has_role('iceml_user', 'MEMBER'),"
-					   "        CURRENT_USER",
-					   0, NULL, 0);
-		if (PQgetisnull(res, 0, 0))
-			ereport(ERROR,
-					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-					 errmsg("iceml is not installed on node \"%s\"", node),
-					 errhint("Run CREATE EXTENSION iceml in the node's database.")));
-		if (strcmp(PQgetvalue(res, 0, 0), *local_version) != 0)
-			ereport(ERROR,
-					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-					 errmsg("node \"%s\" has iceml version %s, this server %s",
-							node, PQgetvalue(res, 0, 0), *local_version),
-					 errhint("Install the same iceml release on every node and run ALTER EXTENSION iceml UPDATE.")));
-		if (strcmp(PQgetvalue(res, 0, 1), "t") != 0)
-			ereport(ERROR,
-					(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-					 errmsg("role \"%s\" on node \"%s\" is not a member of iceml_user",
-							PQgetvalue(res, 0, 2), node),
-					 errhint("GRANT iceml_user to that role on the node.")));
-		PQclear(res);
-	}
-	PG_FINALLY();
-	{
-		if (rt.conn)
-			PQfinish(rt.conn);
-	}
-	PG_END_TRY();
-}
-
-PG_FUNCTION_INFO_V1(iceml_check_trial_nodes);
-
-Datum
-iceml_check_trial_nodes(PG_FUNCTION_ARGS)
-{
-	ArrayType  *arr;
-	Datum	   *elems;
-	bool	   *nulls;
-	int			n;
-	Oid			caller = IcemlCaller();
-	char	   *local_version;
-
-	if (PG_ARGISNULL(0))
-		PG_RETURN_VOID();
-	arr = PG_GETARG_ARRAYTYPE_P(0);
-	if (ARR_NDIM(arr) > 1)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("nodes must be a one-dimensional array of node names")));
-	deconstruct_array_builtin(arr, TEXTOID, &elems, &nulls, &n);
-	if (n == 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("nodes must name at least one node"),
-				 errhint("Leave nodes out (NULL) to run the trials on this server.")));
-	local_version = NULL;
-	for (int i = 0; i < n; i++)
-	{
-		char	   *node;
-		ForeignServer *srv;
-
-		if (nulls[i])
-			ereport(ERROR,
-					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-					 errmsg("nodes must not contain NULL")));
-		node = TextDatumGetCString(elems[i]);
-		for (int j = 0; j < i; j++)
-			if (!nulls[j] && strcmp(node, TextDatumGetCString(elems[j])) == 0)
-				ereport(ERROR,
-						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-						 errmsg("nodes names node \"%s\" twice", node),
-						 errhint("A node runs as many trials at once as the study's parallel share gives it.")));
-		srv = GetForeignServerByName(psprintf("iceml_node_%s", node), true);
-		if (srv == NULL)
-			ereport(ERROR,
-					(errcode(ERRCODE_UNDEFINED_OBJECT),
-					 errmsg("node \"%s\" does not exist", node),
-					 errhint("Nodes are added by iceml.add_node and listed in iceml.nodes.")));
-		if (pg_foreign_server_aclcheck(srv->serverid, caller, ACL_USAGE) != ACLCHECK_OK)
-			ereport(ERROR,
-					(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-					 errmsg("permission denied to run trials on node \"%s\"", node),
-					 errdetail("Role \"%s\" has no USAGE privilege on foreign server \"%s\".",
-							   GetUserNameFromId(caller, false), srv->servername),
-					 errhint("An administrator grants it: GRANT USAGE ON FOREIGN SERVER %s TO %s.",
-							 quote_identifier(srv->servername),
-							 quote_identifier(GetUserNameFromId(caller, false)))));
-
-		CheckTrialNode(node, caller, &local_version);
-	}
-	PG_RETURN_VOID();
 }
 
 /*
