@@ -292,6 +292,27 @@ SendDataset(RemoteTrial *rt, const char *columns_sql)
 	return n;
 }
 
+/*
+ * The epochs at which the trial waits on the node for ASHA's decision here
+ * (its rungs before the last epoch), as an int4[] literal; NULL outside an
+ * ASHA study.
+ */
+static char *
+Gates(RemoteTrial *rt)
+{
+	StringInfoData buf;
+
+	if (rt->study_metric == NULL)
+		return NULL;
+	initStringInfo(&buf);
+	appendStringInfoChar(&buf, '{');
+	for (int e = 1; e < rt->epochs; e++)
+		if (AshaRung(rt->asha_min_epochs, e, rt->epochs))
+			appendStringInfo(&buf, "%s%d", buf.len > 1 ? "," : "", e);
+	appendStringInfoChar(&buf, '}');
+	return buf.data;
+}
+
 static void
 QueueOnNode(RemoteTrial *rt)
 {
@@ -301,7 +322,7 @@ QueueOnNode(RemoteTrial *rt)
 	Datum		arg = ObjectIdGetDatum(rt->dataset);
 	Oid			type = OIDOID;
 	PGresult   *res;
-	const char *params[10];
+	const char *params[11];
 	char	   *hp;
 	int64		sent = -1;
 
@@ -357,10 +378,11 @@ QueueOnNode(RemoteTrial *rt)
 	params[8] = psprintf("{\"coordinator_run\": %lld, \"study\": %lld, \"coordinator_lineage\": %s}",
 						 (long long) rt->run_id, (long long) rt->study_id, rt->lineage);
 	params[9] = rt->threads_share > 0 ? psprintf("%d", rt->threads_share) : NULL;
+	params[10] = Gates(rt);
 	res = NodeExec(rt, psprintf("SELECT iceml.run_trial($1, pg_catalog.format('iceml_td.%%I', $2::pg_catalog.text)::pg_catalog.regclass,"
 								" $3, $4::pg_catalog.jsonb, %s, $6, $7, $8, $9::pg_catalog.jsonb,"
-								" $10::pg_catalog.int4)", hp),
-				   10, params, 0);
+								" $10::pg_catalog.int4, $11::pg_catalog.int4[])", hp),
+				   11, params, 0);
 	if (PQntuples(res) != 1 || PQgetisnull(res, 0, 0))
 		NodeFailed(rt, res, "iceml.run_trial");
 	rt->node_run = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
@@ -395,6 +417,19 @@ CancelOnNode(RemoteTrial *rt)
 
 	snprintf(id, sizeof(id), "%lld", (long long) rt->node_run);
 	PQclear(NodeExec(rt, "SELECT iceml.cancel($1::pg_catalog.int8)", 1, p, 0));
+}
+
+/* the trial waiting at a rung goes on */
+static void
+ReleaseOnNode(RemoteTrial *rt, int epoch)
+{
+	char		id[32];
+	char		ep[16];
+	const char *p[2] = {id, ep};
+
+	snprintf(id, sizeof(id), "%lld", (long long) rt->node_run);
+	snprintf(ep, sizeof(ep), "%d", epoch);
+	PQclear(NodeExec(rt, "SELECT iceml.release_trial($1::pg_catalog.int8, $2::pg_catalog.int4)", 2, p, 0));
 }
 
 /* the kept model of the node's run, recorded here as the run's */
@@ -535,7 +570,9 @@ FollowTrial(RemoteTrial *rt)
 						has_val ? &val : NULL, ResultFloat(ep, i, 6), NULL, 0, NULL, 0,
 						Min(best_epoch, epoch));
 			reported = epoch;
-			if (rt->study_metric && !stop_sent && !cancel_sent && epoch < rt->epochs)
+			/* a rung: the trial waits there for this decision */
+			if (rt->study_metric && !stop_sent && !cancel_sent &&
+				AshaRung(rt->asha_min_epochs, epoch, rt->epochs))
 			{
 				bool		stop;
 
@@ -548,6 +585,8 @@ FollowTrial(RemoteTrial *rt)
 					CancelOnNode(rt);
 					stop_sent = true;
 				}
+				else
+					ReleaseOnNode(rt, epoch);
 			}
 		}
 		PQclear(ep);

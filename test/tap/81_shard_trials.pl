@@ -96,6 +96,10 @@ my $asha = psql(q{SELECT iceml.tune('asha', 'iceml_td.chips_1', 'tiny_cnn',
 is(psql("SELECT iceml.wait($asha, '300 s')", %tess), 'succeeded', 'an ASHA study on the nodes succeeded');
 my $stopped = psql(qq{SELECT count(*) FROM iceml.study_trials WHERE study = $asha AND status = 'stopped'});
 cmp_ok($stopped, '>=', 1, "ASHA stopped trials on their nodes ($stopped of 6)");
+is(psql(qq{SELECT string_agg(DISTINCT epochs_run::text, ',') FROM iceml.study_trials WHERE study = $asha AND status = 'stopped' AND epochs_run NOT IN (1, 3)}), '',
+	'each stopped trial ended at its rung (epoch 1 or 3), as a local trial does: it waited there on its node for the decision');
+is(psql(qq{SELECT count(*) FROM iceml.study_trials WHERE study = $asha AND status = 'succeeded' AND epochs_run <> 9}), '0',
+	'the trials let go on ran all 9 epochs');
 is(psql(qq{SELECT bool_and(model IS NULL) FROM iceml.study_trials WHERE study = $asha AND status = 'stopped'}), 't',
 	'stopped trials keep no model');
 is(psql(qq{SELECT count(*) FROM iceml.study_trials WHERE study = $asha AND status NOT IN ('succeeded', 'stopped')}), '0',
