@@ -124,7 +124,9 @@ COMMENT ON FUNCTION iceml._receive_trial_data(text, jsonb) IS
 
 -- the gates of trials running here: where each waits, whether the
 -- coordinator released it, and the session of the caller that follows it
--- (the trial fails if that session is gone while it waits)
+-- (the trial fails if that session is gone while it waits).  Not dumped:
+-- it only matters while a trial runs, and a run found running at a
+-- restore is failed as an orphan.
 CREATE TABLE iceml.trial_gates (
     run_id   bigint NOT NULL REFERENCES iceml.runs (id) ON DELETE CASCADE,
     epoch    integer NOT NULL CHECK (epoch OPERATOR(pg_catalog.>) 0),
