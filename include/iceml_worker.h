@@ -145,6 +145,8 @@ extern int	TrialGateWait(int64 run_id, int epoch, int epochs, ArrayType *gates,
 
 /* ---- background workers (src/jobs/bgworker.c) --- */
 
+/* In a worker: wait for the latch or ms; interrupts served unless terminating. */
+extern void WorkerNap(long ms);
 /* In a worker: a short transaction with SPI connected, committed at the end. */
 extern void WorkerBeginTx(void);
 extern void WorkerEndTx(void);

@@ -15,8 +15,6 @@
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "miscadmin.h"
-#include "pgstat.h"
-#include "storage/latch.h"
 #include "utils/acl.h"
 #include "utils/array.h"
 #include "utils/backend_status.h"
@@ -325,11 +323,7 @@ TrialGateWait(int64 run_id, int epoch, int epochs, ArrayType *gates,
 			return state > 0 ? 0 : 2;
 		if (stop(arg) != 0)
 			return 1;
-		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-						 50, PG_WAIT_EXTENSION);
-		ResetLatch(MyLatch);
-		if (!ProcDiePending)
-			CHECK_FOR_INTERRUPTS();
+		WorkerNap(50);
 	}
 }
 

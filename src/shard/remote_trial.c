@@ -36,7 +36,6 @@
 
 #include "libpq/pqformat.h"
 #include "pgstat.h"
-#include "storage/latch.h"
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
@@ -621,11 +620,7 @@ FollowTrial(RemoteTrial *rt)
 			CancelOnNode(rt);
 			cancel_sent = true;
 		}
-		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-						 POLL_MS, PG_WAIT_EXTENSION);
-		ResetLatch(MyLatch);
-		if (!ProcDiePending)
-			CHECK_FOR_INTERRUPTS();
+		WorkerNap(POLL_MS);
 	}
 }
 
