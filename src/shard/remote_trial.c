@@ -188,9 +188,6 @@ LoadTrial(RemoteTrial *rt)
 	rt->study_metric = CopyText(16);
 	SpiGetDatum(0, 17, &d);
 	rt->asha_min_epochs = DatumGetInt32(d);
-	/* a resumed trial starts again on its node */
-	SpiExec("UPDATE iceml.remote_trials SET node_run = NULL, queued_at = NULL"
-			" WHERE run_id OPERATOR(pg_catalog.=) $1", 1, &type, &arg, NULL);
 	RestoreUser(&own);
 	WorkerEndTx();
 }
@@ -624,18 +621,25 @@ FollowTrial(RemoteTrial *rt)
 	}
 }
 
-/* The node forgets a finished trial; a failure there is only logged. */
+/*
+ * The node forgets the node run of trial `run_id` (its run, model and,
+ * with the last trial of its dataset copy, the copy), which is recorded
+ * here; a run the node no longer has counts as forgotten.  A failure there
+ * is only logged: the next trial of this role on the node tries again.
+ */
 static void
-Forget(RemoteTrial *rt)
+ForgetNodeRun(RemoteTrial *rt, int64 run_id, int64 node_run)
 {
 	char		id[32];
 	const char *p[1] = {id};
 	MemoryContext ctx = CurrentMemoryContext;
+	volatile bool gone = false;
 
-	snprintf(id, sizeof(id), "%lld", (long long) rt->node_run);
+	snprintf(id, sizeof(id), "%lld", (long long) node_run);
 	PG_TRY();
 	{
 		PQclear(NodeExec(rt, "SELECT iceml.forget_trial($1::pg_catalog.int8)", 1, p, 0));
+		gone = true;
 	}
 	PG_CATCH();
 	{
@@ -644,11 +648,68 @@ Forget(RemoteTrial *rt)
 		MemoryContextSwitchTo(ctx);
 		edata = CopyErrorData();
 		FlushErrorState();
-		ereport(WARNING,
-				(errmsg("iceml: trial run %lld: node \"%s\" did not forget its run %lld: %s",
-						(long long) rt->run_id, rt->node, (long long) rt->node_run, edata->message)));
+		if (edata->sqlerrcode == ERRCODE_UNDEFINED_OBJECT)
+			gone = true;
+		else
+			ereport(WARNING,
+					(errmsg("iceml: trial run %lld: node \"%s\" did not forget its run %lld: %s",
+							(long long) run_id, rt->node, (long long) node_run, edata->message)));
 	}
 	PG_END_TRY();
+	if (gone)
+	{
+		Datum		v[1] = {Int64GetDatum(run_id)};
+		Oid			t[1] = {INT8OID};
+
+		OwnerExec("UPDATE iceml.remote_trials SET forgotten_at = pg_catalog.now()"
+				  " WHERE run_id OPERATOR(pg_catalog.=) $1", 1, t, v, NULL);
+	}
+}
+
+/*
+ * Before a trial is queued on a node: what earlier trials of the same role
+ * left there (their node went away before it could forget them, or this
+ * trial is resumed) is forgotten now.  This trial's row starts afresh.
+ */
+static void
+ForgetLeftovers(RemoteTrial *rt)
+{
+	IcemlOwnerContext own;
+	Datum		v[3] = {CStringGetTextDatum(rt->node), ObjectIdGetDatum(rt->role), Int64GetDatum(rt->run_id)};
+	Oid			t[3] = {TEXTOID, OIDOID, INT8OID};
+	uint64		n;
+	int64	   *runs;
+	int64	   *node_runs;
+
+	WorkerBeginTx();
+	BecomeCatalogOwner(&own);
+	n = SpiExec("SELECT t.run_id, t.node_run FROM iceml.remote_trials t"
+				"  JOIN iceml.runs r ON r.id OPERATOR(pg_catalog.=) t.run_id"
+				" WHERE t.node OPERATOR(pg_catalog.=) $1 AND r.role::pg_catalog.oid OPERATOR(pg_catalog.=) $2"
+				"   AND t.node_run IS NOT NULL AND t.forgotten_at IS NULL"
+				"   AND (r.status OPERATOR(pg_catalog.<>) ALL (ARRAY['queued', 'running'])"
+				"        OR t.run_id OPERATOR(pg_catalog.=) $3)"
+				" ORDER BY t.run_id", 3, t, v, NULL);
+	runs = MemoryContextAlloc(TopMemoryContext, sizeof(int64) * (n + 1));
+	node_runs = MemoryContextAlloc(TopMemoryContext, sizeof(int64) * (n + 1));
+	for (uint64 i = 0; i < n; i++)
+	{
+		Datum		d;
+
+		SpiGetDatum(i, 1, &d);
+		runs[i] = DatumGetInt64(d);
+		SpiGetDatum(i, 2, &d);
+		node_runs[i] = DatumGetInt64(d);
+	}
+	RestoreUser(&own);
+	WorkerEndTx();
+
+	for (uint64 i = 0; i < n; i++)
+		ForgetNodeRun(rt, runs[i], node_runs[i]);
+	pfree(runs);
+	pfree(node_runs);
+	OwnerExec("UPDATE iceml.remote_trials SET node_run = NULL, queued_at = NULL, forgotten_at = NULL"
+			  " WHERE run_id OPERATOR(pg_catalog.=) $1", 1, &t[2], &v[2], NULL);
 }
 
 /*
@@ -687,9 +748,10 @@ RemoteTrialInWorker(int64 run_id, Oid role)
 		WorkerBeginTx();
 		Connect(&rt);
 		WorkerEndTx();
+		ForgetLeftovers(&rt);
 		QueueOnNode(&rt);
 		FollowTrial(&rt);
-		Forget(&rt);
+		ForgetNodeRun(&rt, rt.run_id, rt.node_run);
 	}
 	PG_CATCH();
 	{

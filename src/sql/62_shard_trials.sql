@@ -24,11 +24,14 @@ CREATE TABLE iceml.remote_trials (
     threads_share integer CHECK (threads_share OPERATOR(pg_catalog.>) 0),
     data_key      text NOT NULL CHECK (data_key OPERATOR(pg_catalog.~) '^trial_[0-9a-f]{32}$'),
     node_run      bigint,
-    queued_at     timestamptz
+    queued_at     timestamptz,
+    forgotten_at  timestamptz
 );
 CREATE INDEX ON iceml.remote_trials (node);
 COMMENT ON TABLE iceml.remote_trials IS
     'trials of studies placed on nodes (iceml.tune(..., nodes => ...)): the node, the run''s id there once queued, the share of the node''s threads, the name of the dataset''s copy there';
+COMMENT ON COLUMN iceml.remote_trials.forgotten_at IS
+    'when the node forgot the trial''s run there (its run, model and dataset copy); NULL while it may still be there: a trial whose node went away is forgotten when a trial of the same role is next placed on that node';
 COMMENT ON COLUMN iceml.remote_trials.threads_share IS
     'the trial gets iceml.train_threads / threads_share of the node''s threads; NULL when the hyperparameters set "threads"';
 SELECT pg_catalog.pg_extension_config_dump('iceml.remote_trials', '');

@@ -133,6 +133,14 @@ is(scalar(grep { /^node "b": / || /could not connect to node "b"/ } @errors), 2,
 is(psql("SELECT (SELECT node FROM iceml.remote_trials WHERE run_id = s.best_run) FROM iceml.studies s WHERE s.id = $nd"), 'a',
 	'the best trial is one that finished');
 system("$cluster start trial_b >/dev/null") == 0 or BAIL_OUT('node b did not restart');
+like(npsql('trial_b', q{SELECT count(*) || ' ' || (SELECT count(*) FROM pg_class c JOIN pg_namespace s ON s.oid = c.relnamespace WHERE s.nspname = 'iceml_td') FROM iceml.runs}),
+	qr/^[12] 1$/, 'node b, back, still holds what the failed trials left: their runs and the dataset copy');
+my $next = psql("SELECT iceml.tune('nx', 'iceml_td.chips_1', 'tiny_cnn', $two, 'grid', parallel => 1, hyperparams => '{\"epochs\": 1}', nodes => ARRAY['b'])", %tess);
+is(psql("SELECT iceml.wait($next, '300 s')", %tess), 'succeeded', 'the next study of the same role on node b succeeds');
+is(npsql('trial_b', q{SELECT count(*) || ' ' || (SELECT count(*) FROM pg_class c JOIN pg_namespace s ON s.oid = c.relnamespace WHERE s.nspname = 'iceml_td') FROM iceml.runs}),
+	'0 0', 'and its trial had node b forget the leftovers first: no run or copy left there');
+is(psql("SELECT count(*) FILTER (WHERE forgotten_at IS NULL) || '/' || count(*) FROM iceml.remote_trials WHERE node = 'b' AND node_run IS NOT NULL"),
+	'0/' . psql("SELECT count(*) FROM iceml.remote_trials WHERE node = 'b' AND node_run IS NOT NULL"), 'the coordinator records every trial on b as forgotten there');
 
 # ---- cleanup ---------------------------------------------------------------------
 is(psql(q{SELECT iceml.drop_node('a'); SELECT iceml.drop_node('b'); SELECT count(*) FROM iceml.nodes}), "\n\n0", 'nodes dropped');
