@@ -48,69 +48,6 @@
 #define COPY_CHUNK (1024 * 1024)
 
 
-/* ---- talking to the node ------------------------------------------------- */
-
-/* An error of the node's (or of the connection to it), its name first. */
-void
-TrialNodeFailed(RemoteTrial *rt, PGresult *res, const char *what)
-{
-	ShardNodeError e;
-
-	ShardTakeNodeError(rt->conn, res, &e);
-	ereport(ERROR,
-			(errcode(e.code),
-			 errmsg("node \"%s\": %s", rt->node, e.message),
-			 e.detail ? errdetail_internal("%s", e.detail) : 0,
-			 e.hint ? errhint("%s", e.hint) : 0,
-			 errcontext("trial run %lld on node \"%s\": %s", (long long) rt->run_id, rt->node, what)));
-}
-
-/*
- * The result of what was sent on the node's connection, waited for
- * interruptibly; errors raised (PQclear the result).
- */
-static PGresult *
-NodeResult(RemoteTrial *rt, const char *sql)
-{
-	PGresult   *res;
-	PGresult   *extra;
-
-	if (!ShardAwaitResult(rt->conn))
-		TrialNodeFailed(rt, NULL, sql);
-	res = PQgetResult(rt->conn);
-	if (res && PQresultStatus(res) == PGRES_COPY_IN)
-		return res;				/* the COPY's data goes next */
-	while (ShardAwaitResult(rt->conn) && (extra = PQgetResult(rt->conn)) != NULL)
-		PQclear(extra);
-	if (res == NULL || (PQresultStatus(res) != PGRES_COMMAND_OK &&
-						PQresultStatus(res) != PGRES_TUPLES_OK))
-		TrialNodeFailed(rt, res, sql);
-	return res;
-}
-
-/* One statement with text parameters on the node; its result (PQclear it). */
-PGresult *
-TrialNodeExec(RemoteTrial *rt, const char *sql, int nparams, const char *const *values, int resultFormat)
-{
-	if (!PQsendQueryParams(rt->conn, sql, nparams, NULL, values, NULL, NULL, resultFormat))
-		TrialNodeFailed(rt, NULL, sql);
-	return NodeResult(rt, sql);
-}
-
-void
-TrialNodeCommand(RemoteTrial *rt, const char *sql)
-{
-	PQclear(TrialNodeExec(rt, sql, 0, NULL, 0));
-}
-
-/* Connect as the run's role (needs a transaction: catalog lookups). */
-static void
-Connect(RemoteTrial *rt)
-{
-	rt->conn = ShardNodeConnect(rt->node, rt->role);
-	TrialNodeCommand(rt, "SET search_path = pg_catalog, pg_temp");
-}
-
 /* ---- 1. what the trial is ------------------------------------------------ */
 
 static char *
@@ -261,7 +198,7 @@ SendDataset(RemoteTrial *rt, const char *columns_sql)
 	PutCopyData(rt, &buf);
 	if (PQputCopyEnd(rt->conn, NULL) != 1)
 		TrialNodeFailed(rt, NULL, "COPY");
-	PQclear(NodeResult(rt, "COPY"));
+	PQclear(TrialNodeResult(rt, "COPY"));
 	return n;
 }
 
@@ -632,7 +569,7 @@ RemoteTrialInWorker(int64 run_id, Oid role)
 	{
 		LoadTrial(&rt);
 		WorkerBeginTx();
-		Connect(&rt);
+		TrialNodeConnect(&rt);
 		WorkerEndTx();
 		if (!TrialLeftovers(&rt))
 			QueueOnNode(&rt);

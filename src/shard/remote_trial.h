@@ -1,7 +1,8 @@
 /*
- * remote_trial.h - what the coordinator's side of a trial on a node shares
- * between src/shard/remote_trial.c (placing and following it) and
- * src/shard/trial_leftovers.c (what trials leave on nodes, resuming there).
+ * remote_trial.h - the coordinator's side of a trial on a node, shared by
+ * src/shard/remote_trial.c (placing and following it), trial_leftovers.c
+ * (what trials leave on nodes, resuming there) and trial_conn.c (the
+ * connection to the node).
  */
 #ifndef ICEML_REMOTE_TRIAL_H
 #define ICEML_REMOTE_TRIAL_H
@@ -35,6 +36,10 @@ typedef struct RemoteTrial
 	int64		node_run;
 } RemoteTrial;
 
+/* trial_conn.c: connect as the run's role (needs a transaction) */
+extern void TrialNodeConnect(RemoteTrial *rt);
+/* The result of what was sent (a COPY's PGRES_COPY_IN too); errors raised. */
+extern PGresult *TrialNodeResult(RemoteTrial *rt, const char *sql);
 /* An error of the node's (or of the connection to it), raised naming it. */
 extern void TrialNodeFailed(RemoteTrial *rt, PGresult *res, const char *what) pg_attribute_noreturn();
 /* One statement with text parameters on the node; its result (PQclear it). */

@@ -12,11 +12,9 @@
  */
 #include "postgres.h"
 
-#include "catalog/pg_type.h"
 #include "utils/builtins.h"
 #include "utils/memutils.h"
 
-#include "iceml_catalog.h"
 #include "iceml_worker.h"
 #include "remote_trial.h"
 
