@@ -146,7 +146,7 @@ plan_sizes(const IcemlNet *net, const uint8_t *ch, int batch, int training, int 
 				if (nn_wino_slot_floats(&t, batch) > slot)
 					slot = nn_wino_slot_floats(&t, batch);
 			}
-			sz[i * 5 + 3] = 16 * (size_t) l->filters * l->ic +
+			sz[i * 5 + 3] = 16 * nn_wino_ustride(l) +
 				(size_t) (slots < chunks ? slots : chunks) * slot;
 		}
 		if (l->type == L_SIDE)	/* the gathered side features (side.c) */
@@ -224,8 +224,10 @@ nn_plan_create_with(const IcemlNet *net, int batch, int training,
 	p->col = calloc((size_t) n, sizeof(float *));
 	p->aux = calloc((size_t) n, sizeof(float *));
 	p->aux2 = calloc((size_t) n, sizeof(float *));
+	p->wino_made = calloc((size_t) n, sizeof(uint64_t));
 	sz = calloc((size_t) n * 5 + 3, sizeof(size_t));
-	if (!p->choice || !p->out || !p->grad || !p->col || !p->aux || !p->aux2 || !sz)
+	if (!p->choice || !p->out || !p->grad || !p->col || !p->aux || !p->aux2 ||
+		!p->wino_made || !sz)
 	{
 		free(sz);
 		nn_plan_free(p);
@@ -289,6 +291,7 @@ nn_plan_free(Plan *p)
 	free(p->col);
 	free(p->aux);
 	free(p->aux2);
+	free(p->wino_made);
 	free(p);
 }
 

@@ -1664,6 +1664,144 @@ TEST(training_learns_from_a_side_input)
  * ICEML_KERNELS=<bad> test_nn_san refusal: the engine refuses to start
  * with a kernel set it does not have, by name (test/unit/Makefile).
  */
+/* ---- inference plans ------------------------------------------------------ */
+
+/* the probabilities of n images by a copy of net made through its blob */
+static void
+predict_by_copy(const IcemlNet *net, const float *x, int n, float *prob)
+{
+	void	   *blob = NULL;
+	size_t		len = 0;
+	IcemlNet   *copy;
+	ERR;
+
+	CHECK(iceml_net_save(net, &blob, &len) == 0, "save");
+	copy = iceml_net_load(blob, len, err, sizeof(err));
+	CHECK(copy != NULL, "%s", err);
+	if (copy)
+		CHECK(iceml_net_predict(copy, x, n, prob, err, sizeof(err)) == 0, "%s", err);
+	iceml_net_free(copy);
+	free(blob);
+}
+
+/*
+ * An inference plan keeps its Winograd convs' transformed weights from one
+ * prediction to the next: every change of the parameters (training steps,
+ * a restored checkpoint, initialisation) must be seen by the next
+ * prediction, which then equals a fresh copy's bit for bit.
+ */
+TEST(an_inference_plan_follows_every_change_of_the_parameters)
+{
+	IcemlNet   *net = make_net(WINO_SPEC);
+	IcemlTrainConfig cfg;
+	IcemlTrainer *tr;
+	float	   *x = malloc(sizeof(float) * 8 * 16 * 110),
+				y[8],
+				p0[3],
+				p1[3],
+				p2[3],
+				fresh[3];
+	void	   *ck = NULL;
+	size_t		len = 0;
+	double		loss;
+	uint64_t	s = 11;
+	ERR;
+
+	for (int i = 0; i < 8 * 16 * 110; i++)
+		x[i] = frand(&s);
+	for (int i = 0; i < 8; i++)
+		y[i] = (float) (i % 2);
+	iceml_net_init_params(net, 1);
+	CHECK(iceml_net_predict(net, x, 3, p0, err, sizeof(err)) == 0, "%s", err);
+	CHECK(net->infer && !net->infer->training && (net->infer->choice[0] & PLAN_WINOGRAD) &&
+		  net->infer->wino_made[0] == net->params_version + 1,
+		  "the inference plan keeps a Winograd conv's weights");
+
+	iceml_train_config_defaults(&cfg);
+	cfg.batch_size = 4;
+	tr = iceml_trainer_create(net, &cfg, err, sizeof(err));
+	CHECK(tr != NULL, "%s", err);
+	CHECK(iceml_trainer_save(tr, &ck, &len) == 0, "checkpoint");
+	iceml_trainer_epoch(tr, x, y, 8, 1, NULL, NULL, &loss, err, sizeof(err));
+	CHECK(iceml_net_predict(net, x, 3, p1, err, sizeof(err)) == 0, "%s", err);
+	predict_by_copy(net, x, 3, fresh);
+	CHECK(memcmp(p1, p0, sizeof(p0)) != 0, "training changed no prediction");
+	CHECK(memcmp(p1, fresh, sizeof(p1)) == 0, "after training: %.9g against a copy's %.9g",
+		  p1[0], fresh[0]);
+
+	/* back to the checkpoint taken before the epoch */
+	CHECK(iceml_trainer_restore(tr, ck, len, err, sizeof(err)) == 0, "%s", err);
+	CHECK(iceml_net_predict(net, x, 3, p2, err, sizeof(err)) == 0, "%s", err);
+	CHECK(memcmp(p2, p0, sizeof(p0)) == 0, "after restoring: %.9g, before %.9g", p2[0], p0[0]);
+
+	/* initialised again with another seed */
+	iceml_net_init_params(net, 2);
+	CHECK(iceml_net_predict(net, x, 3, p2, err, sizeof(err)) == 0, "%s", err);
+	predict_by_copy(net, x, 3, fresh);
+	CHECK(memcmp(p2, fresh, sizeof(p2)) == 0, "after initialising: %.9g against a copy's %.9g",
+		  p2[0], fresh[0]);
+	free(ck);
+	iceml_trainer_free(tr);
+	iceml_net_free(net);
+	free(x);
+}
+
+/*
+ * The promise of batched scoring (sql/52_serving): an image predicted
+ * alone (a plan for one image) and the same image in batches (the plan
+ * for INFER_BATCH, in the first batch and in a short last one) give the
+ * same bits; and both equal a training plan's buffers run without
+ * training, so an inference plan's shared buffers change nothing.  For the
+ * current kernel set.
+ */
+TEST(one_image_alone_and_in_batches_agree_exactly)
+{
+	enum
+	{
+	N = 35, IMG = 3 * 75 * 75};
+	IcemlNet   *alone = make_net(iceml_nn_builtin_spec("statoil_cnn")),
+			   *batched = make_net(iceml_nn_builtin_spec("statoil_cnn"));
+	float	   *x = malloc(sizeof(float) * N * IMG),
+				one[N],
+				all[N];
+	int			at[] = {0, 7, 31, 32, 34};
+	Plan	   *tp;
+	const float *z;
+	uint64_t	s = 23;
+	ERR;
+
+	for (int i = 0; i < N * IMG; i++)
+		x[i] = frand(&s);
+	iceml_net_init_params(alone, 5);
+	iceml_net_init_params(batched, 5);
+	CHECK(iceml_net_predict(batched, x, N, all, err, sizeof(err)) == 0, "%s", err);
+	for (int q = 0; q < 5; q++)
+	{
+		int			k = at[q];
+
+		CHECK(iceml_net_predict(alone, x + (size_t) k * IMG, 1, &one[k], err, sizeof(err)) == 0,
+			  "%s", err);
+		CHECK(alone->infer && alone->infer->batch == 1, "a plan for one image");
+		CHECK(memcmp(&one[k], &all[k], sizeof(float)) == 0,
+			  "image %d: %.9g alone, %.9g in a batch", k, one[k], all[k]);
+	}
+	/* a training plan's own buffers, run as inference (first 3 images) */
+	tp = nn_plan_create(batched, 3, 1);
+	nn_gather(batched, tp, x, NULL, 3, NULL);
+	z = nn_forward(batched, tp, 3, 0, 0);
+	for (int k = 0; k < 3; k++)
+	{
+		float		pk = 1.0f / (1.0f + expf(-z[k]));
+
+		CHECK(fabsf(pk - all[k]) <= 1e-6f * fabsf(all[k]) + 1e-12f,
+			  "image %d: %.9g by a training plan, %.9g by the inference plan", k, pk, all[k]);
+	}
+	nn_plan_free(tp);
+	iceml_net_free(alone);
+	iceml_net_free(batched);
+	free(x);
+}
+
 static int
 expect_refusal(void)
 {
@@ -1721,6 +1859,7 @@ main(int argc, char **argv)
 		RUN(gradients_same_padding_gap);
 		RUN(gradients_statoil_cnn_small_batch);
 		RUN(gradients_winograd_same_padding_odd_sizes);
+		RUN(one_image_alone_and_in_batches_agree_exactly);
 	}
 	CHECK(nn_kernels_use(best->name, err, sizeof(err)) == 0, "%s", err);
 	printf("kernel sets run:%s (engine default: %s)\n", sets, best->name);
@@ -1747,5 +1886,6 @@ main(int argc, char **argv)
 	RUN(side_inputs_by_hand_and_malformed_side_layers);
 	RUN(model_format_1_still_loads_and_format_2_keeps_side_inputs);
 	RUN(training_learns_from_a_side_input);
+	RUN(an_inference_plan_follows_every_change_of_the_parameters);
 	return UNIT_SUMMARY();
 }
