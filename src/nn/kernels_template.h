@@ -212,7 +212,8 @@ KT(direct_grad) (void *p, size_t begin, size_t end)
  *
  * Strides 1 and 2 (a stride-2 window column is two loads and the even
  * lanes of both); other strides take the scalar pool.  Ties go to the first
- * element in window order, as in the scalar pool.  The deferred bias and
+ * element in window order, as in the scalar pool (the winners are not
+ * kept when arg is NULL: inference).  The deferred bias and
  * ReLU of the conv before (see plan.c) are applied to the V maxima.  Loads
  * may run past a row's end into the plan's slack; those lanes are not
  * stored.
@@ -242,7 +243,7 @@ KT(pool_forward) (void *p, size_t begin, size_t end)
 	{
 		const float *src = a->x + pl * plane;
 		float	   *dst = a->y + pl * oplane;
-		int32_t    *arg = a->arg + pl * oplane;
+		int32_t    *arg = a->arg ? a->arg + pl * oplane : NULL;
 		VT			badd = (VT) {0} + (a->bias ? a->bias[pl / (size_t) a->b] : 0.0f);
 
 		for (int oy = 0; oy < l->oh; oy++)
@@ -285,14 +286,16 @@ KT(pool_forward) (void *p, size_t begin, size_t end)
 				if (ox0 + (V) <= ow)
 				{
 					*(VTU *) (dst + oy * ow + ox0) = out;
-					memcpy(arg + oy * ow + ox0, &best, sizeof(best));
+					if (arg)
+						memcpy(arg + oy * ow + ox0, &best, sizeof(best));
 				}
 				else
 				{
 					memcpy(tf, &out, sizeof(tf));
 					memcpy(ti, &best, sizeof(ti));
 					memcpy(dst + oy * ow + ox0, tf, sizeof(float) * (ow - ox0));
-					memcpy(arg + oy * ow + ox0, ti, sizeof(int32_t) * (ow - ox0));
+					if (arg)
+						memcpy(arg + oy * ow + ox0, ti, sizeof(int32_t) * (ow - ox0));
 				}
 			}
 	}

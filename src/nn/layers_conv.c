@@ -405,7 +405,7 @@ wino_setup(WinoRun *r, Plan *plan, int i, const Layer *l, const float *x, int fl
 	r->w.tw = (l->ow + 1) / 2;
 	r->kern = plan->kern;
 	r->U = plan->aux[i];
-	r->scratch = plan->aux[i] + 16 * nn_wino_ustride(l);
+	r->scratch = plan->wscratch[i];
 	r->slot_floats = nn_wino_slot_floats(l, plan->batch);
 	if (flip || (plan->training && (plan->choice[i] & PLAN_WINO_DX)))
 	{

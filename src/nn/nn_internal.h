@@ -107,6 +107,8 @@ typedef struct Plan
 	float	  **aux;			/* per layer: dropout mask, BN x-hat, pool argmax,
 								 * Winograd weights and scratch */
 	float	  **aux2;			/* BN: per-channel batch mean, inv std */
+	float	  **wscratch;		/* Winograd conv: its scratch areas (after U in aux
+								 * in training plans, one shared area in inference) */
 	float	   *dout;			/* gradient w.r.t. the logits, B */
 	int			wino_slots;		/* Winograd scratch areas per conv (threads) */
 	/*

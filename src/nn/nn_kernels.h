@@ -40,7 +40,7 @@ typedef struct DirectGradArgs
 	int			b;
 } DirectGradArgs;
 
-/* max-pool over planes (channel, image) */
+/* max-pool over planes (channel, image); forward keeps no winners with arg NULL */
 typedef struct PoolArgs
 {
 	const Layer *l;

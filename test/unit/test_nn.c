@@ -242,8 +242,12 @@ TEST(forward_conv_pool_dense_by_hand)
 	net->params[9] = 0.5f;		/* conv bias */
 	net->params[10] = 2.0f;		/* dense weight */
 	net->params[11] = -1.0f;	/* dense bias */
-	/* conv output (2x2): centre - corner + 0.5 = 5 + 0.5 at every position */
-	plan = nn_plan_create(net, 1, 0);
+	/*
+	 * conv output (2x2): centre - corner + 0.5 = 5 + 0.5 at every position;
+	 * a training plan run without training keeps every layer's output (an
+	 * inference plan reuses them, plan.c)
+	 */
+	plan = nn_plan_create(net, 1, 1);
 	nn_gather(net, plan, img, NULL, 1, NULL);
 	z = nn_forward(net, plan, 1, 0, 0);
 	CHECK(fabsf(plan->out[0][0] - 5.5f) < 1e-6f && fabsf(plan->out[0][3] - 5.5f) < 1e-6f,
@@ -257,7 +261,7 @@ TEST(forward_conv_pool_dense_by_hand)
 	{
 		IcemlNet   *pn = make_net("{\"input\":[1,4,4],\"layers\":[{\"type\":\"maxpool\",\"size\":2},"
 								  "{\"type\":\"flatten\"},{\"type\":\"dense\",\"units\":1}]}");
-		Plan	   *pp = nn_plan_create(pn, 1, 0);
+		Plan	   *pp = nn_plan_create(pn, 1, 1);
 
 		nn_gather(pn, pp, img, NULL, 1, NULL);
 		nn_forward(pn, pp, 1, 0, 0);
