@@ -32,7 +32,7 @@
 		VT			acc_[DIRECT_FB][NV]; \
 		float		tmp_[(NV) * (V)]; \
 		_Pragma("GCC unroll 4") for (int q_ = 0; q_ < DIRECT_FB; q_++) \
-			_Pragma("GCC unroll 4") for (int v_ = 0; v_ < (NV); v_++) \
+			_Pragma("GCC unroll 8") for (int v_ = 0; v_ < (NV); v_++) \
 				acc_[q_][v_] = (VT) {0}; \
 		for (int c_ = 0; c_ < l->ic; c_++) \
 			for (int i_ = 0; i_ < l->kh; i_++) \
@@ -42,12 +42,12 @@
 				for (int j_ = 0; j_ < l->kw; j_++) \
 				{ \
 					VT			in_[NV]; \
-					_Pragma("GCC unroll 4") for (int v_ = 0; v_ < (NV); v_++) \
+					_Pragma("GCC unroll 8") for (int v_ = 0; v_ < (NV); v_++) \
 						in_[v_] = *(const VTU *) (row_ + j_ + v_ * (V)); \
 					_Pragma("GCC unroll 4") for (int q_ = 0; q_ < DIRECT_FB; q_++) \
 					{ \
 						VT			wv_ = (VT) {0} + wt_[(size_t) wq[q_] * K + j_]; \
-						_Pragma("GCC unroll 4") for (int v_ = 0; v_ < (NV); v_++) \
+						_Pragma("GCC unroll 8") for (int v_ = 0; v_ < (NV); v_++) \
 							acc_[q_][v_] += wv_ * in_[v_]; \
 					} \
 				} \
@@ -56,7 +56,7 @@
 		{ \
 			float	   *dst_ = y + (((size_t) (f0 + q_) * b + k) * l->oh + oy) * l->ow + ox0; \
 			VT			bv_ = (VT) {0} + bias[f0 + q_]; \
-			_Pragma("GCC unroll 4") for (int v_ = 0; v_ < (NV); v_++) \
+			_Pragma("GCC unroll 8") for (int v_ = 0; v_ < (NV); v_++) \
 			{ \
 				VT			r_ = acc_[q_][v_] + bv_; \
 				if (relu) \
@@ -98,12 +98,22 @@ KT(direct_rows) (void *p, size_t begin, size_t end)
 			/* a short last block repeats its last filter, not stored */
 			for (int q = 0; q < DIRECT_FB; q++)
 				wq[q] = f0 + (q < fb ? q : fb - 1);
-			for (int ox0 = 0; ox0 < l->ow; ox0 += 4 * (V))
+			for (int ox0 = 0, nv; ox0 < l->ow; ox0 += nv * (V))
 			{
-				int			nv = (l->ow - ox0 + (V) - 1) / (V);
-
+				nv = (l->ow - ox0 + (V) - 1) / (V);
+#ifdef KT_DIRECT_NV5
+				/* a row of 65-80 outputs (73: conv1) in one block, not 4 + 1 */
+				if (nv == 5)
+				{
+					KT_DIRECT_BLOCK(5);
+					continue;
+				}
+#endif
 				if (nv >= 4)
+				{
+					nv = 4;
 					KT_DIRECT_BLOCK(4);
+				}
 				else if (nv == 3)
 					KT_DIRECT_BLOCK(3);
 				else if (nv == 2)

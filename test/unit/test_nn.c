@@ -835,14 +835,18 @@ TEST(every_kernel_set_matches_the_plain_path)
 		"{\"input\":[1,40,40],\"layers\":[{\"type\":\"conv2d\",\"filters\":3,\"kernel\":3,\"activation\":\"relu\"},"
 		"{\"type\":\"maxpool\",\"size\":2,\"stride\":2},{\"type\":\"maxpool\",\"size\":3,\"stride\":3},"
 		"{\"type\":\"flatten\"},{\"type\":\"dense\",\"units\":1}]}",
-		WINO_SPEC
+		WINO_SPEC,
+		/* a direct conv with rows of 73 outputs (one block of 5 vectors in avx512) */
+		"{\"input\":[3,6,75],\"layers\":[{\"type\":\"conv2d\",\"filters\":6,\"kernel\":3,\"activation\":\"relu\"},"
+		"{\"type\":\"maxpool\",\"size\":3,\"stride\":2},{\"type\":\"flatten\"},{\"type\":\"dense\",\"units\":1}]}"
 	};
 	int			ran = 0;
 
-	for (int sp = 0; sp < 4; sp++)
+	for (int sp = 0; sp < 5; sp++)
 	{
 		IcemlNet   *net = make_net(specs[sp]);
 		Plan	   *ref_plan,
+				   *ref_ip,
 				   *ref_tp;
 		size_t		img = (size_t) net->c * net->h * net->w;
 		float	   *x = malloc(sizeof(float) * img * 3);
@@ -854,9 +858,16 @@ TEST(every_kernel_set_matches_the_plain_path)
 		for (size_t i = 0; i < img * 3; i++)
 			x[i] = frand(&s);
 		iceml_net_init_params(net, 3);
-		ref_plan = nn_plan_create_with(net, 3, 0, &nn_kernels_generic, 0);
+		/*
+		 * every layer's output: training plans (which keep them all) run as
+		 * inference; and the logits of inference plans (which reuse them)
+		 */
+		ref_plan = nn_plan_create_with(net, 3, 1, &nn_kernels_generic, 0);
 		nn_gather(net, ref_plan, x, NULL, 3, NULL);
 		nn_forward(net, ref_plan, 3, 0, 0);
+		ref_ip = nn_plan_create_with(net, 3, 0, &nn_kernels_generic, 0);
+		nn_gather(net, ref_ip, x, NULL, 3, NULL);
+		nn_forward(net, ref_ip, 3, 0, 0);
 		ref_tp = nn_plan_create_with(net, 3, 1, &nn_kernels_generic, 0);
 		nn_gather(net, ref_tp, x, NULL, 3, NULL);
 		batch_loss(net, ref_tp, 3, y, 1, 1);
@@ -866,7 +877,10 @@ TEST(every_kernel_set_matches_the_plain_path)
 			{
 				const NnKernels *ks = nn_kernel_sets[k];
 				Plan	   *plan,
+						   *ip,
 						   *tp;
+				const float *z0,
+						   *z1;
 				double		worst = 0,
 							big = 0,
 							diff = 0;
@@ -874,7 +888,7 @@ TEST(every_kernel_set_matches_the_plain_path)
 				if (!nn_kernels_supported(ks))
 					continue;
 				ran |= 1 << k;
-				plan = nn_plan_create_with(net, 3, 0, ks, direct);
+				plan = nn_plan_create_with(net, 3, 1, ks, direct);
 				nn_gather(net, plan, x, NULL, 3, NULL);
 				nn_forward(net, plan, 3, 0, 0);
 				for (int l = 0; l < net->nlayers; l++)
@@ -890,6 +904,15 @@ TEST(every_kernel_set_matches_the_plain_path)
 				}
 				CHECK(worst < 1e-5, "spec %d, %s, direct %d: differs from the plain path by %g",
 					  sp, ks->name, direct, worst);
+				ip = nn_plan_create_with(net, 3, 0, ks, direct);
+				nn_gather(net, ip, x, NULL, 3, NULL);
+				z1 = nn_forward(net, ip, 3, 0, 0);
+				z0 = ref_ip->out[net->nlayers - 1];
+				for (int b = 0; b < 3; b++)
+					CHECK(fabs(z0[b] - z1[b]) <= 1e-5 * (1.0 + fabs(z0[b])),
+						  "spec %d, %s, direct %d: inference plan's logit %d %.9g, plain %.9g",
+						  sp, ks->name, direct, b, z1[b], z0[b]);
+				nn_plan_free(ip);
 				tp = nn_plan_create_with(net, 3, 1, ks, direct);
 				nn_gather(net, tp, x, NULL, 3, NULL);
 				batch_loss(net, tp, 3, y, 1, 1);
@@ -908,6 +931,7 @@ TEST(every_kernel_set_matches_the_plain_path)
 		free(g1);
 		free(x);
 		nn_plan_free(ref_plan);
+		nn_plan_free(ref_ip);
 		nn_plan_free(ref_tp);
 		iceml_net_free(net);
 	}
