@@ -228,10 +228,9 @@ KT(direct_grad) (void *p, size_t begin, size_t end)
  * may run past a row's end into the plan's slack; those lanes are not
  * stored.
  */
-static KT_TARGET void
-KT(pool_forward) (void *p, size_t begin, size_t end)
+static KT_TARGET inline __attribute__((always_inline)) void
+KT(pool_planes) (PoolArgs *a, size_t begin, size_t end, const int keep)
 {
-	PoolArgs   *a = p;
 	const Layer *l = a->l;
 	size_t		plane = (size_t) l->ih * l->iw;
 	size_t		oplane = (size_t) l->oh * l->ow;
@@ -242,18 +241,13 @@ KT(pool_forward) (void *p, size_t begin, size_t end)
 				st = l->stride;
 	VI			lane;
 
-	if (st != 1 && st != 2)
-	{
-		nn_pool_forward_scalar(p, begin, end);
-		return;
-	}
 	for (int u = 0; u < (V); u++)
 		lane[u] = u;
 	for (size_t pl = begin; pl < end; pl++)
 	{
 		const float *src = a->x + pl * plane;
 		float	   *dst = a->y + pl * oplane;
-		int32_t    *arg = a->arg ? a->arg + pl * oplane : NULL;
+		int32_t    *arg = keep ? a->arg + pl * oplane : NULL;
 		VT			badd = (VT) {0} + (a->bias ? a->bias[pl / (size_t) a->b] : 0.0f);
 
 		for (int oy = 0; oy < l->oh; oy++)
@@ -287,7 +281,8 @@ KT(pool_forward) (void *p, size_t begin, size_t end)
 							VI			gt = v > m;
 
 							m = (VT) (((VI) v & gt) | ((VI) m & ~gt));
-							best = (at & gt) | (best & ~gt);
+							if (keep)
+								best = (at & gt) | (best & ~gt);
 						}
 					}
 				out = m + badd;
@@ -296,7 +291,7 @@ KT(pool_forward) (void *p, size_t begin, size_t end)
 				if (ox0 + (V) <= ow)
 				{
 					*(VTU *) (dst + oy * ow + ox0) = out;
-					if (arg)
+					if (keep)
 						memcpy(arg + oy * ow + ox0, &best, sizeof(best));
 				}
 				else
@@ -304,11 +299,25 @@ KT(pool_forward) (void *p, size_t begin, size_t end)
 					memcpy(tf, &out, sizeof(tf));
 					memcpy(ti, &best, sizeof(ti));
 					memcpy(dst + oy * ow + ox0, tf, sizeof(float) * (ow - ox0));
-					if (arg)
+					if (keep)
 						memcpy(arg + oy * ow + ox0, ti, sizeof(int32_t) * (ow - ox0));
 				}
 			}
 	}
+}
+
+/* the window winners kept (training) or not (inference: arg NULL) */
+static KT_TARGET void
+KT(pool_forward) (void *p, size_t begin, size_t end)
+{
+	PoolArgs   *a = p;
+
+	if (a->l->stride != 1 && a->l->stride != 2)
+		nn_pool_forward_scalar(p, begin, end);
+	else if (a->arg)
+		KT(pool_planes) (a, begin, end, 1);
+	else
+		KT(pool_planes) (a, begin, end, 0);
 }
 #endif
 
