@@ -57,6 +57,7 @@ OBJS = \
 	src/shard/shipped_model.o \
 	src/shard/remote_trial.o \
 	src/shard/node_trial.o \
+	src/shard/trial_nodes.o \
 	$(NN_OBJS)
 
 # The install script is assembled from one file per topic of src/sql/, in

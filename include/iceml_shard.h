@@ -24,6 +24,23 @@ extern PGresult *ShardNodeExecAutonomous(const char *node, const char *sql, int 
  * Needs a transaction.  Errors name the node.
  */
 extern PGconn *ShardNodeConnect(const char *node, Oid userid);
+/*
+ * Talking to a node with libpq (every file of src/shard): wait for a result
+ * interruptibly (false: the connection was lost), and copy a node's error
+ * out of libpq (res cleared) to be raised with the caller's context.
+ */
+typedef struct ShardNodeError
+{
+	int			code;			/* the node's SQLSTATE, or 08006 */
+	char	   *message;
+	char	   *detail;
+	char	   *hint;
+	char	   *context;
+} ShardNodeError;
+
+extern bool ShardAwaitResult(PGconn *conn);
+extern void ShardTakeNodeError(PGconn *conn, PGresult *res, ShardNodeError *e);
+
 /* Close this session's idle connections to `node` (no remote transaction). */
 extern void ShardCloseNode(const char *node);
 

@@ -129,9 +129,24 @@ extern void FinishStudies(int64 study_id);
  */
 extern bool AshaStops(int64 study_id, int64 run_id, const char *metric,
 					  int min_epochs, int epoch, int epochs);
+/* Is `epoch` of `epochs` one of ASHA's rungs (min_epochs * 3^k, before the last)? */
+extern bool AshaRung(int min_epochs, int epoch, int epochs);
+
+/*
+ * On a node, after `epoch` of a coordinator's trial: at one of its gates
+ * (the ASHA rungs, iceml.trial_gates) wait for the coordinator's decision,
+ * decided there with the study's other trials.  0: go on (released, or no
+ * gate at this epoch); 1: stop(arg) said stop (the coordinator stops a
+ * trial by cancelling it); 2: the coordinator's session that follows the
+ * trial is gone.  Outside a transaction.
+ */
+extern int	TrialGateWait(int64 run_id, int epoch, int epochs, ArrayType *gates,
+						  int (*stop) (void *), void *arg);
 
 /* ---- background workers (src/jobs/bgworker.c) --- */
 
+/* In a worker: wait for the latch or ms; interrupts served unless terminating. */
+extern void WorkerNap(long ms);
 /* In a worker: a short transaction with SPI connected, committed at the end. */
 extern void WorkerBeginTx(void);
 extern void WorkerEndTx(void);

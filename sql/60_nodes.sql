@@ -189,6 +189,13 @@ SELECT * FROM iceml.shard_histogram('iceml_fs.unsharded_1', ARRAY['angle'], ARRA
 -- a node with shards is not dropped; dropping the group drops the nodes' groups
 SELECT iceml.drop_node('a');
 SELECT iceml.drop_node('nope');
+-- node b lost its group (rebuilt, restored without it): the coordinator's
+-- group still drops, with a warning naming the node
+\c iceml_regress_node_b
+SELECT iceml.drop_feature_group('iceml_fs.sharded_1', cascade => true);
+\c :regdb
+\set VERBOSITY terse
+\set SHOW_CONTEXT never
 SET ROLE iceml_regress_shard_user;
 SELECT iceml.drop_feature_group('iceml_fs.sharded_1');
 RESET ROLE;

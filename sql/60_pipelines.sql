@@ -147,6 +147,12 @@ SELECT iceml.run_pipeline('p', '{"feature_group": {"name": "x"}, "tune": {"searc
 \echo :LAST_ERROR_SQLSTATE
 SELECT iceml.run_pipeline('p', '{"feature_group": {"name": "x"}, "tune": {"search_space": {}, "hyperparams": {"asha_min_epochs": 0.5}}}');
 \echo :LAST_ERROR_SQLSTATE
+SELECT iceml.run_pipeline('p', '{"feature_group": {"name": "x"}, "tune": {"search_space": {}, "nodes": "n1"}}');
+\echo :LAST_ERROR_SQLSTATE
+SELECT iceml.run_pipeline('p', '{"feature_group": {"name": "x"}, "tune": {"search_space": {}, "nodes": []}}');
+\echo :LAST_ERROR_SQLSTATE
+SELECT iceml.run_pipeline('p', '{"feature_group": {"name": "x"}, "tune": {"search_space": {}, "nodes": ["n1", 2]}}');
+\echo :LAST_ERROR_SQLSTATE
 SELECT iceml.run_pipeline('p', '{"feature_group": {"name": "x"}, "train": {}, "evaluate": {"split": 1}}');
 \echo :LAST_ERROR_SQLSTATE
 SELECT iceml.run_pipeline('p', '{"feature_group": {"name": "x"}, "train": {}, "evaluate": {"metric": "auc"}}');

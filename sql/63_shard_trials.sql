@@ -127,7 +127,45 @@ SELECT status, epochs, hyperparams->>'deploy' AS deploy,
 -- still queued: not forgotten
 SELECT iceml.forget_trial(:node_run);
 ROLLBACK;
+-- gates (an ASHA study's rungs): the trial waits there for its coordinator,
+-- this session, until released; only the trial's role releases it
+BEGIN;
+SELECT iceml.run_trial('tr', ('iceml_td.' || :'key')::regclass, 'tiny_cnn', :'spec',
+                       '{"epochs": 9}', 'is_iceberg', 'test', 'x', '{"coordinator_run": 1}', 1, '{1,3}') AS gated_run \gset
+SELECT epoch, follower = pg_backend_pid() AS follower_is_caller, released FROM iceml.trial_gates
+ WHERE run_id = :gated_run ORDER BY epoch;
+SET ROLE iceml_regress_other;
+SELECT iceml.release_trial(:gated_run, 1) AS others_release;
+SET ROLE iceml_regress_noderole;
+SELECT iceml.release_trial(:gated_run, 1) AS released, iceml.release_trial(:gated_run, 2) AS no_gate_at_2;
+SELECT epoch, released FROM iceml.trial_gates WHERE run_id = :gated_run ORDER BY epoch;
+ROLLBACK;
+SELECT count(*) AS runs, (SELECT count(*) FROM iceml.trial_gates) AS gates FROM iceml.runs;
+-- gates must be epochs before the last; nothing is queued otherwise
+SELECT iceml.run_trial('tr', ('iceml_td.' || :'key')::regclass, 'tiny_cnn', :'spec',
+                       '{"epochs": 3}', 'is_iceberg', 'test', 'x', '{"coordinator_run": 1}', 1, '{3}');
+SELECT iceml.run_trial('tr', ('iceml_td.' || :'key')::regclass, 'tiny_cnn', :'spec',
+                       '{"epochs": 3}', 'is_iceberg', 'test', 'x', '{"coordinator_run": 1}', 1, '{1,NULL}');
+SELECT iceml.run_trial('tr', ('iceml_td.' || :'key')::regclass, 'tiny_cnn', :'spec',
+                       '{"epochs": 3}', 'is_iceberg', 'test', 'x', '{"coordinator_run": 1}', 1, '{{1},{2}}');
 SELECT count(*) AS runs FROM iceml.runs;
+-- a trial whose coordinator's session goes away while it waits at a gate
+-- fails (it would otherwise hold a worker for ever)
+INSERT INTO iceml_td.:"key"
+SELECT 'c' || o, s.band_1, s.band_2, s.inc_angle, s.is_iceberg, CASE WHEN o % 4 = 0 THEN 'test' ELSE 'train' END
+  FROM iceml.synthesize_statoil(32, 3) WITH ORDINALITY s(id, band_1, band_2, inc_angle, is_iceberg, o);
+SELECT iceml.run_trial('tr', ('iceml_td.' || :'key')::regclass, 'tiny_cnn', :'spec',
+                       '{"epochs": 3, "batch_size": 8}', 'is_iceberg', 'test', 'x', '{"coordinator_run": 1}', 1, '{1}') AS orphan_run \gset
+\c iceml_regress_trial_node
+\set VERBOSITY terse
+\set SHOW_CONTEXT never
+SET ROLE iceml_regress_noderole;
+SET client_min_messages = warning;
+SELECT iceml.wait(:orphan_run, '120 s') AS orphan_status;
+RESET client_min_messages;
+SELECT error, (SELECT max(epoch) FROM iceml.run_metrics m WHERE m.run_id = r.id) AS epochs_run
+  FROM iceml.runs r WHERE id = :orphan_run;
+SELECT iceml.forget_trial(:orphan_run) AS copy_dropped;
 -- forget_trial: unknown runs, others' runs
 SELECT iceml.forget_trial(424242);
 SELECT iceml.forget_trial(NULL);
@@ -155,7 +193,6 @@ SELECT iceml.hand_over_inferences(-1);
 SELECT iceml.hand_over_inferences(NULL);
 SELECT iceml.hand_over_inferences(0) AS nothing_logged;
 RESET ROLE;
-DROP TABLE iceml_td.:"key";
 DELETE FROM iceml.models;
 DROP TABLE copy;
 DROP ROLE iceml_regress_noderole;

@@ -8,6 +8,8 @@
 #include "postgres.h"
 
 #include "miscadmin.h"
+#include "pgstat.h"
+#include "storage/latch.h"
 #include "tcop/tcopprot.h"
 #include "utils/snapmgr.h"
 
@@ -44,6 +46,21 @@ OwnerExec(const char *sql, int nargs, Oid *types, Datum *values, const char *nul
 	RestoreUser(&own);
 	WorkerEndTx();
 	return n;
+}
+
+/*
+ * A worker's nap between polls: the latch or ms, whichever comes first;
+ * interrupts are served unless a terminate is pending (the caller notices
+ * ProcDiePending itself and records why it stops).
+ */
+void
+WorkerNap(long ms)
+{
+	(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+					 ms, PG_WAIT_EXTENSION);
+	ResetLatch(MyLatch);
+	if (!ProcDiePending)
+		CHECK_FOR_INTERRUPTS();
 }
 
 /*

@@ -16,7 +16,10 @@
 #include "fmgr.h"
 #include "miscadmin.h"
 #include "utils/acl.h"
+#include "utils/array.h"
+#include "utils/backend_status.h"
 #include "utils/builtins.h"
+#include "utils/timestamp.h"
 
 #include "iceml_catalog.h"
 #include "iceml.h"
@@ -194,23 +197,30 @@ iceml_record_invalid_trial(PG_FUNCTION_ARGS)
  * have reached that rung so far.
  */
 bool
+AshaRung(int min_epochs, int epoch, int epochs)
+{
+	int			rung = min_epochs;
+
+	if (min_epochs <= 0)
+		return false;
+	while (rung < epoch)
+		rung *= 3;
+	return rung == epoch && epoch < epochs;
+}
+
+bool
 AshaStops(int64 study_id, int64 run_id, const char *metric, int min_epochs,
 		  int epoch, int epochs)
 {
 	IcemlOwnerContext own;
 	const StudyMetric *m = StoredStudyMetric(metric);
-	int			rung = min_epochs;
 	Datum		args[3];
 	Oid			types[3] = {INT8OID, INT4OID, INT8OID};
 	Datum		d;
 	int64		better,
 				total;
 
-	if (min_epochs <= 0)
-		return false;
-	while (rung < epoch)
-		rung *= 3;
-	if (rung != epoch || epoch >= epochs)
+	if (!AshaRung(min_epochs, epoch, epochs))
 		return false;
 
 	BecomeCatalogOwner(&own);
@@ -234,6 +244,87 @@ AshaStops(int64 study_id, int64 run_id, const char *metric, int min_epochs,
 
 	/* go on while fewer than ceil(total / 3) trials are better */
 	return better >= (total + 2) / 3;
+}
+
+/*
+ * A trial of a coordinator's study waiting at a gate here (a rung: see
+ * iceml.trial_gates): 1 when the coordinator released it, -1 when the
+ * coordinator's session that follows it (process id and start time, so a
+ * reused process id is not taken for it) is gone, 0 while it waits.  Needs
+ * a worker transaction: each one reads the sessions afresh.
+ */
+static int
+TrialGateState(int64 run_id, int epoch)
+{
+	IcemlOwnerContext own;
+	Datum		args[2] = {Int64GetDatum(run_id), Int32GetDatum(epoch)};
+	Oid			types[2] = {INT8OID, INT4OID};
+	Datum		d;
+	bool		released;
+	int			pid;
+	TimestampTz start;
+	int			n;
+
+	BecomeCatalogOwner(&own);
+	if (SpiExec("SELECT g.released, g.follower, g.follower_start FROM iceml.trial_gates g"
+				" WHERE g.run_id OPERATOR(pg_catalog.=) $1 AND g.epoch OPERATOR(pg_catalog.=) $2",
+				2, types, args, NULL) != 1)
+	{
+		RestoreUser(&own);
+		return 1;				/* no gate (any more): go on */
+	}
+	SpiGetDatum(0, 1, &d);
+	released = DatumGetBool(d);
+	SpiGetDatum(0, 2, &d);
+	pid = DatumGetInt32(d);
+	SpiGetDatum(0, 3, &d);
+	start = DatumGetTimestampTz(d);
+	RestoreUser(&own);
+	if (released)
+		return 1;
+	n = pgstat_fetch_stat_numbackends();
+	for (int i = 1; i <= n; i++)
+	{
+		LocalPgBackendStatus *b = pgstat_fetch_stat_local_beentry(i);
+
+		if (b && b->backendStatus.st_procpid == pid &&
+			b->backendStatus.st_proc_start_timestamp == start)
+			return 0;
+	}
+	return -1;
+}
+
+int
+TrialGateWait(int64 run_id, int epoch, int epochs, ArrayType *gates,
+			  int (*stop) (void *), void *arg)
+{
+	Datum	   *elems;
+	int			n;
+	bool		gate = false;
+
+	if (gates == NULL)
+		return 0;
+	deconstruct_array_builtin(gates, INT4OID, &elems, NULL, &n);
+	for (int i = 0; i < n; i++)
+		gate |= DatumGetInt32(elems[i]) == epoch;
+	if (!gate)
+		return 0;
+	pgstat_report_activity(STATE_RUNNING,
+						   psprintf("epoch %d of %d: waiting for the coordinator's ASHA decision",
+									epoch, epochs));
+	for (;;)
+	{
+		int			state;
+
+		WorkerBeginTx();
+		state = TrialGateState(run_id, epoch);
+		WorkerEndTx();
+		if (state != 0)
+			return state > 0 ? 0 : 2;
+		if (stop(arg) != 0)
+			return 1;
+		WorkerNap(50);
+	}
 }
 
 /* ---- the end of a study ------------------------------------------------------ */

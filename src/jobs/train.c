@@ -53,6 +53,7 @@ typedef struct TrainJob
 	char	   *study_metric;	/* within an ASHA study */
 	int			asha_min_epochs;	/* 0 unless the study is ASHA */
 	int			resume_epoch;	/* last checkpointed epoch, 0 for a fresh start */
+	ArrayType  *gates;			/* a coordinator's trial: epochs to wait at */
 
 	/* data: raw channels, N x C x H x W */
 	int			c,
@@ -96,7 +97,9 @@ LoadJob(TrainJob *job)
 				"       r.val_split, r.channels, r.hyperparams, r.epochs,"
 				"       COALESCE(r.study_id, 0), s.metric, s.strategy,"
 				"       (s.hyperparams OPERATOR(pg_catalog.->>) 'asha_min_epochs')::pg_catalog.int4,"
-				"       (SELECT c.epoch FROM iceml.checkpoints c WHERE c.run_id OPERATOR(pg_catalog.=) r.id)"
+				"       (SELECT c.epoch FROM iceml.checkpoints c WHERE c.run_id OPERATOR(pg_catalog.=) r.id),"
+				"       (SELECT pg_catalog.array_agg(g.epoch) FROM iceml.trial_gates g"
+				"         WHERE g.run_id OPERATOR(pg_catalog.=) r.id)"
 				"  FROM iceml.runs r LEFT JOIN iceml.studies s ON s.id OPERATOR(pg_catalog.=) r.study_id"
 				" WHERE r.id OPERATOR(pg_catalog.=) $1",
 				1, &type, &arg, NULL) != 1)
@@ -155,6 +158,7 @@ LoadJob(TrainJob *job)
 		job->asha_min_epochs = SpiGetDatum(0, 11, &d) ? Max(DatumGetInt32(d), 1) : 1;
 	}
 	job->resume_epoch = SpiGetDatum(0, 12, &d) ? DatumGetInt32(d) : 0;
+	job->gates = SpiGetDatum(0, 13, &d) ? DatumGetArrayTypePCopy(d) : NULL;
 
 	/* the one parser: the stored object was resolved by it at queue time */
 	(void) ResolveHyperparams(hp, InvalidOid, &job->run);
@@ -401,6 +405,13 @@ BatchCallback(void *arg, int64_t done, int64_t total, double batch_loss)
 	return job->cancelled ? 1 : 0;
 }
 
+/* a gate's wait stops on a cancel or terminate, as a batch does */
+static int
+GateStop(void *arg)
+{
+	return BatchCallback(arg, 0, 0, 0);
+}
+
 /* ---- the run ------------------------------------------------------------- */
 
 /* an engine message for a failed allocation: 53200, else the given code */
@@ -462,6 +473,8 @@ Train(TrainJob *job)
 	IcemlMetrics best_metrics;
 	int64		n_acc;
 	const char *end_status = "succeeded";
+	const char *failure = NULL; /* why, when "failed" other than by a shutdown */
+	int			gate;
 
 	/* the limits again, before allocating: they may have changed since */
 	IcemlCheckSpecLimits(psprintf("the architecture of run %lld", (long long) job->id),
@@ -645,6 +658,19 @@ Train(TrainJob *job)
 
 		if (job->run.patience > 0 && job->n_val > 0 && bad_epochs >= job->run.patience)
 			break;				/* early stopping: keep the best epoch */
+		gate = TrialGateWait(job->id, epoch, job->epochs, job->gates, GateStop, job);
+		if (gate == 1)
+		{
+			end_status = job->terminated ? "failed" : "cancelled";
+			break;
+		}
+		if (gate == 2)
+		{
+			end_status = "failed";
+			failure = psprintf("the coordinator's session that follows this trial went away while it waited at epoch %d for the ASHA decision",
+							   epoch);
+			break;
+		}
 		if (job->study_metric)
 		{
 			bool		stop;
@@ -683,6 +709,7 @@ Train(TrainJob *job)
 		/* a shutdown is pending: record why before it takes the worker */
 		HOLD_INTERRUPTS();
 		FinishRun(job->id, job->study_id, job->c, "failed",
+				  failure ? failure :
 				  "the worker was asked to terminate (server shutdown or pg_terminate_backend); iceml.resume() continues from the last checkpoint",
 				  NULL, NULL, 0, NULL, best_epoch);
 		RESUME_INTERRUPTS();

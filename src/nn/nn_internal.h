@@ -161,6 +161,11 @@ nn_params_changed(IcemlNet *net)
 extern IcemlNet *nn_build(const char *spec_json, char *err, size_t errlen);
 /* the same without parameters (iceml_net_describe) */
 extern IcemlNet *nn_build_shapes(const char *spec_json, char *err, size_t errlen);
+/* the spec's name of each LayerType */
+extern const char *const nn_layer_type_names[];
+
+/* spec_canonical.c: the canonical spec of a built net (malloc'd) */
+extern char *nn_spec_canonical(const IcemlNet *net);
 
 /* kernels.c: the kernel set and BLAS core, once; 0 or -1 with err */
 extern int	nn_init(char *err, size_t errlen);

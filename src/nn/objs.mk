@@ -1,6 +1,6 @@
 # The CNN engine: plain C, no PostgreSQL headers; linked into iceml.so and
 # built on its own by test/unit and test/bench.  What lives where:
-#   spec.c builtin.c                  architecture specs, the built-in ones
+#   spec.c spec_canonical.c builtin.c architecture specs, written back, built in
 #   net.c trainer.c memory.c          nets, training, models (the API)
 #   plan.c                            memory plans and their kernel choices
 #   engine.c                          the forward and backward passes
@@ -10,6 +10,7 @@
 #   side.c views.c                    side inputs, test-time augmentation's views
 NN_OBJS = \
 	src/nn/spec.o \
+	src/nn/spec_canonical.o \
 	src/nn/builtin.o \
 	src/nn/net.o \
 	src/nn/trainer.o \

@@ -1,7 +1,7 @@
 /*
- * spec.c - architecture specs: parse (json-c), check, infer shapes, lay out
- * parameters, and write the canonical form back.  The built-in specs are in
- * builtin.c.
+ * spec.c - architecture specs: parse (json-c), check, infer shapes and lay
+ * out parameters.  The canonical form written back is spec_canonical.c's,
+ * the built-in specs are in builtin.c.
  */
 #include <math.h>
 #include <stdarg.h>
@@ -16,7 +16,7 @@
 #define MAX_LAYERS 256
 #define MAX_DIM 4096
 
-static const char *const type_names[] = {
+const char *const nn_layer_type_names[] = {
 	"conv2d", "maxpool", "dense", "relu", "sigmoid", "dropout", "batchnorm", "flatten", "gap", "side"
 };
 
@@ -57,9 +57,9 @@ static const char *
 where(const Layer *l, int i, char *buf, size_t len)
 {
 	if (l->name[0])
-		snprintf(buf, len, "layer %d (%s \"%s\")", i, type_names[l->type], l->name);
+		snprintf(buf, len, "layer %d (%s \"%s\")", i, nn_layer_type_names[l->type], l->name);
 	else
-		snprintf(buf, len, "layer %d (%s)", i, type_names[l->type]);
+		snprintf(buf, len, "layer %d (%s)", i, nn_layer_type_names[l->type]);
 	return buf;
 }
 
@@ -265,7 +265,7 @@ parse_layer(json_object *obj, int i, Layer *l, IcemlNet *net, SpecError *e)
 	}
 	type = json_object_get_string(tv);
 	for (t = 0; t <= L_SIDE; t++)
-		if (strcmp(type, type_names[t]) == 0)
+		if (strcmp(type, nn_layer_type_names[t]) == 0)
 			break;
 	if (t > L_SIDE)
 	{
@@ -584,92 +584,6 @@ infer_shapes(IcemlNet *net, SpecError *e)
 	return 0;
 }
 
-/* The canonical spec: every layer with all its options. */
-static char *
-canonical(const IcemlNet *net)
-{
-	json_object *root = json_object_new_object();
-	json_object *input = json_object_new_array();
-	json_object *layers = json_object_new_array();
-	static const char *const acts[] = {"linear", "relu", "sigmoid"};
-	char	   *out;
-
-	json_object_array_add(input, json_object_new_int(net->c));
-	json_object_array_add(input, json_object_new_int(net->h));
-	json_object_array_add(input, json_object_new_int(net->w));
-	json_object_object_add(root, "input", input);
-	for (int i = 0; i < net->nlayers; i++)
-	{
-		const Layer *l = &net->layers[i];
-		json_object *o = json_object_new_object();
-
-		json_object_object_add(o, "type", json_object_new_string(type_names[l->type]));
-		if (l->name[0])
-			json_object_object_add(o, "name", json_object_new_string(l->name));
-		if (l->group[0])
-			json_object_object_add(o, "group", json_object_new_string(l->group));
-		switch (l->type)
-		{
-			case L_CONV:
-				json_object_object_add(o, "filters", json_object_new_int(l->filters));
-				if (l->kh == l->kw)
-					json_object_object_add(o, "kernel", json_object_new_int(l->kh));
-				else
-				{
-					json_object *k = json_object_new_array();
-
-					json_object_array_add(k, json_object_new_int(l->kh));
-					json_object_array_add(k, json_object_new_int(l->kw));
-					json_object_object_add(o, "kernel", k);
-				}
-				json_object_object_add(o, "stride", json_object_new_int(l->stride));
-				json_object_object_add(o, "padding", json_object_new_string(l->same ? "same" : "valid"));
-				json_object_object_add(o, "activation", json_object_new_string(acts[l->act]));
-				break;
-			case L_POOL:
-				if (l->kh == l->kw)
-					json_object_object_add(o, "size", json_object_new_int(l->kh));
-				else
-				{
-					json_object *k = json_object_new_array();
-
-					json_object_array_add(k, json_object_new_int(l->kh));
-					json_object_array_add(k, json_object_new_int(l->kw));
-					json_object_object_add(o, "size", k);
-				}
-				json_object_object_add(o, "stride", json_object_new_int(l->stride));
-				break;
-			case L_DENSE:
-				json_object_object_add(o, "units", json_object_new_int(l->units));
-				json_object_object_add(o, "activation", json_object_new_string(acts[l->act]));
-				break;
-			case L_DROPOUT:
-				json_object_object_add(o, "rate", json_object_new_double((double) l->rate));
-				break;
-			case L_BATCHNORM:
-				json_object_object_add(o, "momentum", json_object_new_double((double) l->bn_momentum));
-				json_object_object_add(o, "epsilon", json_object_new_double((double) l->bn_epsilon));
-				break;
-			case L_SIDE:
-				{
-					json_object *names = json_object_new_array();
-
-					for (int k = 0; k < net->nside; k++)
-						json_object_array_add(names, json_object_new_string(net->side_name[k]));
-					json_object_object_add(o, "inputs", names);
-					break;
-				}
-			default:
-				break;
-		}
-		json_object_array_add(layers, o);
-	}
-	json_object_object_add(root, "layers", layers);
-	out = strdup(json_object_to_json_string_ext(root, JSON_C_TO_STRING_PLAIN));
-	json_object_put(root);
-	return out;
-}
-
 /*
  * Parse, check and infer shapes; with_params allocates the parameters too
  * (without, the net only describes itself: counts, shapes, canonical spec).
@@ -754,7 +668,7 @@ build(const char *spec_json, int with_params, char *err, size_t errlen)
 		goto bad;
 	if (!with_params)
 	{
-		net->spec = canonical(net);
+		net->spec = nn_spec_canonical(net);
 		if (net->spec == NULL)
 		{
 			fail(&e, "out of memory");
@@ -787,7 +701,7 @@ build(const char *spec_json, int with_params, char *err, size_t errlen)
 				net->state[l->s_off + l->ic + k] = 1.0f;
 			}
 	}
-	net->spec = canonical(net);
+	net->spec = nn_spec_canonical(net);
 	json_object_put(root);
 	return net;
 

@@ -10,13 +10,53 @@
 #include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
+#include "utils/timestamp.h"
 
 #include "iceml.h"
 #include "iceml_worker.h"
 
 /*
+ * The epochs at which the trial waits for the coordinator's decision (an
+ * ASHA study's rungs, before its last epoch), followed by this session:
+ * the trial fails if it is gone while the trial waits (src/jobs/train.c).
+ */
+static void
+AddGates(int64 run_id, ArrayType *gates, int epochs)
+{
+	Datum	   *elems;
+	bool	   *nulls;
+	int			n;
+	Oid			types[4] = {INT8OID, INT4OID, INT4OID, TIMESTAMPTZOID};
+	Datum		v[4];
+	IcemlOwnerContext own;
+
+	if (ARR_NDIM(gates) > 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("gates must be a one-dimensional array of epochs")));
+	deconstruct_array_builtin(gates, INT4OID, &elems, &nulls, &n);
+	v[0] = Int64GetDatum(run_id);
+	v[2] = Int32GetDatum(MyProcPid);
+	v[3] = TimestampTzGetDatum(MyStartTimestamp);
+	for (int i = 0; i < n; i++)
+	{
+		if (nulls[i] || DatumGetInt32(elems[i]) < 1 || DatumGetInt32(elems[i]) >= epochs)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("gate %s is not an epoch before the trial's last (%d)",
+							nulls[i] ? "NULL" : psprintf("%d", DatumGetInt32(elems[i])), epochs),
+					 errhint("Gates are the epochs of an ASHA study's rungs.")));
+		v[1] = elems[i];
+		BecomeCatalogOwner(&own);
+		SpiExec("INSERT INTO iceml.trial_gates (run_id, epoch, follower, follower_start) VALUES ($1, $2, $3, $4)"
+				" ON CONFLICT DO NOTHING", 4, types, v, NULL);
+		RestoreUser(&own);
+	}
+}
+
+/*
  * iceml._run_trial(experiment, training_data, architecture, spec,
- * hyperparams, label, val_split, trial, lineage, threads_share): run by the
+ * hyperparams, label, val_split, trial, lineage, threads_share, gates): run by the
  * gate iceml.run_trial as the catalog owner for a coordinator's trial
  * worker.  The run trains on a dataset copy of the caller's (received by
  * iceml.receive_trial_data) with this server's workers and threads
@@ -120,6 +160,8 @@ iceml_run_trial_impl(PG_FUNCTION_ARGS)
 					   " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)"
 					   " RETURNING id",
 					   15, types, v, n);
+	if (!PG_ARGISNULL(10))
+		AddGates(id, PG_GETARG_ARRAYTYPE_P(10), cfg.train.epochs);
 	SPI_finish();
 	LaunchAtCommit(id, IcemlCaller(), GetSessionUserId());
 	PG_RETURN_INT64(id);

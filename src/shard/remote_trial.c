@@ -34,11 +34,8 @@
 
 #include <math.h>
 
-#include "foreign/foreign.h"
 #include "libpq/pqformat.h"
 #include "pgstat.h"
-#include "storage/latch.h"
-#include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
@@ -80,26 +77,14 @@ typedef struct RemoteTrial
 static void
 NodeFailed(RemoteTrial *rt, PGresult *res, const char *what)
 {
-	const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
-	const char *msg = res ? PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY) : NULL;
-	const char *detail = res ? PQresultErrorField(res, PG_DIAG_MESSAGE_DETAIL) : NULL;
-	const char *hint = res ? PQresultErrorField(res, PG_DIAG_MESSAGE_HINT) : NULL;
-	int			code = ERRCODE_CONNECTION_FAILURE;
-	char	   *m = msg ? pstrdup(msg) : pchomp(PQerrorMessage(rt->conn));
-	char	   *d = detail ? pstrdup(detail) : NULL;
-	char	   *h = hint ? pstrdup(hint) : NULL;
+	ShardNodeError e;
 
-	if (state && strlen(state) == 5)
-		code = MAKE_SQLSTATE(state[0], state[1], state[2], state[3], state[4]);
-	if (res)
-		PQclear(res);
-	if (m[0] == '\0')
-		m = pstrdup("the connection was lost");
+	ShardTakeNodeError(rt->conn, res, &e);
 	ereport(ERROR,
-			(errcode(code),
-			 errmsg("node \"%s\": %s", rt->node, m),
-			 d ? errdetail_internal("%s", d) : 0,
-			 h ? errhint("%s", h) : 0,
+			(errcode(e.code),
+			 errmsg("node \"%s\": %s", rt->node, e.message),
+			 e.detail ? errdetail_internal("%s", e.detail) : 0,
+			 e.hint ? errhint("%s", e.hint) : 0,
 			 errcontext("trial run %lld on node \"%s\": %s", (long long) rt->run_id, rt->node, what)));
 }
 
@@ -111,33 +96,17 @@ static PGresult *
 NodeResult(RemoteTrial *rt, const char *sql)
 {
 	PGresult   *res;
+	PGresult   *extra;
 
-	while (PQisBusy(rt->conn))
-	{
-		int			rc = WaitLatchOrSocket(MyLatch,
-										   WL_LATCH_SET | WL_SOCKET_READABLE | WL_EXIT_ON_PM_DEATH,
-										   PQsocket(rt->conn), -1L, PG_WAIT_EXTENSION);
-
-		if (rc & WL_LATCH_SET)
-		{
-			ResetLatch(MyLatch);
-			CHECK_FOR_INTERRUPTS();
-		}
-		if ((rc & WL_SOCKET_READABLE) && !PQconsumeInput(rt->conn))
-			NodeFailed(rt, NULL, sql);
-	}
+	if (!ShardAwaitResult(rt->conn))
+		NodeFailed(rt, NULL, sql);
 	res = PQgetResult(rt->conn);
 	if (res && PQresultStatus(res) == PGRES_COPY_IN)
 		return res;				/* the COPY's data goes next */
-	{
-		PGresult   *extra;
-
-		while ((extra = PQgetResult(rt->conn)) != NULL)
-			PQclear(extra);
-	}
+	while (ShardAwaitResult(rt->conn) && (extra = PQgetResult(rt->conn)) != NULL)
+		PQclear(extra);
 	if (res == NULL || (PQresultStatus(res) != PGRES_COMMAND_OK &&
-						PQresultStatus(res) != PGRES_TUPLES_OK &&
-						PQresultStatus(res) != PGRES_COPY_IN))
+						PQresultStatus(res) != PGRES_TUPLES_OK))
 		NodeFailed(rt, res, sql);
 	return res;
 }
@@ -219,9 +188,6 @@ LoadTrial(RemoteTrial *rt)
 	rt->study_metric = CopyText(16);
 	SpiGetDatum(0, 17, &d);
 	rt->asha_min_epochs = DatumGetInt32(d);
-	/* a resumed trial starts again on its node */
-	SpiExec("UPDATE iceml.remote_trials SET node_run = NULL, queued_at = NULL"
-			" WHERE run_id OPERATOR(pg_catalog.=) $1", 1, &type, &arg, NULL);
 	RestoreUser(&own);
 	WorkerEndTx();
 }
@@ -322,6 +288,27 @@ SendDataset(RemoteTrial *rt, const char *columns_sql)
 	return n;
 }
 
+/*
+ * The epochs at which the trial waits on the node for ASHA's decision here
+ * (its rungs before the last epoch), as an int4[] literal; NULL outside an
+ * ASHA study.
+ */
+static char *
+Gates(RemoteTrial *rt)
+{
+	StringInfoData buf;
+
+	if (rt->study_metric == NULL)
+		return NULL;
+	initStringInfo(&buf);
+	appendStringInfoChar(&buf, '{');
+	for (int e = 1; e < rt->epochs; e++)
+		if (AshaRung(rt->asha_min_epochs, e, rt->epochs))
+			appendStringInfo(&buf, "%s%d", buf.len > 1 ? "," : "", e);
+	appendStringInfoChar(&buf, '}');
+	return buf.data;
+}
+
 static void
 QueueOnNode(RemoteTrial *rt)
 {
@@ -331,7 +318,7 @@ QueueOnNode(RemoteTrial *rt)
 	Datum		arg = ObjectIdGetDatum(rt->dataset);
 	Oid			type = OIDOID;
 	PGresult   *res;
-	const char *params[10];
+	const char *params[11];
 	char	   *hp;
 	int64		sent = -1;
 
@@ -387,10 +374,11 @@ QueueOnNode(RemoteTrial *rt)
 	params[8] = psprintf("{\"coordinator_run\": %lld, \"study\": %lld, \"coordinator_lineage\": %s}",
 						 (long long) rt->run_id, (long long) rt->study_id, rt->lineage);
 	params[9] = rt->threads_share > 0 ? psprintf("%d", rt->threads_share) : NULL;
+	params[10] = Gates(rt);
 	res = NodeExec(rt, psprintf("SELECT iceml.run_trial($1, pg_catalog.format('iceml_td.%%I', $2::pg_catalog.text)::pg_catalog.regclass,"
 								" $3, $4::pg_catalog.jsonb, %s, $6, $7, $8, $9::pg_catalog.jsonb,"
-								" $10::pg_catalog.int4)", hp),
-				   10, params, 0);
+								" $10::pg_catalog.int4, $11::pg_catalog.int4[])", hp),
+				   11, params, 0);
 	if (PQntuples(res) != 1 || PQgetisnull(res, 0, 0))
 		NodeFailed(rt, res, "iceml.run_trial");
 	rt->node_run = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
@@ -425,6 +413,19 @@ CancelOnNode(RemoteTrial *rt)
 
 	snprintf(id, sizeof(id), "%lld", (long long) rt->node_run);
 	PQclear(NodeExec(rt, "SELECT iceml.cancel($1::pg_catalog.int8)", 1, p, 0));
+}
+
+/* the trial waiting at a rung goes on */
+static void
+ReleaseOnNode(RemoteTrial *rt, int epoch)
+{
+	char		id[32];
+	char		ep[16];
+	const char *p[2] = {id, ep};
+
+	snprintf(id, sizeof(id), "%lld", (long long) rt->node_run);
+	snprintf(ep, sizeof(ep), "%d", epoch);
+	PQclear(NodeExec(rt, "SELECT iceml.release_trial($1::pg_catalog.int8, $2::pg_catalog.int4)", 2, p, 0));
 }
 
 /* the kept model of the node's run, recorded here as the run's */
@@ -565,7 +566,9 @@ FollowTrial(RemoteTrial *rt)
 						has_val ? &val : NULL, ResultFloat(ep, i, 6), NULL, 0, NULL, 0,
 						Min(best_epoch, epoch));
 			reported = epoch;
-			if (rt->study_metric && !stop_sent && !cancel_sent && epoch < rt->epochs)
+			/* a rung: the trial waits there for this decision */
+			if (rt->study_metric && !stop_sent && !cancel_sent &&
+				AshaRung(rt->asha_min_epochs, epoch, rt->epochs))
 			{
 				bool		stop;
 
@@ -578,6 +581,8 @@ FollowTrial(RemoteTrial *rt)
 					CancelOnNode(rt);
 					stop_sent = true;
 				}
+				else
+					ReleaseOnNode(rt, epoch);
 			}
 		}
 		PQclear(ep);
@@ -612,26 +617,29 @@ FollowTrial(RemoteTrial *rt)
 			CancelOnNode(rt);
 			cancel_sent = true;
 		}
-		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-						 POLL_MS, PG_WAIT_EXTENSION);
-		ResetLatch(MyLatch);
-		if (!ProcDiePending)
-			CHECK_FOR_INTERRUPTS();
+		WorkerNap(POLL_MS);
 	}
 }
 
-/* The node forgets a finished trial; a failure there is only logged. */
+/*
+ * The node forgets the node run of trial `run_id` (its run, model and,
+ * with the last trial of its dataset copy, the copy), which is recorded
+ * here; a run the node no longer has counts as forgotten.  A failure there
+ * is only logged: the next trial of this role on the node tries again.
+ */
 static void
-Forget(RemoteTrial *rt)
+ForgetNodeRun(RemoteTrial *rt, int64 run_id, int64 node_run)
 {
 	char		id[32];
 	const char *p[1] = {id};
 	MemoryContext ctx = CurrentMemoryContext;
+	volatile bool gone = false;
 
-	snprintf(id, sizeof(id), "%lld", (long long) rt->node_run);
+	snprintf(id, sizeof(id), "%lld", (long long) node_run);
 	PG_TRY();
 	{
 		PQclear(NodeExec(rt, "SELECT iceml.forget_trial($1::pg_catalog.int8)", 1, p, 0));
+		gone = true;
 	}
 	PG_CATCH();
 	{
@@ -640,11 +648,68 @@ Forget(RemoteTrial *rt)
 		MemoryContextSwitchTo(ctx);
 		edata = CopyErrorData();
 		FlushErrorState();
-		ereport(WARNING,
-				(errmsg("iceml: trial run %lld: node \"%s\" did not forget its run %lld: %s",
-						(long long) rt->run_id, rt->node, (long long) rt->node_run, edata->message)));
+		if (edata->sqlerrcode == ERRCODE_UNDEFINED_OBJECT)
+			gone = true;
+		else
+			ereport(WARNING,
+					(errmsg("iceml: trial run %lld: node \"%s\" did not forget its run %lld: %s",
+							(long long) run_id, rt->node, (long long) node_run, edata->message)));
 	}
 	PG_END_TRY();
+	if (gone)
+	{
+		Datum		v[1] = {Int64GetDatum(run_id)};
+		Oid			t[1] = {INT8OID};
+
+		OwnerExec("UPDATE iceml.remote_trials SET forgotten_at = pg_catalog.now()"
+				  " WHERE run_id OPERATOR(pg_catalog.=) $1", 1, t, v, NULL);
+	}
+}
+
+/*
+ * Before a trial is queued on a node: what earlier trials of the same role
+ * left there (their node went away before it could forget them, or this
+ * trial is resumed) is forgotten now.  This trial's row starts afresh.
+ */
+static void
+ForgetLeftovers(RemoteTrial *rt)
+{
+	IcemlOwnerContext own;
+	Datum		v[3] = {CStringGetTextDatum(rt->node), ObjectIdGetDatum(rt->role), Int64GetDatum(rt->run_id)};
+	Oid			t[3] = {TEXTOID, OIDOID, INT8OID};
+	uint64		n;
+	int64	   *runs;
+	int64	   *node_runs;
+
+	WorkerBeginTx();
+	BecomeCatalogOwner(&own);
+	n = SpiExec("SELECT t.run_id, t.node_run FROM iceml.remote_trials t"
+				"  JOIN iceml.runs r ON r.id OPERATOR(pg_catalog.=) t.run_id"
+				" WHERE t.node OPERATOR(pg_catalog.=) $1 AND r.role::pg_catalog.oid OPERATOR(pg_catalog.=) $2"
+				"   AND t.node_run IS NOT NULL AND t.forgotten_at IS NULL"
+				"   AND (r.status OPERATOR(pg_catalog.<>) ALL (ARRAY['queued', 'running'])"
+				"        OR t.run_id OPERATOR(pg_catalog.=) $3)"
+				" ORDER BY t.run_id", 3, t, v, NULL);
+	runs = MemoryContextAlloc(TopMemoryContext, sizeof(int64) * (n + 1));
+	node_runs = MemoryContextAlloc(TopMemoryContext, sizeof(int64) * (n + 1));
+	for (uint64 i = 0; i < n; i++)
+	{
+		Datum		d;
+
+		SpiGetDatum(i, 1, &d);
+		runs[i] = DatumGetInt64(d);
+		SpiGetDatum(i, 2, &d);
+		node_runs[i] = DatumGetInt64(d);
+	}
+	RestoreUser(&own);
+	WorkerEndTx();
+
+	for (uint64 i = 0; i < n; i++)
+		ForgetNodeRun(rt, runs[i], node_runs[i]);
+	pfree(runs);
+	pfree(node_runs);
+	OwnerExec("UPDATE iceml.remote_trials SET node_run = NULL, queued_at = NULL, forgotten_at = NULL"
+			  " WHERE run_id OPERATOR(pg_catalog.=) $1", 1, &t[2], &v[2], NULL);
 }
 
 /*
@@ -683,9 +748,10 @@ RemoteTrialInWorker(int64 run_id, Oid role)
 		WorkerBeginTx();
 		Connect(&rt);
 		WorkerEndTx();
+		ForgetLeftovers(&rt);
 		QueueOnNode(&rt);
 		FollowTrial(&rt);
-		Forget(&rt);
+		ForgetNodeRun(&rt, rt.run_id, rt.node_run);
 	}
 	PG_CATCH();
 	{
@@ -716,124 +782,6 @@ RemoteTrialInWorker(int64 run_id, Oid role)
 	PG_END_TRY();
 	if (rt.conn)
 		PQfinish(rt.conn);
-}
-
-/* ---- on the coordinator: may the caller place trials on these nodes? ---- */
-
-/* connected as the caller, as the trial's worker will be: iceml there */
-static void
-CheckTrialNode(char *node, Oid caller, char **local_version)
-{
-	RemoteTrial rt;
-	PGresult   *res;
-
-	if (*local_version == NULL)
-	{
-		SPI_connect();
-		SpiExec("SELECT e.extversion FROM pg_catalog.pg_extension e"
-				" WHERE e.extname OPERATOR(pg_catalog.=) 'iceml'", 0, NULL, NULL, NULL);
-		*local_version = MemoryContextStrdup(TopTransactionContext, SpiGetText(0, 1));
-		SPI_finish();
-	}
-	memset(&rt, 0, sizeof(rt));
-	rt.node = node;
-	rt.role = caller;
-	PG_TRY();
-	{
-		Connect(&rt);
-		res = NodeExec(&rt, "SELECT (SELECT e.extversion FROM pg_catalog.pg_extension e"
-					   "         WHERE e.extname OPERATOR(pg_catalog.=) 'iceml'),"
-					   "        pg_catalog.pg_has_role('iceml_user', 'MEMBER'),"
-					   "        CURRENT_USER",
-					   0, NULL, 0);
-		if (PQgetisnull(res, 0, 0))
-			ereport(ERROR,
-					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-					 errmsg("iceml is not installed on node \"%s\"", node),
-					 errhint("Run CREATE EXTENSION iceml in the node's database.")));
-		if (strcmp(PQgetvalue(res, 0, 0), *local_version) != 0)
-			ereport(ERROR,
-					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-					 errmsg("node \"%s\" has iceml version %s, this server %s",
-							node, PQgetvalue(res, 0, 0), *local_version),
-					 errhint("Install the same iceml release on every node and run ALTER EXTENSION iceml UPDATE.")));
-		if (strcmp(PQgetvalue(res, 0, 1), "t") != 0)
-			ereport(ERROR,
-					(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-					 errmsg("role \"%s\" on node \"%s\" is not a member of iceml_user",
-							PQgetvalue(res, 0, 2), node),
-					 errhint("GRANT iceml_user to that role on the node.")));
-		PQclear(res);
-	}
-	PG_FINALLY();
-	{
-		if (rt.conn)
-			PQfinish(rt.conn);
-	}
-	PG_END_TRY();
-}
-
-PG_FUNCTION_INFO_V1(iceml_check_trial_nodes);
-
-Datum
-iceml_check_trial_nodes(PG_FUNCTION_ARGS)
-{
-	ArrayType  *arr;
-	Datum	   *elems;
-	bool	   *nulls;
-	int			n;
-	Oid			caller = IcemlCaller();
-	char	   *local_version;
-
-	if (PG_ARGISNULL(0))
-		PG_RETURN_VOID();
-	arr = PG_GETARG_ARRAYTYPE_P(0);
-	if (ARR_NDIM(arr) > 1)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("nodes must be a one-dimensional array of node names")));
-	deconstruct_array_builtin(arr, TEXTOID, &elems, &nulls, &n);
-	if (n == 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("nodes must name at least one node"),
-				 errhint("Leave nodes out (NULL) to run the trials on this server.")));
-	local_version = NULL;
-	for (int i = 0; i < n; i++)
-	{
-		char	   *node;
-		ForeignServer *srv;
-
-		if (nulls[i])
-			ereport(ERROR,
-					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-					 errmsg("nodes must not contain NULL")));
-		node = TextDatumGetCString(elems[i]);
-		for (int j = 0; j < i; j++)
-			if (!nulls[j] && strcmp(node, TextDatumGetCString(elems[j])) == 0)
-				ereport(ERROR,
-						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-						 errmsg("nodes names node \"%s\" twice", node),
-						 errhint("A node runs as many trials at once as the study's parallel share gives it.")));
-		srv = GetForeignServerByName(psprintf("iceml_node_%s", node), true);
-		if (srv == NULL)
-			ereport(ERROR,
-					(errcode(ERRCODE_UNDEFINED_OBJECT),
-					 errmsg("node \"%s\" does not exist", node),
-					 errhint("Nodes are added by iceml.add_node and listed in iceml.nodes.")));
-		if (pg_foreign_server_aclcheck(srv->serverid, caller, ACL_USAGE) != ACLCHECK_OK)
-			ereport(ERROR,
-					(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-					 errmsg("permission denied to run trials on node \"%s\"", node),
-					 errdetail("Role \"%s\" has no USAGE privilege on foreign server \"%s\".",
-							   GetUserNameFromId(caller, false), srv->servername),
-					 errhint("An administrator grants it: GRANT USAGE ON FOREIGN SERVER %s TO %s.",
-							 quote_identifier(srv->servername),
-							 quote_identifier(GetUserNameFromId(caller, false)))));
-
-		CheckTrialNode(node, caller, &local_version);
-	}
-	PG_RETURN_VOID();
 }
 
 /*

@@ -208,7 +208,58 @@ ShardInvalidate(Datum arg, int cacheid, uint32 hashvalue)
 		conns[i].stale = true;
 }
 
-/* wait for the result of the query sent on conn, interruptibly */
+/*
+ * Wait, interruptibly, until a result of what was sent on conn can be read
+ * without blocking; false when the connection was lost.
+ */
+bool
+ShardAwaitResult(PGconn *conn)
+{
+	while (PQisBusy(conn))
+	{
+		int			rc = WaitLatchOrSocket(MyLatch,
+										   WL_LATCH_SET | WL_SOCKET_READABLE | WL_EXIT_ON_PM_DEATH,
+										   PQsocket(conn), -1L, PG_WAIT_EXTENSION);
+
+		if (rc & WL_LATCH_SET)
+		{
+			ResetLatch(MyLatch);
+			CHECK_FOR_INTERRUPTS();
+		}
+		if ((rc & WL_SOCKET_READABLE) && !PQconsumeInput(conn))
+			return false;
+	}
+	return true;
+}
+
+/*
+ * A node's error (res, or the connection's own message without one) copied
+ * out of libpq, its SQLSTATE kept (08006 for a lost connection); res is
+ * cleared.
+ */
+void
+ShardTakeNodeError(PGconn *conn, PGresult *res, ShardNodeError *e)
+{
+	const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+	const char *msg = res ? PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY) : NULL;
+	const char *detail = res ? PQresultErrorField(res, PG_DIAG_MESSAGE_DETAIL) : NULL;
+	const char *hint = res ? PQresultErrorField(res, PG_DIAG_MESSAGE_HINT) : NULL;
+	const char *context = res ? PQresultErrorField(res, PG_DIAG_CONTEXT) : NULL;
+
+	e->code = ERRCODE_CONNECTION_FAILURE;
+	if (state && strlen(state) == 5)
+		e->code = MAKE_SQLSTATE(state[0], state[1], state[2], state[3], state[4]);
+	e->message = msg ? pstrdup(msg) : pchomp(PQerrorMessage(conn));
+	if (e->message[0] == '\0')
+		e->message = pstrdup("the connection was lost");
+	e->detail = detail ? pstrdup(detail) : NULL;
+	e->hint = hint ? pstrdup(hint) : NULL;
+	e->context = context ? pstrdup(context) : NULL;
+	if (res)
+		PQclear(res);
+}
+
+/* wait for the last result of the query sent on conn; NULL when lost */
 static PGresult *
 GetResult(PGconn *conn)
 {
@@ -218,69 +269,40 @@ GetResult(PGconn *conn)
 	{
 		PGresult   *res;
 
-		while (PQisBusy(conn))
+		if (!ShardAwaitResult(conn))
 		{
-			int			rc = WaitLatchOrSocket(MyLatch,
-											   WL_LATCH_SET | WL_SOCKET_READABLE | WL_EXIT_ON_PM_DEATH,
-											   PQsocket(conn), -1L, PG_WAIT_EXTENSION);
-
-			if (rc & WL_LATCH_SET)
-			{
-				ResetLatch(MyLatch);
-				CHECK_FOR_INTERRUPTS();
-			}
-			if ((rc & WL_SOCKET_READABLE) && !PQconsumeInput(conn))
-			{
-				if (last)
-					PQclear(last);
-				return NULL;
-			}
+			if (last)
+				PQclear(last);
+			return NULL;
 		}
 		res = PQgetResult(conn);
 		if (res == NULL)
-			break;
+			return last;
 		if (last)
 			PQclear(last);
 		last = res;
 	}
-	return last;
 }
 
 static void
 RemoteError(NodeConn *c, PGresult *res, const char *sql)
 {
-	const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
-	const char *msg = res ? PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY) : NULL;
-	const char *detail = res ? PQresultErrorField(res, PG_DIAG_MESSAGE_DETAIL) : NULL;
-	const char *hint = res ? PQresultErrorField(res, PG_DIAG_MESSAGE_HINT) : NULL;
-	const char *context = res ? PQresultErrorField(res, PG_DIAG_CONTEXT) : NULL;
-	int			code = ERRCODE_CONNECTION_FAILURE;
-	char	   *m;
-	char	   *d = detail ? pstrdup(detail) : NULL;
-	char	   *h = hint ? pstrdup(hint) : NULL;
-	char	   *ctx = context ? pstrdup(context) : NULL;
+	ShardNodeError e;
 
-	if (state && strlen(state) == 5)
-		code = MAKE_SQLSTATE(state[0], state[1], state[2], state[3], state[4]);
-	if (msg)
-		m = pstrdup(msg);
-	else
-		m = pchomp(PQerrorMessage(c->conn));
-	if (res)
-		PQclear(res);
-	if (code == ERRCODE_CONNECTION_FAILURE || PQstatus(c->conn) != CONNECTION_OK)
+	ShardTakeNodeError(c->conn, res, &e);
+	if (e.code == ERRCODE_CONNECTION_FAILURE || PQstatus(c->conn) != CONNECTION_OK)
 		CloseConn(c);
 	else if (c->xact_open)
 	{
 		c->poisoned = true;
-		c->poison_reason = MemoryContextStrdup(TopMemoryContext, m);
+		c->poison_reason = MemoryContextStrdup(TopMemoryContext, e.message);
 	}
 	ereport(ERROR,
-			(errcode(code),
-			 errmsg("node \"%s\": %s", c->node, m),
-			 d ? errdetail_internal("%s", d) : 0,
-			 h ? errhint("%s", h) : 0,
-			 ctx ? errcontext("%s", ctx) : 0,
+			(errcode(e.code),
+			 errmsg("node \"%s\": %s", c->node, e.message),
+			 e.detail ? errdetail_internal("%s", e.detail) : 0,
+			 e.hint ? errhint("%s", e.hint) : 0,
+			 e.context ? errcontext("%s", e.context) : 0,
 			 errcontext("iceml command on node \"%s\": %s", c->node, sql)));
 }
 

@@ -262,7 +262,7 @@ BEGIN
     ELSIF c ? 'tune' THEN
         tr := c->'tune';
         PERFORM iceml._pipeline_keys(tr, '$.tune',
-            ARRAY['architecture', 'search_space', 'strategy', 'trials', 'parallel', 'metric', 'hyperparams'],
+            ARRAY['architecture', 'search_space', 'strategy', 'trials', 'parallel', 'metric', 'hyperparams', 'nodes'],
             ARRAY['search_space']);
         IF tr ? 'architecture' THEN PERFORM iceml._pipeline_type(tr->'architecture', '$.tune.architecture', 'string'); END IF;
         PERFORM iceml._pipeline_type(tr->'search_space', '$.tune.search_space', 'object');
@@ -275,6 +275,16 @@ BEGIN
             PERFORM iceml._pipeline_fault('$.tune.metric', format('must be "val_log_loss", "val_acc" or "val_auc", not %s', tr->'metric'));
         END IF;
         IF tr ? 'hyperparams' THEN PERFORM iceml._pipeline_hyperparams(tr->'hyperparams', '$.tune.hyperparams', true); END IF;
+        -- the nodes themselves are checked when the step runs (tune's own
+        -- errors): a schedule may name a node added, or taken down, later
+        IF tr ? 'nodes' THEN
+            PERFORM iceml._pipeline_type(tr->'nodes', '$.tune.nodes', 'array');
+            IF jsonb_array_length(tr->'nodes') OPERATOR(pg_catalog.=) 0
+               OR EXISTS (SELECT FROM jsonb_array_elements(tr->'nodes') e WHERE jsonb_typeof(e) IS DISTINCT FROM 'string') THEN
+                PERFORM iceml._pipeline_fault('$.tune.nodes', format('must be a non-empty array of node names, not %s', tr->'nodes'),
+                    'Name nodes of iceml.nodes, for example ["n1", "n2"].');
+            END IF;
+        END IF;
     ELSE
         PERFORM iceml._pipeline_fault('$', 'needs "train" or "tune"',
             'For example "train": {"architecture": "tiny_cnn", "hyperparams": {"epochs": 5}}.');
@@ -637,11 +647,13 @@ BEGIN
         ELSE
             id := iceml.tune(name, td, arch, v->'search_space', coalesce(v->>'strategy', 'random'),
                              coalesce((v->>'trials')::int, 4), coalesce((v->>'parallel')::int, 2),
-                             coalesce(v->>'metric', 'val_log_loss'), hp);
+                             coalesce(v->>'metric', 'val_log_loss'), hp,
+                             (SELECT pg_catalog.array_agg(e ORDER BY o) FROM jsonb_array_elements_text(v->'nodes') WITH ORDINALITY x(e, o)));
         END IF;
         RETURN jsonb_build_object('status', 'running', 'wait', id,
             'detail', jsonb_build_object('training_dataset', td::text, 'architecture', arch, 'hyperparams', hp,
-                                         CASE WHEN step OPERATOR(pg_catalog.=) 'train' THEN 'run' ELSE 'study' END, id),
+                                         CASE WHEN step OPERATOR(pg_catalog.=) 'train' THEN 'run' ELSE 'study' END, id)
+                      || CASE WHEN v ? 'nodes' THEN jsonb_build_object('nodes', v->'nodes') ELSE '{}' END,
             'state', st);
     END IF;
 

@@ -382,9 +382,16 @@ BEGIN
     FOR s IN SELECT sh.node, sh.remote_table FROM iceml.shards sh
               WHERE sh.feature_group_id = _shard_drop.feature_group_id ORDER BY sh.shard
     LOOP
-        PERFORM iceml._node_exec(s.node, format(
-            'SELECT NULL::pg_catalog.jsonb FROM iceml.drop_feature_group(%L::pg_catalog.regclass, %L)',
-            s.remote_table, _shard_drop."cascade"));
+        -- a node rebuilt or restored without the group must not keep the
+        -- coordinator's group alive: what is gone there is said, not fatal
+        IF iceml._node_exec(s.node, format(
+               'SELECT pg_catalog.to_jsonb(pg_catalog.count(iceml.drop_feature_group(g."table", %L)))
+                  FROM iceml.feature_groups g
+                 WHERE g."table" OPERATOR(pg_catalog.=) pg_catalog.to_regclass(%L)',
+               _shard_drop."cascade", s.remote_table)) OPERATOR(pg_catalog.=) '0'::jsonb THEN
+            RAISE WARNING 'feature group "%" was already gone on node "%"', s.remote_table, s.node
+                USING DETAIL = 'The coordinator''s shard is dropped all the same.';
+        END IF;
     END LOOP;
 END
 $fn$;

@@ -24,11 +24,14 @@ CREATE TABLE iceml.remote_trials (
     threads_share integer CHECK (threads_share OPERATOR(pg_catalog.>) 0),
     data_key      text NOT NULL CHECK (data_key OPERATOR(pg_catalog.~) '^trial_[0-9a-f]{32}$'),
     node_run      bigint,
-    queued_at     timestamptz
+    queued_at     timestamptz,
+    forgotten_at  timestamptz
 );
 CREATE INDEX ON iceml.remote_trials (node);
 COMMENT ON TABLE iceml.remote_trials IS
     'trials of studies placed on nodes (iceml.tune(..., nodes => ...)): the node, the run''s id there once queued, the share of the node''s threads, the name of the dataset''s copy there';
+COMMENT ON COLUMN iceml.remote_trials.forgotten_at IS
+    'when the node forgot the trial''s run there (its run, model and dataset copy); NULL while it may still be there: a trial whose node went away is forgotten when a trial of the same role is next placed on that node';
 COMMENT ON COLUMN iceml.remote_trials.threads_share IS
     'the trial gets iceml.train_threads / threads_share of the node''s threads; NULL when the hyperparameters set "threads"';
 SELECT pg_catalog.pg_extension_config_dump('iceml.remote_trials', '');
@@ -118,20 +121,43 @@ COMMENT ON FUNCTION iceml._receive_trial_data(text, jsonb) IS
     'internal: the implementation of iceml.receive_trial_data (run as the catalog owner)';
 
 -- A trial of a coordinator's study as a run of this server's workers, on
--- a dataset copy of the caller's; it never deploys.
+-- a dataset copy of the caller's; it never deploys.  At each epoch of
+-- gates (an ASHA study's rungs) it waits for the coordinator's decision:
+-- iceml.release_trial lets it go on, iceml.cancel stops it.
+
+-- the gates of trials running here: where each waits, whether the
+-- coordinator released it, and the session of the caller that follows it
+-- (the trial fails if that session is gone while it waits).  Not dumped:
+-- it only matters while a trial runs, and a run found running at a
+-- restore is failed as an orphan.
+CREATE TABLE iceml.trial_gates (
+    run_id   bigint NOT NULL REFERENCES iceml.runs (id) ON DELETE CASCADE,
+    epoch    integer NOT NULL CHECK (epoch OPERATOR(pg_catalog.>) 0),
+    follower integer NOT NULL,
+    follower_start timestamptz NOT NULL,
+    released boolean NOT NULL DEFAULT false,
+    PRIMARY KEY (run_id, epoch)
+);
+COMMENT ON TABLE iceml.trial_gates IS
+    'on a node: the epochs at which a coordinator''s trial waits for the coordinator''s ASHA decision (iceml.release_trial goes on, iceml.cancel stops), and the coordinator''s session that follows it (its process id and start)';
+ALTER TABLE iceml.trial_gates ENABLE ROW LEVEL SECURITY;
+CREATE POLICY own_trial_gates ON iceml.trial_gates FOR SELECT
+    USING (run_id OPERATOR(pg_catalog.=) ANY (ARRAY(SELECT id FROM iceml.runs)));
+GRANT SELECT ON iceml.trial_gates TO iceml_reader;
+
 CREATE FUNCTION iceml._run_trial(experiment text, training_data regclass, architecture text, spec jsonb,
                                 hyperparams jsonb, label text, val_split text, trial text, lineage jsonb,
-                                threads_share integer) RETURNS bigint
+                                threads_share integer, gates integer[] DEFAULT NULL) RETURNS bigint
     AS 'MODULE_PATHNAME', 'iceml_run_trial_impl'
     LANGUAGE C VOLATILE;
 CREATE FUNCTION iceml.run_trial(experiment text, training_data regclass, architecture text, spec jsonb,
                                hyperparams jsonb, label text, val_split text, trial text, lineage jsonb,
-                               threads_share integer) RETURNS bigint
+                               threads_share integer, gates integer[] DEFAULT NULL) RETURNS bigint
     AS 'MODULE_PATHNAME', 'iceml_gate'
     LANGUAGE C VOLATILE;
-COMMENT ON FUNCTION iceml.run_trial(text, regclass, text, jsonb, jsonb, text, text, text, jsonb, integer) IS
+COMMENT ON FUNCTION iceml.run_trial(text, regclass, text, jsonb, jsonb, text, text, text, jsonb, integer, integer[]) IS
     'run on a node by a coordinator: queues one trial of its study as a run of this server''s workers on a dataset copy of iceml.receive_trial_data; returns the run id here';
-COMMENT ON FUNCTION iceml._run_trial(text, regclass, text, jsonb, jsonb, text, text, text, jsonb, integer) IS
+COMMENT ON FUNCTION iceml._run_trial(text, regclass, text, jsonb, jsonb, text, text, text, jsonb, integer, integer[]) IS
     'internal: the implementation of iceml.run_trial (run as the catalog owner)';
 
 -- A finished trial's run and model here, and the dataset copy once no
@@ -179,8 +205,30 @@ COMMENT ON FUNCTION iceml.forget_trial(bigint) IS
 COMMENT ON FUNCTION iceml._forget_trial(bigint) IS
     'internal: the implementation of iceml.forget_trial (run as the catalog owner)';
 
+-- the coordinator's decision at a gate: go on (false: no such gate of the
+-- caller's running trial)
+CREATE FUNCTION iceml._release_trial(run_id bigint, epoch integer) RETURNS boolean
+    LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
+    SET search_path = pg_catalog, pg_temp
+AS $fn$
+BEGIN
+    UPDATE iceml.trial_gates g SET released = true
+      FROM iceml.runs x
+     WHERE g.run_id OPERATOR(pg_catalog.=) _release_trial.run_id AND g.epoch OPERATOR(pg_catalog.=) _release_trial.epoch
+       AND x.id OPERATOR(pg_catalog.=) g.run_id AND x.role OPERATOR(pg_catalog.=) iceml._caller();
+    RETURN FOUND;
+END
+$fn$;
+CREATE FUNCTION iceml.release_trial(run_id bigint, epoch integer) RETURNS boolean
+    AS 'MODULE_PATHNAME', 'iceml_gate'
+    LANGUAGE C VOLATILE STRICT;
+COMMENT ON FUNCTION iceml.release_trial(bigint, integer) IS
+    'run on a node by a coordinator: the trial waiting at this epoch''s gate (an ASHA rung) goes on; false when the caller has no such gate';
+COMMENT ON FUNCTION iceml._release_trial(bigint, integer) IS
+    'internal: the implementation of iceml.release_trial (run as the catalog owner)';
+
 -- a node's role (an iceml_user) receives and runs a coordinator's trials
 GRANT EXECUTE ON FUNCTION iceml.receive_trial_data(text, jsonb),
-    iceml.run_trial(text, regclass, text, jsonb, jsonb, text, text, text, jsonb, integer),
-    iceml.forget_trial(bigint)
+    iceml.run_trial(text, regclass, text, jsonb, jsonb, text, text, text, jsonb, integer, integer[]),
+    iceml.forget_trial(bigint), iceml.release_trial(bigint, integer)
     TO iceml_user;

@@ -75,6 +75,20 @@ for my $n (@nodes) {
 	               FROM iceml.runs}), '0/0/0', "$n forgot the trials: no runs, models or dataset copy left");
 }
 
+# ---- a pipeline's tune step places its trials on the nodes it names -----------
+my $pipe = psql(q{SELECT iceml.run_pipeline('pn', '{"training_dataset": {"table": "iceml_td.chips_1"},
+	"tune": {"architecture": "tiny_cnn", "strategy": "grid", "parallel": 2, "nodes": ["b"], "hyperparams": {"epochs": 2},
+	         "search_space": {"learning_rate": {"type": "DISCRETE", "values": [0.001, 0.002]}}}, "deploy": "never"}')}, %tess);
+like($pipe, qr/^\d+$/, 'a pipeline whose tune step names a node is queued');
+like(psql("SELECT iceml.wait($pipe, '300 s')", %tess), qr/succeeded$/, 'and succeeds');
+is(psql("SELECT (s.detail->'nodes')::text || ' ' || string_agg(t.node || ':' || r.status, ' ' ORDER BY r.id)
+           FROM iceml.pipeline_steps s JOIN iceml.runs r ON r.study_id = (s.detail->>'study')::bigint
+           JOIN iceml.remote_trials t ON t.run_id = r.id
+          WHERE s.run_id = $pipe AND s.step = 'tune' GROUP BY s.detail", %tess),
+	'["b"] b:succeeded b:succeeded', 'its trials trained on that node, and the step says where');
+like(psql("SELECT (detail->>'log_loss')::float8 > 0 AND status = 'succeeded' FROM iceml.pipeline_steps WHERE run_id = $pipe AND step = 'evaluate'", %tess),
+	qr/^t$/, 'the best trial\'s model, trained on the node, is evaluated on the coordinator');
+
 # ---- ASHA decides on the coordinator and stops trials on their nodes -------------
 my $asha = psql(q{SELECT iceml.tune('asha', 'iceml_td.chips_1', 'tiny_cnn',
 	'{"learning_rate": {"type": "DOUBLE", "range": [0.00001, 0.03], "scale": "log"}}',
@@ -82,6 +96,10 @@ my $asha = psql(q{SELECT iceml.tune('asha', 'iceml_td.chips_1', 'tiny_cnn',
 is(psql("SELECT iceml.wait($asha, '300 s')", %tess), 'succeeded', 'an ASHA study on the nodes succeeded');
 my $stopped = psql(qq{SELECT count(*) FROM iceml.study_trials WHERE study = $asha AND status = 'stopped'});
 cmp_ok($stopped, '>=', 1, "ASHA stopped trials on their nodes ($stopped of 6)");
+is(psql(qq{SELECT string_agg(DISTINCT epochs_run::text, ',') FROM iceml.study_trials WHERE study = $asha AND status = 'stopped' AND epochs_run NOT IN (1, 3)}), '',
+	'each stopped trial ended at its rung (epoch 1 or 3), as a local trial does: it waited there on its node for the decision');
+is(psql(qq{SELECT count(*) FROM iceml.study_trials WHERE study = $asha AND status = 'succeeded' AND epochs_run <> 9}), '0',
+	'the trials let go on ran all 9 epochs');
 is(psql(qq{SELECT bool_and(model IS NULL) FROM iceml.study_trials WHERE study = $asha AND status = 'stopped'}), 't',
 	'stopped trials keep no model');
 is(psql(qq{SELECT count(*) FROM iceml.study_trials WHERE study = $asha AND status NOT IN ('succeeded', 'stopped')}), '0',
@@ -115,6 +133,14 @@ is(scalar(grep { /^node "b": / || /could not connect to node "b"/ } @errors), 2,
 is(psql("SELECT (SELECT node FROM iceml.remote_trials WHERE run_id = s.best_run) FROM iceml.studies s WHERE s.id = $nd"), 'a',
 	'the best trial is one that finished');
 system("$cluster start trial_b >/dev/null") == 0 or BAIL_OUT('node b did not restart');
+like(npsql('trial_b', q{SELECT count(*) || ' ' || (SELECT count(*) FROM pg_class c JOIN pg_namespace s ON s.oid = c.relnamespace WHERE s.nspname = 'iceml_td') FROM iceml.runs}),
+	qr/^[12] 1$/, 'node b, back, still holds what the failed trials left: their runs and the dataset copy');
+my $next = psql("SELECT iceml.tune('nx', 'iceml_td.chips_1', 'tiny_cnn', $two, 'grid', parallel => 1, hyperparams => '{\"epochs\": 1}', nodes => ARRAY['b'])", %tess);
+is(psql("SELECT iceml.wait($next, '300 s')", %tess), 'succeeded', 'the next study of the same role on node b succeeds');
+is(npsql('trial_b', q{SELECT count(*) || ' ' || (SELECT count(*) FROM pg_class c JOIN pg_namespace s ON s.oid = c.relnamespace WHERE s.nspname = 'iceml_td') FROM iceml.runs}),
+	'0 0', 'and its trial had node b forget the leftovers first: no run or copy left there');
+is(psql("SELECT count(*) FILTER (WHERE forgotten_at IS NULL) || '/' || count(*) FROM iceml.remote_trials WHERE node = 'b' AND node_run IS NOT NULL"),
+	'0/' . psql("SELECT count(*) FROM iceml.remote_trials WHERE node = 'b' AND node_run IS NOT NULL"), 'the coordinator records every trial on b as forgotten there');
 
 # ---- cleanup ---------------------------------------------------------------------
 is(psql(q{SELECT iceml.drop_node('a'); SELECT iceml.drop_node('b'); SELECT count(*) FROM iceml.nodes}), "\n\n0", 'nodes dropped');
