@@ -9,6 +9,8 @@
  *   V           lanes per vector
  *   KT_EVEN(a, b)  the even lanes of a then b (stride-2 pooling), only when
  *               KT_VECTOR_POOL is defined
+ *   KT_ODD(a, b)   the odd lanes (optional: the Winograd input gathers its
+ *               tiles' columns with both, else one value at a time)
  * Every output is summed in the same order whatever the thread count.
  */
 
@@ -397,6 +399,7 @@ KT(wino_input) (const WinoArgs *a, int k0, int kc, float *Vb, float *Mb)
 							   *d2 = d1 + tiles,
 							   *d3 = d2 + tiles;
 					const float *row;
+					int			in;
 
 					if (iy < 0 || iy >= ih)
 					{
@@ -414,12 +417,31 @@ KT(wino_input) (const WinoArgs *a, int k0, int kc, float *Vb, float *Mb)
 						d2[tx] = x0 + 2 >= 0 && x0 + 2 < iw ? row[2 * tx + 2] : 0.0f;
 						d3[tx] = x0 + 3 >= 0 && x0 + 3 < iw ? row[2 * tx + 3] : 0.0f;
 					}
-					for (int tx = xlo; tx < xhi; tx++)
+					in = xlo;
+#ifdef KT_ODD
+					/*
+					 * V tiles at a time: their columns 2t .. 2t + 3 are the
+					 * even and odd lanes of two pairs of loads, all inside
+					 */
+					for (; in + (V) <= xhi; in += (V))
 					{
-						d0[tx] = row[2 * tx];
-						d1[tx] = row[2 * tx + 1];
-						d2[tx] = row[2 * tx + 2];
-						d3[tx] = row[2 * tx + 3];
+						VT			e0 = *(const VTU *) (row + 2 * in),
+									e1 = *(const VTU *) (row + 2 * in + (V)),
+									f0 = *(const VTU *) (row + 2 * in + 2),
+									f1 = *(const VTU *) (row + 2 * in + 2 + (V));
+
+						*(VTU *) (d0 + in) = KT_EVEN(e0, e1);
+						*(VTU *) (d1 + in) = KT_ODD(e0, e1);
+						*(VTU *) (d2 + in) = KT_EVEN(f0, f1);
+						*(VTU *) (d3 + in) = KT_ODD(f0, f1);
+					}
+#endif
+					for (; in < xhi; in++)
+					{
+						d0[in] = row[2 * in];
+						d1[in] = row[2 * in + 1];
+						d2[in] = row[2 * in + 2];
+						d3[in] = row[2 * in + 3];
 					}
 					for (int tx = xhi; tx < tw; tx++)
 					{

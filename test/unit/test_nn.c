@@ -838,11 +838,15 @@ TEST(every_kernel_set_matches_the_plain_path)
 		WINO_SPEC,
 		/* a direct conv with rows of 73 outputs (one block of 5 vectors in avx512) */
 		"{\"input\":[3,6,75],\"layers\":[{\"type\":\"conv2d\",\"filters\":6,\"kernel\":3,\"activation\":\"relu\"},"
-		"{\"type\":\"maxpool\",\"size\":3,\"stride\":2},{\"type\":\"flatten\"},{\"type\":\"dense\",\"units\":1}]}"
+		"{\"type\":\"maxpool\",\"size\":3,\"stride\":2},{\"type\":\"flatten\"},{\"type\":\"dense\",\"units\":1}]}",
+		/* Winograd convs with rows of 19 and 20 tiles (the input's vector gather) */
+		"{\"input\":[16,6,40],\"layers\":[{\"type\":\"conv2d\",\"filters\":16,\"kernel\":3,\"padding\":\"same\",\"activation\":\"relu\"},"
+		"{\"type\":\"conv2d\",\"filters\":16,\"kernel\":3,\"activation\":\"relu\"},"
+		"{\"type\":\"maxpool\",\"size\":2},{\"type\":\"flatten\"},{\"type\":\"dense\",\"units\":1}]}"
 	};
 	int			ran = 0;
 
-	for (int sp = 0; sp < 5; sp++)
+	for (int sp = 0; sp < 6; sp++)
 	{
 		IcemlNet   *net = make_net(specs[sp]);
 		Plan	   *ref_plan,
