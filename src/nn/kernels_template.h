@@ -27,8 +27,13 @@
  *
  * One block: NV vectors of V outputs from ox0 for filters f0 .. f0+fb-1; a
  * macro so that each NV compiles to straight-line code with the
- * accumulators in registers.
+ * accumulators in registers.  At most KT_DIRECT_NV vectors a block (4;
+ * 3 where the set defines it so: AVX2's 16 registers hold 12 accumulators,
+ * 3 inputs and a broadcast, not 16 of them and more).
  */
+#ifndef KT_DIRECT_NV
+#define KT_DIRECT_NV 4
+#endif
 #define KT_DIRECT_BLOCK(NV) \
 	do { \
 		VT			acc_[DIRECT_FB][NV]; \
@@ -111,10 +116,10 @@ KT(direct_rows) (void *p, size_t begin, size_t end)
 					continue;
 				}
 #endif
-				if (nv >= 4)
+				if (nv >= KT_DIRECT_NV)
 				{
-					nv = 4;
-					KT_DIRECT_BLOCK(4);
+					nv = KT_DIRECT_NV;
+					KT_DIRECT_BLOCK(KT_DIRECT_NV);
 				}
 				else if (nv == 3)
 					KT_DIRECT_BLOCK(3);
@@ -128,6 +133,7 @@ KT(direct_rows) (void *p, size_t begin, size_t end)
 }
 
 #undef KT_DIRECT_BLOCK
+#undef KT_DIRECT_NV
 
 /*
  * ---- the weight gradient of a direct convolution, without a col matrix --
