@@ -58,6 +58,8 @@ OBJS = \
 	src/shard/remote_trial.o \
 	src/shard/node_trial.o \
 	src/shard/trial_nodes.o \
+	src/shard/trial_leftovers.o \
+	src/shard/trial_conn.o \
 	$(NN_OBJS)
 
 # The install script is assembled from one file per topic of src/sql/, in

@@ -135,10 +135,17 @@ SELECT iceml.run_trial('tr', ('iceml_td.' || :'key')::regclass, 'tiny_cnn', :'sp
 SELECT epoch, follower = pg_backend_pid() AS follower_is_caller, released FROM iceml.trial_gates
  WHERE run_id = :gated_run ORDER BY epoch;
 SET ROLE iceml_regress_other;
-SELECT iceml.release_trial(:gated_run, 1) AS others_release;
+SELECT iceml.release_trial(:gated_run, 1) AS others_release, iceml.adopt_trial(:gated_run) AS others_adopt;
 SET ROLE iceml_regress_noderole;
 SELECT iceml.release_trial(:gated_run, 1) AS released, iceml.release_trial(:gated_run, 2) AS no_gate_at_2;
 SELECT epoch, released FROM iceml.trial_gates WHERE run_id = :gated_run ORDER BY epoch;
+-- a resumed trial's new follower takes its gates over (here: from a
+-- session that is gone)
+RESET ROLE;
+UPDATE iceml.trial_gates SET follower = 0 WHERE run_id = :gated_run;
+SET ROLE iceml_regress_noderole;
+SELECT iceml.adopt_trial(:gated_run) AS adopted, iceml.adopt_trial(424242) AS no_such_trial;
+SELECT count(*) FILTER (WHERE follower = pg_backend_pid()) AS gates_followed_here FROM iceml.trial_gates WHERE run_id = :gated_run;
 ROLLBACK;
 SELECT count(*) AS runs, (SELECT count(*) FROM iceml.trial_gates) AS gates FROM iceml.runs;
 -- gates must be epochs before the last; nothing is queued otherwise

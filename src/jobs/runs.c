@@ -537,7 +537,13 @@ iceml_resume_run(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("iceml run %lld is %s; only a failed or cancelled run can be resumed",
 						(long long) id, status)));
-	if (SpiExec("SELECT 1 FROM iceml.checkpoints WHERE run_id OPERATOR(pg_catalog.=) $1",
+	/*
+	 * A trial placed on a node (iceml.remote_trials) has its checkpoints
+	 * there: its worker resumes it there when the node still has it, and
+	 * queues it afresh otherwise (src/shard/remote_trial.c).
+	 */
+	if (SpiExec("SELECT 1 WHERE EXISTS (SELECT FROM iceml.checkpoints c WHERE c.run_id OPERATOR(pg_catalog.=) $1)"
+				"    OR EXISTS (SELECT FROM iceml.remote_trials t WHERE t.run_id OPERATOR(pg_catalog.=) $1)",
 				1, &type, &arg, NULL) != 1)
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),

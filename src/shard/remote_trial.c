@@ -41,98 +41,12 @@
 #include "utils/memutils.h"
 
 #include "iceml_shard.h"
+#include "remote_trial.h"
 #include "iceml_worker.h"
 
 #define POLL_MS 300
 #define COPY_CHUNK (1024 * 1024)
 
-typedef struct RemoteTrial
-{
-	int64		run_id;
-	int64		study_id;
-	char	   *node;
-	char	   *data_key;
-	int			threads_share;	/* 0: the hyperparameters set threads */
-	Oid			dataset;
-	char	   *experiment;
-	char	   *architecture;
-	char	   *spec;
-	char	   *hyperparams;
-	char	   *label;
-	char	   *val_split;
-	char	   *trial;
-	char	   *lineage;
-	int			c;				/* input channels */
-	char	   *study_metric;	/* ASHA's metric, or NULL */
-	int			asha_min_epochs;
-	int			epochs;
-	Oid			role;
-	PGconn	   *conn;
-	int64		node_run;
-} RemoteTrial;
-
-/* ---- talking to the node ------------------------------------------------- */
-
-/* An error of the node's (or of the connection to it), its name first. */
-static void
-NodeFailed(RemoteTrial *rt, PGresult *res, const char *what)
-{
-	ShardNodeError e;
-
-	ShardTakeNodeError(rt->conn, res, &e);
-	ereport(ERROR,
-			(errcode(e.code),
-			 errmsg("node \"%s\": %s", rt->node, e.message),
-			 e.detail ? errdetail_internal("%s", e.detail) : 0,
-			 e.hint ? errhint("%s", e.hint) : 0,
-			 errcontext("trial run %lld on node \"%s\": %s", (long long) rt->run_id, rt->node, what)));
-}
-
-/*
- * The result of what was sent on the node's connection, waited for
- * interruptibly; errors raised (PQclear the result).
- */
-static PGresult *
-NodeResult(RemoteTrial *rt, const char *sql)
-{
-	PGresult   *res;
-	PGresult   *extra;
-
-	if (!ShardAwaitResult(rt->conn))
-		NodeFailed(rt, NULL, sql);
-	res = PQgetResult(rt->conn);
-	if (res && PQresultStatus(res) == PGRES_COPY_IN)
-		return res;				/* the COPY's data goes next */
-	while (ShardAwaitResult(rt->conn) && (extra = PQgetResult(rt->conn)) != NULL)
-		PQclear(extra);
-	if (res == NULL || (PQresultStatus(res) != PGRES_COMMAND_OK &&
-						PQresultStatus(res) != PGRES_TUPLES_OK))
-		NodeFailed(rt, res, sql);
-	return res;
-}
-
-/* One statement with text parameters on the node; its result (PQclear it). */
-static PGresult *
-NodeExec(RemoteTrial *rt, const char *sql, int nparams, const char *const *values, int resultFormat)
-{
-	if (!PQsendQueryParams(rt->conn, sql, nparams, NULL, values, NULL, NULL, resultFormat))
-		NodeFailed(rt, NULL, sql);
-	return NodeResult(rt, sql);
-}
-
-static void
-NodeCommand(RemoteTrial *rt, const char *sql)
-{
-	PQclear(NodeExec(rt, sql, 0, NULL, 0));
-}
-
-/* Connect as the run's role (needs a transaction: catalog lookups). */
-static void
-Connect(RemoteTrial *rt)
-{
-	rt->conn = ShardNodeConnect(rt->node, rt->role);
-	NodeCommand(rt, "SET search_path = pg_catalog, pg_temp");
-}
 
 /* ---- 1. what the trial is ------------------------------------------------ */
 
@@ -198,7 +112,7 @@ static void
 PutCopyData(RemoteTrial *rt, StringInfo buf)
 {
 	if (buf->len > 0 && PQputCopyData(rt->conn, buf->data, buf->len) != 1)
-		NodeFailed(rt, NULL, "COPY");
+		TrialNodeFailed(rt, NULL, "COPY");
 	resetStringInfo(buf);
 }
 
@@ -220,10 +134,10 @@ SendDataset(RemoteTrial *rt, const char *columns_sql)
 	PGresult   *res;
 	static const char header[] = "PGCOPY\n\377\r\n\0";
 
-	res = NodeExec(rt, psprintf("COPY iceml_td.%s (%s) FROM STDIN (FORMAT binary)",
+	res = TrialNodeExec(rt, psprintf("COPY iceml_td.%s (%s) FROM STDIN (FORMAT binary)",
 								quote_identifier(rt->data_key), columns_sql), 0, NULL, 0);
 	if (PQresultStatus(res) != PGRES_COPY_IN)
-		NodeFailed(rt, res, "COPY");
+		TrialNodeFailed(rt, res, "COPY");
 	PQclear(res);
 
 	initStringInfo(&buf);
@@ -283,8 +197,8 @@ SendDataset(RemoteTrial *rt, const char *columns_sql)
 	pq_sendint16(&buf, -1);		/* trailer */
 	PutCopyData(rt, &buf);
 	if (PQputCopyEnd(rt->conn, NULL) != 1)
-		NodeFailed(rt, NULL, "COPY");
-	PQclear(NodeResult(rt, "COPY"));
+		TrialNodeFailed(rt, NULL, "COPY");
+	PQclear(TrialNodeResult(rt, "COPY"));
 	return n;
 }
 
@@ -345,10 +259,10 @@ QueueOnNode(RemoteTrial *rt)
 	 * One transaction on the node: the copy's lock (taken by
 	 * receive_trial_data) is held until the trial is queued on it.
 	 */
-	NodeCommand(rt, "START TRANSACTION");
+	TrialNodeCommand(rt, "START TRANSACTION");
 	params[0] = rt->data_key;
 	params[1] = columns_json;
-	res = NodeExec(rt, "SELECT iceml.receive_trial_data($1, $2::pg_catalog.jsonb)", 2, params, 0);
+	res = TrialNodeExec(rt, "SELECT iceml.receive_trial_data($1, $2::pg_catalog.jsonb)", 2, params, 0);
 	if (PQntuples(res) == 1 && strcmp(PQgetvalue(res, 0, 0), "t") == 0)
 	{
 		PQclear(res);
@@ -375,15 +289,15 @@ QueueOnNode(RemoteTrial *rt)
 						 (long long) rt->run_id, (long long) rt->study_id, rt->lineage);
 	params[9] = rt->threads_share > 0 ? psprintf("%d", rt->threads_share) : NULL;
 	params[10] = Gates(rt);
-	res = NodeExec(rt, psprintf("SELECT iceml.run_trial($1, pg_catalog.format('iceml_td.%%I', $2::pg_catalog.text)::pg_catalog.regclass,"
+	res = TrialNodeExec(rt, psprintf("SELECT iceml.run_trial($1, pg_catalog.format('iceml_td.%%I', $2::pg_catalog.text)::pg_catalog.regclass,"
 								" $3, $4::pg_catalog.jsonb, %s, $6, $7, $8, $9::pg_catalog.jsonb,"
 								" $10::pg_catalog.int4, $11::pg_catalog.int4[])", hp),
 				   11, params, 0);
 	if (PQntuples(res) != 1 || PQgetisnull(res, 0, 0))
-		NodeFailed(rt, res, "iceml.run_trial");
+		TrialNodeFailed(rt, res, "iceml.run_trial");
 	rt->node_run = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
 	PQclear(res);
-	NodeCommand(rt, "COMMIT");
+	TrialNodeCommand(rt, "COMMIT");
 
 	{
 		Datum		v[2] = {Int64GetDatum(rt->run_id), Int64GetDatum(rt->node_run)};
@@ -412,7 +326,7 @@ CancelOnNode(RemoteTrial *rt)
 	const char *p[1] = {id};
 
 	snprintf(id, sizeof(id), "%lld", (long long) rt->node_run);
-	PQclear(NodeExec(rt, "SELECT iceml.cancel($1::pg_catalog.int8)", 1, p, 0));
+	PQclear(TrialNodeExec(rt, "SELECT iceml.cancel($1::pg_catalog.int8)", 1, p, 0));
 }
 
 /* the trial waiting at a rung goes on */
@@ -425,7 +339,7 @@ ReleaseOnNode(RemoteTrial *rt, int epoch)
 
 	snprintf(id, sizeof(id), "%lld", (long long) rt->node_run);
 	snprintf(ep, sizeof(ep), "%d", epoch);
-	PQclear(NodeExec(rt, "SELECT iceml.release_trial($1::pg_catalog.int8, $2::pg_catalog.int4)", 2, p, 0));
+	PQclear(TrialNodeExec(rt, "SELECT iceml.release_trial($1::pg_catalog.int8, $2::pg_catalog.int4)", 2, p, 0));
 }
 
 /* the kept model of the node's run, recorded here as the run's */
@@ -445,7 +359,7 @@ TakeModel(RemoteTrial *rt, int64 model_id, int best_epoch)
 	void	   *blob;
 
 	snprintf(id, sizeof(id), "%lld", (long long) model_id);
-	res = NodeExec(rt, "SELECT (m.metrics OPERATOR(pg_catalog.->>) 'n')::pg_catalog.int8,"
+	res = TrialNodeExec(rt, "SELECT (m.metrics OPERATOR(pg_catalog.->>) 'n')::pg_catalog.int8,"
 				   " (m.metrics OPERATOR(pg_catalog.->>) 'log_loss')::pg_catalog.float8,"
 				   " (m.metrics OPERATOR(pg_catalog.->>) 'accuracy')::pg_catalog.float8,"
 				   " (m.metrics OPERATOR(pg_catalog.->>) 'precision')::pg_catalog.float8,"
@@ -476,10 +390,10 @@ TakeModel(RemoteTrial *rt, int64 model_id, int best_epoch)
 	m.fn = (int64) ResultFloat(res, 0, 10);
 	PQclear(res);
 
-	res = NodeExec(rt, "SELECT m.weights FROM iceml.models m WHERE m.id OPERATOR(pg_catalog.=) $1::pg_catalog.int8",
+	res = TrialNodeExec(rt, "SELECT m.weights FROM iceml.models m WHERE m.id OPERATOR(pg_catalog.=) $1::pg_catalog.int8",
 				   1, p, 1);
 	if (PQntuples(res) != 1 || PQgetisnull(res, 0, 0))
-		NodeFailed(rt, res, "the model's weights");
+		TrialNodeFailed(rt, res, "the model's weights");
 	len = PQgetlength(res, 0, 0);
 	blob = palloc(len);
 	memcpy(blob, PQgetvalue(res, 0, 0), len);
@@ -538,7 +452,7 @@ FollowTrial(RemoteTrial *rt)
 		}
 
 		/* the status first: epochs are committed before the run ends */
-		st = NodeExec(rt, "SELECT r.status, COALESCE(r.best_epoch, 0), r.error, r.model_id FROM iceml.runs r"
+		st = TrialNodeExec(rt, "SELECT r.status, COALESCE(r.best_epoch, 0), r.error, r.model_id FROM iceml.runs r"
 					  " WHERE r.id OPERATOR(pg_catalog.=) $1::pg_catalog.int8", 1, p, 0);
 		if (PQntuples(st) != 1)
 			ereport(ERROR,
@@ -549,7 +463,7 @@ FollowTrial(RemoteTrial *rt)
 		best_epoch = atoi(PQgetvalue(st, 0, 1));
 
 		snprintf(after, sizeof(after), "%d", reported);
-		ep = NodeExec(rt, "SELECT x.epoch, x.train_loss, x.train_acc, x.val_loss, x.val_acc, x.val_auc, x.seconds"
+		ep = TrialNodeExec(rt, "SELECT x.epoch, x.train_loss, x.train_acc, x.val_loss, x.val_acc, x.val_auc, x.seconds"
 					  " FROM iceml.run_metrics x WHERE x.run_id OPERATOR(pg_catalog.=) $1::pg_catalog.int8"
 					  " AND x.epoch OPERATOR(pg_catalog.>) $2::pg_catalog.int4 ORDER BY x.epoch", 2, p, 0);
 		for (int i = 0; i < PQntuples(ep); i++)
@@ -622,97 +536,6 @@ FollowTrial(RemoteTrial *rt)
 }
 
 /*
- * The node forgets the node run of trial `run_id` (its run, model and,
- * with the last trial of its dataset copy, the copy), which is recorded
- * here; a run the node no longer has counts as forgotten.  A failure there
- * is only logged: the next trial of this role on the node tries again.
- */
-static void
-ForgetNodeRun(RemoteTrial *rt, int64 run_id, int64 node_run)
-{
-	char		id[32];
-	const char *p[1] = {id};
-	MemoryContext ctx = CurrentMemoryContext;
-	volatile bool gone = false;
-
-	snprintf(id, sizeof(id), "%lld", (long long) node_run);
-	PG_TRY();
-	{
-		PQclear(NodeExec(rt, "SELECT iceml.forget_trial($1::pg_catalog.int8)", 1, p, 0));
-		gone = true;
-	}
-	PG_CATCH();
-	{
-		ErrorData  *edata;
-
-		MemoryContextSwitchTo(ctx);
-		edata = CopyErrorData();
-		FlushErrorState();
-		if (edata->sqlerrcode == ERRCODE_UNDEFINED_OBJECT)
-			gone = true;
-		else
-			ereport(WARNING,
-					(errmsg("iceml: trial run %lld: node \"%s\" did not forget its run %lld: %s",
-							(long long) run_id, rt->node, (long long) node_run, edata->message)));
-	}
-	PG_END_TRY();
-	if (gone)
-	{
-		Datum		v[1] = {Int64GetDatum(run_id)};
-		Oid			t[1] = {INT8OID};
-
-		OwnerExec("UPDATE iceml.remote_trials SET forgotten_at = pg_catalog.now()"
-				  " WHERE run_id OPERATOR(pg_catalog.=) $1", 1, t, v, NULL);
-	}
-}
-
-/*
- * Before a trial is queued on a node: what earlier trials of the same role
- * left there (their node went away before it could forget them, or this
- * trial is resumed) is forgotten now.  This trial's row starts afresh.
- */
-static void
-ForgetLeftovers(RemoteTrial *rt)
-{
-	IcemlOwnerContext own;
-	Datum		v[3] = {CStringGetTextDatum(rt->node), ObjectIdGetDatum(rt->role), Int64GetDatum(rt->run_id)};
-	Oid			t[3] = {TEXTOID, OIDOID, INT8OID};
-	uint64		n;
-	int64	   *runs;
-	int64	   *node_runs;
-
-	WorkerBeginTx();
-	BecomeCatalogOwner(&own);
-	n = SpiExec("SELECT t.run_id, t.node_run FROM iceml.remote_trials t"
-				"  JOIN iceml.runs r ON r.id OPERATOR(pg_catalog.=) t.run_id"
-				" WHERE t.node OPERATOR(pg_catalog.=) $1 AND r.role::pg_catalog.oid OPERATOR(pg_catalog.=) $2"
-				"   AND t.node_run IS NOT NULL AND t.forgotten_at IS NULL"
-				"   AND (r.status OPERATOR(pg_catalog.<>) ALL (ARRAY['queued', 'running'])"
-				"        OR t.run_id OPERATOR(pg_catalog.=) $3)"
-				" ORDER BY t.run_id", 3, t, v, NULL);
-	runs = MemoryContextAlloc(TopMemoryContext, sizeof(int64) * (n + 1));
-	node_runs = MemoryContextAlloc(TopMemoryContext, sizeof(int64) * (n + 1));
-	for (uint64 i = 0; i < n; i++)
-	{
-		Datum		d;
-
-		SpiGetDatum(i, 1, &d);
-		runs[i] = DatumGetInt64(d);
-		SpiGetDatum(i, 2, &d);
-		node_runs[i] = DatumGetInt64(d);
-	}
-	RestoreUser(&own);
-	WorkerEndTx();
-
-	for (uint64 i = 0; i < n; i++)
-		ForgetNodeRun(rt, runs[i], node_runs[i]);
-	pfree(runs);
-	pfree(node_runs);
-	OwnerExec("UPDATE iceml.remote_trials SET node_run = NULL, queued_at = NULL, forgotten_at = NULL"
-			  " WHERE run_id OPERATOR(pg_catalog.=) $1", 1, &t[2], &v[2], NULL);
-}
-
-/*
  * Is run `run_id` a trial placed on a node?  Called by the training worker
  * (src/jobs/worker.c) after claiming a run.
  */
@@ -746,12 +569,12 @@ RemoteTrialInWorker(int64 run_id, Oid role)
 	{
 		LoadTrial(&rt);
 		WorkerBeginTx();
-		Connect(&rt);
+		TrialNodeConnect(&rt);
 		WorkerEndTx();
-		ForgetLeftovers(&rt);
-		QueueOnNode(&rt);
+		if (!TrialLeftovers(&rt))
+			QueueOnNode(&rt);
 		FollowTrial(&rt);
-		ForgetNodeRun(&rt, rt.run_id, rt.node_run);
+		TrialForget(&rt, rt.run_id, rt.node_run);
 	}
 	PG_CATCH();
 	{

@@ -227,8 +227,38 @@ COMMENT ON FUNCTION iceml.release_trial(bigint, integer) IS
 COMMENT ON FUNCTION iceml._release_trial(bigint, integer) IS
     'internal: the implementation of iceml.release_trial (run as the catalog owner)';
 
+-- a coordinator's new session takes over following a trial (a resumed
+-- one): its gates wait for this session; false when the caller has no
+-- such trial here
+CREATE FUNCTION iceml._adopt_trial(run_id bigint) RETURNS boolean
+    LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
+    SET search_path = pg_catalog, pg_temp
+AS $fn$
+BEGIN
+    PERFORM FROM iceml.runs x
+     WHERE x.id OPERATOR(pg_catalog.=) _adopt_trial.run_id AND x.role OPERATOR(pg_catalog.=) iceml._caller()
+       AND x.lineage ? 'coordinator_run';
+    IF NOT FOUND THEN
+        RETURN false;
+    END IF;
+    UPDATE iceml.trial_gates g
+       SET follower = pg_catalog.pg_backend_pid(),
+           follower_start = (SELECT a.backend_start FROM pg_catalog.pg_stat_activity a
+                              WHERE a.pid OPERATOR(pg_catalog.=) pg_catalog.pg_backend_pid())
+     WHERE g.run_id OPERATOR(pg_catalog.=) _adopt_trial.run_id;
+    RETURN true;
+END
+$fn$;
+CREATE FUNCTION iceml.adopt_trial(run_id bigint) RETURNS boolean
+    AS 'MODULE_PATHNAME', 'iceml_gate'
+    LANGUAGE C VOLATILE STRICT;
+COMMENT ON FUNCTION iceml.adopt_trial(bigint) IS
+    'run on a node by a coordinator resuming a trial there: its gates (ASHA rungs) wait for the calling session from now on; false when the caller has no such trial';
+COMMENT ON FUNCTION iceml._adopt_trial(bigint) IS
+    'internal: the implementation of iceml.adopt_trial (run as the catalog owner)';
+
 -- a node's role (an iceml_user) receives and runs a coordinator's trials
 GRANT EXECUTE ON FUNCTION iceml.receive_trial_data(text, jsonb),
     iceml.run_trial(text, regclass, text, jsonb, jsonb, text, text, text, jsonb, integer, integer[]),
-    iceml.forget_trial(bigint), iceml.release_trial(bigint, integer)
+    iceml.forget_trial(bigint), iceml.release_trial(bigint, integer), iceml.adopt_trial(bigint)
     TO iceml_user;

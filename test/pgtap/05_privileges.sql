@@ -43,6 +43,7 @@ INSERT INTO expected_fn VALUES
     ('iceml.receive_trial_data(text,jsonb)', 'iceml_user'),
     ('iceml.run_trial(text,regclass,text,jsonb,jsonb,text,text,text,jsonb,integer,integer[])', 'iceml_user'),
     ('iceml.release_trial(bigint,integer)', 'iceml_user'),
+    ('iceml.adopt_trial(bigint)', 'iceml_user'),
     ('iceml.forget_trial(bigint)', 'iceml_user'),
     ('iceml.drop_shipped_models(text[])', 'iceml_user'),
     ('iceml.cleanup_shipped_models(text)', 'iceml_admin'),

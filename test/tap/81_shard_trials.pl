@@ -135,6 +135,17 @@ is(psql("SELECT (SELECT node FROM iceml.remote_trials WHERE run_id = s.best_run)
 system("$cluster start trial_b >/dev/null") == 0 or BAIL_OUT('node b did not restart');
 like(npsql('trial_b', q{SELECT count(*) || ' ' || (SELECT count(*) FROM pg_class c JOIN pg_namespace s ON s.oid = c.relnamespace WHERE s.nspname = 'iceml_td') FROM iceml.runs}),
 	qr/^[12] 1$/, 'node b, back, still holds what the failed trials left: their runs and the dataset copy');
+# resumed: node b still has the run, its checkpoints and the dataset copy
+my $failed_b = psql("SELECT t.run_id FROM iceml.remote_trials t WHERE t.study_id = $nd AND t.node = 'b' AND t.node_run IS NOT NULL ORDER BY t.run_id LIMIT 1");
+my $node_run = psql("SELECT node_run FROM iceml.remote_trials WHERE run_id = $failed_b");
+my $done_before = npsql('trial_b', "SELECT max(epoch) FROM iceml.run_metrics WHERE run_id = $node_run");
+like($done_before, qr/^\d+$/, "node b had trained $done_before epochs of it before it stopped");
+is(psql("SELECT iceml.resume($failed_b)", %tess), $failed_b, 'a trial that failed with node b is resumed');
+is(psql("SELECT iceml.wait($failed_b, '300 s')", %tess), 'succeeded', 'and succeeds');
+is(psql("SELECT node_run FROM iceml.remote_trials WHERE run_id = $failed_b"), $node_run,
+	'as the same run on node b, from its checkpoint there, not queued afresh');
+is(psql("SELECT count(*) || ' ' || max(epoch) FROM iceml.run_metrics WHERE run_id = $failed_b", %tess), '25 25',
+	'the coordinator has all its 25 epochs');
 my $next = psql("SELECT iceml.tune('nx', 'iceml_td.chips_1', 'tiny_cnn', $two, 'grid', parallel => 1, hyperparams => '{\"epochs\": 1}', nodes => ARRAY['b'])", %tess);
 is(psql("SELECT iceml.wait($next, '300 s')", %tess), 'succeeded', 'the next study of the same role on node b succeeds');
 is(npsql('trial_b', q{SELECT count(*) || ' ' || (SELECT count(*) FROM pg_class c JOIN pg_namespace s ON s.oid = c.relnamespace WHERE s.nspname = 'iceml_td') FROM iceml.runs}),
