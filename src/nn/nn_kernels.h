@@ -40,7 +40,7 @@ typedef struct DirectGradArgs
 	int			b;
 } DirectGradArgs;
 
-/* max-pool over planes (channel, image) */
+/* max-pool over planes (channel, image); forward keeps no winners with arg NULL */
 typedef struct PoolArgs
 {
 	const Layer *l;
@@ -121,6 +121,19 @@ nn_wino_dx_layer(const Layer *l)
 	t.pad_top = 2 - l->pad_top;
 	t.pad_left = 2 - l->pad_left;
 	return t;
+}
+
+/*
+ * Floats between the 16 matrices of a Winograd conv's transformed weights
+ * U[p][f][c]: F C plus one cache line, so that the 16 values of a filter
+ * and channel, written together, do not all fall in one cache set (F C
+ * floats apart is a multiple of 4 kB: 16 stores to one set of an 8-way
+ * cache made the transform of conv3's weights take longer than its sgemms)
+ */
+static inline size_t
+nn_wino_ustride(const Layer *l)
+{
+	return (size_t) l->filters * l->ic + 16;
 }
 
 /* one thread's scratch: V and M of a chunk, with slack for vector reads */
