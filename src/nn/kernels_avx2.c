@@ -20,7 +20,9 @@ typedef float v8fu __attribute__((vector_size(32), aligned(4), may_alias));
 #define VTU v8fu
 #define V 8
 #define KT_VECTOR_POOL
+#define KT_DIRECT_NV 3			/* 16 registers */
 #define KT_EVEN(a, b) __builtin_shufflevector((a), (b), 0, 2, 4, 6, 8, 10, 12, 14)
+#define KT_ODD(a, b) __builtin_shufflevector((a), (b), 1, 3, 5, 7, 9, 11, 13, 15)
 #include "kernels_template.h"
 
 const NnKernels nn_kernels_avx2 = {

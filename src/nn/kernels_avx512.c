@@ -20,8 +20,11 @@ typedef float v16fu __attribute__((vector_size(64), aligned(4), may_alias));
 #define VTU v16fu
 #define V 16
 #define KT_VECTOR_POOL
+#define KT_DIRECT_NV5			/* 32 registers: 4 x 5 accumulators fit */
 #define KT_EVEN(a, b) __builtin_shufflevector((a), (b), 0, 2, 4, 6, 8, 10, 12, 14, \
 											  16, 18, 20, 22, 24, 26, 28, 30)
+#define KT_ODD(a, b) __builtin_shufflevector((a), (b), 1, 3, 5, 7, 9, 11, 13, 15, \
+											 17, 19, 21, 23, 25, 27, 29, 31)
 #include "kernels_template.h"
 
 const NnKernels nn_kernels_avx512 = {

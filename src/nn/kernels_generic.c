@@ -40,7 +40,7 @@ nn_pool_forward_scalar(void *p, size_t begin, size_t end)
 	{
 		const float *src = a->x + pl * plane;
 		float	   *dst = a->y + pl * oplane;
-		int32_t    *arg = a->arg + pl * oplane;
+		int32_t    *arg = a->arg ? a->arg + pl * oplane : NULL;
 
 		for (int oy = 0; oy < l->oh; oy++)
 			for (int ox = 0; ox < l->ow; ox++)
@@ -69,7 +69,8 @@ nn_pool_forward_scalar(void *p, size_t begin, size_t end)
 						m = 0.0f;
 				}
 				dst[oy * l->ow + ox] = m;
-				arg[oy * l->ow + ox] = best;
+				if (arg)
+					arg[oy * l->ow + ox] = best;
 			}
 	}
 }

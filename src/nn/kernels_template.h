@@ -9,6 +9,8 @@
  *   V           lanes per vector
  *   KT_EVEN(a, b)  the even lanes of a then b (stride-2 pooling), only when
  *               KT_VECTOR_POOL is defined
+ *   KT_ODD(a, b)   the odd lanes (optional: the Winograd input gathers its
+ *               tiles' columns with both, else one value at a time)
  * Every output is summed in the same order whatever the thread count.
  */
 
@@ -25,14 +27,19 @@
  *
  * One block: NV vectors of V outputs from ox0 for filters f0 .. f0+fb-1; a
  * macro so that each NV compiles to straight-line code with the
- * accumulators in registers.
+ * accumulators in registers.  At most KT_DIRECT_NV vectors a block (4;
+ * 3 where the set defines it so: AVX2's 16 registers hold 12 accumulators,
+ * 3 inputs and a broadcast, not 16 of them and more).
  */
+#ifndef KT_DIRECT_NV
+#define KT_DIRECT_NV 4
+#endif
 #define KT_DIRECT_BLOCK(NV) \
 	do { \
 		VT			acc_[DIRECT_FB][NV]; \
 		float		tmp_[(NV) * (V)]; \
 		_Pragma("GCC unroll 4") for (int q_ = 0; q_ < DIRECT_FB; q_++) \
-			_Pragma("GCC unroll 4") for (int v_ = 0; v_ < (NV); v_++) \
+			_Pragma("GCC unroll 8") for (int v_ = 0; v_ < (NV); v_++) \
 				acc_[q_][v_] = (VT) {0}; \
 		for (int c_ = 0; c_ < l->ic; c_++) \
 			for (int i_ = 0; i_ < l->kh; i_++) \
@@ -42,12 +49,12 @@
 				for (int j_ = 0; j_ < l->kw; j_++) \
 				{ \
 					VT			in_[NV]; \
-					_Pragma("GCC unroll 4") for (int v_ = 0; v_ < (NV); v_++) \
+					_Pragma("GCC unroll 8") for (int v_ = 0; v_ < (NV); v_++) \
 						in_[v_] = *(const VTU *) (row_ + j_ + v_ * (V)); \
 					_Pragma("GCC unroll 4") for (int q_ = 0; q_ < DIRECT_FB; q_++) \
 					{ \
 						VT			wv_ = (VT) {0} + wt_[(size_t) wq[q_] * K + j_]; \
-						_Pragma("GCC unroll 4") for (int v_ = 0; v_ < (NV); v_++) \
+						_Pragma("GCC unroll 8") for (int v_ = 0; v_ < (NV); v_++) \
 							acc_[q_][v_] += wv_ * in_[v_]; \
 					} \
 				} \
@@ -56,7 +63,7 @@
 		{ \
 			float	   *dst_ = y + (((size_t) (f0 + q_) * b + k) * l->oh + oy) * l->ow + ox0; \
 			VT			bv_ = (VT) {0} + bias[f0 + q_]; \
-			_Pragma("GCC unroll 4") for (int v_ = 0; v_ < (NV); v_++) \
+			_Pragma("GCC unroll 8") for (int v_ = 0; v_ < (NV); v_++) \
 			{ \
 				VT			r_ = acc_[q_][v_] + bv_; \
 				if (relu) \
@@ -98,12 +105,22 @@ KT(direct_rows) (void *p, size_t begin, size_t end)
 			/* a short last block repeats its last filter, not stored */
 			for (int q = 0; q < DIRECT_FB; q++)
 				wq[q] = f0 + (q < fb ? q : fb - 1);
-			for (int ox0 = 0; ox0 < l->ow; ox0 += 4 * (V))
+			for (int ox0 = 0, nv; ox0 < l->ow; ox0 += nv * (V))
 			{
-				int			nv = (l->ow - ox0 + (V) - 1) / (V);
-
-				if (nv >= 4)
-					KT_DIRECT_BLOCK(4);
+				nv = (l->ow - ox0 + (V) - 1) / (V);
+#ifdef KT_DIRECT_NV5
+				/* a row of 65-80 outputs (73: conv1) in one block, not 4 + 1 */
+				if (nv == 5)
+				{
+					KT_DIRECT_BLOCK(5);
+					continue;
+				}
+#endif
+				if (nv >= KT_DIRECT_NV)
+				{
+					nv = KT_DIRECT_NV;
+					KT_DIRECT_BLOCK(KT_DIRECT_NV);
+				}
 				else if (nv == 3)
 					KT_DIRECT_BLOCK(3);
 				else if (nv == 2)
@@ -116,6 +133,7 @@ KT(direct_rows) (void *p, size_t begin, size_t end)
 }
 
 #undef KT_DIRECT_BLOCK
+#undef KT_DIRECT_NV
 
 /*
  * ---- the weight gradient of a direct convolution, without a col matrix --
@@ -229,15 +247,15 @@ KT(direct_grad) (void *p, size_t begin, size_t end)
  *
  * Strides 1 and 2 (a stride-2 window column is two loads and the even
  * lanes of both); other strides take the scalar pool.  Ties go to the first
- * element in window order, as in the scalar pool.  The deferred bias and
+ * element in window order, as in the scalar pool (the winners are not
+ * kept when arg is NULL: inference).  The deferred bias and
  * ReLU of the conv before (see plan.c) are applied to the V maxima.  Loads
  * may run past a row's end into the plan's slack; those lanes are not
  * stored.
  */
-static KT_TARGET void
-KT(pool_forward) (void *p, size_t begin, size_t end)
+static KT_TARGET inline __attribute__((always_inline)) void
+KT(pool_planes) (PoolArgs *a, size_t begin, size_t end, const int keep)
 {
-	PoolArgs   *a = p;
 	const Layer *l = a->l;
 	size_t		plane = (size_t) l->ih * l->iw;
 	size_t		oplane = (size_t) l->oh * l->ow;
@@ -248,18 +266,13 @@ KT(pool_forward) (void *p, size_t begin, size_t end)
 				st = l->stride;
 	VI			lane;
 
-	if (st != 1 && st != 2)
-	{
-		nn_pool_forward_scalar(p, begin, end);
-		return;
-	}
 	for (int u = 0; u < (V); u++)
 		lane[u] = u;
 	for (size_t pl = begin; pl < end; pl++)
 	{
 		const float *src = a->x + pl * plane;
 		float	   *dst = a->y + pl * oplane;
-		int32_t    *arg = a->arg + pl * oplane;
+		int32_t    *arg = keep ? a->arg + pl * oplane : NULL;
 		VT			badd = (VT) {0} + (a->bias ? a->bias[pl / (size_t) a->b] : 0.0f);
 
 		for (int oy = 0; oy < l->oh; oy++)
@@ -293,7 +306,8 @@ KT(pool_forward) (void *p, size_t begin, size_t end)
 							VI			gt = v > m;
 
 							m = (VT) (((VI) v & gt) | ((VI) m & ~gt));
-							best = (at & gt) | (best & ~gt);
+							if (keep)
+								best = (at & gt) | (best & ~gt);
 						}
 					}
 				out = m + badd;
@@ -302,17 +316,33 @@ KT(pool_forward) (void *p, size_t begin, size_t end)
 				if (ox0 + (V) <= ow)
 				{
 					*(VTU *) (dst + oy * ow + ox0) = out;
-					memcpy(arg + oy * ow + ox0, &best, sizeof(best));
+					if (keep)
+						memcpy(arg + oy * ow + ox0, &best, sizeof(best));
 				}
 				else
 				{
 					memcpy(tf, &out, sizeof(tf));
 					memcpy(ti, &best, sizeof(ti));
 					memcpy(dst + oy * ow + ox0, tf, sizeof(float) * (ow - ox0));
-					memcpy(arg + oy * ow + ox0, ti, sizeof(int32_t) * (ow - ox0));
+					if (keep)
+						memcpy(arg + oy * ow + ox0, ti, sizeof(int32_t) * (ow - ox0));
 				}
 			}
 	}
+}
+
+/* the window winners kept (training) or not (inference: arg NULL) */
+static KT_TARGET void
+KT(pool_forward) (void *p, size_t begin, size_t end)
+{
+	PoolArgs   *a = p;
+
+	if (a->l->stride != 1 && a->l->stride != 2)
+		nn_pool_forward_scalar(p, begin, end);
+	else if (a->arg)
+		KT(pool_planes) (a, begin, end, 1);
+	else
+		KT(pool_planes) (a, begin, end, 0);
 }
 #endif
 
@@ -392,6 +422,7 @@ KT(wino_input) (const WinoArgs *a, int k0, int kc, float *Vb, float *Mb)
 							   *d2 = d1 + tiles,
 							   *d3 = d2 + tiles;
 					const float *row;
+					int			in;
 
 					if (iy < 0 || iy >= ih)
 					{
@@ -409,12 +440,31 @@ KT(wino_input) (const WinoArgs *a, int k0, int kc, float *Vb, float *Mb)
 						d2[tx] = x0 + 2 >= 0 && x0 + 2 < iw ? row[2 * tx + 2] : 0.0f;
 						d3[tx] = x0 + 3 >= 0 && x0 + 3 < iw ? row[2 * tx + 3] : 0.0f;
 					}
-					for (int tx = xlo; tx < xhi; tx++)
+					in = xlo;
+#ifdef KT_ODD
+					/*
+					 * V tiles at a time: their columns 2t .. 2t + 3 are the
+					 * even and odd lanes of two pairs of loads, all inside
+					 */
+					for (; in + (V) <= xhi; in += (V))
 					{
-						d0[tx] = row[2 * tx];
-						d1[tx] = row[2 * tx + 1];
-						d2[tx] = row[2 * tx + 2];
-						d3[tx] = row[2 * tx + 3];
+						VT			e0 = *(const VTU *) (row + 2 * in),
+									e1 = *(const VTU *) (row + 2 * in + (V)),
+									f0 = *(const VTU *) (row + 2 * in + 2),
+									f1 = *(const VTU *) (row + 2 * in + 2 + (V));
+
+						*(VTU *) (d0 + in) = KT_EVEN(e0, e1);
+						*(VTU *) (d1 + in) = KT_ODD(e0, e1);
+						*(VTU *) (d2 + in) = KT_EVEN(f0, f1);
+						*(VTU *) (d3 + in) = KT_ODD(f0, f1);
+					}
+#endif
+					for (; in < xhi; in++)
+					{
+						d0[in] = row[2 * in];
+						d1[in] = row[2 * in + 1];
+						d2[in] = row[2 * in + 2];
+						d3[in] = row[2 * in + 3];
 					}
 					for (int tx = xhi; tx < tw; tx++)
 					{

@@ -296,14 +296,16 @@ bias_grad_rows(void *p, size_t begin, size_t end)
  * M[p] = U[p] V[p] (F x T, the sum over channels), and the kernel set
  * transforms M back into 2x2 outputs per tile (kernels_template.h).  The
  * sgemms do 16 C F T multiply-adds where im2col + sgemm does 9 C F 4T: 2.25x
- * fewer.  Chunks are a fixed number of images, whatever the threads; each
+ * fewer.  An inference plan keeps U from one pass to the next while the
+ * parameters are unchanged (Plan.wino_made): at one image, transforming
+ * the weights took about as long as the rest of the layer.  Chunks are a fixed number of images, whatever the threads; each
  * thread takes every slots-th chunk into its own scratch area, the spare
  * threads (more than the plan has areas for) idle.
  */
 static void
 wino_weights(const Layer *l, const float *W, int flip, float *U)
 {
-	size_t		FC = (size_t) l->filters * l->ic;
+	size_t		FC = nn_wino_ustride(l);
 
 	for (int f = 0; f < l->filters; f++)
 		for (int c = 0; c < l->ic; c++)
@@ -397,7 +399,7 @@ wino_chunks(WinoRun *r, WinoGradRun *g, size_t begin, size_t end)
 				continue;
 			}
 			for (int q = 0; q < 16; q++)
-				nn_sgemm(0, 0, F, T, C, r->U + (size_t) q * F * C, C,
+				nn_sgemm(0, 0, F, T, C, r->U + (size_t) q * nn_wino_ustride(l), C,
 						 Vb + (size_t) q * C * T, T, 0.0f, Mb + (size_t) q * F * T, T);
 			r->kern->wino_output(&r->w, k0, kc, Vb, Mb);
 		}
@@ -432,7 +434,7 @@ wino_setup(WinoRun *r, Plan *plan, int i, const Layer *l, const float *x, int fl
 	r->w.tw = (l->ow + 1) / 2;
 	r->kern = plan->kern;
 	r->U = plan->aux[i];
-	r->scratch = plan->aux[i] + 16 * (size_t) l->filters * l->ic;
+	r->scratch = plan->wscratch[i];
 	r->slot_floats = nn_wino_slot_floats(l, plan->batch);
 	if (flip || (plan->training && (plan->choice[i] & PLAN_WINO_DX)))
 	{
@@ -455,13 +457,19 @@ wino_setup(WinoRun *r, Plan *plan, int i, const Layer *l, const float *x, int fl
  * holding U and the scratch (plan.c sizes it for both uses)
  */
 static void
-wino_conv(Plan *plan, int i, const Layer *l, const float *x, const float *W, int flip,
-		  const float *bias, int relu, float *y, int b)
+wino_conv(const IcemlNet *net, Plan *plan, int i, const Layer *l, const float *x,
+		  const float *W, int flip, const float *bias, int relu, float *y, int b)
 {
 	WinoRun		r;
 
 	wino_setup(&r, plan, i, l, x, flip, bias, relu, y, b);
-	wino_weights(l, W, flip, plan->aux[i]);
+	if (plan->training || plan->wino_made[i] != net->params_version + 1)
+	{
+		/* a training plan's U changes every step, and backward turns it */
+		wino_weights(l, W, flip, plan->aux[i]);
+		if (!plan->training)
+			plan->wino_made[i] = net->params_version + 1;
+	}
 	nn_parallel_for((size_t) r.slots, 1, wino_slots, &r);
 }
 
@@ -571,7 +579,7 @@ nn_conv_forward(const LayerPass *p)
 		/* never sigmoid (plan.c): bias and ReLU in the output transform */
 		int			defer = (ch & PLAN_DEFER_BIAS) != 0;
 
-		wino_conv(plan, p->i, l, p->x, p->W, 0, defer ? NULL : p->bias,
+		wino_conv(p->net, plan, p->i, l, p->x, p->W, 0, defer ? NULL : p->bias,
 				  !defer && p->act == ACT_RELU, p->y, b);
 		return;
 	}
@@ -656,7 +664,7 @@ nn_conv_backward(const LayerPass *p)
 	{
 		Layer		t = nn_wino_dx_layer(l);
 
-		wino_conv(plan, i, &t, p->dy, p->W, 1, NULL, 0, p->dx, b);
+		wino_conv(p->net, plan, i, &t, p->dy, p->W, 1, NULL, 0, p->dx, b);
 	}
 	/* the column matrix is spent: room for d(col) */
 	else if (p->dx)

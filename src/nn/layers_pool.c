@@ -21,7 +21,9 @@ nn_pool_forward(const LayerPass *p)
 	const IcemlNet *net = p->net;
 	Plan	   *plan = p->plan;
 	int			i = p->i;
-	PoolArgs	a = {p->l, p->x, p->y, (int32_t *) plan->aux[i], NULL, 0, p->b};
+	/* the window winners are for backward: an inference plan has none */
+	PoolArgs	a = {p->l, p->x, p->y, plan->training ? (int32_t *) plan->aux[i] : NULL,
+		NULL, 0, p->b};
 
 	if (i > 0 && (plan->choice[i - 1] & PLAN_DEFER_BIAS))
 	{

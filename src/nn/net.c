@@ -69,6 +69,7 @@ iceml_net_init_params(IcemlNet *net, uint64_t seed)
 void
 iceml_net_init_params_scheme(IcemlNet *net, uint64_t seed, IcemlInit scheme)
 {
+	nn_params_changed(net);
 	for (int i = 0; i < net->nlayers; i++)
 	{
 		Layer	   *l = &net->layers[i];
@@ -601,6 +602,7 @@ iceml_net_load(const void *blob, size_t len, char *err, size_t errlen)
 		return NULL;
 	}
 	net->has_norm = hn != 0;
+	nn_params_changed(net);
 	return net;
 
 truncated:

@@ -111,8 +111,16 @@ typedef struct Plan
 	float	  **aux;			/* per layer: dropout mask, BN x-hat, pool argmax,
 								 * Winograd weights and scratch */
 	float	  **aux2;			/* BN: per-channel batch mean, inv std */
+	float	  **wscratch;		/* Winograd conv: its scratch areas (after U in aux
+								 * in training plans, one shared area in inference) */
 	float	   *dout;			/* gradient w.r.t. the logits, B */
 	int			wino_slots;		/* Winograd scratch areas per conv (threads) */
+	/*
+	 * inference plans: per Winograd conv, 1 + the net's params_version its
+	 * transformed weights (in aux) were made from, 0 for never: they are
+	 * made again only when the parameters have changed since
+	 */
+	uint64_t   *wino_made;
 } Plan;
 
 struct IcemlNet
@@ -125,6 +133,11 @@ struct IcemlNet
 				w;
 	float	   *params;			/* trainable parameters */
 	size_t		nparams;
+	/*
+	 * bumped by whatever writes params (nn_params_changed): plans that keep
+	 * something made from them (Winograd weights) compare it
+	 */
+	uint64_t	params_version;
 	float	   *state;			/* non-trainable: batch norm running statistics */
 	size_t		nstate;
 	float	   *mean;			/* per input channel standardisation */
@@ -140,6 +153,13 @@ struct IcemlNet
 	int			final_sigmoid;	/* last layer's sigmoid folded into loss / predict */
 	Plan	   *infer;			/* inference plan, made on first predict */
 };
+
+/* every writer of net->params calls this after writing */
+static inline void
+nn_params_changed(IcemlNet *net)
+{
+	net->params_version++;
+}
 
 /* spec.c */
 extern IcemlNet *nn_build(const char *spec_json, char *err, size_t errlen);

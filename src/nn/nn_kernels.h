@@ -98,7 +98,7 @@ typedef struct DirectGradArgs
 	float	   *psum;			/* with ps: the sum of each plane it made */
 } DirectGradArgs;
 
-/* max-pool forward over planes (channel, image) */
+/* max-pool forward over planes (channel, image); no winners kept with arg NULL */
 typedef struct PoolArgs
 {
 	const Layer *l;
@@ -172,6 +172,19 @@ nn_wino_dx_layer(const Layer *l)
 	t.pad_top = 2 - l->pad_top;
 	t.pad_left = 2 - l->pad_left;
 	return t;
+}
+
+/*
+ * Floats between the 16 matrices of a Winograd conv's transformed weights
+ * U[p][f][c]: F C plus one cache line, so that the 16 values of a filter
+ * and channel, written together, do not all fall in one cache set (F C
+ * floats apart is a multiple of 4 kB: 16 stores to one set of an 8-way
+ * cache made the transform of conv3's weights take longer than its sgemms)
+ */
+static inline size_t
+nn_wino_ustride(const Layer *l)
+{
+	return (size_t) l->filters * l->ic + 16;
 }
 
 /*

@@ -53,9 +53,9 @@ out_size(const Layer *l)
  *   its output gradient.
  * Training only (plan_choose_backward):
  * - PLAN_DROP_GRAD: when direct is on, a max-pool followed by a dropout
- *   (and more layers) multiplies the dropout's output gradient by its mask as it reads it,
- *   instead of the dropout writing those products to a buffer the pool
- *   then reads: the same values, one pass over the batch fewer;
+ *   (and more layers) multiplies the dropout's output gradient by its mask
+ *   as it reads it, instead of the dropout writing those products to a
+ *   buffer the pool then reads: the same values, one pass fewer;
  * - PLAN_POOL_DGRAD: a direct first conv (no input gradient) followed by
  *   a max-pool doing its activation backward: its weight gradient makes
  *   each block of filters' output gradient for one image at a time from
@@ -168,10 +168,7 @@ plan_sizes(const IcemlNet *net, const uint8_t *ch, int batch, int training, int 
 			int			chunks = (batch + nn_wino_chunk(l, batch) - 1) / nn_wino_chunk(l, batch);
 			size_t		slot = nn_wino_slot_floats(l, batch);
 
-			if (training && (ch[i] & PLAN_POOL_DGRAD))
-				sz[i * 5 + 2] = (size_t) ((l->filters + DGRAD_FB - 1) / DGRAD_FB) *
-					nn_dgrad_scratch_floats(l);
-			else if (training && (ch[i] & PLAN_WINO_DX))
+			if (training && (ch[i] & PLAN_WINO_DX))
 			{
 				Layer		t = nn_wino_dx_layer(l);
 				int			tchunks = (batch + nn_wino_chunk(&t, batch) - 1) / nn_wino_chunk(&t, batch);
@@ -181,7 +178,7 @@ plan_sizes(const IcemlNet *net, const uint8_t *ch, int batch, int training, int 
 				if (nn_wino_slot_floats(&t, batch) > slot)
 					slot = nn_wino_slot_floats(&t, batch);
 			}
-			sz[i * 5 + 3] = 16 * (size_t) l->filters * l->ic +
+			sz[i * 5 + 3] = 16 * nn_wino_ustride(l) +
 				(size_t) (slots < chunks ? slots : chunks) * slot;
 		}
 		if (l->type == L_SIDE)	/* the gathered side features (side.c) */
@@ -198,6 +195,116 @@ plan_sizes(const IcemlNet *net, const uint8_t *ch, int batch, int training, int 
 	*max_col_out = max_col;
 	return total;
 }
+
+/*
+ * Pieces of a plan's block: 64-byte aligned, with at least 64 floats of
+ * slack after each (vector kernels may read up to two vectors, and a
+ * window, past the end of their input).  TAKE gives dst the next piece of
+ * count floats (NULL for none) when the plan p is there, and counts it.
+ */
+#define PIECE(count) (((count) + 64 + 15) & ~(size_t) 15)
+#define TAKE(dst, count) \
+	do { \
+		size_t		c_ = (count); \
+		if (p) \
+			(dst) = c_ ? p->block + at : NULL; \
+		at += PIECE(c_); \
+	} while (0)
+
+/* A training plan: every piece of plan_sizes, as it is. */
+static void
+plan_train_layout(const IcemlNet *net, Plan *p, const size_t *sz)
+{
+	int			n = net->nlayers;
+	size_t		at = 0;
+
+	for (int i = 0; i < n; i++)
+	{
+		TAKE(p->out[i], sz[i * 5 + 0]);
+		TAKE(p->grad[i], sz[i * 5 + 1]);
+		TAKE(p->col[i], sz[i * 5 + 2]);
+		TAKE(p->aux[i], sz[i * 5 + 3]);
+		TAKE(p->aux2[i], sz[i * 5 + 4]);
+		if (p->choice[i] & PLAN_WINOGRAD)
+			p->wscratch[i] = p->aux[i] + 16 * nn_wino_ustride(&net->layers[i]);
+	}
+	TAKE(p->input, sz[n * 5]);
+	TAKE(p->dout, sz[n * 5 + 1]);
+}
+
+/*
+ * An inference plan (predictions) keeps only what a pass still needs.  A
+ * layer's output is read by the next layer alone, so the outputs alternate
+ * between two buffers (each the size of the largest output that goes to
+ * it), and a dropout layer (the identity in inference) passes its input on
+ * as its output.  The pools
+ * keep no window winners (backward's).  The Winograd scratch and the col
+ * matrix are one area each, shared by the layers in turn.  Kept per layer:
+ * a Winograd conv's transformed weights (reused from pass to pass), the side
+ * layer's gathered inputs, batch norm's statistics.  For statoil_cnn at 32
+ * images this is about a fifth of a plan with every output (README).
+ * Returns the floats; with p NULL only counts them (nn_plan_floats).
+ */
+static size_t
+plan_infer_layout(const IcemlNet *net, const uint8_t *ch, const size_t *sz, Plan *p)
+{
+	int			n = net->nlayers,
+				last = 1;		/* the buffer the last output went to */
+	size_t		at = 0,
+				act[2] = {0, 0},
+				scratch = 0;
+	float	   *buf[2] = {NULL, NULL},
+			   *wscr = NULL,
+			   *col = NULL;
+
+	for (int i = 0; i < n; i++)
+	{
+		const Layer *l = &net->layers[i];
+
+		/* each buffer as big as the outputs that go to it */
+		if (l->type != L_DROPOUT)
+		{
+			last = 1 - last;
+			if (sz[i * 5 + 0] > act[last])
+				act[last] = sz[i * 5 + 0];
+		}
+		if ((ch[i] & PLAN_WINOGRAD) && sz[i * 5 + 3] - 16 * nn_wino_ustride(l) > scratch)
+			scratch = sz[i * 5 + 3] - 16 * nn_wino_ustride(l);
+	}
+	TAKE(p->input, sz[n * 5]);
+	TAKE(p->dout, sz[n * 5 + 1]);
+	TAKE(buf[0], act[0]);
+	TAKE(buf[1], act[1]);
+	TAKE(wscr, scratch);
+	TAKE(col, sz[n * 5 + 2]);
+	last = 1;
+	for (int i = 0; i < n; i++)
+	{
+		const Layer *l = &net->layers[i];
+
+		if (ch[i] & PLAN_WINOGRAD)
+			TAKE(p->aux[i], 16 * nn_wino_ustride(l));
+		else if (l->type == L_SIDE)
+			TAKE(p->aux[i], sz[i * 5 + 3]);
+		TAKE(p->aux2[i], sz[i * 5 + 4]);
+		if (p == NULL)
+			continue;
+		if (l->type == L_DROPOUT)
+			p->out[i] = i > 0 ? p->out[i - 1] : p->input;
+		else
+		{
+			last = 1 - last;
+			p->out[i] = buf[last];
+		}
+		if (ch[i] & PLAN_WINOGRAD)
+			p->wscratch[i] = wscr;
+		if (l->type == L_CONV)
+			p->col[i] = col;
+	}
+	return at;
+}
+#undef TAKE
+#undef PIECE
 
 /*
  * Scratch areas per Winograd conv: one per thread the engine runs now, and
@@ -227,6 +334,8 @@ nn_plan_floats(const IcemlNet *net, int batch, int training)
 		if (training)
 			plan_choose_backward(net, ch);
 		total = plan_sizes(net, ch, batch, training, plan_slots(), sz, &max_col);
+		if (!training)
+			total = plan_infer_layout(net, ch, sz, NULL);
 	}
 	free(sz);
 	free(ch);
@@ -248,7 +357,6 @@ nn_plan_create_with(const IcemlNet *net, int batch, int training,
 	size_t		total = 0,
 				max_col = 0;
 	size_t	   *sz;
-	float	   *cursor;
 
 	if (p == NULL)
 		return NULL;
@@ -261,8 +369,11 @@ nn_plan_create_with(const IcemlNet *net, int batch, int training,
 	p->col = calloc((size_t) n, sizeof(float *));
 	p->aux = calloc((size_t) n, sizeof(float *));
 	p->aux2 = calloc((size_t) n, sizeof(float *));
+	p->wino_made = calloc((size_t) n, sizeof(uint64_t));
+	p->wscratch = calloc((size_t) n, sizeof(float *));
 	sz = calloc((size_t) n * 5 + 3, sizeof(size_t));
-	if (!p->choice || !p->out || !p->grad || !p->col || !p->aux || !p->aux2 || !sz)
+	if (!p->choice || !p->out || !p->grad || !p->col || !p->aux || !p->aux2 ||
+		!p->wino_made || !p->wscratch || !sz)
 	{
 		free(sz);
 		nn_plan_free(p);
@@ -274,6 +385,8 @@ nn_plan_create_with(const IcemlNet *net, int batch, int training,
 		plan_choose_backward(net, p->choice);
 	p->wino_slots = plan_slots();
 	total = plan_sizes(net, p->choice, batch, training, p->wino_slots, sz, &max_col);
+	if (!training)
+		total = plan_infer_layout(net, p->choice, sz, NULL);
 
 	p->block_floats = total;
 	if (posix_memalign((void **) &p->block, 64, total * sizeof(float)) != 0)
@@ -284,34 +397,10 @@ nn_plan_create_with(const IcemlNet *net, int batch, int training,
 		return NULL;
 	}
 	memset(p->block, 0, total * sizeof(float));
-	cursor = p->block;
-
-	/*
-	 * 64-byte aligned pieces with at least 64 floats of slack after each:
-	 * vector kernels may read up to two vectors (and a window) past the end
-	 * of their input
-	 */
-#define TAKE(dst, count) do { size_t c_ = (count); (dst) = c_ ? cursor : NULL; cursor += (c_ + 64 + 15) & ~(size_t) 15; } while (0)
-	for (int i = 0; i < n; i++)
-	{
-		TAKE(p->out[i], sz[i * 5 + 0]);
-		TAKE(p->grad[i], sz[i * 5 + 1]);
-		TAKE(p->col[i], sz[i * 5 + 2]);
-		TAKE(p->aux[i], sz[i * 5 + 3]);
-		TAKE(p->aux2[i], sz[i * 5 + 4]);
-	}
-	TAKE(p->input, sz[n * 5]);
-	TAKE(p->dout, (size_t) batch);
-	if (!training && max_col > 0)
-	{
-		float	   *shared;
-
-		TAKE(shared, max_col);
-		for (int i = 0; i < n; i++)
-			if (net->layers[i].type == L_CONV)
-				p->col[i] = shared;
-	}
-#undef TAKE
+	if (training)
+		plan_train_layout(net, p, sz);
+	else
+		plan_infer_layout(net, p->choice, sz, p);
 	free(sz);
 	return p;
 }
@@ -328,6 +417,8 @@ nn_plan_free(Plan *p)
 	free(p->col);
 	free(p->aux);
 	free(p->aux2);
+	free(p->wino_made);
+	free(p->wscratch);
 	free(p);
 }
 

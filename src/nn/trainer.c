@@ -152,6 +152,7 @@ optimizer_step(IcemlTrainer *tr, float lr)
 	float	   *g = tr->grads;
 
 	tr->step++;
+	nn_params_changed(net);
 	if (c->optimizer == ICEML_OPT_ADAM)
 	{
 		/*
@@ -399,6 +400,7 @@ iceml_trainer_restore(IcemlTrainer *tr, const void *blob, size_t len, char *err,
 	memcpy(&tr->step, p, 8);
 	p += 8;
 	memcpy(net->params, p, sizeof(float) * np);
+	nn_params_changed(net);
 	p += sizeof(float) * np;
 	memcpy(net->state, p, sizeof(float) * ns);
 	p += sizeof(float) * ns;

@@ -237,6 +237,9 @@ main(int argc, char **argv)
 		iceml_net_predict(net, x, N, pr, err, sizeof(err));
 		t0 = now() - t0;
 		printf("BENCH predict_images_per_s%s %.0f images/s\n", sfx, N / t0);
+		/* the inference plan those batches ran in (every buffer of a pass) */
+		printf("BENCH predict_workspace_mb%s %.1f MB\n", sfx,
+			   net->infer->block_floats * sizeof(float) / 1048576.0);
 		free(pr);
 	}
 	iceml_net_free(net);

@@ -242,8 +242,12 @@ TEST(forward_conv_pool_dense_by_hand)
 	net->params[9] = 0.5f;		/* conv bias */
 	net->params[10] = 2.0f;		/* dense weight */
 	net->params[11] = -1.0f;	/* dense bias */
-	/* conv output (2x2): centre - corner + 0.5 = 5 + 0.5 at every position */
-	plan = nn_plan_create(net, 1, 0);
+	/*
+	 * conv output (2x2): centre - corner + 0.5 = 5 + 0.5 at every position;
+	 * a training plan run without training keeps every layer's output (an
+	 * inference plan reuses them, plan.c)
+	 */
+	plan = nn_plan_create(net, 1, 1);
 	nn_gather(net, plan, img, NULL, 1, NULL);
 	z = nn_forward(net, plan, 1, 0, 0);
 	CHECK(fabsf(plan->out[0][0] - 5.5f) < 1e-6f && fabsf(plan->out[0][3] - 5.5f) < 1e-6f,
@@ -257,7 +261,7 @@ TEST(forward_conv_pool_dense_by_hand)
 	{
 		IcemlNet   *pn = make_net("{\"input\":[1,4,4],\"layers\":[{\"type\":\"maxpool\",\"size\":2},"
 								  "{\"type\":\"flatten\"},{\"type\":\"dense\",\"units\":1}]}");
-		Plan	   *pp = nn_plan_create(pn, 1, 0);
+		Plan	   *pp = nn_plan_create(pn, 1, 1);
 
 		nn_gather(pn, pp, img, NULL, 1, NULL);
 		nn_forward(pn, pp, 1, 0, 0);
@@ -833,14 +837,22 @@ TEST(every_kernel_set_matches_the_plain_path)
 		"{\"input\":[1,40,40],\"layers\":[{\"type\":\"conv2d\",\"filters\":3,\"kernel\":3,\"activation\":\"relu\"},"
 		"{\"type\":\"maxpool\",\"size\":2,\"stride\":2},{\"type\":\"maxpool\",\"size\":3,\"stride\":3},"
 		"{\"type\":\"flatten\"},{\"type\":\"dense\",\"units\":1}]}",
-		WINO_SPEC
+		WINO_SPEC,
+		/* a direct conv with rows of 73 outputs (one block of 5 vectors in avx512) */
+		"{\"input\":[3,6,75],\"layers\":[{\"type\":\"conv2d\",\"filters\":6,\"kernel\":3,\"activation\":\"relu\"},"
+		"{\"type\":\"maxpool\",\"size\":3,\"stride\":2},{\"type\":\"flatten\"},{\"type\":\"dense\",\"units\":1}]}",
+		/* Winograd convs with rows of 19 and 20 tiles (the input's vector gather) */
+		"{\"input\":[16,6,40],\"layers\":[{\"type\":\"conv2d\",\"filters\":16,\"kernel\":3,\"padding\":\"same\",\"activation\":\"relu\"},"
+		"{\"type\":\"conv2d\",\"filters\":16,\"kernel\":3,\"activation\":\"relu\"},"
+		"{\"type\":\"maxpool\",\"size\":2},{\"type\":\"flatten\"},{\"type\":\"dense\",\"units\":1}]}"
 	};
 	int			ran = 0;
 
-	for (int sp = 0; sp < 4; sp++)
+	for (int sp = 0; sp < 6; sp++)
 	{
 		IcemlNet   *net = make_net(specs[sp]);
 		Plan	   *ref_plan,
+				   *ref_ip,
 				   *ref_tp;
 		size_t		img = (size_t) net->c * net->h * net->w;
 		float	   *x = malloc(sizeof(float) * img * 3);
@@ -852,9 +864,16 @@ TEST(every_kernel_set_matches_the_plain_path)
 		for (size_t i = 0; i < img * 3; i++)
 			x[i] = frand(&s);
 		iceml_net_init_params(net, 3);
-		ref_plan = nn_plan_create_with(net, 3, 0, &nn_kernels_generic, 0);
+		/*
+		 * every layer's output: training plans (which keep them all) run as
+		 * inference; and the logits of inference plans (which reuse them)
+		 */
+		ref_plan = nn_plan_create_with(net, 3, 1, &nn_kernels_generic, 0);
 		nn_gather(net, ref_plan, x, NULL, 3, NULL);
 		nn_forward(net, ref_plan, 3, 0, 0);
+		ref_ip = nn_plan_create_with(net, 3, 0, &nn_kernels_generic, 0);
+		nn_gather(net, ref_ip, x, NULL, 3, NULL);
+		nn_forward(net, ref_ip, 3, 0, 0);
 		ref_tp = nn_plan_create_with(net, 3, 1, &nn_kernels_generic, 0);
 		nn_gather(net, ref_tp, x, NULL, 3, NULL);
 		batch_loss(net, ref_tp, 3, y, 1, 1);
@@ -864,7 +883,10 @@ TEST(every_kernel_set_matches_the_plain_path)
 			{
 				const NnKernels *ks = nn_kernel_sets[k];
 				Plan	   *plan,
+						   *ip,
 						   *tp;
+				const float *z0,
+						   *z1;
 				double		worst = 0,
 							big = 0,
 							diff = 0;
@@ -872,7 +894,7 @@ TEST(every_kernel_set_matches_the_plain_path)
 				if (!nn_kernels_supported(ks))
 					continue;
 				ran |= 1 << k;
-				plan = nn_plan_create_with(net, 3, 0, ks, direct);
+				plan = nn_plan_create_with(net, 3, 1, ks, direct);
 				nn_gather(net, plan, x, NULL, 3, NULL);
 				nn_forward(net, plan, 3, 0, 0);
 				for (int l = 0; l < net->nlayers; l++)
@@ -888,6 +910,15 @@ TEST(every_kernel_set_matches_the_plain_path)
 				}
 				CHECK(worst < 1e-5, "spec %d, %s, direct %d: differs from the plain path by %g",
 					  sp, ks->name, direct, worst);
+				ip = nn_plan_create_with(net, 3, 0, ks, direct);
+				nn_gather(net, ip, x, NULL, 3, NULL);
+				z1 = nn_forward(net, ip, 3, 0, 0);
+				z0 = ref_ip->out[net->nlayers - 1];
+				for (int b = 0; b < 3; b++)
+					CHECK(fabs(z0[b] - z1[b]) <= 1e-5 * (1.0 + fabs(z0[b])),
+						  "spec %d, %s, direct %d: inference plan's logit %d %.9g, plain %.9g",
+						  sp, ks->name, direct, b, z1[b], z0[b]);
+				nn_plan_free(ip);
 				tp = nn_plan_create_with(net, 3, 1, ks, direct);
 				/*
 				 * spec 0's pool does its dropout's backward, and the direct
@@ -913,6 +944,7 @@ TEST(every_kernel_set_matches_the_plain_path)
 		free(g1);
 		free(x);
 		nn_plan_free(ref_plan);
+		nn_plan_free(ref_ip);
 		nn_plan_free(ref_tp);
 		iceml_net_free(net);
 	}
@@ -1673,6 +1705,144 @@ TEST(training_learns_from_a_side_input)
  * ICEML_KERNELS=<bad> test_nn_san refusal: the engine refuses to start
  * with a kernel set it does not have, by name (test/unit/Makefile).
  */
+/* ---- inference plans ------------------------------------------------------ */
+
+/* the probabilities of n images by a copy of net made through its blob */
+static void
+predict_by_copy(const IcemlNet *net, const float *x, int n, float *prob)
+{
+	void	   *blob = NULL;
+	size_t		len = 0;
+	IcemlNet   *copy;
+	ERR;
+
+	CHECK(iceml_net_save(net, &blob, &len) == 0, "save");
+	copy = iceml_net_load(blob, len, err, sizeof(err));
+	CHECK(copy != NULL, "%s", err);
+	if (copy)
+		CHECK(iceml_net_predict(copy, x, n, prob, err, sizeof(err)) == 0, "%s", err);
+	iceml_net_free(copy);
+	free(blob);
+}
+
+/*
+ * An inference plan keeps its Winograd convs' transformed weights from one
+ * prediction to the next: every change of the parameters (training steps,
+ * a restored checkpoint, initialisation) must be seen by the next
+ * prediction, which then equals a fresh copy's bit for bit.
+ */
+TEST(an_inference_plan_follows_every_change_of_the_parameters)
+{
+	IcemlNet   *net = make_net(WINO_SPEC);
+	IcemlTrainConfig cfg;
+	IcemlTrainer *tr;
+	float	   *x = malloc(sizeof(float) * 8 * 16 * 110),
+				y[8],
+				p0[3],
+				p1[3],
+				p2[3],
+				fresh[3];
+	void	   *ck = NULL;
+	size_t		len = 0;
+	double		loss;
+	uint64_t	s = 11;
+	ERR;
+
+	for (int i = 0; i < 8 * 16 * 110; i++)
+		x[i] = frand(&s);
+	for (int i = 0; i < 8; i++)
+		y[i] = (float) (i % 2);
+	iceml_net_init_params(net, 1);
+	CHECK(iceml_net_predict(net, x, 3, p0, err, sizeof(err)) == 0, "%s", err);
+	CHECK(net->infer && !net->infer->training && (net->infer->choice[0] & PLAN_WINOGRAD) &&
+		  net->infer->wino_made[0] == net->params_version + 1,
+		  "the inference plan keeps a Winograd conv's weights");
+
+	iceml_train_config_defaults(&cfg);
+	cfg.batch_size = 4;
+	tr = iceml_trainer_create(net, &cfg, err, sizeof(err));
+	CHECK(tr != NULL, "%s", err);
+	CHECK(iceml_trainer_save(tr, &ck, &len) == 0, "checkpoint");
+	iceml_trainer_epoch(tr, x, y, 8, 1, NULL, NULL, &loss, err, sizeof(err));
+	CHECK(iceml_net_predict(net, x, 3, p1, err, sizeof(err)) == 0, "%s", err);
+	predict_by_copy(net, x, 3, fresh);
+	CHECK(memcmp(p1, p0, sizeof(p0)) != 0, "training changed no prediction");
+	CHECK(memcmp(p1, fresh, sizeof(p1)) == 0, "after training: %.9g against a copy's %.9g",
+		  p1[0], fresh[0]);
+
+	/* back to the checkpoint taken before the epoch */
+	CHECK(iceml_trainer_restore(tr, ck, len, err, sizeof(err)) == 0, "%s", err);
+	CHECK(iceml_net_predict(net, x, 3, p2, err, sizeof(err)) == 0, "%s", err);
+	CHECK(memcmp(p2, p0, sizeof(p0)) == 0, "after restoring: %.9g, before %.9g", p2[0], p0[0]);
+
+	/* initialised again with another seed */
+	iceml_net_init_params(net, 2);
+	CHECK(iceml_net_predict(net, x, 3, p2, err, sizeof(err)) == 0, "%s", err);
+	predict_by_copy(net, x, 3, fresh);
+	CHECK(memcmp(p2, fresh, sizeof(p2)) == 0, "after initialising: %.9g against a copy's %.9g",
+		  p2[0], fresh[0]);
+	free(ck);
+	iceml_trainer_free(tr);
+	iceml_net_free(net);
+	free(x);
+}
+
+/*
+ * The promise of batched scoring (sql/52_serving): an image predicted
+ * alone (a plan for one image) and the same image in batches (the plan
+ * for INFER_BATCH, in the first batch and in a short last one) give the
+ * same bits; and both equal a training plan's buffers run without
+ * training, so an inference plan's shared buffers change nothing.  For the
+ * current kernel set.
+ */
+TEST(one_image_alone_and_in_batches_agree_exactly)
+{
+	enum
+	{
+	N = 35, IMG = 3 * 75 * 75};
+	IcemlNet   *alone = make_net(iceml_nn_builtin_spec("statoil_cnn")),
+			   *batched = make_net(iceml_nn_builtin_spec("statoil_cnn"));
+	float	   *x = malloc(sizeof(float) * N * IMG),
+				one[N],
+				all[N];
+	int			at[] = {0, 7, 31, 32, 34};
+	Plan	   *tp;
+	const float *z;
+	uint64_t	s = 23;
+	ERR;
+
+	for (int i = 0; i < N * IMG; i++)
+		x[i] = frand(&s);
+	iceml_net_init_params(alone, 5);
+	iceml_net_init_params(batched, 5);
+	CHECK(iceml_net_predict(batched, x, N, all, err, sizeof(err)) == 0, "%s", err);
+	for (int q = 0; q < 5; q++)
+	{
+		int			k = at[q];
+
+		CHECK(iceml_net_predict(alone, x + (size_t) k * IMG, 1, &one[k], err, sizeof(err)) == 0,
+			  "%s", err);
+		CHECK(alone->infer && alone->infer->batch == 1, "a plan for one image");
+		CHECK(memcmp(&one[k], &all[k], sizeof(float)) == 0,
+			  "image %d: %.9g alone, %.9g in a batch", k, one[k], all[k]);
+	}
+	/* a training plan's own buffers, run as inference (first 3 images) */
+	tp = nn_plan_create(batched, 3, 1);
+	nn_gather(batched, tp, x, NULL, 3, NULL);
+	z = nn_forward(batched, tp, 3, 0, 0);
+	for (int k = 0; k < 3; k++)
+	{
+		float		pk = 1.0f / (1.0f + expf(-z[k]));
+
+		CHECK(fabsf(pk - all[k]) <= 1e-6f * fabsf(all[k]) + 1e-12f,
+			  "image %d: %.9g by a training plan, %.9g by the inference plan", k, pk, all[k]);
+	}
+	nn_plan_free(tp);
+	iceml_net_free(alone);
+	iceml_net_free(batched);
+	free(x);
+}
+
 static int
 expect_refusal(void)
 {
@@ -1730,6 +1900,7 @@ main(int argc, char **argv)
 		RUN(gradients_same_padding_gap);
 		RUN(gradients_statoil_cnn_small_batch);
 		RUN(gradients_winograd_same_padding_odd_sizes);
+		RUN(one_image_alone_and_in_batches_agree_exactly);
 	}
 	CHECK(nn_kernels_use(best->name, err, sizeof(err)) == 0, "%s", err);
 	printf("kernel sets run:%s (engine default: %s)\n", sets, best->name);
@@ -1756,5 +1927,6 @@ main(int argc, char **argv)
 	RUN(side_inputs_by_hand_and_malformed_side_layers);
 	RUN(model_format_1_still_loads_and_format_2_keeps_side_inputs);
 	RUN(training_learns_from_a_side_input);
+	RUN(an_inference_plan_follows_every_change_of_the_parameters);
 	return UNIT_SUMMARY();
 }
