@@ -93,8 +93,9 @@ SELECT iceml.train('lim', 'iceml_td.lim_1', 'huge', '{"channels": ["band_1"]}');
 
 -- ---- training memory: iceml.train_memory_mb (4 GB by default) ----------------
 -- the batch size decides: statoil_cnn trains with batches of 32 in about
--- 460 MB (mostly the im2col matrices of its convolutions' weight
--- gradients), and 4096 images a batch would need 43 GB
+-- 325 MB (mostly activations and their gradients: its 3x3 convolutions run
+-- by Winograd without im2col matrices, and conv1's output gradient is made
+-- a few planes at a time), and 4096 images a batch would need 26 GB
 SELECT iceml.train('lim', 'iceml_td.lim_1', 'statoil_cnn', '{"batch_size": 4096}');
 \echo :LAST_ERROR_SQLSTATE
 SET iceml.train_memory_mb = 64;

@@ -145,6 +145,10 @@ KT(direct_rows) (void *p, size_t begin, size_t end)
  * are then added into double sums in a fixed order.  Split by filter block,
  * so a filter's gradient is the same whatever the thread count.  dy lanes
  * past a row's end are masked to zero (the x lanes they meet are finite).
+ * With a pool's scatter (PLAN_POOL_DGRAD) the block's dy planes of each
+ * image are made from the pool's gradient just before they are read, in
+ * the block's own scratch, instead of being read from a batch-sized
+ * buffer the pool wrote.
  */
 static KT_TARGET void
 KT(direct_grad) (void *p, size_t begin, size_t end)
@@ -173,6 +177,19 @@ KT(direct_grad) (void *p, size_t begin, size_t end)
 			/* a short block repeats its last filter, not stored */
 			for (int q = 0; q < DGRAD_FB; q++)
 				dyq[q] = a->dy + ((size_t) (f0 + (q < fb ? q : fb - 1)) * b + k) * oplane;
+			if (a->ps)
+			{
+				/* the pool's gradient of this image, made here in cache */
+				float	   *sc = a->scratch + blk * nn_dgrad_scratch_floats(l);
+
+				for (int q = 0; q < DGRAD_FB; q++)
+				{
+					dyq[q] = sc + (size_t) (q < fb ? q : fb - 1) * nn_dgrad_plane_floats(l);
+					if (q < fb)
+						a->psum[(size_t) (f0 + q) * b + k] = (float)
+							nn_pool_scatter(a->ps, (size_t) (f0 + q) * b + k, (float *) dyq[q]);
+				}
+			}
 			for (int c = 0; c < l->ic; c++)
 				for (int i = 0; i < l->kh; i++)
 					for (int j0 = 0; j0 < l->kw; j0 += DGRAD_TAPS)
@@ -577,6 +594,90 @@ KT(wino_output) (const WinoArgs *a, int k0, int kc, float *Vb, float *Mb)
 			}
 		}
 	}
+}
+
+/*
+ * The weight gradient's side of the output gradient: for each tile, the
+ * 2x2 block dY of the output gradient under it (zero past the plane's
+ * edge) becomes A dY A^T, the gradient of the 16 products of the tile
+ * (since Y = A^T Z A); M[p][f][t] as wino_output reads it.  The gathered
+ * blocks go to 4 rows of D after M (nn_wino_slot_floats).  A value is the
+ * same whatever the chunk.
+ */
+static KT_TARGET void
+KT(wino_dy) (const WinoArgs *a, int k0, int kc, float *Vb, float *Mb)
+{
+	const Layer *l = a->l;
+	int			th = a->th,
+				tw = a->tw,
+				tiles = th * tw,
+				oh = l->oh,
+				ow = l->ow,
+				full = ow / 2;
+	size_t		T = (size_t) kc * tiles,
+				ps = (size_t) l->filters * T,
+				oplane = (size_t) oh * ow;
+	float	   *D = Mb + 16 * ps;
+
+	for (int f = 0; f < l->filters; f++)
+		for (int kk = 0; kk < kc; kk++)
+		{
+			const float *src = a->x + ((size_t) f * a->b + k0 + kk) * oplane;
+			float	   *dst = Mb + (size_t) f * T + (size_t) kk * tiles;
+
+			for (int ty = 0; ty < th; ty++)
+				for (int u = 0; u < 2; u++)
+				{
+					float	   *de = D + (size_t) (2 * u) * (tiles + (V)) + (size_t) ty * tw,
+							   *dd = de + tiles + (V);
+					const float *row = src + (size_t) (2 * ty + u) * ow;
+
+					if (2 * ty + u >= oh)
+					{
+						for (int tx = 0; tx < tw; tx++)
+							de[tx] = dd[tx] = 0.0f;
+						continue;
+					}
+					for (int tx = 0; tx < full; tx++)
+					{
+						de[tx] = row[2 * tx];
+						dd[tx] = row[2 * tx + 1];
+					}
+					if (ow & 1)
+					{
+						de[full] = row[ow - 1];
+						dd[full] = 0.0f;
+					}
+				}
+			for (int n = 0; n < tiles; n += (V))
+			{
+				VT			d00 = *(const VTU *) (D + n),
+							d01 = *(const VTU *) (D + (size_t) (tiles + (V)) + n),
+							d10 = *(const VTU *) (D + (size_t) 2 * (tiles + (V)) + n),
+							d11 = *(const VTU *) (D + (size_t) 3 * (tiles + (V)) + n),
+							r[4][2],
+							z[16];
+
+				/* A dY: rows */
+				r[0][0] = d00;
+				r[0][1] = d01;
+				r[1][0] = d00 + d10;
+				r[1][1] = d01 + d11;
+				r[2][0] = d00 - d10;
+				r[2][1] = d01 - d11;
+				r[3][0] = -d10;
+				r[3][1] = -d11;
+				/* (A dY) A^T: columns */
+				for (int i = 0; i < 4; i++)
+				{
+					z[4 * i + 0] = r[i][0];
+					z[4 * i + 1] = r[i][0] + r[i][1];
+					z[4 * i + 2] = r[i][0] - r[i][1];
+					z[4 * i + 3] = -r[i][1];
+				}
+				KT(wino_store16) (dst + n, ps, z, tiles - n);
+			}
+		}
 }
 
 /*

@@ -350,19 +350,32 @@ typedef struct WinoRun
 	int			slots;
 } WinoRun;
 
+/* the weight gradient's run (wino_weight_grad) */
+typedef struct WinoGradRun
+{
+	WinoRun		r;
+	const float *dy;
+	float	   *parts;
+	float	   *gW;
+} WinoGradRun;
+
 /*
  * Thread slots [begin, end): each takes every slots-th chunk into its own
- * scratch: input transform, 16 sgemms, output transform
+ * scratch; forward (g NULL): input transform, 16 sgemms, output transform;
+ * weight gradient (g): input and output-gradient transforms, 16 sgemms
+ * into the chunk's part
  */
 static void
-wino_slots(void *p, size_t begin, size_t end)
+wino_chunks(WinoRun *r, WinoGradRun *g, size_t begin, size_t end)
 {
-	WinoRun    *r = p;
 	const Layer *l = r->w.l;
 	int			C = l->ic,
 				F = l->filters,
 				tiles = r->w.th * r->w.tw;
+	WinoArgs	dya = r->w;
 
+	if (g)
+		dya.x = g->dy;
 	for (size_t s = begin; s < end; s++)
 	{
 		float	   *Vb = r->scratch + s * r->slot_floats;
@@ -375,12 +388,28 @@ wino_slots(void *p, size_t begin, size_t end)
 			float	   *Mb = Vb + (size_t) 16 * C * T;
 
 			r->kern->wino_input(&r->w, k0, kc, Vb, Mb);
+			if (g)
+			{
+				float	   *part = g->parts + (size_t) ch * 16 * F * C;
+
+				r->kern->wino_dy(&dya, k0, kc, Vb, Mb);
+				for (int q = 0; q < 16; q++)
+					nn_sgemm(0, 1, F, C, T, Mb + (size_t) q * F * T, T,
+							 Vb + (size_t) q * C * T, T, 0.0f, part + (size_t) q * F * C, C);
+				continue;
+			}
 			for (int q = 0; q < 16; q++)
 				nn_sgemm(0, 0, F, T, C, r->U + (size_t) q * nn_wino_ustride(l), C,
 						 Vb + (size_t) q * C * T, T, 0.0f, Mb + (size_t) q * F * T, T);
 			r->kern->wino_output(&r->w, k0, kc, Vb, Mb);
 		}
 	}
+}
+
+static void
+wino_slots(void *p, size_t begin, size_t end)
+{
+	wino_chunks(p, NULL, begin, end);
 }
 
 /*
@@ -444,6 +473,88 @@ wino_conv(const IcemlNet *net, Plan *plan, int i, const Layer *l, const float *x
 	nn_parallel_for((size_t) r.slots, 1, wino_slots, &r);
 }
 
+/*
+ * The weight gradient of a Winograd conv, from the same transforms: with
+ * Z = U . V per tile and Y = A^T Z A, dU = sum over tiles of (A dY A^T) . V
+ * (16 sgemms per chunk, F x C each, summed over the chunk's tiles) and
+ * dW = G^T dU G.  Each chunk's dU goes to its own part of the col matrix
+ * (not needed otherwise: PLAN_WINO_DX), the parts are added in chunk
+ * order: the same bits whatever the threads.  Needs no col matrix: the
+ * sgemms do 16 C F T multiply-adds where im2col + sgemm does 9 C F 4T.
+ */
+static void
+wino_grad_slots(void *p, size_t begin, size_t end)
+{
+	WinoGradRun *g = p;
+
+	wino_chunks(&g->r, g, begin, end);
+}
+
+/*
+ * filters [begin, end): the chunks' parts added in chunk order into the
+ * first (row by row, in cache), then dW = G^T dU G
+ */
+static void
+wino_grad_sum(void *p, size_t begin, size_t end)
+{
+	WinoGradRun *g = p;
+	const Layer *l = g->r.w.l;
+	int			C = l->ic,
+				F = l->filters;
+	size_t		FC = (size_t) F * C;
+
+	for (size_t f = begin; f < end; f++)
+	{
+		for (int ch = 1; ch < g->r.nchunks; ch++)
+			for (int q = 0; q < 16; q++)
+			{
+				float	   *acc = g->parts + (size_t) q * FC + f * C;
+				const float *add = g->parts + ((size_t) ch * 16 + q) * FC + f * C;
+
+				for (int c = 0; c < C; c++)
+					acc[c] += add[c];
+			}
+		for (int c = 0; c < C; c++)
+		{
+			float		u[16],
+						t[3][4];
+			float	   *gw = g->gW + (f * C + c) * 9;
+
+			for (int q = 0; q < 16; q++)
+				u[q] = g->parts[(size_t) q * FC + f * C + c];
+			/* G^T dU: G^T = [1 .5 .5 0; 0 .5 -.5 0; 0 .5 .5 1] */
+			for (int j = 0; j < 4; j++)
+			{
+				t[0][j] = u[j] + 0.5f * (u[4 + j] + u[8 + j]);
+				t[1][j] = 0.5f * (u[4 + j] - u[8 + j]);
+				t[2][j] = 0.5f * (u[4 + j] + u[8 + j]) + u[12 + j];
+			}
+			/* (G^T dU) G */
+			for (int i = 0; i < 3; i++)
+			{
+				gw[3 * i + 0] = t[i][0] + 0.5f * (t[i][1] + t[i][2]);
+				gw[3 * i + 1] = 0.5f * (t[i][1] - t[i][2]);
+				gw[3 * i + 2] = 0.5f * (t[i][1] + t[i][2]) + t[i][3];
+			}
+		}
+	}
+}
+
+static void
+wino_weight_grad(Plan *plan, int i, const Layer *l, const float *x, const float *dy,
+				 float *gW, int b)
+{
+	WinoGradRun g;
+
+	memset(&g, 0, sizeof(g));
+	wino_setup(&g.r, plan, i, l, x, 0, NULL, 0, NULL, b);
+	g.dy = dy;
+	g.parts = plan->col[i];
+	g.gW = gW;
+	nn_parallel_for((size_t) g.r.slots, 1, wino_grad_slots, &g);
+	nn_parallel_for((size_t) l->filters, 8, wino_grad_sum, &g);
+}
+
 void
 nn_conv_forward(const LayerPass *p)
 {
@@ -478,6 +589,35 @@ nn_conv_forward(const LayerPass *p)
 		bias_act_rows(p->y, p->bias, l->filters, (size_t) N, p->act);
 }
 
+/*
+ * the bias gradient: from the per-plane sums of the pool after the conv
+ * (PLAN_POOL_GRAD: it did the activation backward), or a pass over dy
+ */
+static void
+bias_grad(const LayerPass *p, BiasGradArgs *ga)
+{
+	const Layer *l = p->l;
+	Plan	   *plan = p->plan;
+	int			i = p->i,
+				b = p->b;
+
+	if (i + 1 < p->net->nlayers && (plan->choice[i + 1] & PLAN_POOL_GRAD))
+	{
+		const float *psum = plan->aux2[i + 1];
+
+		for (int f = 0; f < l->filters; f++)
+		{
+			double		sum = 0;
+
+			for (int k = 0; k < b; k++)
+				sum += psum[(size_t) f * b + k];
+			p->gb[f] = (float) sum;
+		}
+	}
+	else
+		nn_parallel_for((size_t) l->filters, 1, bias_grad_rows, ga);
+}
+
 void
 nn_conv_backward(const LayerPass *p)
 {
@@ -492,28 +632,28 @@ nn_conv_backward(const LayerPass *p)
 	BiasGradArgs ga = {p->dy, p->y, p->gb, (ch & PLAN_DEFER_BIAS) ? p->bias : NULL,
 	(size_t) N, p->act};
 
-	if (i + 1 < p->net->nlayers && (plan->choice[i + 1] & PLAN_POOL_GRAD))
-	{
-		/* the pool did the activation backward and summed per plane */
-		const float *psum = plan->aux2[i + 1];
-
-		for (int f = 0; f < l->filters; f++)
-		{
-			double		sum = 0;
-
-			for (int k = 0; k < b; k++)
-				sum += psum[(size_t) f * b + k];
-			p->gb[f] = (float) sum;
-		}
-	}
-	else
-		nn_parallel_for((size_t) l->filters, 1, bias_grad_rows, &ga);
+	/* PLAN_POOL_DGRAD: the pool's per-plane sums come with the weight gradient */
+	if (!(ch & PLAN_POOL_DGRAD))
+		bias_grad(p, &ga);
 	if (ch & PLAN_DIRECT)
 	{
-		DirectGradArgs a = {l, p->x, p->dy, p->gW, b};
+		DirectGradArgs a = {l, p->x, p->dy, p->gW, b, NULL, NULL, NULL};
+		PoolScatter ps;
 
+		if (ch & PLAN_POOL_DGRAD)
+		{
+			/* the pool's gradient and its per-plane sums, made per block */
+			nn_pool_scatter_args(p->net, plan, i + 1, &ps);
+			a.ps = &ps;
+			a.scratch = plan->col[i];
+			a.psum = plan->aux2[i + 1];
+		}
 		nn_parallel_for((size_t) (l->filters + DGRAD_FB - 1) / DGRAD_FB, 1, kern->direct_grad, &a);
+		if (ch & PLAN_POOL_DGRAD)
+			bias_grad(p, &ga);
 	}
+	else if (ch & PLAN_WINO_DX)
+		wino_weight_grad(plan, i, l, p->x, p->dy, p->gW, b);
 	else
 	{
 		if (ch & PLAN_WINOGRAD)	/* the col matrix, not made forward */

@@ -6,7 +6,10 @@
  * applies the bias and ReLU the conv before it deferred (PLAN_DEFER_BIAS)
  * and records each window's winner.  Backward scatters the gradient to the
  * winners, and (PLAN_POOL_GRAD) applies the conv's ReLU mask and sums the
- * conv's bias gradient per plane on the way.
+ * conv's bias gradient per plane on the way; (PLAN_DROP_GRAD) it also
+ * does the backward pass of the dropout after it, reading that layer's
+ * output gradient times its mask (the same products the dropout would
+ * have written, without the pass over them).
  */
 #include <string.h>
 
@@ -20,7 +23,7 @@ nn_pool_forward(const LayerPass *p)
 	int			i = p->i;
 	/* the window winners are for backward: an inference plan has none */
 	PoolArgs	a = {p->l, p->x, p->y, plan->training ? (int32_t *) plan->aux[i] : NULL,
-		NULL, NULL, NULL, 0, p->b, NULL, NULL};
+		NULL, 0, p->b};
 
 	if (i > 0 && (plan->choice[i - 1] & PLAN_DEFER_BIAS))
 	{
@@ -30,68 +33,70 @@ nn_pool_forward(const LayerPass *p)
 	nn_parallel_for((size_t) p->l->ic * p->b, 4, plan->kern->pool_forward, &a);
 }
 
-static void
-pool_backward_planes(void *p, size_t begin, size_t end)
+/*
+ * The scatter of pool i's backward pass (nn_kernels.h): its output
+ * gradient, or (PLAN_DROP_GRAD) the dropout's after it times the
+ * dropout's mask, which then makes no pass of its own; (PLAN_POOL_GRAD)
+ * the conv's ReLU mask.  The window's winner z passed the ReLU (z > -bias,
+ * or z > 0) exactly when the pool's own output relu(z + bias) (or z) is
+ * positive: with gradual underflow z + bias is 0 only when z = -bias.  So
+ * the mask reads the pool's output in order instead of gathering the
+ * conv's output, 4-9 times larger, at the winners.
+ */
+void
+nn_pool_scatter_args(const IcemlNet *net, const Plan *plan, int i, PoolScatter *s)
 {
-	PoolArgs   *a = p;
-	const Layer *l = a->l;
-	size_t		plane = (size_t) l->ih * l->iw;
-	size_t		oplane = (size_t) l->oh * l->ow;
-
-	/* each plane cleared just before its scatter, while it is in cache */
-	if (a->psum == NULL)
+	memset(s, 0, sizeof(*s));
+	s->l = &net->layers[i];
+	s->arg = (const int32_t *) plan->aux[i];
+	s->dy = i + 1 < net->nlayers ? plan->grad[i + 1] : plan->dout;
+	if (plan->choice[i] & PLAN_DROP_GRAD)
 	{
-		for (size_t pl = begin; pl < end; pl++)
-		{
-			memset(a->dx + pl * plane, 0, sizeof(float) * plane);
-			for (size_t o = 0; o < oplane; o++)
-				a->dx[pl * plane + a->arg[pl * oplane + o]] += a->dy[pl * oplane + o];
-		}
-		return;
+		s->dy = plan->grad[i + 2];
+		s->mask = plan->aux[i + 1];
 	}
-	/* the conv's ReLU backward and its bias gradient, on the way */
-	for (size_t pl = begin; pl < end; pl++)
+	if ((plan->choice[i] & PLAN_POOL_GRAD) && net->layers[i - 1].act == ACT_RELU)
 	{
-		const float *z = a->z + pl * plane;
-		const float *dy = a->dy + pl * oplane;
-		const int32_t *arg = a->arg + pl * oplane;
-		float	   *dx = a->dx + pl * plane;
-		float		thr = a->bias ? -a->bias[pl / (size_t) a->b] : 0.0f;
-		double		sum = 0;
-
-		memset(dx, 0, sizeof(float) * plane);
-		for (size_t o = 0; o < oplane; o++)
-		{
-			float		g = dy[o];
-
-			if (a->relu && !(z[arg[o]] > thr))
-				g = 0.0f;
-			dx[arg[o]] += g;
-			sum += g;
-		}
-		a->psum[pl] = (float) sum;
+		s->relu = 1;
+		s->y = plan->out[i];
 	}
 }
 
+typedef struct PoolGradArgs
+{
+	PoolScatter s;
+	float	   *dx;
+	float	   *psum;			/* PLAN_POOL_GRAD: per-plane sums, or NULL */
+} PoolGradArgs;
+
+/* planes [begin, end), each cleared just before its scatter, in cache */
+static void
+pool_backward_planes(void *p, size_t begin, size_t end)
+{
+	PoolGradArgs *a = p;
+	size_t		plane = (size_t) a->s.l->ih * a->s.l->iw;
+
+	for (size_t pl = begin; pl < end; pl++)
+	{
+		double		sum = nn_pool_scatter(&a->s, pl, a->dx + pl * plane);
+
+		if (a->psum)
+			a->psum[pl] = (float) sum;
+	}
+}
 
 void
 nn_pool_backward(const LayerPass *p)
 {
-	const IcemlNet *net = p->net;
 	Plan	   *plan = p->plan;
 	int			i = p->i;
-	PoolArgs	a = {p->l, NULL, NULL, (int32_t *) plan->aux[i], p->dy, p->dx, NULL, 0, p->b,
-	NULL, NULL};
+	PoolGradArgs a = {{0}, p->dx, NULL};
 
-	if (p->dx == NULL)
+	/* PLAN_POOL_DGRAD: the conv before scatters and sums, block by block */
+	if (p->dx == NULL || (i > 0 && (plan->choice[i - 1] & PLAN_POOL_DGRAD)))
 		return;
+	nn_pool_scatter_args(p->net, plan, i, &a.s);
 	if (plan->choice[i] & PLAN_POOL_GRAD)
-	{
-		a.z = plan->out[i - 1];
 		a.psum = plan->aux2[i];
-		a.relu = net->layers[i - 1].act == ACT_RELU;
-		if (plan->choice[i - 1] & PLAN_DEFER_BIAS)
-			a.bias = net->params + net->layers[i - 1].b_off;
-	}
 	nn_parallel_for((size_t) p->l->ic * p->b, 4, pool_backward_planes, &a);
 }

@@ -74,6 +74,9 @@ nn_dropout_backward(const LayerPass *p)
 	size_t		n = nn_in_values(p->l, p->b);
 	const float *mask = p->plan->aux[p->i];
 
+	/* the pool before applies the mask as it reads dy (PLAN_DROP_GRAD) */
+	if (p->i > 0 && (p->plan->choice[p->i - 1] & PLAN_DROP_GRAD))
+		return;
 	if (p->dx)
 		for (size_t k = 0; k < n; k++)
 			p->dx[k] = p->dy[k] * mask[k];

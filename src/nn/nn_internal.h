@@ -88,6 +88,10 @@ typedef struct Layer
 								 * and bias gradient done while scattering */
 #define PLAN_WINOGRAD	0x8		/* conv: Winograd F(2x2, 3x3) forward, no col matrix */
 #define PLAN_WINO_DX	0x10	/* conv: and its input gradient the same way */
+#define PLAN_DROP_GRAD	0x20	/* pool: the next dropout's backward (its mask)
+								 * applied as the pool reads its gradient */
+#define PLAN_POOL_DGRAD	0x40	/* direct first conv: its weight gradient
+								 * scatters the next pool's gradient itself */
 
 struct NnKernels;
 

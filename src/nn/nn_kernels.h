@@ -15,6 +15,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "nn_internal.h"
 
@@ -30,7 +31,61 @@ typedef struct DirectArgs
 	int			relu;
 } DirectArgs;
 
-/* its weight gradient: blocks of DGRAD_FB filters */
+/*
+ * A max-pool's backward scatter, plane pl = channel * b + image at a time:
+ * its output gradient dy (times the dropout mask after it, PLAN_DROP_GRAD),
+ * zeroed where the ReLU of the conv before it was off (the pool's own
+ * output y not positive, PLAN_POOL_GRAD), added to the window winners arg
+ * of the input plane.  layers_pool.c, and a direct conv's weight gradient
+ * that takes its output gradient straight from the pool (PLAN_POOL_DGRAD).
+ */
+typedef struct PoolScatter
+{
+	const Layer *l;				/* the pool */
+	const int32_t *arg;
+	const float *dy;
+	const float *mask;			/* or NULL */
+	const float *y;				/* with relu */
+	int			relu;
+} PoolScatter;
+
+/*
+ * Plane pl's input gradient into dx (cleared first), returning
+ * the sum of what it scatters (the conv's bias gradient) in a fixed order:
+ * eight partial sums, which break the add chain
+ */
+static inline double
+nn_pool_scatter(const PoolScatter *s, size_t pl, float *dx)
+{
+	size_t		oplane = (size_t) s->l->oh * s->l->ow;
+	const float *dy = s->dy + pl * oplane,
+			   *mask = s->mask ? s->mask + pl * oplane : NULL,
+			   *y = s->relu ? s->y + pl * oplane : NULL;
+	const int32_t *arg = s->arg + pl * oplane;
+	double		acc[8] = {0, 0, 0, 0, 0, 0, 0, 0},
+				sum = 0;
+
+	memset(dx, 0, sizeof(float) * s->l->ih * s->l->iw);
+	for (size_t o = 0; o < oplane; o++)
+	{
+		float		g = mask ? dy[o] * mask[o] : dy[o];
+
+		if (y && !(y[o] > 0.0f))
+			g = 0.0f;
+		dx[arg[o]] += g;
+		acc[o & 7] += g;
+	}
+	for (int u = 0; u < 8; u++)
+		sum += acc[u];
+	return sum;
+}
+
+/*
+ * its weight gradient: blocks of DGRAD_FB filters; with ps (PLAN_POOL_DGRAD)
+ * dy is not read: each block scatters the pool's gradient of its filters,
+ * one image at a time, into its own DGRAD_FB planes of scratch (at
+ * nn_dgrad_scratch_floats per block), and writes their sums to psum
+ */
 typedef struct DirectGradArgs
 {
 	const Layer *l;
@@ -38,26 +93,22 @@ typedef struct DirectGradArgs
 	const float *dy;
 	float	   *gW;
 	int			b;
+	const PoolScatter *ps;
+	float	   *scratch;
+	float	   *psum;			/* with ps: the sum of each plane it made */
 } DirectGradArgs;
 
-/* max-pool over planes (channel, image); forward keeps no winners with arg NULL */
+/* max-pool forward over planes (channel, image); no winners kept with arg NULL */
 typedef struct PoolArgs
 {
 	const Layer *l;
 	const float *x;
 	float	   *y;
 	int32_t    *arg;
-	const float *dy;
-	float	   *dx;
-	/*
-	 * forward: the previous conv's bias (per channel) and ReLU, deferred;
-	 * backward: its output z, ReLU mask z > -bias (or 0), per-plane sums
-	 */
+	/* the previous conv's bias (per channel) and ReLU, deferred */
 	const float *bias;
 	int			relu;
 	int			b;
-	const float *z;
-	float	   *psum;
 } PoolArgs;
 
 /*
@@ -136,13 +187,16 @@ nn_wino_ustride(const Layer *l)
 	return (size_t) l->filters * l->ic + 16;
 }
 
-/* one thread's scratch: V and M of a chunk, with slack for vector reads */
+/*
+ * one thread's scratch: V and M of a chunk, room after them for the output
+ * gradient's gathered tiles (wino_dy), and slack for vector reads
+ */
 static inline size_t
 nn_wino_slot_floats(const Layer *l, int b)
 {
 	size_t		T = (size_t) nn_wino_chunk(l, b) * nn_wino_tiles(l);
 
-	return ((16 * (size_t) (l->ic + l->filters) * T + 64) + 15) & ~(size_t) 15;
+	return ((16 * (size_t) (l->ic + l->filters) * T + 4 * (T + 64) + 64) + 15) & ~(size_t) 15;
 }
 
 /* dropout: y = x * mask over [begin, end) of a layer's values */
@@ -160,6 +214,20 @@ typedef struct DropArgs
 #define DGRAD_FB 8				/* filters per weight-gradient block */
 #define DGRAD_TAPS 3			/* kernel columns per weight-gradient step */
 
+/* one plane of a direct conv's output, with slack for vector reads */
+static inline size_t
+nn_dgrad_plane_floats(const Layer *l)
+{
+	return ((size_t) l->oh * l->ow + 64 + 15) & ~(size_t) 15;
+}
+
+/* PLAN_POOL_DGRAD: a weight-gradient block's scratch planes */
+static inline size_t
+nn_dgrad_scratch_floats(const Layer *l)
+{
+	return DGRAD_FB * nn_dgrad_plane_floats(l);
+}
+
 typedef struct NnKernels
 {
 	const char *name;			/* "generic", "avx2", "avx512" */
@@ -168,6 +236,7 @@ typedef struct NnKernels
 	NnRangeFn	pool_forward;	/* PoolArgs */
 	NnWinoFn	wino_input;		/* planes -> V[16][C][T] (D in M) */
 	NnWinoFn	wino_output;	/* M[16][F][T] -> planes, bias, ReLU (R in V) */
+	NnWinoFn	wino_dy;		/* output gradient planes -> M[16][F][T] */
 	NnRangeFn	dropout;		/* DropArgs */
 } NnKernels;
 

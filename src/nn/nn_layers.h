@@ -36,6 +36,8 @@ extern void nn_conv_backward(const LayerPass *p);
 /* layers_pool.c: max-pool */
 extern void nn_pool_forward(const LayerPass *p);
 extern void nn_pool_backward(const LayerPass *p);
+/* the scatter of pool i's backward pass, for it or the conv before it */
+extern void nn_pool_scatter_args(const IcemlNet *net, const Plan *plan, int i, PoolScatter *s);
 
 /* layers_dense.c */
 extern void nn_dense_forward(const LayerPass *p);

@@ -38,8 +38,9 @@ out_size(const Layer *l)
  *   Never by batch size: an image alone and in a batch take the same path
  *   and get the same bits;
  * - PLAN_WINO_DX: a Winograd conv whose input gradient (a 3x3 conv of the
- *   output gradient, nn_wino_dx_layer) fits the same rule: that too by
- *   Winograd, instead of sgemm to d(col) and col2im;
+ *   output gradient, nn_wino_dx_layer) fits the same rule: that and its
+ *   weight gradient by Winograd too, instead of sgemm to d(col) and col2im
+ *   and sgemm against the col matrix (so none is made);
  * - PLAN_DEFER_BIAS: a conv by im2col + sgemm or Winograd with ReLU (or none) followed
  *   by a max-pool leaves its bias and ReLU to the pool, which applies them
  *   to its 4-9x fewer outputs: max(relu(z + b)) = relu(max(z) + b); the
@@ -50,7 +51,29 @@ out_size(const Layer *l)
  *   window maxima (the only non-zero entries), and sums it per plane for
  *   the conv's bias gradient: the conv then makes no pass of its own over
  *   its output gradient.
+ * Training only (plan_choose_backward):
+ * - PLAN_DROP_GRAD: when direct is on, a max-pool followed by a dropout
+ *   (and more layers) multiplies the dropout's output gradient by its mask
+ *   as it reads it, instead of the dropout writing those products to a
+ *   buffer the pool then reads: the same values, one pass fewer;
+ * - PLAN_POOL_DGRAD: a direct first conv (no input gradient) followed by
+ *   a max-pool doing its activation backward: its weight gradient makes
+ *   each block of filters' output gradient for one image at a time from
+ *   the pool's (nn_pool_scatter, in a scratch of DGRAD_FB planes per
+ *   block) just before reading it, and the pool only sums per plane for
+ *   the bias gradient: conv1's output gradient (44 MB at batch 32 for
+ *   statoil_cnn) is neither written nor read, nor held in the plan.
  */
+static void
+plan_choose_backward(const IcemlNet *net, uint8_t *ch)
+{
+	for (int i = 0; i + 2 < net->nlayers; i++)
+		if (net->layers[i].type == L_POOL && net->layers[i + 1].type == L_DROPOUT)
+			ch[i] |= PLAN_DROP_GRAD;
+	if (net->nlayers > 1 && (ch[0] & PLAN_DIRECT) && (ch[1] & PLAN_POOL_GRAD))
+		ch[0] |= PLAN_POOL_DGRAD;
+}
+
 static void
 plan_choose(const IcemlNet *net, int direct, uint8_t *ch)
 {
@@ -108,7 +131,7 @@ plan_sizes(const IcemlNet *net, const uint8_t *ch, int batch, int training, int 
 		int			direct = (ch[i] & (PLAN_DIRECT | PLAN_WINOGRAD)) != 0;
 
 		sz[i * 5 + 0] = o;
-		if (training && i > 0)
+		if (training && i > 0 && !(ch[i - 1] & PLAN_POOL_DGRAD))
 			sz[i * 5 + 1] = in_size(l) * batch;
 		if (l->type == L_CONV)
 		{
@@ -118,7 +141,16 @@ plan_sizes(const IcemlNet *net, const uint8_t *ch, int batch, int training, int 
 			 * a direct or Winograd conv needs its col matrix only in
 			 * backward (the weight gradient, room for d(col))
 			 */
-			if (training && (i > 0 || !(ch[i] & PLAN_DIRECT)))
+			if (training && (ch[i] & PLAN_POOL_DGRAD))
+				sz[i * 5 + 2] = (size_t) ((l->filters + DGRAD_FB - 1) / DGRAD_FB) *
+					nn_dgrad_scratch_floats(l);
+			else if (training && (ch[i] & PLAN_WINO_DX))
+			{
+				/* no col matrix: the weight gradient's parts per chunk */
+				sz[i * 5 + 2] = 16 * (size_t) l->filters * l->ic *
+					((batch + nn_wino_chunk(l, batch) - 1) / nn_wino_chunk(l, batch));
+			}
+			else if (training && (i > 0 || !(ch[i] & PLAN_DIRECT)))
 				sz[i * 5 + 2] = c;
 			else if (c > max_col && !direct)
 				max_col = c;
@@ -299,6 +331,8 @@ nn_plan_floats(const IcemlNet *net, int batch, int training)
 	if (sz && ch)
 	{
 		plan_choose(net, 1, ch);
+		if (training)
+			plan_choose_backward(net, ch);
 		total = plan_sizes(net, ch, batch, training, plan_slots(), sz, &max_col);
 		if (!training)
 			total = plan_infer_layout(net, ch, sz, NULL);
@@ -347,6 +381,8 @@ nn_plan_create_with(const IcemlNet *net, int batch, int training,
 	}
 
 	plan_choose(net, direct, p->choice);
+	if (training && direct)
+		plan_choose_backward(net, p->choice);
 	p->wino_slots = plan_slots();
 	total = plan_sizes(net, p->choice, batch, training, p->wino_slots, sz, &max_col);
 	if (!training)

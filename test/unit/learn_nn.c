@@ -50,8 +50,10 @@ load(uint32_t seed, int from, int n, float *x, float *y, float *angle)
  * apart; after it they give 0.0420 and 0.0429: on these chips at 8 epochs
  * the two are no longer apart (the bench's 15 epochs on three seeds are:
  * 0.035 against 0.057), and the bound is 0.045, which a recipe that stops
- * learning still fails.  Fixed seeds and two threads: the figures are
- * reproducible for an engine build; re-measure with `learn_nn recipe`.
+ * learning still fails; with the Winograd weight gradient and the pool
+ * fusions recipe_cnn gives 0.0356 (accuracy 0.991).  Fixed seeds and two
+ * threads: the figures are reproducible for an engine build; re-measure
+ * with `learn_nn recipe`.
  */
 #define RECIPE_EPOCHS 8
 #define RECIPE_BOUND 0.045
@@ -124,64 +126,203 @@ TEST(recipe_learns_synthetic_chips)
 /*
  * Model quality, not just learning: the reference CNN with the engine's
  * defaults (no augmentation, Adam 1e-3, batch 32) after 3 epochs on 1283
- * synthetic chips must reach a validation log loss below 0.30, as PyTorch
- * does with its defaults.  With He-normal weights and zero biases (the
- * defaults before issue 16) the first epoch's training loss is about 1.5
- * and epoch 3 ends near 0.45.  Fixed seeds, two threads: the figures are
- * reproducible.
+ * synthetic chips reaches a validation log loss near PyTorch's with its
+ * defaults (below 0.30).  One run is a trajectory that any change of
+ * rounding moves: summing a gradient in another order gives other weights
+ * after a few hundred steps.  Seed 42 alone gave 0.24 with im2col weight
+ * gradients and 0.335 with Winograd ones that agreed with them to 5e-7.
+ * So the check trains from REF_NSEEDS seeds (weights, shuffling, dropout)
+ * and bounds the median of their last-epoch losses, plus a loose bound on
+ * the worst seed for a learner that breaks only now and then.
+ *
+ * Measured (`learn_nn spread 10`, seeds 1-10; issue 17):
+ *   main before Winograd weight gradients: median 0.149, mean 0.170,
+ *     sd 0.053, 0.098-0.254; seeds 11-13: 0.164, 0.177, 0.305
+ *   Winograd weight gradients: median 0.182, mean 0.204, sd 0.073,
+ *     0.117-0.334; with the pool and dropout fusions, seeds 11-14: 0.155,
+ *     0.131, 0.148, 0.113
+ *   so about 1 seed in 9 ends above 0.30 whatever the rounding, and none
+ *   of 27 above 0.34.  The median of 5 fails a mere change of rounding
+ *   when 3 of 5 seeds do (about 1%), and the worst bound sits 3 sd above
+ *   the worst seen.
+ *   Broken on purpose (conv2's weight gradient, the Winograd engine):
+ *     sign flipped: 0.598, 0.585, 0.672, 0.498, 0.618 (median 0.598):
+ *       both bounds fail;
+ *     zeroed: 0.233, 0.271, 0.226, 0.846, 0.124 (median 0.233): the
+ *       worst bound fails (a conv that never learns still lets the rest
+ *       learn, mostly).
+ * Fixed seeds and two threads: the figures are reproducible for an engine
+ * build.  About 15 s a seed on 2 quiet cores (75 s for the check).
  */
 #define QUALITY_EPOCHS 3
-#define QUALITY_BOUND 0.30
+#define REF_NSEEDS 5
+#define REF_MEDIAN_BOUND 0.30
+#define REF_WORST_BOUND 0.55
 
-TEST(reference_cnn_validation_log_loss_after_3_epochs)
+static const uint64_t ref_seeds[REF_NSEEDS] = {1, 2, 3, 4, 5};
+
+typedef struct RefData
 {
-	enum
-	{
-	NT = 1283, NV = 321};
-	float	   *xt = malloc(sizeof(float) * NT * 3 * HW),
-			   *xv = malloc(sizeof(float) * NV * 3 * HW),
-				yt[NT],
-				yv[NV],
-				pv[NV],
+	float	   *xt,
+			   *xv,
+			   *yt,
+			   *yv,
 				mean[3],
 				sd[3];
+} RefData;
+
+enum
+{
+REF_NT = 1283, REF_NV = 321};
+
+static void
+ref_load(RefData *d)
+{
+	d->xt = malloc(sizeof(float) * REF_NT * 3 * HW);
+	d->xv = malloc(sizeof(float) * REF_NV * 3 * HW);
+	d->yt = malloc(sizeof(float) * REF_NT);
+	d->yv = malloc(sizeof(float) * REF_NV);
+	load(2026, 0, REF_NT, d->xt, d->yt, NULL);
+	load(2026, REF_NT, REF_NV, d->xv, d->yv, NULL);
+	iceml_nn_channel_stats(d->xt, REF_NT, 3, HW, d->mean, d->sd);
+}
+
+static void
+ref_free(RefData *d)
+{
+	free(d->xt);
+	free(d->xv);
+	free(d->yt);
+	free(d->yv);
+}
+
+/* the last epoch's validation log loss of one run from seed (NaN on error) */
+static double
+ref_run(const RefData *d, uint64_t seed)
+{
+	float		pv[REF_NV];
 	char		err[ICEML_NN_ERRLEN];
 	IcemlNet   *net = iceml_net_create(iceml_nn_builtin_spec("statoil_cnn"), err, sizeof(err));
 	IcemlTrainConfig cfg;
-	IcemlTrainer *tr;
+	IcemlTrainer *tr = NULL;
 	IcemlMetrics m;
-	double		loss;
+	double		loss,
+				out = NAN;
+	time_t		t0 = time(NULL);
 
-	load(2026, 0, NT, xt, yt, NULL);
-	load(2026, NT, NV, xv, yv, NULL);
-	iceml_nn_channel_stats(xt, NT, 3, HW, mean, sd);
-	iceml_net_set_normalisation(net, mean, sd);
-	iceml_net_init_params(net, 42);
+	CHECK(net != NULL, "%s", err);
+	if (net == NULL)
+		return NAN;
+	iceml_net_set_normalisation(net, d->mean, d->sd);
+	iceml_net_init_params(net, seed);
 	iceml_train_config_defaults(&cfg);
+	cfg.seed = seed;
 	tr = iceml_trainer_create(net, &cfg, err, sizeof(err));
-	for (int e = 1; e <= QUALITY_EPOCHS; e++)
+	CHECK(tr != NULL, "%s", err);
+	for (int e = 1; tr != NULL && e <= QUALITY_EPOCHS; e++)
 	{
-		CHECK(iceml_trainer_epoch(tr, xt, yt, NT, e, NULL, NULL, &loss, err, sizeof(err)) == 0, "%s", err);
-		iceml_net_predict(net, xv, NV, pv, err, sizeof(err));
-		iceml_metrics_compute(pv, yv, NV, 0.5, &m);
-		printf("    epoch %d: train loss %.4f, val loss %.4f, val acc %.3f\n", e, loss, m.log_loss, m.accuracy);
-		fflush(stdout);
+		if (iceml_trainer_epoch(tr, d->xt, d->yt, REF_NT, e, NULL, NULL, &loss, err, sizeof(err)) != 0 ||
+			iceml_net_predict(net, d->xv, REF_NV, pv, err, sizeof(err)) != 0)
+		{
+			CHECK(0, "seed %llu, epoch %d: %s", (unsigned long long) seed, e, err);
+			break;
+		}
+		iceml_metrics_compute(pv, d->yv, REF_NV, 0.5, &m);
+		if (e == QUALITY_EPOCHS)
+			out = m.log_loss;
 	}
-	CHECK(m.log_loss < QUALITY_BOUND, "validation log loss %.4f after %d epochs (bound %.2f)",
-		  m.log_loss, QUALITY_EPOCHS, QUALITY_BOUND);
+	if (!isnan(out))
+		printf("    seed %llu: train loss %.4f, val loss %.4f, val acc %.3f (%ld s)\n",
+			   (unsigned long long) seed, loss, m.log_loss, m.accuracy, (long) (time(NULL) - t0));
+	fflush(stdout);
 	iceml_trainer_free(tr);
 	iceml_net_free(net);
-	free(xt);
-	free(xv);
+	return out;
 }
 
-/* learn_nn [reference|recipe]: both checks, or the one named */
+static int
+cmp_double(const void *a, const void *b)
+{
+	double		x = *(const double *) a,
+				y = *(const double *) b;
+
+	return x < y ? -1 : x > y;
+}
+
+/* median, mean and sample standard deviation of n values (sorted in place) */
+static void
+spread(double *v, int n, double *median, double *mean, double *sd)
+{
+	double		s = 0,
+				ss = 0;
+
+	qsort(v, n, sizeof(double), cmp_double);
+	*median = n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+	for (int i = 0; i < n; i++)
+		s += v[i];
+	*mean = s / n;
+	for (int i = 0; i < n; i++)
+		ss += (v[i] - *mean) * (v[i] - *mean);
+	*sd = n > 1 ? sqrt(ss / (n - 1)) : 0;
+}
+
+TEST(reference_cnn_validation_log_loss_after_3_epochs)
+{
+	RefData		d;
+	double		v[REF_NSEEDS],
+				median,
+				mean,
+				sd;
+	int			ok = 1;
+
+	ref_load(&d);
+	for (int s = 0; s < REF_NSEEDS; s++)
+	{
+		v[s] = ref_run(&d, ref_seeds[s]);
+		ok = ok && !isnan(v[s]);
+	}
+	ref_free(&d);
+	if (!ok)
+		return;
+	spread(v, REF_NSEEDS, &median, &mean, &sd);
+	printf("    %d seeds: median %.4f, mean %.4f, sd %.4f, worst %.4f\n",
+		   REF_NSEEDS, median, mean, sd, v[REF_NSEEDS - 1]);
+	CHECK(median < REF_MEDIAN_BOUND, "median validation log loss %.4f of %d seeds after %d epochs (bound %.2f)",
+		  median, REF_NSEEDS, QUALITY_EPOCHS, REF_MEDIAN_BOUND);
+	CHECK(v[REF_NSEEDS - 1] < REF_WORST_BOUND, "worst validation log loss %.4f of %d seeds after %d epochs (bound %.2f)",
+		  v[REF_NSEEDS - 1], REF_NSEEDS, QUALITY_EPOCHS, REF_WORST_BOUND);
+}
+
+/* learn_nn spread N [FIRST]: the reference CNN from seeds FIRST.. (1..N), for the figures above */
+static int
+measure_spread(int n, int first)
+{
+	RefData		d;
+	double	   *v = malloc(sizeof(double) * n),
+				median,
+				mean,
+				sd;
+
+	ref_load(&d);
+	for (int s = 0; s < n; s++)
+		v[s] = ref_run(&d, (uint64_t) (s + first));
+	ref_free(&d);
+	spread(v, n, &median, &mean, &sd);
+	printf("spread of %d seeds: median %.4f, mean %.4f, sd %.4f, min %.4f, max %.4f\n",
+		   n, median, mean, sd, v[0], v[n - 1]);
+	free(v);
+	return 0;
+}
+
+/* learn_nn [reference|recipe]: both checks, or the one named; learn_nn spread N [FIRST] */
 int
 main(int argc, char **argv)
 {
 	const char *only = argc > 1 ? argv[1] : "";
 
 	iceml_nn_set_threads(2);
+	if (strcmp(only, "spread") == 0)
+		return measure_spread(argc > 2 ? atoi(argv[2]) : 10, argc > 3 ? atoi(argv[3]) : 1);
 	if (strcmp(only, "recipe") != 0)
 		RUN(reference_cnn_validation_log_loss_after_3_epochs);
 	if (strcmp(only, "reference") != 0)

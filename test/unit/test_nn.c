@@ -816,9 +816,11 @@ TEST(one_and_two_threads_agree_and_each_is_reproducible)
  * partial last vector), rows wider than one register block, a filter count
  * that is not a multiple of the block, with and without ReLU, pool strides
  * 1 and 2, forward outputs and all gradients (the direct weight gradient
- * against the col matrix's), dropout's mask (in the training passes), and
- * the Winograd convolution (16 channels and more: forward and input
- * gradient).  Each set runs with and without the direct and Winograd
+ * against the col matrix's), dropout's mask (in the training passes, and
+ * in the pool before it that applies it in backward: PLAN_DROP_GRAD), the
+ * direct conv's weight gradient from the pool's scatter (PLAN_POOL_DGRAD),
+ * and the Winograd convolution (16 channels and more: forward, input and
+ * weight gradients).  Each set runs with and without the direct and Winograd
  * convolutions.  A conv followed by a pool hands its bias to the pool
  * unless it is direct, so only the other layers' outputs compare.
  */
@@ -918,6 +920,13 @@ TEST(every_kernel_set_matches_the_plain_path)
 						  sp, ks->name, direct, b, z1[b], z0[b]);
 				nn_plan_free(ip);
 				tp = nn_plan_create_with(net, 3, 1, ks, direct);
+				/*
+				 * spec 0's pool does its dropout's backward, and the direct
+				 * conv's weight gradient the pool's scatter, unless plain
+				 */
+				CHECK(sp != 0 || (!(tp->choice[1] & PLAN_DROP_GRAD) == !direct &&
+								  !(tp->choice[0] & PLAN_POOL_DGRAD) == !direct),
+					  "spec 0, direct %d: choices %d, %d", direct, tp->choice[0], tp->choice[1]);
 				nn_gather(net, tp, x, NULL, 3, NULL);
 				batch_loss(net, tp, 3, y, 1, 1);
 				nn_backward(net, tp, 3, g1);
