@@ -39,6 +39,8 @@ typedef struct ShardNodeError
 } ShardNodeError;
 
 extern bool ShardAwaitResult(PGconn *conn);
+/* the last result of what was sent (several statements: the last's); NULL when lost */
+extern PGresult *ShardLastResult(PGconn *conn);
 extern void ShardTakeNodeError(PGconn *conn, PGresult *res, ShardNodeError *e);
 
 /* Close this session's idle connections to `node` (no remote transaction). */

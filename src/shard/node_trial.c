@@ -46,12 +46,15 @@ AddGates(int64 run_id, ArrayType *gates, int epochs)
 					 errmsg("gate %s is not an epoch before the trial's last (%d)",
 							nulls[i] ? "NULL" : psprintf("%d", DatumGetInt32(elems[i])), epochs),
 					 errhint("Gates are the epochs of an ASHA study's rungs.")));
+	}
+	BecomeCatalogOwner(&own);
+	for (int i = 0; i < n; i++)
+	{
 		v[1] = elems[i];
-		BecomeCatalogOwner(&own);
 		SpiExec("INSERT INTO iceml.trial_gates (run_id, epoch, follower, follower_start) VALUES ($1, $2, $3, $4)"
 				" ON CONFLICT DO NOTHING", 4, types, v, NULL);
-		RestoreUser(&own);
 	}
+	RestoreUser(&own);
 }
 
 /*

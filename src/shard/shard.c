@@ -260,8 +260,8 @@ ShardTakeNodeError(PGconn *conn, PGresult *res, ShardNodeError *e)
 }
 
 /* wait for the last result of the query sent on conn; NULL when lost */
-static PGresult *
-GetResult(PGconn *conn)
+PGresult *
+ShardLastResult(PGconn *conn)
 {
 	PGresult   *last = NULL;
 
@@ -314,7 +314,7 @@ RemoteExec(NodeConn *c, const char *sql)
 
 	if (!PQsendQuery(c->conn, sql))
 		RemoteError(c, NULL, sql);
-	res = GetResult(c->conn);
+	res = ShardLastResult(c->conn);
 	if (res == NULL || (PQresultStatus(res) != PGRES_COMMAND_OK &&
 						PQresultStatus(res) != PGRES_TUPLES_OK))
 		RemoteError(c, res, sql);
@@ -528,7 +528,7 @@ ShardNodeExecAutonomous(const char *node, const char *sql, int nparams,
 
 		if (PQsendQueryParams(c->conn, sql, nparams, types, values, lengths, formats, 0))
 		{
-			res = GetResult(c->conn);
+			res = ShardLastResult(c->conn);
 			if (res && (PQresultStatus(res) == PGRES_COMMAND_OK ||
 						PQresultStatus(res) == PGRES_TUPLES_OK))
 				return res;
@@ -654,7 +654,7 @@ iceml_node_exec(PG_FUNCTION_ARGS)
 		 */
 		if (PQsendQuery(c->conn, begin))
 		{
-			res = GetResult(c->conn);
+			res = ShardLastResult(c->conn);
 			if (res && PQresultStatus(res) == PGRES_COMMAND_OK)
 				c->xact_open = true;
 			else if (PQstatus(c->conn) == CONNECTION_OK)

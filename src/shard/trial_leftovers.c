@@ -137,7 +137,7 @@ TrialLeftovers(RemoteTrial *rt)
 				"   AND t.node_run IS NOT NULL AND t.forgotten_at IS NULL"
 				"   AND (r.status OPERATOR(pg_catalog.<>) ALL (ARRAY['queued', 'running'])"
 				"        OR t.run_id OPERATOR(pg_catalog.=) $3)"
-				" ORDER BY t.run_id", 3, t, v, NULL);
+				" ORDER BY t.run_id OPERATOR(pg_catalog.=) $3, t.run_id", 3, t, v, NULL);
 	runs = MemoryContextAlloc(TopMemoryContext, sizeof(int64) * (n + 1));
 	node_runs = MemoryContextAlloc(TopMemoryContext, sizeof(int64) * (n + 1));
 	for (uint64 i = 0; i < n; i++)
@@ -152,6 +152,7 @@ TrialLeftovers(RemoteTrial *rt)
 	RestoreUser(&own);
 	WorkerEndTx();
 
+	/* the others' first: this trial's own old run, if any, comes last */
 	for (uint64 i = 0; i < n; i++)
 	{
 		if (runs[i] == rt->run_id && ResumeOnNode(rt, node_runs[i]))

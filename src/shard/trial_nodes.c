@@ -42,7 +42,6 @@ static void
 CheckOn(PGconn *conn, const char *node, const char *local_version)
 {
 	PGresult   *res = NULL;
-	PGresult   *next;
 	char	   *version;
 	char	   *role;
 	bool		member;
@@ -52,12 +51,7 @@ CheckOn(PGconn *conn, const char *node, const char *local_version)
 					"          WHERE e.extname OPERATOR(pg_catalog.=) 'iceml'),"
 					"        pg_catalog.pg_has_role('iceml_user', 'MEMBER'),"
 					"        CURRENT_USER"))
-		while (ShardAwaitResult(conn) && (next = PQgetResult(conn)) != NULL)
-		{
-			if (res)
-				PQclear(res);
-			res = next;
-		}
+		res = ShardLastResult(conn);
 	if (res == NULL || PQresultStatus(res) != PGRES_TUPLES_OK)
 	{
 		ShardNodeError e;
