@@ -5,7 +5,7 @@
 #   2. pg_regress                                          (sql/, expected/)
 #   3. pgTAP with pg_prove                                 (test/pgtap/*.sql)
 #   4. TAP tests with prove (restarts, killed workers)     (test/tap/*.pl)
-#   4b. load tests, short form (8 s each)                  (test/load/*.sh)
+#   4b. load tests, short form (about a minute)            (test/load/*.sh)
 #   4c. libFuzzer targets, short run (10 s each)           (test/fuzz)
 #   5. engine learning checks, optimised build             (test/unit learn)
 # Each prints its own closing line; the last line sums them up.  Exit status
