@@ -188,6 +188,58 @@ drive('another user', q{
 	SELECT iceml.drop_feature_group('iceml_fs.hother_1');
 }, user => 'iceml_tap_h_other');
 
+# ---- pipelines, pictures, batched scoring, ensembles -------------------------
+my $prun = drive('run_pipeline', q{SELECT iceml.run_pipeline('hpipe', '{"feature_group": {"name": "hpchips",
+	"expectations": [{"name": "angle", "features": ["inc_angle"], "rules": [{"name": "HAS_MAX", "level": "ERROR", "max": 50}]}]},
+	"ingest": {"synthetic": {"n": 80, "seed": 4, "bad": 2}}, "on_error": "quarantine",
+	"training_dataset": {"splits": {"train": 0.7, "validation": 0.15, "test": 0.15}, "seed": 1},
+	"train": {"architecture": "tiny_cnn", "hyperparams": {"epochs": 1, "batch_size": 16}}, "deploy": "always"}')}, %u);
+($prun) = $prun =~ /(\d+)\s*$/;
+like(drive('wait for the pipeline', "SELECT iceml.wait($prun, '180 s')", %u), qr/succeeded/, 'the pipeline succeeded');
+drive('pictures', qq{
+	SELECT length(iceml.plot_learning_curve($run)) > 0, length(iceml.plot_study($study)) > 0,
+	       length(iceml.plot_pipeline($prun)) > 0, length(iceml.plot_roc('hexp', 'iceml_td.hchips_1')) > 0;
+}, %u);
+drive('ensembles and batched scoring', q{
+	SELECT iceml.deploy_ensemble('hens', ARRAY(SELECT id FROM iceml.models WHERE experiment = 'hexp' ORDER BY id LIMIT 2), tta => true);
+	SELECT count(*) FROM iceml.predict_table('hens', 'iceml_td.hchips_1', key => 'id', inc_angle => 'inc_angle');
+	SELECT count(*) FROM iceml.predict_table((SELECT model_id FROM iceml.deployed_models WHERE name = 'hexp'), 'iceml_td.hchips_1');
+	SELECT cardinality(iceml.predict_batch('hexp', array_agg(band_1), array_agg(band_2))) FROM (SELECT band_1, band_2 FROM iceml_td.hchips_1 LIMIT 3) t;
+	SELECT (iceml.split_predictions('hexp'::pg_catalog.text, 'iceml_td.hchips_1')).labels IS NOT NULL;
+	SELECT (iceml.dataset_columns('iceml_td.hchips_1', 'test')).label;
+	SELECT count(*) FROM iceml.predict_cache();
+	SELECT iceml.predict_cache_reset() >= 0;
+}, %u);
+
+# ---- a node's side of a coordinator's trial: the data copy, the trial's
+# run, its gate (released by the following session), adoption, forgetting
+my $copy = 'trial_' . ('ab' x 16);
+my $trial = drive("a coordinator's trial, as the node sees it", qq{
+	BEGIN;
+	SELECT iceml.receive_trial_data('$copy', (SELECT jsonb_agg(jsonb_build_object('name', attname, 'type', format_type(atttypid, atttypmod)) ORDER BY attnum)
+	                                           FROM pg_attribute WHERE attrelid = 'iceml_td.hchips_1'::regclass AND attnum > 0 AND NOT attisdropped));
+	INSERT INTO iceml_td.$copy SELECT * FROM iceml_td.hchips_1;
+	SELECT iceml.run_trial('htrial', 'iceml_td.$copy', 'tiny_cnn', (SELECT spec FROM iceml.architectures WHERE name = 'tiny_cnn'),
+	                       '{"epochs": 2, "batch_size": 16}', r.label, r.val_split, 't1',
+	                       '{"coordinator_run": 1, "study": 1, "coordinator_lineage": {}}', NULL, '{1}') AS trial
+	  FROM iceml.runs r WHERE r.id = $run \\gset
+	COMMIT;
+	-- this session follows the trial: wait for it at its gate, let it go on
+	SELECT set_config('hostile.trial', :'trial', false) IS NOT NULL AS noted \\gset
+	DO \$\$ DECLARE t bigint := current_setting('hostile.trial')::bigint; BEGIN
+		FOR i IN 1 .. 600 LOOP
+			EXIT WHEN EXISTS (SELECT FROM iceml.run_metrics WHERE run_id = t AND epoch = 1)
+			       OR NOT EXISTS (SELECT FROM iceml.runs WHERE id = t AND status IN ('queued', 'running'));
+			PERFORM pg_sleep(0.2);
+		END LOOP;
+	END \$\$;
+	SELECT iceml.release_trial(:trial, 1) AS released, iceml.adopt_trial(:trial) AS adopted;
+	SELECT iceml.wait(:trial, '120 s');
+	SELECT iceml.forget_trial(:trial) AS forgot;
+}, %u);
+like($trial, qr/^t\|t\nsucceeded\nt$/m, 'the trial waited at its gate, was released and adopted, succeeded and was forgotten with its copy')
+	or diag($trial);
+
 # ---- the verdict -----------------------------------------------------------
 my $ran = psql(q{SELECT count(*) FROM public.shadow_log});
 cmp_ok($ran, '>', 0, "the shadows were in reach ($ran ran, each as its own role)");
