@@ -5,14 +5,22 @@
 #   BENCH shard_predict_rows_per_s_1node       the same rows in a group sharded over
 #                                              that node alone, scored from the coordinator
 #   BENCH shard_predict_rows_per_s_2nodes      the same rows sharded over two nodes
-#   BENCH shard_predict_scaling                2nodes / 1node (goal: at least 1.8)
+#   BENCH shard_predict_scaling                2nodes / 1node, the median of the
+#                                              rounds' own ratios (goal: at least 1.8)
 #   BENCH shard_predict_coordinator_overhead_pct  1node against one_server
+#   BENCH shard_predict_machine_ceiling        the peer: the engine alone scoring
+#                                              on both cores at once against one
+#                                              (two pinned processes, before and
+#                                              after the rounds, the mean): what
+#                                              two nodes could reach here
+#   BENCH shard_predict_scaling_of_ceiling     scaling / machine_ceiling
 #   BENCH shard_predict_new_session_ms_2nodes  what the first statement of a new
 #                                              session adds (connections to the
 #                                              nodes, their backends loading the model)
 # The reference CNN (statoil_cnn, seeded weights), ICEML_BENCH_SHARD_ROWS
-# rows (400), in one session per configuration, best of the last 3 of 4
-# runs.  Each node is an embedded cluster pinned to its own
+# rows (400), one session per configuration, the three taking turns
+# (ICEML_BENCH_SHARD_ROUNDS rounds, 6, after a warming one): the medians of
+# the rounds (see below).  Each node is an embedded cluster pinned to its own
 # core with taskset (ICEML_CPUS); the coordinator (the bench cluster) is not
 # pinned and only receives one number per row.  On a 2-core machine the
 # coordinator and anything else running share those two cores: the load
@@ -73,39 +81,87 @@ psql -At -c "COPY (SELECT id, experiment, architecture, spec, parameters, channe
 	| nodepsql bench_node_a -c "COPY iceml.models (id, experiment, architecture, spec, parameters, channels, normalisation, metrics, lineage, weights, owner) FROM STDIN"
 nodepsql bench_node_a -c "SET client_min_messages = warning" -c "SELECT iceml.deploy('shardbench', 'most_recent')" -c "ANALYZE shard_bench_rows" >/dev/null
 
-# One session per configuration, as a BI tool or a pipeline keeps one: the
-# statement four times with psql's timing; rows per second of the best of
-# the last three (warm: the session's connections to the nodes are open and
-# the nodes' backends hold the model), and the first run's extra time (a
-# new session: connections, the nodes' backends loading the model).
+# One session per configuration, as a BI tool or a pipeline keeps one, all
+# three open at once and taking turns: a round runs the statement once in
+# each (one server, 1 node, 2 nodes), ROUNDS rounds (6) after a first one
+# that warms them (the sessions' connections to the nodes, the nodes'
+# backends loading the model; what that adds is reported apart).  This
+# machine's speed drifts by a quarter within minutes, so the figures are
+# the medians of the rounds, and the ratios the medians of each round's own
+# ratio: configurations measured minutes apart would compare two machines.
 score='SELECT count(p) FROM (SELECT id, iceml_predict($$shardbench$$, band_1, band_2, inc_angle) AS p FROM %s) s'
-session() {
-	printf '\\timing on\n\\o /dev/null\n%s\n' "$@"
+rounds=${ICEML_BENCH_SHARD_ROUNDS:-6}
+median() { sort -g | awk '{ v[NR] = $1 } END { print (NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2) }'; }
+# the machine's own ceiling: images/s of the engine on one thread pinned
+# to the nodes' first core, then on both cores at once (a virtual
+# machine's second core is not always as fast as its first)
+export OPENBLAS_THREAD_TIMEOUT=${OPENBLAS_THREAD_TIMEOUT:-4}
+cc -std=gnu11 -O3 -I"$top/include" -I"$top/src/nn" -o /tmp/iceml_shard_engine \
+	"$here/predict_engine.c" "$top"/src/nn/*.c "$top/src/eo/synth.c" -lopenblas -ljson-c -lm -lpthread
+ceiling() {
+	local one both
+	one=$(taskset -c 0 /tmp/iceml_shard_engine batch 1 | awk '{ print $3 }')
+	both=$( (taskset -c 0 /tmp/iceml_shard_engine batch 1 & taskset -c $((1 % ncpu)) /tmp/iceml_shard_engine batch 1; wait) |
+		awk '{ s += $3 } END { print s }')
+	echo "$both / $one" | bc -l
 }
-times() { grep '^Time:' | awk '{ print $2 }'; }
-one() { session "SET max_parallel_workers_per_gather = 0;" "$(printf "$score;" shard_bench_rows)" \
-	"$(printf "$score;" shard_bench_rows)" "$(printf "$score;" shard_bench_rows)" "$(printf "$score;" shard_bench_rows)" \
-	| nodepsql bench_node_a | times | tail -4; }
-sharded() { local q; q=$(printf "$score;" "iceml_fs.$1"); session "$q" "$q" "$q" "$q" | psql | times; }
-warm() { tail -3 | sort -g | head -1; }
+ceil1=$(ceiling)
 # the plans run where they should
 psql -At -c "EXPLAIN (VERBOSE, COSTS OFF) $(printf "$score" iceml_fs.sb2_1)" | grep -c 'Remote SQL: SELECT id, min(iceml.predict_model' | grep -qx 2 \
 	|| { echo "shard_predict: the 2-node plan does not predict on the nodes" >&2; exit 1; }
-# ship the model and warm the caches once
+# ship the model and warm the nodes' caches once
 psql -c "$(printf "$score" iceml_fs.sb2_1)" >/dev/null
-t_one=$(one); t_1=$(sharded sb1_1); t_2=$(sharded sb2_1)
-ms_one=$(echo "$t_one" | warm); ms_1=$(echo "$t_1" | warm); ms_2=$(echo "$t_2" | warm)
+# (bash warns that a coproc exists when it starts the next: it works)
+{ coproc S_ONE { nodepsql bench_node_a -At 2>&1; }; } 2>/dev/null
+{ coproc S_1 { psql -At 2>&1; }; } 2>/dev/null
+{ coproc S_2 { psql -At 2>&1; }; } 2>/dev/null
+# run SQL in a session (its input and output fds); print psql's time (ms)
+timed() {
+	local in=$1 out=$2 sql=$3 line= t=
+	printf '\\timing on\n\\o /dev/null\n%s;\n\\o\n\\timing off\n\\echo done\n' "$sql" >&"$in"
+	while read -r -t 300 line <&"$out"; do
+		case $line in
+			Time:*) t=${line#Time: }; t=${t%% ms*} ;;
+			done) break ;;
+			*ERROR*) echo "shard_predict: $line" >&2 ;;
+		esac
+	done
+	[ -n "$t" ] || { echo "shard_predict: no time from a session" >&2; exit 1; }
+	echo "$t"
+}
+printf 'SET max_parallel_workers_per_gather = 0;\n' >&"${S_ONE[1]}"
+q_one=$(printf "$score" shard_bench_rows); q_1=$(printf "$score" iceml_fs.sb1_1); q_2=$(printf "$score" iceml_fs.sb2_1)
+first_one=$(timed "${S_ONE[1]}" "${S_ONE[0]}" "$q_one")
+first_1=$(timed "${S_1[1]}" "${S_1[0]}" "$q_1")
+first_2=$(timed "${S_2[1]}" "${S_2[0]}" "$q_2")
+t_one= t_1= t_2= ratio= over=
+for k in $(seq 1 "$rounds"); do
+	a=$(timed "${S_ONE[1]}" "${S_ONE[0]}" "$q_one")
+	b=$(timed "${S_1[1]}" "${S_1[0]}" "$q_1")
+	c=$(timed "${S_2[1]}" "${S_2[0]}" "$q_2")
+	t_one+="$a"$'\n'; t_1+="$b"$'\n'; t_2+="$c"$'\n'
+	ratio+="$(echo "$b / $c" | bc -l)"$'\n'; over+="$(echo "(1 - $a / $b) * 100" | bc -l)"$'\n'
+done
+eval "exec ${S_ONE[1]}>&- ${S_1[1]}>&- ${S_2[1]}>&-"
+wait
+ceil2=$(ceiling)
+ceil=$(echo "($ceil1 + $ceil2) / 2" | bc -l)
+ms_one=$(echo -n "$t_one" | median); ms_1=$(echo -n "$t_1" | median); ms_2=$(echo -n "$t_2" | median)
 r_one=$(echo "$rows * 1000 / $ms_one" | bc -l)
 r_1=$(echo "$rows * 1000 / $ms_1" | bc -l)
 r_2=$(echo "$rows * 1000 / $ms_2" | bc -l)
-cold_2=$(echo "$(echo "$t_2" | head -1) - $ms_2" | bc -l)
+cold_2=$(echo "$first_2 - $ms_2" | bc -l)
 printf 'BENCH shard_predict_rows_per_s_one_server %.1f rows/s\n' "$r_one"
 printf 'BENCH shard_predict_rows_per_s_1node %.1f rows/s\n' "$r_1"
 printf 'BENCH shard_predict_rows_per_s_2nodes %.1f rows/s\n' "$r_2"
-printf 'BENCH shard_predict_scaling %.2f x\n' "$(echo "$r_2 / $r_1" | bc -l)"
-printf 'BENCH shard_predict_coordinator_overhead_pct %.1f %%\n' "$(echo "(1 - $r_1 / $r_one) * 100" | bc -l)"
+printf 'BENCH shard_predict_scaling %.2f x\n' "$(echo -n "$ratio" | median)"
+printf 'BENCH shard_predict_machine_ceiling %.2f x\n' "$ceil"
+printf 'BENCH shard_predict_scaling_of_ceiling %.2f\n' "$(echo "$(echo -n "$ratio" | median) / $ceil" | bc -l)"
+printf 'BENCH shard_predict_coordinator_overhead_pct %.1f %%\n' "$(echo -n "$over" | median)"
 printf 'BENCH shard_predict_new_session_ms_2nodes %.1f ms\n' "$cold_2"
-echo "shard_predict: $rows rows, statoil_cnn; nodes pinned to CPUs 0 and $((1 % ncpu)) of $ncpu; load average $(cut -d' ' -f1-3 /proc/loadavg)"
+printf 'shard_predict: machine ceiling %.2fx before the rounds, %.2fx after\n' "$ceil1" "$ceil2"
+echo "shard_predict: round by round, 1 node / 2 nodes: $(echo $(echo -n "$ratio" | awk '{ printf "%.2f\n", $1 }'))"
+echo "shard_predict: $rows rows, $rounds rounds, statoil_cnn; nodes pinned to CPUs 0 and $((1 % ncpu)) of $ncpu; load average $(cut -d' ' -f1-3 /proc/loadavg)"
 psql >/dev/null <<'SQL'
 SET client_min_messages = warning;
 SELECT iceml.drop_feature_group(g."table", true) FROM iceml.feature_groups g WHERE g.name IN ('sb1', 'sb2');
