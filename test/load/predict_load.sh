@@ -29,6 +29,26 @@ check() { # check NAME CONDITION-EXIT-STATUS
 	if [ "$2" -eq 0 ]; then passed=$((passed + 1)); echo "ok - $1"; else failed=$((failed + 1)); echo "not ok - $1"; fi
 }
 q() { psql -XAtq -v ON_ERROR_STOP=1 -d "$db" -c "$1"; }
+# ask IN OUT SECS SQL...: run SQL in a psql coprocess (its input and output
+# fds) and print its answers; fails if no end marker comes within SECS
+ask() {
+	local in=$1 out=$2 secs=$3 line=
+	shift 3
+	{ printf '%s;\n' "$@"; echo '\echo --end--'; } >&"$in"
+	while read -r -t "$secs" line <&"$out"; do
+		[ "$line" = --end-- ] && return 0
+		echo "$line"
+	done
+	return 1
+}
+# deploy_sql K: the K-th switch of 'load': model 2, the ensemble, model 1
+deploy_sql() {
+	case $(($1 % 3)) in
+		0) echo "SELECT iceml.deploy('load', $m2::bigint, tta => false)" ;;
+		1) echo "SELECT iceml.deploy_ensemble('load', ARRAY[$m1, $m2]::bigint[], tta => true)" ;;
+		*) echo "SELECT iceml.deploy('load', $m1::bigint, tta => false)" ;;
+	esac
+}
 
 psql -XAtq -d postgres -c "DROP DATABASE IF EXISTS $db" -c "CREATE DATABASE $db" >/dev/null
 psql -XAtq -v ON_ERROR_STOP=1 -d "$db" >/dev/null <<'SQL'
@@ -79,28 +99,16 @@ hold=$(mktemp -u)
 	end=$((SECONDS + secs - 1))
 	k=0
 	# one session for all the deploys (a new one costs most of a second
-	# on a machine this busy); "\echo deployed" marks each one's end
+	# on a machine this busy)
 	coproc DEP { psql -XAtq -d "$db" 2>>"$err.deploy"; }
 	while [ $SECONDS -lt $end ]; do
 		if [ -e "$hold" ]; then k=1; fi
-		case $((k % 3)) in
-			0) sql="SELECT iceml.deploy('load', $m2::bigint, tta => false)" ;;
-			1) sql="SELECT iceml.deploy_ensemble('load', ARRAY[$m1, $m2]::bigint[], tta => true)" ;;
-			*) sql="SELECT iceml.deploy('load', $m1::bigint, tta => false)" ;;
-		esac
-		printf '%s;\n\\echo deployed\n' "$sql" >&"${DEP[1]}"
-		line=
-		while [ "$line" != deployed ] && read -r -t 60 line <&"${DEP[0]}"; do :; done
-		[ "$line" = deployed ] || { echo "deploy failed: the deployer's session ended" >>"$err.deploy"; break; }
+		ask "${DEP[1]}" "${DEP[0]}" 60 "$(deploy_sql $k)" >/dev/null ||
+			{ echo "deploy failed: the deployer's session ended" >>"$err.deploy"; break; }
 		# the ensemble is deployed: if a sample waits for it, say so and hold it
 		if [ $((k % 3)) -eq 1 ] && [ -e "$hold" ]; then
 			# when it was deployed (by the server's clock), for the sample
-			printf '%s;\n\\echo deployed\n' "SELECT 'at ' || extract(epoch FROM clock_timestamp())" >&"${DEP[1]}"
-			line= at=
-			while [ "$line" != deployed ] && read -r -t 60 line <&"${DEP[0]}"; do
-				case $line in "at "*) at=${line#at } ;; esac
-			done
-			echo "$at" >"$hold.on"
+			ask "${DEP[1]}" "${DEP[0]}" 60 "SELECT extract(epoch FROM clock_timestamp())" >"$hold.on"
 			while [ -e "$hold" ] && [ $SECONDS -lt $end ]; do sleep 0.1; done
 		fi
 		k=$((k + 1))
@@ -131,7 +139,7 @@ sample() {
 	at=$(cat "$hold.on" 2>/dev/null)
 	while [ -n "$at" ] && [ $((SECONDS - t)) -lt 20 ] &&
 		[ "$(q "SELECT count(*) FROM (SELECT pid FROM load_answers WHERE at > to_timestamp($at)
-		                              GROUP BY pid HAVING bool_or(batched) AND bool_or(NOT batched)) s")" -lt "$(echo "$pids" | grep -c .)" ]; do
+		                              GROUP BY pid HAVING bool_or(batched) AND bool_or(NOT batched)) s")" -lt "$npids" ]; do
 		sleep 0.2
 	done
 	rss; rm -f "$hold" "$hold.on"
@@ -139,6 +147,7 @@ sample() {
 while [ "$(q 'SELECT count(*) FROM load_warm')" -lt "$clients" ] && [ $((SECONDS - tb)) -lt $((secs - 2)) ]; do sleep 0.1; done
 # the clients' backends, as each one recorded itself once warm
 pids=$(q "SELECT pid FROM load_warm")
+npids=$(echo "$pids" | grep -c .)
 # and they give way to the deployer and the sampling: 16 busy backends on
 # two cores otherwise leave a new session seconds before its first answer
 # (they still compete: the deploys run while they predict)
@@ -205,26 +214,15 @@ check "backend memory flat (no backend grew more than 4096 kB in both of the las
 # however small.  A round: 30 switches through the three deployments, each
 # followed by the 64 chips one at a time and in a batch
 coproc ONE { psql -XAtq -d "$db" 2>>"$err.one"; }
-one() { # one SQL...: run in the session, wait for its end
-	{ printf '%s;\n' "$@"; echo '\echo done'; } >&"${ONE[1]}"
-	local line=
-	while [ "$line" != done ] && read -r -t 120 line <&"${ONE[0]}"; do :; done
-	[ "$line" = done ]
-}
 round() {
-	local k sql
+	local k
 	for k in $(seq 0 29); do
-		case $((k % 3)) in
-			0) sql="SELECT iceml.deploy('load', $m2::bigint, tta => false)" ;;
-			1) sql="SELECT iceml.deploy_ensemble('load', ARRAY[$m1, $m2]::bigint[], tta => true)" ;;
-			*) sql="SELECT iceml.deploy('load', $m1::bigint, tta => false)" ;;
-		esac
-		one "$sql" "SELECT count(iceml_predict('load', band_1, band_2, inc_angle)) FROM load_chips" \
-			"SELECT count(probability) FROM iceml.predict_table('load', 'load_chips')" || return 1
+		ask "${ONE[1]}" "${ONE[0]}" 120 "$(deploy_sql $k)" \
+			"SELECT count(iceml_predict('load', band_1, band_2, inc_angle)) FROM load_chips" \
+			"SELECT count(probability) FROM iceml.predict_table('load', 'load_chips')" >/dev/null || return 1
 	done
 }
-printf '%s\n' "SELECT pg_backend_pid();" '\echo done' >&"${ONE[1]}"
-read -r -t 60 onepid <&"${ONE[0]}"; read -r -t 60 _ <&"${ONE[0]}"
+onepid=$(ask "${ONE[1]}" "${ONE[0]}" 60 "SELECT pg_backend_pid()")
 rss_one() { awk '/^RssAnon/ { print $2 }' "/proc/$onepid/status" 2>/dev/null; }
 r1= r2= r3=
 round && r1=$(rss_one) && round && r2=$(rss_one) && round && r3=$(rss_one)
