@@ -10,7 +10,8 @@
 # one session alone doing the same switches, not at all (to 64 kB) from its
 # 60th switch to its 90th.
 #
-#   test/load/predict_load.sh [SECONDS [CLIENTS]]     default 60 s (at least 40), 16 clients
+#   test/load/predict_load.sh [SECONDS [CLIENTS]]     default 60 s (at least 40; the
+#                                                     clients run 15 s more), 16 clients
 #
 # Needs PGHOST/PGPORT/PGUSER (the harness cluster); uses database iceml_load.
 # Prints TAP-like lines and a closing "load: P passed, F failed".
@@ -32,10 +33,10 @@ q() { psql -XAtq -v ON_ERROR_STOP=1 -d "$db" -c "$1"; }
 # ask IN OUT SECS SQL...: run SQL in a psql coprocess (its input and output
 # fds) and print its answers; fails if no end marker comes within SECS
 ask() {
-	local in=$1 out=$2 secs=$3 line=
+	local in=$1 out=$2 wait_s=$3 line=
 	shift 3
 	{ printf '%s;\n' "$@"; echo '\echo --end--'; } >&"$in"
-	while read -r -t "$secs" line <&"$out"; do
+	while read -r -t "$wait_s" line <&"$out"; do
 		[ "$line" = --end-- ] && return 0
 		echo "$line"
 	done
@@ -88,15 +89,19 @@ differ=$(q "SELECT count(*) FILTER (WHERE abs(p1 - p2) > 1e-4 AND abs(pe - p1) >
 check "the three deployments answer differently on all 64 chips ($differ)" $([ "${differ:-0}" -eq 64 ] && echo 0 || echo 1)
 
 out=$(mktemp); err=$(mktemp)
+# the clients and the deployer run 15 s longer than the samples are
+# scheduled: a sample on a machine this busy sometimes takes seconds longer
+# than the ones before it, and must still find every client there
+tail=15
 tb=$SECONDS
-pgbench -n -c "$clients" -j 2 -T "$secs" -f "$here/predict.pgbench@9" -f "$here/predict_table.pgbench@1" "$db" >"$out" 2>"$err" &
+pgbench -n -c "$clients" -j 2 -T "$((secs + tail))" -f "$here/predict.pgbench@9" -f "$here/predict_table.pgbench@1" "$db" >"$out" 2>"$err" &
 bench=$!
 # the deployer: switch models every 0.2 s while the clients run; while the
 # file $hold exists it holds the ensemble (memory is sampled in that state,
 # the largest, so that a sample shows what stays, not what is deployed)
 hold=$(mktemp -u)
 (
-	end=$((SECONDS + secs - 1))
+	end=$((SECONDS + secs + tail - 1))
 	k=0
 	# one session for all the deploys (a new one costs most of a second
 	# on a machine this busy)
@@ -161,7 +166,7 @@ ts=$SECONDS; rss1=$(sample); d=$((SECONDS - ts))
 # large frees, so a backend's first rounds of model loads move to the heap
 # at a pace that depends on the machine's load; what is measured is the
 # growth after that, over two windows that end (with the last sample)
-# 2 s before the clients do: a leak grows a backend in every window, a
+# before SECONDS are over: a leak grows a backend in every window, a
 # one-time allocation (malloc moving a size to its heap, OpenBLAS touching
 # more of its buffer for a larger sgemm) in one window only.  A sample
 # takes as long as the longest one so far, plus 2 s
@@ -180,7 +185,7 @@ check "the deployer's deploys all succeeded" $([ -s "$err.deploy" ] && echo 1 ||
 tps=$(sed -nE 's/^tps = ([0-9.]+).*/\1/p' "$out" | head -1)
 n=$(q "SELECT count(*) FROM load_answers")
 switches=$(q "SELECT count(*) - 1 FROM iceml.deployments WHERE name = 'load'")
-echo "# $n answers from $clients clients in $secs s ($tps tps), $switches deployment switches"
+echo "# $n answers from $clients clients in $((secs + tail)) s ($tps tps), $switches deployment switches"
 check "answers were given" $([ "${n:-0}" -gt 0 ] && echo 0 || echo 1)
 # (an ensemble's batched answers may differ from its per-row ones in the
 # last bits of float rounding; the three deployments differ by far more)
