@@ -11,6 +11,7 @@
  */
 #include <stdlib.h>
 #include <string.h>
+#include <stdint.h>
 #include <sys/mman.h>
 
 #include "nn_kernels.h"
@@ -33,6 +34,40 @@
 #endif
 #endif
 
+#ifndef PLAN_BLOCK_MALLOC
+/*
+ * A large block is laid on 2 MB boundaries and offered to the kernel's
+ * transparent huge pages (MADV_HUGEPAGE: Debian's default THP mode is
+ * "madvise", so nothing uses them unasked).  The passes stream through
+ * tens of MB per batch, and with 4 kB pages a backend's first batched call
+ * took 29,000 page faults (0.8 s of an 8 s predict_table) and every pass
+ * its TLB misses.  Where THP is off the advice is ignored and the block
+ * is an ordinary mapping.
+ */
+#define PLAN_HUGE_PAGE ((size_t) 2 << 20)
+
+static float *
+plan_block_map_huge(size_t bytes)
+{
+	size_t		len = bytes + PLAN_HUGE_PAGE;
+	size_t		page = 4096;
+	char	   *raw = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	char	   *b,
+			   *end;
+
+	if (raw == MAP_FAILED)
+		return NULL;
+	b = (char *) (((uintptr_t) raw + PLAN_HUGE_PAGE - 1) & ~(uintptr_t) (PLAN_HUGE_PAGE - 1));
+	end = (char *) (((uintptr_t) b + bytes + page - 1) & ~(uintptr_t) (page - 1));
+	if (b > raw)
+		munmap(raw, (size_t) (b - raw));
+	if (raw + len > end)
+		munmap(end, (size_t) (raw + len - end));
+	(void) madvise(b, bytes, MADV_HUGEPAGE);
+	return (float *) b;
+}
+#endif
+
 static float *
 plan_block_alloc(size_t bytes)
 {
@@ -44,6 +79,8 @@ plan_block_alloc(size_t bytes)
 	memset(b, 0, bytes);
 #else
 	/* page aligned and zeroed; pages are touched as the passes first use them */
+	if (bytes >= 2 * PLAN_HUGE_PAGE)
+		return plan_block_map_huge(bytes);
 	b = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	if (b == MAP_FAILED)
 		return NULL;
