@@ -4,10 +4,13 @@
  * SQL figures in predict.sh:
  *   predict_engine            BENCH predict_engine_ms: one image, one
  *                             thread (median of 300)
- *   predict_engine batch [T]  BENCH predict_engine_batch_images_per_s:
+ *   predict_engine batch [T [P]]  BENCH predict_engine_batch_images_per_s:
  *                             1283 images in one iceml_net_predict call
  *                             on T threads (2), as engine_bench measures
- *                             predict_images_per_s
+ *                             predict_images_per_s, P times over (1): the
+ *                             SQL figure it is held against takes seconds,
+ *                             and so should its yardstick on a VM whose
+ *                             speed moves from one second to the next
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,7 +22,7 @@
 #include "bench_util.h"
 
 static int
-batch(int threads)
+batch(int threads, int passes)
 {
 	enum
 	{
@@ -55,9 +58,10 @@ batch(int threads)
 	}
 	iceml_net_predict(net, x, 64, p, err, sizeof(err));
 	t0 = now();
-	iceml_net_predict(net, x, N, p, err, sizeof(err));
+	for (int i = 0; i < passes; i++)
+		iceml_net_predict(net, x, N, p, err, sizeof(err));
 	t0 = now() - t0;
-	printf("BENCH predict_engine_batch_images_per_s %.0f images/s\n", N / t0);
+	printf("BENCH predict_engine_batch_images_per_s %.0f images/s\n", (double) N * passes / t0);
 	iceml_net_free(net);
 	free(chip);
 	free(x);
@@ -81,7 +85,7 @@ main(int argc, char **argv)
 	double		times[RUNS];
 
 	if (argc > 1 && strcmp(argv[1], "batch") == 0)
-		return batch(argc > 2 ? atoi(argv[2]) : 2);
+		return batch(argc > 2 ? atoi(argv[2]) : 2, argc > 3 && atoi(argv[3]) > 0 ? atoi(argv[3]) : 1);
 	if (net == NULL)
 	{
 		fprintf(stderr, "predict_engine: %s\n", err);
