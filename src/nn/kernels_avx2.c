@@ -27,10 +27,11 @@ typedef float v8fu __attribute__((vector_size(32), aligned(4), may_alias));
 
 const NnKernels nn_kernels_avx2 = {
 	"avx2", direct_rows_avx2, direct_grad_avx2, pool_forward_avx2,
-	wino_input_avx2, wino_output_avx2, wino_dy_avx2, dropout_avx2
+	wino_input_avx2, wino_output_avx2, wino_dy_avx2,
+	wino4_input_avx2, wino4_output_avx2, dropout_avx2
 };
 
 #else
 /* not an x86-64 build: never supported (kernels.c), never called */
-const NnKernels nn_kernels_avx2 = {"avx2", NULL, NULL, NULL, NULL, NULL, NULL, NULL};
+const NnKernels nn_kernels_avx2 = {"avx2", NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL};
 #endif

@@ -29,10 +29,11 @@ typedef float v16fu __attribute__((vector_size(64), aligned(4), may_alias));
 
 const NnKernels nn_kernels_avx512 = {
 	"avx512", direct_rows_avx512, direct_grad_avx512, pool_forward_avx512,
-	wino_input_avx512, wino_output_avx512, wino_dy_avx512, dropout_avx512
+	wino_input_avx512, wino_output_avx512, wino_dy_avx512,
+	wino4_input_avx512, wino4_output_avx512, dropout_avx512
 };
 
 #else
 /* not an x86-64 build: never supported (kernels.c), never called */
-const NnKernels nn_kernels_avx512 = {"avx512", NULL, NULL, NULL, NULL, NULL, NULL, NULL};
+const NnKernels nn_kernels_avx512 = {"avx512", NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL};
 #endif

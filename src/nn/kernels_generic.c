@@ -77,5 +77,6 @@ nn_pool_forward_scalar(void *p, size_t begin, size_t end)
 
 const NnKernels nn_kernels_generic = {
 	"generic", direct_rows_generic, direct_grad_generic, nn_pool_forward_scalar,
-	wino_input_generic, wino_output_generic, wino_dy_generic, dropout_generic
+	wino_input_generic, wino_output_generic, wino_dy_generic,
+	wino4_input_generic, wino4_output_generic, dropout_generic
 };

@@ -681,6 +681,277 @@ KT(wino_dy) (const WinoArgs *a, int k0, int kc, float *Vb, float *Mb)
 }
 
 /*
+ * ---- Winograd F(4x4, 3x3): the input and output transforms -------------
+ *
+ * As F(2x2, 3x3) above, with 4x4 outputs a tile from its 6x6 inputs and
+ * 36 products (Lavin and Gray's points 0, 1, -1, 2, -2 and infinity):
+ *   B^T = [4  0 -5  0 1 0; 0 -4 -4  1 1 0; 0  4 -4 -1 1 0;
+ *          0 -2 -1  2 1 0; 0  2 -1 -2 1 0; 0  4  0 -5 0 1]
+ *   A^T = [1 1 1 1 1 0; 0 1 -1 2 -2 0; 0 1 1 4 4 0; 0 1 -1 8 -8 1]
+ * (G is in layers_conv.c).  Per output this does 36/16 products where
+ * F(2x2) does 16/4, and its transformed input is 2.25 values a pixel
+ * against 4: less for the sgemms and less memory for the transforms.
+ * fp32 loses a little more to rounding (up to 1e-5 of the outputs' scale
+ * here, 1e-6 with F(2x2)).
+ *
+ * The 1-d transforms, of 6 values (B^T) and to 4 (A^T); t may be the
+ * inputs' array (every input is read before the first store):
+ */
+#define KT_BT6(d0, d1, d2, d3, d4, d5, t) \
+	do { \
+		VT			p_ = (d4) - 4.0f * (d2), \
+					q_ = (d3) - 4.0f * (d1), \
+					r_ = (d4) - (d2), \
+					s_ = 2.0f * ((d3) - (d1)), \
+					t0_ = 4.0f * (d0) - 5.0f * (d2) + (d4), \
+					t5_ = 4.0f * (d1) - 5.0f * (d3) + (d5); \
+		(t)[0] = t0_; \
+		(t)[1] = p_ + q_; \
+		(t)[2] = p_ - q_; \
+		(t)[3] = r_ + s_; \
+		(t)[4] = r_ - s_; \
+		(t)[5] = t5_; \
+	} while (0)
+#define KT_AT6(m0, m1, m2, m3, m4, m5, y) \
+	do { \
+		VT			a_ = (m1) + (m2), \
+					b_ = (m1) - (m2), \
+					c_ = (m3) + (m4), \
+					d_ = (m3) - (m4); \
+		(y)[0] = (m0) + a_ + c_; \
+		(y)[1] = b_ + 2.0f * d_; \
+		(y)[2] = a_ + 4.0f * c_; \
+		(y)[3] = b_ + 8.0f * d_ + (m5); \
+	} while (0)
+
+/*
+ * Input: per channel and image, the plane is copied into a zero-framed
+ * copy (nn_wino4_frame: the padding and the tiles past the edges become
+ * zeros there), from which the 36 values of every tile are gathered into
+ * 36 rows of D (rows ds floats apart: a vector may run past a row of
+ * tiles), then transformed V tiles at a time into V[p][c][t], p = 6 i + j.
+ * Where the set has KT_ODD, V tiles' columns 4t .. 4t + 5 come from two
+ * runs of 4 loads split into every fourth lane; the lanes past the last
+ * tile are overwritten by the next row of tiles or never read.  D and the
+ * frame live in the M area (free until the sgemms) and the slot's slack.
+ */
+static KT_TARGET void
+KT(wino4_input) (const WinoArgs *a, int k0, int kc, float *Vb, float *Mb)
+{
+	const Layer *l = a->l;
+	int			th = a->th,
+				tw = a->tw,
+				tiles = th * tw,
+				iw = l->iw,
+				ih = l->ih,
+				fw = nn_wino4_frame_width(tw);
+	size_t		T = (size_t) kc * tiles,
+				ps = (size_t) l->ic * T,	/* between the 36 matrices */
+				plane = (size_t) ih * iw,
+				ds = (size_t) tiles + 16;	/* between D's rows */
+	float	   *D = Mb,
+			   *frame = Mb + ((36 * ds + 15) & ~(size_t) 15);
+
+	/* the frame's zeros, once: every plane is copied to the same place */
+	memset(frame, 0, sizeof(float) * nn_wino4_frame_floats(tw, th));
+	for (int c = 0; c < l->ic; c++)
+		for (int kk = 0; kk < kc; kk++)
+		{
+			const float *src = a->x + ((size_t) c * a->b + k0 + kk) * plane;
+			float	   *dst = Vb + (size_t) c * T + (size_t) kk * tiles;
+
+			/*
+			 * the next plane (planes of one image are b planes apart) is
+			 * fetched while this one is transformed: reading the planes
+			 * from memory was a third of this kernel's time
+			 */
+			if (c + 1 < l->ic || kk + 1 < kc)
+			{
+				const float *next = kk + 1 < kc ? src + plane : a->x + ((size_t) (c + 1) * a->b + k0) * plane;
+
+				for (size_t o = 0; o < plane; o += 16)
+					__builtin_prefetch(next + o);
+			}
+			/* the rows and columns of the plane that tiles cover */
+			for (int y = 0; y < 4 * th + 2; y++)
+			{
+				int			iy = y - l->pad_top,
+							x0 = l->pad_left,
+							n = iw < 4 * tw + 2 - x0 ? iw : 4 * tw + 2 - x0;
+
+				if (iy >= 0 && iy < ih && n > 0)
+				{
+					const float *from = src + (size_t) iy * iw;
+					float	   *to = frame + (size_t) y * fw + x0;
+					int			x = 0;
+
+					/* a row of a few vectors: no call to memcpy */
+					for (; x + (V) <= n; x += (V))
+						*(VTU *) (to + x) = *(const VTU *) (from + x);
+					for (; x < n; x++)
+						to[x] = from[x];
+				}
+			}
+			for (int ty = 0; ty < th; ty++)
+				for (int i = 0; i < 6; i++)
+				{
+					const float *row = frame + (size_t) (4 * ty + i) * fw;
+					float	   *d0 = D + (size_t) (6 * i) * ds + (size_t) ty * tw;
+					int			in = 0;
+
+#ifdef KT_ODD
+					for (; in < tw; in += (V))
+					{
+						const float *r0 = row + 4 * in;
+						VT			a0 = *(const VTU *) r0,
+									a1 = *(const VTU *) (r0 + (V)),
+									a2 = *(const VTU *) (r0 + 2 * (V)),
+									a3 = *(const VTU *) (r0 + 3 * (V)),
+									b0 = *(const VTU *) (r0 + 4),
+									b1 = *(const VTU *) (r0 + 4 + (V)),
+									b2 = *(const VTU *) (r0 + 4 + 2 * (V)),
+									b3 = *(const VTU *) (r0 + 4 + 3 * (V)),
+									e01 = KT_EVEN(a0, a1),
+									e23 = KT_EVEN(a2, a3),
+									o01 = KT_ODD(a0, a1),
+									o23 = KT_ODD(a2, a3);
+
+						*(VTU *) (d0 + in) = KT_EVEN(e01, e23);
+						*(VTU *) (d0 + ds + in) = KT_EVEN(o01, o23);
+						*(VTU *) (d0 + 2 * ds + in) = KT_ODD(e01, e23);
+						*(VTU *) (d0 + 3 * ds + in) = KT_ODD(o01, o23);
+						*(VTU *) (d0 + 4 * ds + in) = KT_EVEN(KT_EVEN(b0, b1), KT_EVEN(b2, b3));
+						*(VTU *) (d0 + 5 * ds + in) = KT_EVEN(KT_ODD(b0, b1), KT_ODD(b2, b3));
+					}
+#endif
+					for (; in < tw; in++)
+						for (int j = 0; j < 6; j++)
+							d0[j * ds + in] = row[4 * in + j];
+				}
+			for (int n = 0; n < tiles; n += (V))
+			{
+				VT			t[36],
+							v[36];
+				float		tmp[V];
+
+				/* B^T d: down the columns */
+				for (int j = 0; j < 6; j++)
+				{
+					VT			r[6];
+
+					for (int i = 0; i < 6; i++)
+						r[i] = *(const VTU *) (D + (size_t) (6 * i + j) * ds + n);
+					KT_BT6(r[0], r[1], r[2], r[3], r[4], r[5], r);
+					for (int i = 0; i < 6; i++)
+						t[6 * i + j] = r[i];
+				}
+				/* (B^T d) B: along the rows */
+				for (int i = 0; i < 6; i++)
+					KT_BT6(t[6 * i], t[6 * i + 1], t[6 * i + 2], t[6 * i + 3], t[6 * i + 4],
+						   t[6 * i + 5], v + 6 * i);
+				if (tiles - n >= (V))
+					for (int q = 0; q < 36; q++)
+						*(VTU *) (dst + n + q * ps) = v[q];
+				else
+					for (int q = 0; q < 36; q++)
+					{
+						memcpy(tmp, &v[q], sizeof(tmp));
+						memcpy(dst + n + q * ps, tmp, sizeof(float) * (tiles - n));
+					}
+			}
+		}
+}
+
+/*
+ * Output: M[p][f][t] back to the 4x4 outputs of each tile, V tiles at a
+ * time, plus the bias and ReLU unless the pool after takes them, through
+ * 16 rows of R (in the V area) to their places in the plane.  Loads may run
+ * up to V - 1 floats past a matrix row (into the next, or the slack).
+ */
+static KT_TARGET void
+KT(wino4_output) (const WinoArgs *a, int k0, int kc, float *Vb, float *Mb)
+{
+	const Layer *l = a->l;
+	int			th = a->th,
+				tw = a->tw,
+				tiles = th * tw,
+				oh = l->oh,
+				ow = l->ow,
+				full = ow / 4;
+	size_t		T = (size_t) kc * tiles,
+				ps = (size_t) l->filters * T,
+				oplane = (size_t) oh * ow,
+				rs = (size_t) tiles + (V);	/* between R's rows */
+	float	   *R = Vb;
+
+	for (int f = 0; f < l->filters; f++)
+	{
+		VT			bv = (VT) {0} + (a->bias ? a->bias[f] : 0.0f);
+
+		for (int kk = 0; kk < kc; kk++)
+		{
+			float	   *dst = a->y + ((size_t) f * a->b + k0 + kk) * oplane;
+			const float *src = Mb + (size_t) f * T + (size_t) kk * tiles;
+
+			for (int n = 0; n < tiles; n += (V))
+			{
+				VT			s[4][6],
+							r[4];
+
+				/* A^T m: down the columns */
+				for (int j = 0; j < 6; j++)
+				{
+					VT			m[6],
+								y4[4];
+
+					for (int i = 0; i < 6; i++)
+						m[i] = *(const VTU *) (src + (size_t) (6 * i + j) * ps + n);
+					KT_AT6(m[0], m[1], m[2], m[3], m[4], m[5], y4);
+					for (int u = 0; u < 4; u++)
+						s[u][j] = y4[u];
+				}
+				/* (A^T m) A: along the rows */
+				for (int u = 0; u < 4; u++)
+				{
+					KT_AT6(s[u][0], s[u][1], s[u][2], s[u][3], s[u][4], s[u][5], r);
+					for (int w = 0; w < 4; w++)
+					{
+						VT			o = r[w];
+
+						if (a->bias)
+							o += bv;
+						if (a->relu)
+							o = (VT) ((VI) o & (VI) (o > (VT) {0}));
+						*(VTU *) (R + (size_t) (4 * u + w) * rs + n) = o;
+					}
+				}
+			}
+			for (int ty = 0; ty < th; ty++)
+				for (int u = 0; u < 4 && 4 * ty + u < oh; u++)
+				{
+					const float *r0 = R + (size_t) (4 * u) * rs + (size_t) ty * tw,
+							   *r1 = r0 + rs,
+							   *r2 = r1 + rs,
+							   *r3 = r2 + rs;
+					float	   *y = dst + (size_t) (4 * ty + u) * ow;
+
+					for (int tx = 0; tx < full; tx++)
+					{
+						y[4 * tx] = r0[tx];
+						y[4 * tx + 1] = r1[tx];
+						y[4 * tx + 2] = r2[tx];
+						y[4 * tx + 3] = r3[tx];
+					}
+					for (int w = 0; w < ow - 4 * full; w++)
+						y[4 * full + w] = r0[(size_t) w * rs + full];
+				}
+		}
+	}
+}
+#undef KT_BT6
+#undef KT_AT6
+
+/*
  * ---- dropout: the mask and the product, in one pass ---------------------
  *
  * Each element's keep/drop depends only on (seed, index), so the mask is

@@ -289,21 +289,24 @@ bias_grad_rows(void *p, size_t begin, size_t end)
 
 
 /*
- * ---- Winograd F(2x2, 3x3) forward ----------------------------------------
+ * ---- Winograd forward: F(2x2, 3x3) and F(4x4, 3x3) ------------------------
  *
  * U[p][f][c] = (G g G^T)[p] for filter f, channel c; per chunk of images
- * the kernel set transforms the input into V[p][c][t], 16 sgemms make
+ * the kernel set transforms the input into V[p][c][t], P sgemms make
  * M[p] = U[p] V[p] (F x T, the sum over channels), and the kernel set
- * transforms M back into 2x2 outputs per tile (kernels_template.h).  The
- * sgemms do 16 C F T multiply-adds where im2col + sgemm does 9 C F 4T: 2.25x
- * fewer.  An inference plan keeps U from one pass to the next while the
- * parameters are unchanged (Plan.wino_made): at one image, transforming
- * the weights took about as long as the rest of the layer.  Chunks are a fixed number of images, whatever the threads; each
- * thread takes every slots-th chunk into its own scratch area, the spare
- * threads (more than the plan has areas for) idle.
+ * transforms M back into m x m outputs per tile (kernels_template.h).
+ * With 2x2 tiles (P = 16) the sgemms do 16 C F T multiply-adds where
+ * im2col + sgemm does 9 C F 4T, 2.25x fewer; with 4x4 tiles (P = 36)
+ * 36 C F T against 9 C F 16T, 4x fewer.  The tile comes from the layer's
+ * shape (nn_wino_m).  An inference plan keeps U from one pass to the next
+ * while the parameters are unchanged (Plan.wino_made): at one image,
+ * transforming the weights took about as long as the rest of the layer.
+ * Chunks are a fixed number of images, whatever the threads; each thread
+ * takes every slots-th chunk into its own scratch area, the spare threads
+ * (more than the plan has areas for) idle.
  */
 static void
-wino_weights(const Layer *l, const float *W, int flip, float *U)
+wino_weights(const Layer *l, const float *W, int flip, int m, float *U)
 {
 	size_t		FC = nn_wino_ustride(l);
 
@@ -311,13 +314,49 @@ wino_weights(const Layer *l, const float *W, int flip, float *U)
 		for (int c = 0; c < l->ic; c++)
 		{
 			float		g[9],
-						t[4][3];
+						t[6][3];
+			float	   *u = U + (size_t) f * l->ic + c;
 
 			/* flip: W is [c][f][3][3] (l is nn_wino_dx_layer), turned */
 			for (int k = 0; k < 9; k++)
 				g[k] = flip ? W[((size_t) c * l->filters + f) * 9 + 8 - k]
 					: W[((size_t) f * l->ic + c) * 9 + k];
-			/* G g */
+			if (m == 4)
+			{
+				/*
+				 * G = [1/4 0 0; -1/6 -1/6 -1/6; -1/6 1/6 -1/6;
+				 * 1/24 1/12 1/6; 1/24 -1/12 1/6; 0 0 1]: G g down the
+				 * columns, then (G g) G^T along the rows
+				 */
+				for (int j = 0; j < 3; j++)
+				{
+					float		g0 = g[j],
+								g1 = g[3 + j],
+								g2 = g[6 + j];
+
+					t[0][j] = 0.25f * g0;
+					t[1][j] = -(g0 + g1 + g2) / 6.0f;
+					t[2][j] = -(g0 - g1 + g2) / 6.0f;
+					t[3][j] = g0 / 24.0f + g1 / 12.0f + g2 / 6.0f;
+					t[4][j] = g0 / 24.0f - g1 / 12.0f + g2 / 6.0f;
+					t[5][j] = g2;
+				}
+				for (int i = 0; i < 6; i++)
+				{
+					float		g0 = t[i][0],
+								g1 = t[i][1],
+								g2 = t[i][2];
+
+					u[(6 * i + 0) * FC] = 0.25f * g0;
+					u[(6 * i + 1) * FC] = -(g0 + g1 + g2) / 6.0f;
+					u[(6 * i + 2) * FC] = -(g0 - g1 + g2) / 6.0f;
+					u[(6 * i + 3) * FC] = g0 / 24.0f + g1 / 12.0f + g2 / 6.0f;
+					u[(6 * i + 4) * FC] = g0 / 24.0f - g1 / 12.0f + g2 / 6.0f;
+					u[(6 * i + 5) * FC] = g2;
+				}
+				continue;
+			}
+			/* G g, G = [1 0 0; .5 .5 .5; .5 -.5 .5; 0 0 1] */
 			for (int j = 0; j < 3; j++)
 			{
 				t[0][j] = g[j];
@@ -328,8 +367,6 @@ wino_weights(const Layer *l, const float *W, int flip, float *U)
 			/* (G g) G^T */
 			for (int i = 0; i < 4; i++)
 			{
-				float	   *u = U + (size_t) f * l->ic + c;
-
 				u[(4 * i + 0) * FC] = t[i][0];
 				u[(4 * i + 1) * FC] = 0.5f * (t[i][0] + t[i][1] + t[i][2]);
 				u[(4 * i + 2) * FC] = 0.5f * (t[i][0] - t[i][1] + t[i][2]);
@@ -385,23 +422,30 @@ wino_chunks(WinoRun *r, WinoGradRun *g, size_t begin, size_t end)
 			int			k0 = ch * r->chunk,
 						kc = r->w.b - k0 < r->chunk ? r->w.b - k0 : r->chunk,
 						T = kc * tiles;
-			float	   *Mb = Vb + (size_t) 16 * C * T;
+			float	   *Mb = Vb + (size_t) nn_wino_points(r->w.m) * C * T;
 
-			r->kern->wino_input(&r->w, k0, kc, Vb, Mb);
 			if (g)
 			{
 				float	   *part = g->parts + (size_t) ch * 16 * F * C;
 
+				r->kern->wino_input(&r->w, k0, kc, Vb, Mb);
 				r->kern->wino_dy(&dya, k0, kc, Vb, Mb);
 				for (int q = 0; q < 16; q++)
 					nn_sgemm(0, 1, F, C, T, Mb + (size_t) q * F * T, T,
 							 Vb + (size_t) q * C * T, T, 0.0f, part + (size_t) q * F * C, C);
 				continue;
 			}
-			for (int q = 0; q < 16; q++)
+			if (r->w.m == 4)
+				r->kern->wino4_input(&r->w, k0, kc, Vb, Mb);
+			else
+				r->kern->wino_input(&r->w, k0, kc, Vb, Mb);
+			for (int q = 0; q < nn_wino_points(r->w.m); q++)
 				nn_sgemm(0, 0, F, T, C, r->U + (size_t) q * nn_wino_ustride(l), C,
 						 Vb + (size_t) q * C * T, T, 0.0f, Mb + (size_t) q * F * T, T);
-			r->kern->wino_output(&r->w, k0, kc, Vb, Mb);
+			if (r->w.m == 4)
+				r->kern->wino4_output(&r->w, k0, kc, Vb, Mb);
+			else
+				r->kern->wino_output(&r->w, k0, kc, Vb, Mb);
 		}
 	}
 }
@@ -413,13 +457,15 @@ wino_slots(void *p, size_t begin, size_t end)
 }
 
 /*
- * y = the 3x3 conv l of x (b images) by Winograd, W as nn_conv_forward
- * takes it or (flip) turned for an input gradient, layer i's plan buffer
- * holding U and the scratch (plan.c sizes it for both uses)
+ * A Winograd pass of layer i (the net's layer, orig) by tiles of m x m
+ * outputs: the conv l (orig, or its input gradient as a conv) of x (b
+ * images) into y, with layer i's plan buffer holding U and one scratch
+ * area per thread, sized by plan.c for every pass the layer makes
+ * (nn_wino_slot_stride)
  */
 static void
-wino_setup(WinoRun *r, Plan *plan, int i, const Layer *l, const float *x, int flip,
-		   const float *bias, int relu, float *y, int b)
+wino_setup(WinoRun *r, Plan *plan, int i, const Layer *orig, const Layer *l, int m,
+		   const float *x, const float *bias, int relu, float *y, int b)
 {
 	int			threads = nn_work_threads();
 
@@ -430,21 +476,15 @@ wino_setup(WinoRun *r, Plan *plan, int i, const Layer *l, const float *x, int fl
 	r->w.y = y;
 	r->w.b = b;
 	r->w.relu = relu;
-	r->w.th = (l->oh + 1) / 2;
-	r->w.tw = (l->ow + 1) / 2;
+	r->w.m = m;
+	r->w.th = (l->oh + m - 1) / m;
+	r->w.tw = (l->ow + m - 1) / m;
 	r->kern = plan->kern;
 	r->U = plan->aux[i];
 	r->scratch = plan->wscratch[i];
-	r->slot_floats = nn_wino_slot_floats(l, plan->batch);
-	if (flip || (plan->training && (plan->choice[i] & PLAN_WINO_DX)))
-	{
-		/* the forward layer's or its input gradient's: plan.c takes both */
-		Layer		t = nn_wino_dx_layer(l);
-
-		if (nn_wino_slot_floats(&t, plan->batch) > r->slot_floats)
-			r->slot_floats = nn_wino_slot_floats(&t, plan->batch);
-	}
-	r->chunk = nn_wino_chunk(l, plan->batch);
+	r->slot_floats = nn_wino_slot_stride(orig, plan->batch,
+										 plan->training && (plan->choice[i] & PLAN_WINO_DX));
+	r->chunk = nn_wino_chunk(l, plan->batch, m);
 	r->nchunks = (b + r->chunk - 1) / r->chunk;
 	r->slots = plan->wino_slots < r->nchunks ? plan->wino_slots : r->nchunks;
 	if (r->slots > threads)
@@ -452,21 +492,22 @@ wino_setup(WinoRun *r, Plan *plan, int i, const Layer *l, const float *x, int fl
 }
 
 /*
- * y = the 3x3 conv l of x (b images) by Winograd, W as nn_conv_forward
- * takes it or (flip) turned for an input gradient, layer i's plan buffer
- * holding U and the scratch (plan.c sizes it for both uses)
+ * y = the 3x3 conv l of x (b images) by Winograd, at the tile its shape
+ * takes (nn_wino_m), W as nn_conv_forward takes it or (flip: l is layer
+ * i's input gradient) turned
  */
 static void
 wino_conv(const IcemlNet *net, Plan *plan, int i, const Layer *l, const float *x,
 		  const float *W, int flip, const float *bias, int relu, float *y, int b)
 {
 	WinoRun		r;
+	int			m = nn_wino_m(l);
 
-	wino_setup(&r, plan, i, l, x, flip, bias, relu, y, b);
+	wino_setup(&r, plan, i, &net->layers[i], l, m, x, bias, relu, y, b);
 	if (plan->training || plan->wino_made[i] != net->params_version + 1)
 	{
 		/* a training plan's U changes every step, and backward turns it */
-		wino_weights(l, W, flip, plan->aux[i]);
+		wino_weights(l, W, flip, m, plan->aux[i]);
 		if (!plan->training)
 			plan->wino_made[i] = net->params_version + 1;
 	}
@@ -481,6 +522,9 @@ wino_conv(const IcemlNet *net, Plan *plan, int i, const Layer *l, const float *x
  * (not needed otherwise: PLAN_WINO_DX), the parts are added in chunk
  * order: the same bits whatever the threads.  Needs no col matrix: the
  * sgemms do 16 C F T multiply-adds where im2col + sgemm does 9 C F 4T.
+ * Always by 2x2 tiles (wino_input, wino_dy), whatever tile the forward
+ * pass took: the gradient sums over every tile of the batch, where 4x4
+ * tiles' larger transform coefficients would cost more of fp32's digits.
  */
 static void
 wino_grad_slots(void *p, size_t begin, size_t end)
@@ -547,7 +591,7 @@ wino_weight_grad(Plan *plan, int i, const Layer *l, const float *x, const float 
 	WinoGradRun g;
 
 	memset(&g, 0, sizeof(g));
-	wino_setup(&g.r, plan, i, l, x, 0, NULL, 0, NULL, b);
+	wino_setup(&g.r, plan, i, l, l, 2, x, NULL, 0, NULL, b);
 	g.dy = dy;
 	g.parts = plan->col[i];
 	g.gW = gW;

@@ -86,7 +86,7 @@ typedef struct Layer
 #define PLAN_DEFER_BIAS	0x2		/* conv: bias and activation left to the next pool */
 #define PLAN_POOL_GRAD	0x4		/* pool: the previous conv's activation backward
 								 * and bias gradient done while scattering */
-#define PLAN_WINOGRAD	0x8		/* conv: Winograd F(2x2, 3x3) forward, no col matrix */
+#define PLAN_WINOGRAD	0x8		/* conv: Winograd forward (F(4x4) or F(2x2)), no col matrix */
 #define PLAN_WINO_DX	0x10	/* conv: and its input gradient the same way */
 #define PLAN_DROP_GRAD	0x20	/* pool: the next dropout's backward (its mask)
 								 * applied as the pool reads its gradient */

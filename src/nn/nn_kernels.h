@@ -112,10 +112,10 @@ typedef struct PoolArgs
 } PoolArgs;
 
 /*
- * a Winograd F(2x2, 3x3) convolution (see layers_conv.c): the input and
- * output transforms of images [k0, k0 + kc), th x tw tiles each, between
- * the layer's planes and 16 matrices of kc th tw columns (one per point of
- * the 4x4 tile)
+ * a Winograd convolution F(m x m, 3x3), m 2 or 4 (see layers_conv.c): the
+ * input and output transforms of images [k0, k0 + kc), th x tw tiles each,
+ * between the layer's planes and (m + 2)^2 matrices of kc th tw columns
+ * (one per point of the (m + 2) x (m + 2) input tile)
  */
 typedef struct WinoArgs
 {
@@ -125,29 +125,62 @@ typedef struct WinoArgs
 	float	   *y;				/* output, F x B x oh x ow */
 	int			b;
 	int			relu;
+	int			m;				/* outputs per tile side: 2 or 4 */
 	int			th;
 	int			tw;
 } WinoArgs;
-/* V: the chunk's V[16][C][T]; M: its M[16][F][T] (each scratch for the other) */
+/* V: the chunk's V[P][C][T]; M: its M[P][F][T] (each scratch for the other) */
 typedef void (*NnWinoFn) (const WinoArgs *a, int k0, int kc, float *Vb, float *Mb);
 
 #define WINO_MIN_C 16			/* Winograd from this many input channels */
 #ifndef WINO_TILES
-#define WINO_TILES 512			/* tiles per chunk (images whole) */
+#define WINO_TILES 512			/* F(2x2, 3x3): tiles per chunk (images whole) */
+#endif
+/*
+ * F(4x4, 3x3): tiles per chunk (images whole).  One image of statoil_cnn's
+ * conv2 (81 tiles) a chunk keeps its 36 matrices of inputs (0.75 MB) near
+ * L2; training epochs on a Zen 5 EPYC, best of three alternated runs:
+ * 2.97 s at 96 tiles, 2.92 s at 128, 3.01 s at 160, 3.08 s at 256.
+ */
+#ifndef WINO4_TILES
+#define WINO4_TILES 128
 #endif
 
-/* tiles per image of a Winograd conv */
+/* tiles per image of a Winograd conv with m x m outputs a tile */
 static inline int
-nn_wino_tiles(const Layer *l)
+nn_wino_tiles(const Layer *l, int m)
 {
-	return ((l->oh + 1) / 2) * ((l->ow + 1) / 2);
+	return ((l->oh + m - 1) / m) * ((l->ow + m - 1) / m);
 }
 
-/* images per chunk: fixed by the layer and batch, never by the threads */
+/* the products of a tile, (m + 2)^2: 16 or 36 */
 static inline int
-nn_wino_chunk(const Layer *l, int b)
+nn_wino_points(int m)
 {
-	int			c = WINO_TILES / nn_wino_tiles(l);
+	return (m + 2) * (m + 2);
+}
+
+/*
+ * The tile a Winograd conv's passes take (forward, and the input gradient
+ * as a conv of its own), by the layer's shape alone: F(4x4, 3x3) when its
+ * 36 products a tile come to at most 0.8 of F(2x2, 3x3)'s 16 a tile over
+ * the plane (tiles past the edges count: 4x4 tiles on a 15 x 15 output do
+ * 576 against 1024); else F(2x2, 3x3), whose transforms are cheaper a
+ * product.  Per output F(4x4) does 2.25 products against 4, and its
+ * transformed input is 2.25 values a pixel against 4.  The weight gradient
+ * stays F(2x2, 3x3) (layers_conv.c).
+ */
+static inline int
+nn_wino_m(const Layer *l)
+{
+	return 45 * nn_wino_tiles(l, 4) <= 16 * nn_wino_tiles(l, 2) ? 4 : 2;
+}
+
+/* images per chunk: fixed by the layer, tile and batch, never by the threads */
+static inline int
+nn_wino_chunk(const Layer *l, int b, int m)
+{
+	int			c = (m == 4 ? WINO4_TILES : WINO_TILES) / nn_wino_tiles(l, m);
 
 	return c < 1 ? 1 : (c > b ? b : c);
 }
@@ -175,8 +208,8 @@ nn_wino_dx_layer(const Layer *l)
 }
 
 /*
- * Floats between the 16 matrices of a Winograd conv's transformed weights
- * U[p][f][c]: F C plus one cache line, so that the 16 values of a filter
+ * Floats between the matrices of a Winograd conv's transformed weights
+ * U[p][f][c]: F C plus one cache line, so that the values of a filter
  * and channel, written together, do not all fall in one cache set (F C
  * floats apart is a multiple of 4 kB: 16 stores to one set of an 8-way
  * cache made the transform of conv3's weights take longer than its sgemms)
@@ -188,15 +221,106 @@ nn_wino_ustride(const Layer *l)
 }
 
 /*
- * one thread's scratch: V and M of a chunk, room after them for the output
- * gradient's gathered tiles (wino_dy), and slack for vector reads
+ * F(4x4, 3x3)'s input transform copies each plane into a zero frame first
+ * (kernels_template.h): 4 th + 2 rows of fw floats, fw covering the
+ * columns of whole vectors of 16 tiles and the 4 floats a vector's
+ * gather reads past them
+ */
+static inline int
+nn_wino4_frame_width(int tw)
+{
+	return 4 * ((tw + 15) & ~15) + 4 + 16;
+}
+
+static inline size_t
+nn_wino4_frame_floats(int tw, int th)
+{
+	return (size_t) (4 * th + 2) * nn_wino4_frame_width(tw);
+}
+
+/*
+ * one thread's scratch for tile m: V and M of a chunk, room after them for
+ * the output gradient's gathered tiles (wino_dy), or for F(4x4)'s gathered
+ * input rows (36 of tiles + 16 floats) and frame, and slack for vector reads
  */
 static inline size_t
-nn_wino_slot_floats(const Layer *l, int b)
+nn_wino_slot_floats(const Layer *l, int b, int m)
 {
-	size_t		T = (size_t) nn_wino_chunk(l, b) * nn_wino_tiles(l);
+	size_t		T = (size_t) nn_wino_chunk(l, b, m) * nn_wino_tiles(l, m),
+				extra = 4 * (T + 64);
 
-	return ((16 * (size_t) (l->ic + l->filters) * T + 4 * (T + 64) + 64) + 15) & ~(size_t) 15;
+	if (m == 4)
+	{
+		int			th = (l->oh + 3) / 4,
+					tw = (l->ow + 3) / 4;
+
+		extra = 36 * ((size_t) th * tw + 16) + 16 + nn_wino4_frame_floats(tw, th);
+	}
+	return ((nn_wino_points(m) * (size_t) (l->ic + l->filters) * T + extra + 64) + 15) &
+		~(size_t) 15;
+}
+
+/*
+ * What a Winograd conv's plan buffer holds, for its forward pass alone or
+ * (dx: PLAN_WINO_DX in training) also its input gradient (nn_wino_dx_layer,
+ * at its own tile) and its weight gradient (F(2x2, 3x3)): the floats of the
+ * transformed weights (the larger tile's), of one thread's scratch, and the
+ * most chunks of any of those passes (more threads than that idle).  One
+ * place, so that plan.c and layers_conv.c agree.
+ */
+static inline size_t
+nn_wino_ufloats(const Layer *l, int dx)
+{
+	int			p = nn_wino_points(nn_wino_m(l));
+
+	if (dx)
+	{
+		Layer		t = nn_wino_dx_layer(l);
+
+		if (nn_wino_points(nn_wino_m(&t)) > p)
+			p = nn_wino_points(nn_wino_m(&t));
+	}
+	return (size_t) p * nn_wino_ustride(l);
+}
+
+static inline size_t
+nn_wino_slot_stride(const Layer *l, int b, int dx)
+{
+	size_t		s = nn_wino_slot_floats(l, b, nn_wino_m(l));
+
+	if (dx)
+	{
+		Layer		t = nn_wino_dx_layer(l);
+		size_t		st = nn_wino_slot_floats(&t, b, nn_wino_m(&t)),
+					sg = nn_wino_slot_floats(l, b, 2);
+
+		s = st > s ? st : s;
+		s = sg > s ? sg : s;
+	}
+	return s;
+}
+
+static inline int
+nn_wino_chunks(const Layer *l, int b, int m)
+{
+	return (b + nn_wino_chunk(l, b, m) - 1) / nn_wino_chunk(l, b, m);
+}
+
+static inline int
+nn_wino_max_chunks(const Layer *l, int b, int dx)
+{
+	int			n = nn_wino_chunks(l, b, nn_wino_m(l));
+
+	if (dx)
+	{
+		Layer		t = nn_wino_dx_layer(l);
+		int			nt = nn_wino_chunks(&t, b, nn_wino_m(&t)),
+					ng = nn_wino_chunks(l, b, 2);
+
+		n = nt > n ? nt : n;
+		n = ng > n ? ng : n;
+	}
+	return n;
 }
 
 /* dropout: y = x * mask over [begin, end) of a layer's values */
@@ -234,9 +358,11 @@ typedef struct NnKernels
 	NnRangeFn	direct_rows;	/* DirectArgs */
 	NnRangeFn	direct_grad;	/* DirectGradArgs */
 	NnRangeFn	pool_forward;	/* PoolArgs */
-	NnWinoFn	wino_input;		/* planes -> V[16][C][T] (D in M) */
-	NnWinoFn	wino_output;	/* M[16][F][T] -> planes, bias, ReLU (R in V) */
-	NnWinoFn	wino_dy;		/* output gradient planes -> M[16][F][T] */
+	NnWinoFn	wino_input;		/* F(2x2): planes -> V[16][C][T] (D in M) */
+	NnWinoFn	wino_output;	/* F(2x2): M[16][F][T] -> planes, bias, ReLU (R in V) */
+	NnWinoFn	wino_dy;		/* F(2x2): output gradient planes -> M[16][F][T] */
+	NnWinoFn	wino4_input;	/* F(4x4): planes -> V[36][C][T] (D in M) */
+	NnWinoFn	wino4_output;	/* F(4x4): M[36][F][T] -> planes, bias, ReLU (R in V) */
 	NnRangeFn	dropout;		/* DropArgs */
 } NnKernels;
 

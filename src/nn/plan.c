@@ -122,10 +122,11 @@ out_size(const Layer *l)
  *   convolution instead of im2col + sgemm (see kernels_template.h);
  * - PLAN_WINOGRAD: a 3x3 conv with stride 1 and at least WINO_MIN_C input
  *   channels whose 2x2 tiles cover at most 1.2x its outputs (not 5x5: 36
- *   for 25), when direct is on: Winograd F(2x2, 3x3) forward (2.25x fewer
- *   multiplies in its sgemms; layers_conv.c), im2col only in backward.
- *   Never by batch size: an image alone and in a batch take the same path
- *   and get the same bits;
+ *   for 25), when direct is on: Winograd forward, by 4x4 or 2x2 tiles as
+ *   the shape makes cheaper (nn_wino_m; 4x or 2.25x fewer multiplies in
+ *   its sgemms; layers_conv.c), im2col only in backward.  Never by batch
+ *   size: an image alone and in a batch take the same path and get the
+ *   same bits;
  * - PLAN_WINO_DX: a Winograd conv whose input gradient (a 3x3 conv of the
  *   output gradient, nn_wino_dx_layer) fits the same rule: that and its
  *   weight gradient by Winograd too, instead of sgemm to d(col) and col2im
@@ -177,13 +178,13 @@ plan_choose(const IcemlNet *net, int direct, uint8_t *ch)
 			ch[i] |= PLAN_DIRECT;
 		else if (l->type == L_CONV && direct && l->kh == 3 && l->kw == 3 && l->stride == 1 &&
 				 l->ic >= WINO_MIN_C && l->act != ACT_SIGMOID &&
-				 5 * 4 * nn_wino_tiles(l) <= 6 * l->oh * l->ow)
+				 5 * 4 * nn_wino_tiles(l, 2) <= 6 * l->oh * l->ow)
 		{
 			Layer		t = nn_wino_dx_layer(l);
 
 			ch[i] |= PLAN_WINOGRAD;
 			if (t.ic >= WINO_MIN_C && t.filters >= WINO_MIN_C &&
-				5 * 4 * nn_wino_tiles(&t) <= 6 * t.oh * t.ow)
+				5 * 4 * nn_wino_tiles(&t, 2) <= 6 * t.oh * t.ow)
 				ch[i] |= PLAN_WINO_DX;
 		}
 	}
@@ -236,8 +237,7 @@ plan_sizes(const IcemlNet *net, const uint8_t *ch, int batch, int training, int 
 			else if (training && (ch[i] & PLAN_WINO_DX))
 			{
 				/* no col matrix: the weight gradient's parts per chunk */
-				sz[i * 5 + 2] = 16 * (size_t) l->filters * l->ic *
-					((batch + nn_wino_chunk(l, batch) - 1) / nn_wino_chunk(l, batch));
+				sz[i * 5 + 2] = 16 * (size_t) l->filters * l->ic * nn_wino_chunks(l, batch, 2);
 			}
 			else if (training && (i > 0 || !(ch[i] & PLAN_DIRECT)))
 				sz[i * 5 + 2] = c;
@@ -252,23 +252,13 @@ plan_sizes(const IcemlNet *net, const uint8_t *ch, int batch, int training, int 
 		{
 			/*
 			 * the transformed weights, then one scratch area per thread
-			 * (forward, and the input gradient's in training)
+			 * (forward, and in training the input and weight gradients')
 			 */
-			int			chunks = (batch + nn_wino_chunk(l, batch) - 1) / nn_wino_chunk(l, batch);
-			size_t		slot = nn_wino_slot_floats(l, batch);
+			int			dx = training && (ch[i] & PLAN_WINO_DX),
+						chunks = nn_wino_max_chunks(l, batch, dx);
 
-			if (training && (ch[i] & PLAN_WINO_DX))
-			{
-				Layer		t = nn_wino_dx_layer(l);
-				int			tchunks = (batch + nn_wino_chunk(&t, batch) - 1) / nn_wino_chunk(&t, batch);
-
-				if (tchunks > chunks)
-					chunks = tchunks;
-				if (nn_wino_slot_floats(&t, batch) > slot)
-					slot = nn_wino_slot_floats(&t, batch);
-			}
-			sz[i * 5 + 3] = 16 * nn_wino_ustride(l) +
-				(size_t) (slots < chunks ? slots : chunks) * slot;
+			sz[i * 5 + 3] = nn_wino_ufloats(l, dx) +
+				(size_t) (slots < chunks ? slots : chunks) * nn_wino_slot_stride(l, batch, dx);
 		}
 		if (l->type == L_SIDE)	/* the gathered side features (side.c) */
 			sz[i * 5 + 3] = (size_t) (l->oc - l->ic) * batch;
@@ -315,7 +305,8 @@ plan_train_layout(const IcemlNet *net, Plan *p, const size_t *sz)
 		TAKE(p->aux[i], sz[i * 5 + 3]);
 		TAKE(p->aux2[i], sz[i * 5 + 4]);
 		if (p->choice[i] & PLAN_WINOGRAD)
-			p->wscratch[i] = p->aux[i] + 16 * nn_wino_ustride(&net->layers[i]);
+			p->wscratch[i] = p->aux[i] +
+				nn_wino_ufloats(&net->layers[i], (p->choice[i] & PLAN_WINO_DX) != 0);
 	}
 	TAKE(p->input, sz[n * 5]);
 	TAKE(p->dout, sz[n * 5 + 1]);
@@ -357,8 +348,8 @@ plan_infer_layout(const IcemlNet *net, const uint8_t *ch, const size_t *sz, Plan
 			if (sz[i * 5 + 0] > act[last])
 				act[last] = sz[i * 5 + 0];
 		}
-		if ((ch[i] & PLAN_WINOGRAD) && sz[i * 5 + 3] - 16 * nn_wino_ustride(l) > scratch)
-			scratch = sz[i * 5 + 3] - 16 * nn_wino_ustride(l);
+		if ((ch[i] & PLAN_WINOGRAD) && sz[i * 5 + 3] - nn_wino_ufloats(l, 0) > scratch)
+			scratch = sz[i * 5 + 3] - nn_wino_ufloats(l, 0);
 	}
 	TAKE(p->input, sz[n * 5]);
 	TAKE(p->dout, sz[n * 5 + 1]);
@@ -372,7 +363,7 @@ plan_infer_layout(const IcemlNet *net, const uint8_t *ch, const size_t *sz, Plan
 		const Layer *l = &net->layers[i];
 
 		if (ch[i] & PLAN_WINOGRAD)
-			TAKE(p->aux[i], 16 * nn_wino_ustride(l));
+			TAKE(p->aux[i], nn_wino_ufloats(l, 0));
 		else if (l->type == L_SIDE)
 			TAKE(p->aux[i], sz[i * 5 + 3]);
 		TAKE(p->aux2[i], sz[i * 5 + 4]);

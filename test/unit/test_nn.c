@@ -163,8 +163,13 @@ TEST(gradients_same_padding_gap)
  * padding, odd sizes (tiles past the right and bottom edges), a bias and
  * ReLU of its own, and one left to the max-pool; the second conv's input
  * gradient by Winograd too (16 and 20 channels), the third's by sgemm and
- * col2im (6 filters).  The convs must take those paths, or this checks
- * nothing new.
+ * col2im (6 filters).  These shapes take 4x4 tiles forward (nn_wino_m);
+ * WINO_F2_SPEC's second and third convs take 2x2 tiles forward (6 x 6
+ * outputs) while the second's input gradient (8 x 8) takes 4x4 (its plan
+ * holds the larger transformed weights), and WINO_WIDE_SPEC's rows
+ * of 18 tiles take more than one vector of AVX-512's gather, forward and
+ * in the input gradient.  The weight gradients are F(2x2) throughout.  The
+ * convs must take those paths, or this checks nothing new.
  */
 #define WINO_SPEC "{\"input\":[16,10,11],\"layers\":[" \
 	"{\"type\":\"conv2d\",\"filters\":16,\"kernel\":3,\"padding\":\"same\",\"activation\":\"relu\"}," \
@@ -172,6 +177,29 @@ TEST(gradients_same_padding_gap)
 	"{\"type\":\"conv2d\",\"filters\":6,\"kernel\":3,\"activation\":\"relu\"}," \
 	"{\"type\":\"maxpool\",\"size\":2,\"stride\":2}," \
 	"{\"type\":\"flatten\"},{\"type\":\"dense\",\"units\":1}]}"
+#define WINO_F2_SPEC "{\"input\":[16,8,8],\"layers\":[" \
+	"{\"type\":\"conv2d\",\"filters\":18,\"kernel\":3,\"padding\":\"same\",\"activation\":\"relu\"}," \
+	"{\"type\":\"conv2d\",\"filters\":16,\"kernel\":3,\"activation\":\"relu\"}," \
+	"{\"type\":\"conv2d\",\"filters\":16,\"kernel\":3,\"padding\":\"same\"}," \
+	"{\"type\":\"maxpool\",\"size\":2,\"stride\":2}," \
+	"{\"type\":\"flatten\"},{\"type\":\"dense\",\"units\":1}]}"
+#define WINO_WIDE_SPEC "{\"input\":[16,6,70],\"layers\":[" \
+	"{\"type\":\"conv2d\",\"filters\":16,\"kernel\":3,\"padding\":\"same\",\"activation\":\"relu\"}," \
+	"{\"type\":\"conv2d\",\"filters\":16,\"kernel\":3,\"padding\":\"same\",\"activation\":\"relu\"}," \
+	"{\"type\":\"maxpool\",\"size\":2,\"stride\":2}," \
+	"{\"type\":\"flatten\"},{\"type\":\"dense\",\"units\":1}]}"
+
+/* layer i of net is a Winograd conv with m x m tiles forward, dxm in its input gradient */
+static int
+wino_tiles_are(const IcemlNet *net, const Plan *plan, int i, int m, int dxm)
+{
+	const Layer *l = &net->layers[i];
+	Layer		t = nn_wino_dx_layer(l);
+
+	return (plan->choice[i] & PLAN_WINOGRAD) && nn_wino_m(l) == m &&
+		(dxm == 0 ? !(plan->choice[i] & PLAN_WINO_DX) :
+		 (plan->choice[i] & PLAN_WINO_DX) && nn_wino_m(&t) == dxm);
+}
 
 TEST(gradients_winograd_same_padding_odd_sizes)
 {
@@ -182,9 +210,28 @@ TEST(gradients_winograd_same_padding_odd_sizes)
 	CHECK((ch[0] & PLAN_WINOGRAD) && (ch[1] & PLAN_WINOGRAD) && (ch[2] & PLAN_WINOGRAD) &&
 		  (ch[1] & PLAN_WINO_DX) && !(ch[2] & PLAN_WINO_DX) && (ch[2] & PLAN_DEFER_BIAS),
 		  "the convs take the Winograd paths (%d, %d, %d)", ch[0], ch[1], ch[2]);
+	CHECK(nn_wino_m(&net->layers[0]) == 4 && wino_tiles_are(net, plan, 1, 4, 4) &&
+		  wino_tiles_are(net, plan, 2, 4, 0), "4x4 tiles");
 	nn_plan_free(plan);
 	iceml_net_free(net);
 	gradient_check(WINO_SPEC, 3, 40, 0.01);
+
+	net = make_net(WINO_F2_SPEC);
+	plan = nn_plan_create(net, 3, 1);
+	CHECK(nn_wino_m(&net->layers[0]) == 4 && wino_tiles_are(net, plan, 1, 2, 4) &&
+		  wino_tiles_are(net, plan, 2, 2, 2) &&
+		  (plan->choice[2] & PLAN_DEFER_BIAS), "2x2 tiles forward, 4x4 and 2x2 in input gradients");
+	nn_plan_free(plan);
+	iceml_net_free(net);
+	gradient_check(WINO_F2_SPEC, 3, 40, 0.01);
+
+	net = make_net(WINO_WIDE_SPEC);
+	plan = nn_plan_create(net, 2, 1);
+	CHECK(nn_wino_m(&net->layers[0]) == 4 && wino_tiles_are(net, plan, 1, 4, 4) &&
+		  (net->layers[1].ow + 3) / 4 > 16, "4x4 tiles, more than 16 a row");
+	nn_plan_free(plan);
+	iceml_net_free(net);
+	gradient_check(WINO_WIDE_SPEC, 2, 40, 0.01);
 }
 
 TEST(gradients_statoil_cnn_small_batch)
@@ -845,11 +892,13 @@ TEST(every_kernel_set_matches_the_plain_path)
 		/* Winograd convs with rows of 19 and 20 tiles (the input's vector gather) */
 		"{\"input\":[16,6,40],\"layers\":[{\"type\":\"conv2d\",\"filters\":16,\"kernel\":3,\"padding\":\"same\",\"activation\":\"relu\"},"
 		"{\"type\":\"conv2d\",\"filters\":16,\"kernel\":3,\"activation\":\"relu\"},"
-		"{\"type\":\"maxpool\",\"size\":2},{\"type\":\"flatten\"},{\"type\":\"dense\",\"units\":1}]}"
+		"{\"type\":\"maxpool\",\"size\":2},{\"type\":\"flatten\"},{\"type\":\"dense\",\"units\":1}]}",
+		WINO_F2_SPEC,
+		WINO_WIDE_SPEC
 	};
 	int			ran = 0;
 
-	for (int sp = 0; sp < 6; sp++)
+	for (int sp = 0; sp < 8; sp++)
 	{
 		IcemlNet   *net = make_net(specs[sp]);
 		Plan	   *ref_plan,
