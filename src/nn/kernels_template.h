@@ -508,9 +508,9 @@ KT(wino_input) (const WinoArgs *a, int k0, int kc, float *Vb, float *Mb)
 /*
  * Output: M[p][f][t] back to the 2x2 outputs of each tile, V tiles at a
  * time, plus the bias and ReLU unless the pool after takes them; the 4
- * outputs of every tile go to 4 rows of R (in the V area, free after the
- * sgemms) and from there to their places in the plane, the parts past its
- * edge dropped.  Loads may run up to V - 1 floats past a matrix row: into
+ * outputs of every tile go to 4 rows of R (the area passed as Vb, free
+ * after the sgemms) and from there to their places in the plane, the
+ * parts past its edge dropped.  Loads may run up to V - 1 floats past a matrix row: into
  * the next row, or the slack after the scratch (plan.c).
  */
 static KT_TARGET void
@@ -865,7 +865,7 @@ KT(wino4_input) (const WinoArgs *a, int k0, int kc, float *Vb, float *Mb)
 /*
  * Output: M[p][f][t] back to the 4x4 outputs of each tile, V tiles at a
  * time, plus the bias and ReLU unless the pool after takes them, through
- * 16 rows of R (in the V area) to their places in the plane.  Loads may run
+ * 16 rows of R (the area passed as Vb) to their places in the plane.  Loads may run
  * up to V - 1 floats past a matrix row (into the next, or the slack).
  */
 static KT_TARGET void

@@ -359,10 +359,10 @@ typedef struct NnKernels
 	NnRangeFn	direct_grad;	/* DirectGradArgs */
 	NnRangeFn	pool_forward;	/* PoolArgs */
 	NnWinoFn	wino_input;		/* F(2x2): planes -> V[16][C][T] (D in M) */
-	NnWinoFn	wino_output;	/* F(2x2): M[16][F][T] -> planes, bias, ReLU (R in V) */
+	NnWinoFn	wino_output;	/* F(2x2): M[16][F][T] -> planes, bias, ReLU (R in Vb) */
 	NnWinoFn	wino_dy;		/* F(2x2): output gradient planes -> M[16][F][T] */
 	NnWinoFn	wino4_input;	/* F(4x4): planes -> V[36][C][T] (D in M) */
-	NnWinoFn	wino4_output;	/* F(4x4): M[36][F][T] -> planes, bias, ReLU (R in V) */
+	NnWinoFn	wino4_output;	/* F(4x4): M[36][F][T] -> planes, bias, ReLU (R in Vb) */
 	NnRangeFn	dropout;		/* DropArgs */
 } NnKernels;
 

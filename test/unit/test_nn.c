@@ -168,7 +168,8 @@ TEST(gradients_same_padding_gap)
  * outputs) while the second's input gradient (8 x 8) takes 4x4 (its plan
  * holds the larger transformed weights), and WINO_WIDE_SPEC's rows
  * of 18 tiles take more than one vector of AVX-512's gather, forward and
- * in the input gradient.  The weight gradients are F(2x2) throughout.  The
+ * in the input gradient; their 70 and 66 filters are not a multiple of
+ * any vector or sgemm block.  The weight gradients are F(2x2) throughout.  The
  * convs must take those paths, or this checks nothing new.
  */
 #define WINO_SPEC "{\"input\":[16,10,11],\"layers\":[" \
@@ -179,13 +180,13 @@ TEST(gradients_same_padding_gap)
 	"{\"type\":\"flatten\"},{\"type\":\"dense\",\"units\":1}]}"
 #define WINO_F2_SPEC "{\"input\":[16,8,8],\"layers\":[" \
 	"{\"type\":\"conv2d\",\"filters\":18,\"kernel\":3,\"padding\":\"same\",\"activation\":\"relu\"}," \
-	"{\"type\":\"conv2d\",\"filters\":16,\"kernel\":3,\"activation\":\"relu\"}," \
+	"{\"type\":\"conv2d\",\"filters\":70,\"kernel\":3,\"activation\":\"relu\"}," \
 	"{\"type\":\"conv2d\",\"filters\":16,\"kernel\":3,\"padding\":\"same\"}," \
 	"{\"type\":\"maxpool\",\"size\":2,\"stride\":2}," \
 	"{\"type\":\"flatten\"},{\"type\":\"dense\",\"units\":1}]}"
 #define WINO_WIDE_SPEC "{\"input\":[16,6,70],\"layers\":[" \
 	"{\"type\":\"conv2d\",\"filters\":16,\"kernel\":3,\"padding\":\"same\",\"activation\":\"relu\"}," \
-	"{\"type\":\"conv2d\",\"filters\":16,\"kernel\":3,\"padding\":\"same\",\"activation\":\"relu\"}," \
+	"{\"type\":\"conv2d\",\"filters\":66,\"kernel\":3,\"padding\":\"same\",\"activation\":\"relu\"}," \
 	"{\"type\":\"maxpool\",\"size\":2,\"stride\":2}," \
 	"{\"type\":\"flatten\"},{\"type\":\"dense\",\"units\":1}]}"
 
